@@ -1,0 +1,178 @@
+//! The compact definitions model: what validation, search and the CapabilityStatement need from
+//! the official packages, and nothing more.
+//!
+//! `build.rs` fills it from the StructureDefinitions, ValueSets, CodeSystems, SearchParameters and
+//! CompartmentDefinitions of R4 core and US Core, and writes it with postcard; the library decodes
+//! it once at start. The same file is compiled into both (build.rs includes it with `#[path]`), so
+//! writer and reader can never disagree on the layout.
+
+use serde::{Deserialize, Serialize};
+
+/// Upper cardinality standing for `*`.
+pub(crate) const MANY: u32 = u32::MAX;
+
+/// Everything compiled from the packages.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Model {
+    /// Resources, complex datatypes and primitive types (specializations only), sorted by name.
+    pub(crate) types: Vec<TypeDef>,
+    /// Value sets bound with strength `required`, in the order bindings first refer to them
+    /// ([`Element::binding`] and [`ProfileConstraint::binding`] index this list).
+    pub(crate) value_sets: Vec<ValueSet>,
+    /// US Core resource profiles, sorted by URL (6.1.0 and 7.0.0 share URLs; 7.0.0 wins).
+    pub(crate) profiles: Vec<Profile>,
+    /// R4 core and US Core search parameters, one per URL.
+    pub(crate) search_parameters: Vec<SearchParameter>,
+    /// The R4 CompartmentDefinitions.
+    pub(crate) compartments: Vec<Compartment>,
+}
+
+/// What kind of type a [`TypeDef`] describes (`StructureDefinition.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum TypeKind {
+    Primitive,
+    Complex,
+    Resource,
+}
+
+/// How a primitive type's value is written in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum JsonKind {
+    /// A JSON `true` or `false` (FHIRPath `System.Boolean`).
+    Boolean,
+    /// A JSON number without fraction or exponent, 32-bit (FHIRPath `System.Integer`).
+    Integer,
+    /// A JSON number (FHIRPath `System.Decimal`).
+    Decimal,
+    /// A JSON string (every other FHIRPath system type).
+    String,
+}
+
+/// One type and its element tree, from the StructureDefinition snapshot.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct TypeDef {
+    pub(crate) name: String,
+    pub(crate) kind: TypeKind,
+    pub(crate) is_abstract: bool,
+    /// The type this one specializes (`DomainResource` for most resources).
+    pub(crate) base: Option<String>,
+    /// For primitive types: the JSON shape of the value.
+    pub(crate) json: JsonKind,
+    /// For primitive types: the value regex (`http://hl7.org/fhir/StructureDefinition/regex`).
+    pub(crate) regex: Option<String>,
+    /// The snapshot elements; index 0 is the root. Primitive types leave out their `value`
+    /// element, so that the list holds exactly what a `_name` object may carry.
+    pub(crate) elements: Vec<Element>,
+}
+
+/// One element of a type's snapshot.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Element {
+    /// Last path segment without the `[x]` suffix.
+    pub(crate) name: String,
+    /// True for choice elements (`value[x]`).
+    pub(crate) choice: bool,
+    pub(crate) min: u32,
+    /// Upper cardinality, [`MANY`] for `*`.
+    pub(crate) max: u32,
+    /// Type codes (`string`, `CodeableConcept`, `Resource`, …); FHIRPath system types are
+    /// replaced by the FHIR type their `structuredefinition-fhir-type` extension names.
+    pub(crate) types: Vec<String>,
+    /// Indexes (into the type's `elements`) of the child elements defined inline.
+    pub(crate) children: Vec<u32>,
+    /// For `contentReference` elements: index of the element whose children are reused.
+    pub(crate) content_reference: Option<u32>,
+    /// Index into [`Model::value_sets`] of a `required` binding.
+    pub(crate) binding: Option<u32>,
+}
+
+/// A value set, expanded at build time when the packages allow it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ValueSet {
+    pub(crate) url: String,
+    /// The codes per system, or `None` when the value set cannot be expanded from the packages
+    /// (filters, external code systems such as UCUM or BCP-47): such value sets are not checked.
+    pub(crate) expansion: Option<Vec<SystemCodes>>,
+}
+
+/// The codes a value set takes from one code system.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SystemCodes {
+    pub(crate) system: String,
+    /// Sorted, without duplicates.
+    pub(crate) codes: Vec<String>,
+}
+
+/// A US Core profile on a resource type: the constraints it adds to the base type.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Profile {
+    pub(crate) url: String,
+    pub(crate) type_name: String,
+    pub(crate) constraints: Vec<ProfileConstraint>,
+}
+
+/// One element the profile constrains beyond the base type (slices are left out).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ProfileConstraint {
+    /// Path segments below the resource (`["name", "family"]`); a choice keeps its `[x]`.
+    pub(crate) path: Vec<String>,
+    pub(crate) min: u32,
+    pub(crate) max: u32,
+    pub(crate) types: Vec<String>,
+    /// Index into [`Model::value_sets`] of a `required` binding.
+    pub(crate) binding: Option<u32>,
+}
+
+/// A CompartmentDefinition: for each resource type, the search parameters that link a resource
+/// to the compartment.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Compartment {
+    /// The compartment type (`Patient`, `Encounter`, …).
+    pub(crate) code: String,
+    /// `(resource type, parameter codes)`, sorted by resource type.
+    pub(crate) resources: Vec<(String, Vec<String>)>,
+}
+
+/// Kind of a search parameter (`SearchParameter.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SearchParamType {
+    Number,
+    Date,
+    String,
+    Token,
+    Reference,
+    Composite,
+    Quantity,
+    Uri,
+    Special,
+}
+
+/// One search parameter from the official definitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchParameter {
+    /// Canonical URL of the SearchParameter.
+    pub url: String,
+    /// The name used in queries (`SearchParameter.code`).
+    pub code: String,
+    pub kind: SearchParamType,
+    /// Resource types this parameter applies to.
+    pub base: Vec<String>,
+    /// FHIRPath expression, when the definition has one.
+    pub expression: Option<String>,
+    /// Target resource types for reference parameters.
+    pub target: Vec<String>,
+    /// Documentation, shown in the CapabilityStatement.
+    pub description: String,
+    /// For composite parameters: the component parameters' canonical URLs and the FHIRPath
+    /// expressions (relative to the composite's expression) that select their values.
+    pub components: Vec<SearchParamComponent>,
+}
+
+/// One part of a composite search parameter (`SearchParameter.component`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchParamComponent {
+    /// Canonical URL of the component's SearchParameter.
+    pub definition: String,
+    /// FHIRPath expression relative to the composite parameter's expression.
+    pub expression: String,
+}

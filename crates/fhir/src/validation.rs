@@ -1,0 +1,507 @@
+//! Resource validation against the R4 StructureDefinitions and the US Core profiles a resource
+//! claims in `meta.profile`.
+//!
+//! The validator walks the JSON once, side by side with the element tree of the resource's type
+//! ([`crate::definitions::TypeDef`]): unknown keys, JSON shapes, cardinality, choice types,
+//! primitive values ([`primitive`]), required bindings ([`binding`]), nested resources, and then
+//! the profile constraints ([`profile`]). It never clones the resource, and builds location
+//! strings only for the issues it reports ([`path`]).
+
+mod binding;
+mod path;
+mod primitive;
+mod profile;
+
+use serde_json::{Map, Value};
+
+use crate::Definitions;
+use crate::definitions::{Element, TypeDef, TypeKind};
+use crate::outcome::{Issue, IssueType};
+use crate::validation::path::Path;
+
+/// Objects nested deeper than this are refused instead of walked, which bounds the stack.
+const MAX_DEPTH: usize = 128;
+
+impl Definitions {
+    /// Validates `resource` against its base StructureDefinition and any known US Core profile
+    /// in `meta.profile`. Returns every issue found; the resource is valid when none is an error.
+    pub fn validate(&self, resource: &Value) -> Vec<Issue> {
+        let mut validator = Validator { definitions: self, issues: Vec::new() };
+        validator.resource(resource, None, 0);
+        let mut issues = validator.issues;
+        deduplicate(&mut issues);
+        issues
+    }
+}
+
+/// The state of one validation: the definitions and the issues found so far.
+pub(crate) struct Validator<'d> {
+    definitions: &'d Definitions,
+    issues: Vec<Issue>,
+}
+
+/// Where an element sits: the type whose element list holds it, and the element itself.
+#[derive(Clone, Copy)]
+struct Site<'d> {
+    ty: &'d TypeDef,
+    element: &'d Element,
+}
+
+impl<'d> Validator<'d> {
+    /// Records an error at `path`.
+    pub(crate) fn error(&mut self, code: IssueType, path: &Path<'_>, diagnostics: impl Into<String>) {
+        self.issues.push(Issue::error_at(code, path.render(), diagnostics));
+    }
+
+    /// Validates a whole resource; `parent` is where it is nested (a contained resource, a
+    /// Bundle entry), or `None` at the top.
+    fn resource(&mut self, value: &Value, parent: Option<&Path<'_>>, depth: usize) {
+        let unknown = Path::root("Resource");
+        let at = parent.unwrap_or(&unknown);
+        let Some(object) = value.as_object() else {
+            return self.error(IssueType::Structure, at, "a resource must be a JSON object");
+        };
+        let Some(type_name) = object.get("resourceType").and_then(Value::as_str) else {
+            return self.error(IssueType::Structure, at, "resourceType is missing or not a string");
+        };
+        let ty = match self.definitions.type_def(type_name) {
+            Some(ty) if ty.kind == TypeKind::Resource && !ty.is_abstract => ty,
+            _ => {
+                return self.error(IssueType::Structure, at, format!("'{type_name}' is not a known resource type"));
+            }
+        };
+        let root = Path::root(type_name);
+        let path = parent.unwrap_or(&root);
+        let site = Site { ty, element: &ty.elements[0] };
+        self.object(object, site, path, depth, true);
+        self.profiles(object, ty, path);
+    }
+
+    /// Validates the keys of `object` against the children of `site`.
+    fn object(
+        &mut self,
+        object: &Map<String, Value>,
+        site: Site<'d>,
+        path: &Path<'_>,
+        depth: usize,
+        is_resource: bool,
+    ) {
+        if depth > MAX_DEPTH {
+            return self.error(
+                IssueType::Structure,
+                path,
+                format!("elements are nested deeper than {MAX_DEPTH} levels"),
+            );
+        }
+        if object.is_empty() {
+            return self.error(IssueType::Structure, path, "empty objects are not allowed");
+        }
+        let children = self.children(site);
+        let mut chosen: Vec<(&str, &str)> = Vec::new();
+        for (key, value) in object {
+            if key == "resourceType" && is_resource {
+                continue;
+            }
+            let (name, is_extension) = match key.strip_prefix('_') {
+                Some(name) => (name, true),
+                None => (key.as_str(), false),
+            };
+            let Some((child, type_code)) = find_child(site.ty, children, name) else {
+                self.error(IssueType::Structure, &path.key(key), format!("unknown element '{key}'"));
+                continue;
+            };
+            let child_site = Site { ty: site.ty, element: child };
+            if child.choice && self.second_choice(&mut chosen, child, type_code) {
+                let message = format!("only one type of {}[x] is allowed", child.name);
+                self.error(IssueType::Structure, &path.key(key), message);
+            }
+            if is_extension {
+                self.primitive_extension(value, child_site, type_code, object, key, &path.key(key), depth);
+            } else {
+                self.element(value, child_site, type_code, object, key, &path.key(key), depth);
+            }
+        }
+        self.required(object, site.ty, children, path);
+    }
+
+    /// Records the choice variant used for `element`; true if another variant was used before.
+    fn second_choice<'a>(
+        &self,
+        chosen: &mut Vec<(&'a str, &'a str)>,
+        element: &'a Element,
+        type_code: &'a str,
+    ) -> bool {
+        match chosen.iter().find(|(name, _)| *name == element.name) {
+            Some((_, previous)) => *previous != type_code,
+            None => {
+                chosen.push((&element.name, type_code));
+                false
+            }
+        }
+    }
+
+    /// Reports required children (`min` ≥ 1) missing from `object`.
+    fn required(&mut self, object: &Map<String, Value>, ty: &'d TypeDef, children: &'d [u32], path: &Path<'_>) {
+        for &index in children {
+            let element = &ty.elements[index as usize];
+            if element.min == 0 {
+                continue;
+            }
+            let present = object.keys().any(|key| {
+                let name = key.strip_prefix('_').unwrap_or(key);
+                matches_element(element, name).is_some()
+            });
+            if !present {
+                let message = format!("missing required element '{}'", element.name);
+                self.error(IssueType::Required, &path.key(&element.name), message);
+            }
+        }
+    }
+
+    /// Validates the value of one element: array or single value as its cardinality demands.
+    #[allow(clippy::too_many_arguments)] // The parent object and key are needed to pair `_name`.
+    fn element(
+        &mut self,
+        value: &Value,
+        site: Site<'d>,
+        type_code: &str,
+        parent: &Map<String, Value>,
+        key: &str,
+        path: &Path<'_>,
+        depth: usize,
+    ) {
+        let element = site.element;
+        if element.max == 0 {
+            return self.error(IssueType::Structure, path, format!("element '{key}' is not allowed"));
+        }
+        match value {
+            Value::Array(items) if element.max > 1 => {
+                if items.is_empty() {
+                    return self.error(IssueType::Structure, path, "empty arrays are not allowed");
+                }
+                if items.len() > element.max as usize {
+                    let message = format!("at most {} items are allowed, found {}", element.max, items.len());
+                    self.error(IssueType::Value, path, message);
+                }
+                for (index, item) in items.iter().enumerate() {
+                    if item.is_null() && has_extension_at(parent, key, index) {
+                        continue;
+                    }
+                    self.single(item, site, type_code, &path.index(index), depth);
+                }
+            }
+            Value::Array(_) => {
+                self.error(IssueType::Structure, path, format!("'{key}' is a single value, not an array"))
+            }
+            _ if element.max > 1 => self.error(IssueType::Structure, path, format!("'{key}' must be an array")),
+            _ => self.single(value, site, type_code, path, depth),
+        }
+    }
+
+    /// Validates one value of an element, by its type.
+    fn single(&mut self, value: &Value, site: Site<'d>, type_code: &str, path: &Path<'_>, depth: usize) {
+        let element = site.element;
+        if !element.children.is_empty() || element.content_reference.is_some() {
+            match value.as_object() {
+                Some(object) => self.object(object, site, path, depth + 1, false),
+                None => self.error(IssueType::Structure, path, format!("'{}' must be a JSON object", element.name)),
+            }
+            return;
+        }
+        let Some(ty) = self.definitions.type_def(type_code) else {
+            return;
+        };
+        match ty.kind {
+            TypeKind::Primitive => self.primitive(value, ty, path),
+            TypeKind::Resource => self.resource(value, Some(path), depth + 1),
+            TypeKind::Complex => match value.as_object() {
+                Some(object) => self.object(object, Site { ty, element: &ty.elements[0] }, path, depth + 1, false),
+                None => self.error(IssueType::Structure, path, format!("a {} value must be a JSON object", ty.name)),
+            },
+        }
+        if let Some(binding) = element.binding {
+            self.binding(value, type_code, binding, path);
+        }
+    }
+
+    /// Validates `_name`: the id and extensions of a primitive value (an object, or an array of
+    /// objects and nulls aligned with the value array).
+    #[allow(clippy::too_many_arguments)] // Mirrors `element`.
+    fn primitive_extension(
+        &mut self,
+        value: &Value,
+        site: Site<'d>,
+        type_code: &str,
+        parent: &Map<String, Value>,
+        key: &str,
+        path: &Path<'_>,
+        depth: usize,
+    ) {
+        let Some(ty) = self.definitions.type_def(type_code).filter(|ty| ty.kind == TypeKind::Primitive) else {
+            return self.error(IssueType::Structure, path, format!("'{key}' is only allowed for primitive elements"));
+        };
+        let primitive_site = Site { ty, element: &ty.elements[0] };
+        match value {
+            Value::Array(items) if site.element.max > 1 => {
+                let values = parent.get(&key[1..]).and_then(Value::as_array);
+                if values.is_some_and(|values| values.len() != items.len()) {
+                    self.error(IssueType::Structure, path, format!("'{key}' must align with '{}'", &key[1..]));
+                }
+                for (index, item) in items.iter().enumerate() {
+                    match item {
+                        Value::Null => {}
+                        Value::Object(object) => {
+                            self.object(object, primitive_site, &path.index(index), depth + 1, false)
+                        }
+                        _ => self.error(IssueType::Structure, &path.index(index), "must be a JSON object or null"),
+                    }
+                }
+            }
+            Value::Object(object) if site.element.max <= 1 => {
+                self.object(object, primitive_site, path, depth + 1, false)
+            }
+            _ => self.error(IssueType::Structure, path, format!("'{key}' has the wrong JSON shape")),
+        }
+    }
+
+    /// The child elements of `site`, following a `contentReference`.
+    fn children(&self, site: Site<'d>) -> &'d [u32] {
+        match site.element.content_reference {
+            Some(target) => site.ty.elements.get(target as usize).map_or(&[], |e| e.children.as_slice()),
+            None => &site.element.children,
+        }
+    }
+}
+
+/// The child of `children` that JSON key `name` (without `_`) stands for, and the type it holds.
+fn find_child<'d>(ty: &'d TypeDef, children: &[u32], name: &str) -> Option<(&'d Element, &'d str)> {
+    let elements = children.iter().filter_map(|&index| ty.elements.get(index as usize));
+    let mut choice = None;
+    for element in elements {
+        if !element.choice && element.name == name {
+            return Some((element, element.types.first().map_or("", String::as_str)));
+        }
+        if choice.is_none() && element.choice {
+            choice = matches_element(element, name).map(|type_code| (element, type_code));
+        }
+    }
+    choice
+}
+
+/// If JSON key `name` stands for `element`, the type code it holds: the element's only type,
+/// or for a choice element the type its suffix names (`valueString` → `string`).
+pub(crate) fn matches_element<'d>(element: &'d Element, name: &str) -> Option<&'d str> {
+    if !element.choice {
+        return (element.name == name).then(|| element.types.first().map_or("", String::as_str));
+    }
+    let suffix = name.strip_prefix(element.name.as_str())?;
+    element.types.iter().map(String::as_str).find(|type_code| is_type_suffix(suffix, type_code))
+}
+
+/// True if `suffix` is `type_code` with its first letter in upper case.
+pub(crate) fn is_type_suffix(suffix: &str, type_code: &str) -> bool {
+    let (Some(first), Some(type_first)) = (suffix.chars().next(), type_code.chars().next()) else {
+        return false;
+    };
+    first.is_ascii_uppercase()
+        && first == type_first.to_ascii_uppercase()
+        && suffix.len() == type_code.len()
+        && suffix[1..] == type_code[type_first.len_utf8()..]
+}
+
+/// True if `_key[index]` holds an id or extensions, which lets `key[index]` be null.
+fn has_extension_at(parent: &Map<String, Value>, key: &str, index: usize) -> bool {
+    let extension_key = format!("_{key}");
+    parent
+        .get(&extension_key)
+        .and_then(Value::as_array)
+        .and_then(|items| items.get(index))
+        .is_some_and(Value::is_object)
+}
+
+/// Drops repeated issues (the same problem found through two profiles, for instance).
+fn deduplicate(issues: &mut Vec<Issue>) {
+    let mut index = 0;
+    while index < issues.len() {
+        if issues[..index].contains(&issues[index]) {
+            issues.remove(index);
+        } else {
+            index += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use serde_json::{Value, json};
+
+    use crate::Definitions;
+
+    /// The `(code, expression)` pairs of the error issues `resource` produces.
+    pub(crate) fn issues_of(resource: &Value) -> Vec<(&'static str, String)> {
+        Definitions::get()
+            .validate(resource)
+            .into_iter()
+            .filter(|issue| issue.is_error())
+            .map(|issue| (issue.code.code(), issue.expression.unwrap_or_default()))
+            .collect()
+    }
+
+    pub(crate) fn assert_valid(resource: &Value) {
+        let issues: Vec<_> = Definitions::get().validate(resource).into_iter().filter(|i| i.is_error()).collect();
+        assert!(issues.is_empty(), "unexpected issues: {issues:#?}");
+    }
+
+    #[test]
+    fn resource_type_must_be_known_and_concrete() {
+        assert_valid(&json!({"resourceType": "Patient"}));
+        assert_eq!(issues_of(&json!({"id": "x"})), [("structure", "Resource".into())]);
+        assert_eq!(issues_of(&json!({"resourceType": "Patientt"})), [("structure", "Resource".into())]);
+        assert_eq!(issues_of(&json!({"resourceType": "DomainResource"})), [("structure", "Resource".into())]);
+        assert_eq!(issues_of(&json!({"resourceType": 7})), [("structure", "Resource".into())]);
+        assert_eq!(issues_of(&json!([1, 2])), [("structure", "Resource".into())]);
+    }
+
+    #[test]
+    fn unknown_elements_are_errors() {
+        let issues = issues_of(&json!({"resourceType": "Patient", "nickname": "Bob", "name": [{"first": "Bob"}]}));
+        assert_eq!(issues, [("structure", "Patient.nickname".into()), ("structure", "Patient.name[0].first".into())]);
+        let nested = json!({"resourceType": "Patient", "name": [{"period": {"resourceType": "Period"}}]});
+        assert_eq!(issues_of(&nested), [("structure", "Patient.name[0].period.resourceType".into())]);
+    }
+
+    #[test]
+    fn cardinality_shapes() {
+        let single_as_array = json!({"resourceType": "Patient", "gender": ["male"]});
+        assert_eq!(issues_of(&single_as_array), [("structure", "Patient.gender".into())]);
+        let array_as_single = json!({"resourceType": "Patient", "name": {"family": "X"}});
+        assert_eq!(issues_of(&array_as_single), [("structure", "Patient.name".into())]);
+        let empty_array = json!({"resourceType": "Patient", "name": []});
+        assert_eq!(issues_of(&empty_array), [("structure", "Patient.name".into())]);
+        let empty_object = json!({"resourceType": "Patient", "name": [{}]});
+        assert_eq!(issues_of(&empty_object), [("structure", "Patient.name[0]".into())]);
+        let null = json!({"resourceType": "Patient", "active": null});
+        assert_eq!(issues_of(&null), [("structure", "Patient.active".into())]);
+    }
+
+    #[test]
+    fn required_elements_of_present_parents() {
+        assert_eq!(
+            issues_of(&json!({"resourceType": "Observation", "code": {"text": "x"}})),
+            [("required", "Observation.status".into())]
+        );
+        let link = json!({"resourceType": "Patient", "link": [{"type": "seealso"}]});
+        assert_eq!(issues_of(&link), [("required", "Patient.link[0].other".into())]);
+        let extension = json!({"resourceType": "Patient", "extension": [{"valueString": "x"}]});
+        assert_eq!(issues_of(&extension), [("required", "Patient.extension[0].url".into())]);
+    }
+
+    #[test]
+    fn choice_types() {
+        let observation = |extra: Value| {
+            let mut resource = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}});
+            for (key, value) in extra.as_object().expect("object") {
+                resource[key] = value.clone();
+            }
+            resource
+        };
+        assert_valid(&observation(json!({"valueString": "high"})));
+        assert_valid(&observation(json!({"valueQuantity": {"value": 1, "unit": "mg"}})));
+        assert_eq!(
+            issues_of(&observation(json!({"valueHumanName": {"text": "x"}}))),
+            [("structure", "Observation.valueHumanName".into())]
+        );
+        assert_eq!(
+            issues_of(&observation(json!({"valuestring": "x"}))),
+            [("structure", "Observation.valuestring".into())]
+        );
+        assert_eq!(
+            issues_of(&observation(json!({"valueString": "x", "valueBoolean": true}))),
+            [("structure", "Observation.valueBoolean".into())]
+        );
+        assert_valid(&observation(json!({"valueString": "x", "_valueString": {"id": "a"}})));
+    }
+
+    #[test]
+    fn primitive_extensions() {
+        let ext = json!([{"url": "http://example.org/x", "valueBoolean": true}]);
+        assert_valid(&json!({"resourceType": "Patient", "_birthDate": {"extension": ext}}));
+        assert_valid(
+            &json!({"resourceType": "Patient", "name": [{"given": ["A", null], "_given": [null, {"extension": ext}]}]}),
+        );
+        let misaligned = json!({"resourceType": "Patient", "name": [{"given": ["A", null], "_given": [{"id": "1"}]}]});
+        let issues = issues_of(&misaligned);
+        assert!(issues.contains(&("structure", "Patient.name[0].given".into())), "{issues:?}");
+        let bad_content = json!({"resourceType": "Patient", "_birthDate": {"value": "2000"}});
+        assert_eq!(issues_of(&bad_content), [("structure", "Patient.birthDate.value".into())]);
+        let on_complex = json!({"resourceType": "Patient", "_maritalStatus": {"id": "x"}});
+        assert_eq!(issues_of(&on_complex), [("structure", "Patient.maritalStatus".into())]);
+        let lone_null = json!({"resourceType": "Patient", "name": [{"given": [null]}]});
+        assert_eq!(issues_of(&lone_null), [("structure", "Patient.name[0].given[0]".into())]);
+    }
+
+    #[test]
+    fn extensions_recurse() {
+        let nested = json!({"resourceType": "Patient", "extension": [{"url": "http://e/x", "extension": [{"url": "a", "valueCoding": {"code": "c"}}, {"valueString": "x"}]}]});
+        assert_eq!(issues_of(&nested), [("required", "Patient.extension[0].extension[1].url".into())]);
+        let modifier = json!({"resourceType": "Patient", "modifierExtension": [{"url": "http://e/x", "valueFoo": 1}]});
+        assert_eq!(issues_of(&modifier), [("structure", "Patient.modifierExtension[0].valueFoo".into())]);
+    }
+
+    #[test]
+    fn backbone_elements_and_content_references() {
+        let questionnaire = json!({"resourceType": "Questionnaire", "status": "draft", "item": [
+            {"linkId": "1", "type": "group", "item": [{"linkId": "1.1", "type": "string", "color": "red"}]}
+        ]});
+        assert_eq!(issues_of(&questionnaire), [("structure", "Questionnaire.item[0].item[0].color".into())]);
+        let missing = json!({"resourceType": "Questionnaire", "status": "draft", "item": [{"linkId": "1", "type": "group", "item": [{"type": "string"}]}]});
+        assert_eq!(issues_of(&missing), [("required", "Questionnaire.item[0].item[0].linkId".into())]);
+    }
+
+    #[test]
+    fn nested_resources_are_validated_by_their_own_type() {
+        let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": {"resourceType": "Patient", "gender": "robot"}},
+            {"resource": {"resourceType": "Nope"}}
+        ]});
+        assert_eq!(
+            issues_of(&bundle),
+            [
+                ("code-invalid", "Bundle.entry[0].resource.gender".into()),
+                ("structure", "Bundle.entry[1].resource".into())
+            ]
+        );
+        let contained = json!({"resourceType": "Patient", "contained": [{"resourceType": "Organization", "nam": "x"}]});
+        assert_eq!(issues_of(&contained), [("structure", "Patient.contained[0].nam".into())]);
+        let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "p", "resource": {"resourceType": "Patient", "active": 1}}]});
+        assert_eq!(issues_of(&parameters), [("structure", "Parameters.parameter[0].resource.active".into())]);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflow() {
+        let mut extension = json!({"url": "http://e/x", "valueString": "leaf"});
+        for _ in 0..400 {
+            extension = json!({"url": "http://e/x", "extension": [extension]});
+        }
+        let issues = issues_of(&json!({"resourceType": "Patient", "extension": [extension]}));
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].0, "structure");
+    }
+
+    #[test]
+    fn odd_inputs_do_not_panic() {
+        for odd in [
+            json!(null),
+            json!("Patient"),
+            json!({"resourceType": "Patient", "name": [[[]]]}),
+            json!({"resourceType": "Patient", "_name": [null]}),
+            json!({"resourceType": "Patient", "_": 1}),
+            json!({"resourceType": "Bundle", "entry": [{"resource": null}]}),
+            json!({"resourceType": "Patient", "text": {"div": 5}}),
+        ] {
+            let _ = Definitions::get().validate(&odd);
+        }
+        let many: Vec<Value> = (0..10_000).map(|i| json!({"family": format!("F{i}")})).collect();
+        assert_valid(&json!({"resourceType": "Patient", "name": many}));
+    }
+}

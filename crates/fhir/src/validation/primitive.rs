@@ -1,0 +1,183 @@
+//! Primitive values: the JSON shape their type demands (boolean, number or string), the 32-bit
+//! range of integers, non-blank strings, the type's regex from its StructureDefinition, and the
+//! `<div` start of XHTML narrative.
+
+use serde_json::Value;
+
+use crate::definitions::{JsonKind, TypeDef};
+use crate::outcome::IssueType;
+use crate::validation::Validator;
+use crate::validation::path::Path;
+
+/// The primitive type whose values are XHTML fragments; they have no regex, and are only checked
+/// to be a `<div>` element rather than parsed.
+const XHTML: &str = "xhtml";
+
+impl Validator<'_> {
+    /// Checks one primitive value of type `ty`.
+    pub(crate) fn primitive(&mut self, value: &Value, ty: &TypeDef, path: &Path<'_>) {
+        let text = match (ty.json, value) {
+            (JsonKind::Boolean, Value::Bool(_)) => return,
+            (JsonKind::Integer, Value::Number(number)) => {
+                if number.as_str().parse::<i32>().is_err() {
+                    let message = format!("{} must be a whole number in the 32-bit range", ty.name);
+                    return self.error(IssueType::Value, path, message);
+                }
+                number.as_str()
+            }
+            (JsonKind::Decimal, Value::Number(number)) => number.as_str(),
+            (JsonKind::String, Value::String(text)) => {
+                if text.trim().is_empty() {
+                    return self.error(IssueType::Value, path, format!("{} must not be empty or blank", ty.name));
+                }
+                text
+            }
+            (_, Value::Null) => {
+                return self.error(IssueType::Structure, path, "null is not a valid value");
+            }
+            (kind, _) => return self.error(IssueType::Structure, path, wrong_kind(ty, kind)),
+        };
+        self.primitive_text(text, ty, path);
+    }
+
+    fn primitive_text(&mut self, text: &str, ty: &TypeDef, path: &Path<'_>) {
+        if ty.name == XHTML {
+            if !text.trim_start().starts_with("<div") {
+                self.error(IssueType::Value, path, "narrative XHTML must be a <div> element");
+            }
+            return;
+        }
+        let Some(regex) = self.definitions.regex(ty) else {
+            return;
+        };
+        if !regex.is_match(text) {
+            let shown: String = text.chars().take(64).collect();
+            self.error(IssueType::Value, path, format!("'{shown}' is not a valid {}", ty.name));
+        }
+    }
+}
+
+fn wrong_kind(ty: &TypeDef, kind: JsonKind) -> String {
+    let expected = match kind {
+        JsonKind::Boolean => "a JSON boolean",
+        JsonKind::Integer | JsonKind::Decimal => "a JSON number",
+        JsonKind::String => "a JSON string",
+    };
+    format!("a {} value must be {expected}", ty.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::validation::tests::{assert_valid, issues_of};
+
+    fn patient_with(key: &str, value: serde_json::Value) -> serde_json::Value {
+        let mut patient = json!({"resourceType": "Patient"});
+        patient[key] = value;
+        patient
+    }
+
+    #[test]
+    fn booleans_must_be_json_booleans() {
+        assert_valid(&patient_with("active", json!(true)));
+        assert_eq!(issues_of(&patient_with("active", json!("true"))), [("structure", "Patient.active".into())]);
+    }
+
+    #[test]
+    fn dates_follow_the_regex() {
+        for good in ["2024", "2024-02", "2024-02-29"] {
+            assert_valid(&patient_with("birthDate", json!(good)));
+        }
+        for bad in ["2024-13-01", "24-01-01", "2024-02-29T10:00:00Z", "2024/01/01"] {
+            assert_eq!(issues_of(&patient_with("birthDate", json!(bad))), [("value", "Patient.birthDate".into())]);
+        }
+    }
+
+    #[test]
+    fn date_times_and_instants() {
+        let observation = |key: &str, value: &str| {
+            let mut resource = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}});
+            resource[key] = json!(value);
+            resource
+        };
+        assert_valid(&observation("effectiveDateTime", "2024-01-02T03:04:05+01:00"));
+        assert_valid(&observation("issued", "2024-01-02T03:04:05.123Z"));
+        assert_eq!(issues_of(&observation("issued", "2024-01-02")), [("value", "Observation.issued".into())]);
+        assert_eq!(
+            issues_of(&observation("effectiveDateTime", "2024-01-02T03:04")),
+            [("value", "Observation.effectiveDateTime".into())]
+        );
+    }
+
+    #[test]
+    fn integers_are_whole_and_32_bit() {
+        let with_births = |value: serde_json::Value| patient_with("multipleBirthInteger", value);
+        assert_valid(&with_births(json!(2)));
+        for bad in ["2.0", "1e3", "2147483648"] {
+            let number: serde_json::Value = serde_json::from_str(bad).expect("number");
+            assert_eq!(issues_of(&with_births(number)), [("value", "Patient.multipleBirthInteger".into())], "{bad}");
+        }
+        assert_eq!(issues_of(&with_births(json!("2"))), [("structure", "Patient.multipleBirthInteger".into())]);
+    }
+
+    #[test]
+    fn positive_and_unsigned_ints() {
+        let repeat = |frequency: &str| {
+            let frequency: serde_json::Value = serde_json::from_str(frequency).expect("number");
+            json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+                   "medicationCodeableConcept": {"text": "x"}, "subject": {"reference": "Patient/1"},
+                   "dosageInstruction": [{"timing": {"repeat": {"frequency": frequency, "period": 1}}}]})
+        };
+        assert_valid(&repeat("1"));
+        let at = "MedicationRequest.dosageInstruction[0].timing.repeat.frequency";
+        assert_eq!(issues_of(&repeat("0")), [("value", at.into())]);
+        assert_eq!(issues_of(&repeat("-1")), [("value", at.into())]);
+    }
+
+    #[test]
+    fn decimals_keep_their_text() {
+        let quantity = |value: &str| {
+            let value: serde_json::Value = serde_json::from_str(value).expect("number");
+            json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "valueQuantity": {"value": value}})
+        };
+        assert_valid(&quantity("1.50"));
+        assert_valid(&quantity("-0.001"));
+        assert_valid(&quantity("1e-3"));
+    }
+
+    #[test]
+    fn strings_must_not_be_blank() {
+        assert_eq!(
+            issues_of(&patient_with("name", json!([{"family": ""}]))),
+            [("value", "Patient.name[0].family".into())]
+        );
+        assert_eq!(
+            issues_of(&patient_with("name", json!([{"family": "  "}]))),
+            [("value", "Patient.name[0].family".into())]
+        );
+    }
+
+    #[test]
+    fn ids_codes_uris_and_oids() {
+        // R4 declares `Resource.id` as System.String with fhir-type `string`, so only blank ids
+        // are refused here; the REST layer checks the `id` format with `LogicalId`.
+        assert_eq!(issues_of(&patient_with("id", json!(" "))), [("value", "Patient.id".into())]);
+        assert_eq!(issues_of(&patient_with("language", json!("en US"))), []);
+        let gender = issues_of(&patient_with("gender", json!("male ")));
+        assert_eq!(gender, [("value", "Patient.gender".into()), ("code-invalid", "Patient.gender".into())]);
+        assert_eq!(
+            issues_of(&patient_with("implicitRules", json!("http://a b"))),
+            [("value", "Patient.implicitRules".into())]
+        );
+        let oid = json!([{"system": "urn:oid:1.2.x", "value": "1"}]);
+        assert_eq!(issues_of(&patient_with("identifier", oid)).len(), 0, "system is a uri, not an oid");
+    }
+
+    #[test]
+    fn narrative_div() {
+        let text = |div: &str| json!({"status": "generated", "div": div});
+        assert_valid(&patient_with("text", text("<div xmlns=\"http://www.w3.org/1999/xhtml\">Hi</div>")));
+        assert_eq!(issues_of(&patient_with("text", text("<p>Hi</p>"))), [("value", "Patient.text.div".into())]);
+    }
+}

@@ -1,0 +1,224 @@
+//! US Core profile constraints: for each known profile in `meta.profile`, the minimum and
+//! maximum cardinality and required bindings the profile adds to the base type. Profiles the
+//! definitions do not know are reported as information and otherwise ignored.
+
+use serde_json::{Map, Value};
+
+use crate::definitions::{MANY, Profile, ProfileConstraint, TypeDef};
+use crate::outcome::{Issue, IssueType};
+use crate::validation::path::Path;
+use crate::validation::{Validator, is_type_suffix};
+
+impl Validator<'_> {
+    /// Applies the profiles `resource` claims.
+    pub(crate) fn profiles(&mut self, resource: &Map<String, Value>, ty: &TypeDef, path: &Path<'_>) {
+        let claimed = resource.get("meta").and_then(|meta| meta.get("profile")).and_then(Value::as_array);
+        for url in claimed.into_iter().flatten().filter_map(Value::as_str) {
+            let canonical = url.split('|').next().unwrap_or(url);
+            match self.definitions.profile(canonical) {
+                Some(profile) if profile.type_name == ty.name => self.profile(resource, profile, path),
+                Some(profile) => {
+                    let message = format!("profile {canonical} is for {}, not {}", profile.type_name, ty.name);
+                    self.error(IssueType::Structure, &path.key("meta"), message);
+                }
+                None => self.issues.push(Issue::information(
+                    IssueType::NotSupported,
+                    format!("profile {canonical} is not known; only the base definition was checked"),
+                )),
+            }
+        }
+    }
+
+    fn profile(&mut self, resource: &Map<String, Value>, profile: &Profile, path: &Path<'_>) {
+        for constraint in &profile.constraints {
+            self.walk(resource, &constraint.path, constraint, profile, path);
+        }
+    }
+
+    /// Follows `segments` down from `node` and checks the constraint on every parent found.
+    fn walk(
+        &mut self,
+        node: &Map<String, Value>,
+        segments: &[String],
+        constraint: &ProfileConstraint,
+        profile: &Profile,
+        path: &Path<'_>,
+    ) {
+        let Some((first, rest)) = segments.split_first() else {
+            return;
+        };
+        if rest.is_empty() {
+            return self.check(node, first, constraint, profile, path);
+        }
+        for (key, value) in node.iter().filter(|(key, _)| matches_segment(key, first)) {
+            let at = path.key(key);
+            match value {
+                Value::Object(child) => self.walk(child, rest, constraint, profile, &at),
+                Value::Array(items) => {
+                    for (index, item) in items.iter().enumerate() {
+                        if let Value::Object(child) = item {
+                            self.walk(child, rest, constraint, profile, &at.index(index));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Checks the element `segment` of `node` against the constraint.
+    fn check(
+        &mut self,
+        node: &Map<String, Value>,
+        segment: &str,
+        constraint: &ProfileConstraint,
+        profile: &Profile,
+        path: &Path<'_>,
+    ) {
+        let mut count = 0;
+        for (key, value) in node.iter() {
+            let name = key.strip_prefix('_').unwrap_or(key);
+            if !matches_segment(name, segment) {
+                continue;
+            }
+            let items = value.as_array().map_or(1, Vec::len);
+            count = count.max(items);
+            if key.starts_with('_') {
+                continue;
+            }
+            if let Some(binding) = constraint.binding {
+                self.profile_binding(value, key, segment, constraint, binding, &path.key(key));
+            }
+        }
+        let name = segment.strip_suffix("[x]").unwrap_or(segment);
+        if (count as u32) < constraint.min {
+            let message = format!("'{name}' is required (at least {}) by profile {}", constraint.min, profile.url);
+            self.error(IssueType::Required, &path.key(name), message);
+        }
+        if constraint.max != MANY && count as u32 > constraint.max {
+            let message = match constraint.max {
+                0 => format!("'{name}' is not allowed by profile {}", profile.url),
+                max => format!("at most {max} '{name}' allowed by profile {}", profile.url),
+            };
+            self.error(IssueType::Value, &path.key(name), message);
+        }
+    }
+
+    fn profile_binding(
+        &mut self,
+        value: &Value,
+        key: &str,
+        segment: &str,
+        constraint: &ProfileConstraint,
+        binding: u32,
+        path: &Path<'_>,
+    ) {
+        let type_code = match segment.strip_suffix("[x]") {
+            Some(prefix) => {
+                let suffix = &key[prefix.len()..];
+                constraint.types.iter().find(|t| is_type_suffix(suffix, t)).map_or("", String::as_str)
+            }
+            None => constraint.types.first().map_or("", String::as_str),
+        };
+        match value {
+            Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    self.binding(item, type_code, binding, &path.index(index));
+                }
+            }
+            _ => self.binding(value, type_code, binding, path),
+        }
+    }
+}
+
+/// True if JSON key `key` stands for profile path segment `segment` (`effective[x]` matches
+/// `effectiveDateTime`).
+fn matches_segment(key: &str, segment: &str) -> bool {
+    match segment.strip_suffix("[x]") {
+        Some(prefix) => key
+            .strip_prefix(prefix)
+            .and_then(|suffix| suffix.chars().next())
+            .is_some_and(|first| first.is_ascii_uppercase()),
+        None => key == segment,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::Definitions;
+    use crate::validation::tests::{assert_valid, issues_of};
+
+    const US_CORE_PATIENT: &str = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient";
+
+    fn us_core_patient() -> serde_json::Value {
+        json!({"resourceType": "Patient", "meta": {"profile": [US_CORE_PATIENT]},
+               "identifier": [{"system": "http://hospital.example/mrn", "value": "1"}],
+               "name": [{"family": "Shaw"}], "gender": "female"})
+    }
+
+    #[test]
+    fn a_conformant_us_core_patient_passes() {
+        assert_valid(&us_core_patient());
+    }
+
+    #[test]
+    fn profile_required_elements() {
+        let mut patient = us_core_patient();
+        patient.as_object_mut().expect("object").remove("name");
+        patient["identifier"][0].as_object_mut().expect("object").remove("system");
+        assert_eq!(
+            issues_of(&patient),
+            [("required", "Patient.identifier[0].system".into()), ("required", "Patient.name".into())]
+        );
+    }
+
+    #[test]
+    fn profile_version_suffix_is_ignored() {
+        let mut patient = us_core_patient();
+        patient["meta"]["profile"] = json!([format!("{US_CORE_PATIENT}|7.0.0")]);
+        patient.as_object_mut().expect("object").remove("identifier");
+        assert_eq!(issues_of(&patient), [("required", "Patient.identifier".into())]);
+    }
+
+    #[test]
+    fn profile_choice_and_prohibited_elements() {
+        let average_bp = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-average-blood-pressure";
+        let observation = json!({"resourceType": "Observation", "meta": {"profile": [average_bp]}, "status": "final",
+            "category": [{"text": "vital-signs"}], "code": {"text": "bp"}, "subject": {"reference": "Patient/1"},
+            "valueString": "120/80", "component": [{"code": {"text": "s"}}, {"code": {"text": "d"}}]});
+        assert_eq!(
+            issues_of(&observation),
+            [("required", "Observation.effective".into()), ("value", "Observation.value".into())]
+        );
+    }
+
+    #[test]
+    fn profile_tightened_maximum() {
+        let careteam = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-careteam";
+        let role = json!([{"text": "nurse"}, {"text": "coach"}]);
+        let resource = json!({"resourceType": "CareTeam", "meta": {"profile": [careteam]}, "status": "active",
+            "subject": {"reference": "Patient/1"},
+            "participant": [{"role": role, "member": {"reference": "Practitioner/1"}}]});
+        assert_eq!(issues_of(&resource), [("value", "CareTeam.participant[0].role".into())]);
+    }
+
+    #[test]
+    fn profile_bindings() {
+        let careplan = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-careplan";
+        let resource = json!({"resourceType": "CarePlan", "meta": {"profile": [careplan]}, "status": "active", "intent": "plan",
+            "category": [{"text": "x"}], "subject": {"reference": "Patient/1"},
+            "text": {"status": "empty", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}});
+        assert_eq!(issues_of(&resource), [("code-invalid", "CarePlan.text.status".into())]);
+    }
+
+    #[test]
+    fn unknown_profiles_are_information() {
+        let patient =
+            json!({"resourceType": "Patient", "meta": {"profile": ["http://example.org/StructureDefinition/mine"]}});
+        let issues = Definitions::get().validate(&patient);
+        assert_eq!(issues.len(), 1);
+        assert!(!issues[0].is_error());
+    }
+}

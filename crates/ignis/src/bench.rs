@@ -1,0 +1,193 @@
+//! `ignis bench`: creates and reads over real HTTP against a throw-away server on loopback,
+//! and prints a table of throughput and latency. Bounded in count; it stops by itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use store::sqlite::SqliteStore;
+use tokio::net::TcpListener;
+
+use crate::cli::BenchArgs;
+
+/// One row of the result table.
+struct Measurement {
+    operation: &'static str,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let data_dir = tempfile::tempdir()?;
+    let store = Arc::new(SqliteStore::open(&data_dir.path().join("bench.db"))?);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}/fhir", listener.local_addr()?);
+    let state = server::AppState::new(store, server::Config::new(base.trim_end_matches("/fhir")));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
+    let mut rows = Vec::new();
+    let patients = create_many(&client, &base, "Patient", args, patient).await?;
+    rows.push(patients.0);
+    let observations =
+        create_many(&client, &base, "Observation", args, |index| observation(index, &patients.1)).await?;
+    rows.push(observations.0);
+    rows.push(read_many(&client, &base, "Patient", &patients.1, args.clients).await?);
+    rows.push(read_many(&client, &base, "Observation", &observations.1, args.clients).await?);
+    let _ = stop.send(());
+    server.await??;
+    print_table(&rows, args.clients);
+    Ok(())
+}
+
+async fn create_many(
+    client: &reqwest::Client,
+    base: &str,
+    resource_type: &'static str,
+    args: BenchArgs,
+    body: impl Fn(usize) -> Value,
+) -> anyhow::Result<(Measurement, Vec<String>)> {
+    let bodies: Vec<String> = (0..args.count).map(|index| body(index).to_string()).collect();
+    let url = format!("{base}/{resource_type}");
+    let chunks = split(bodies, args.clients);
+    let started = Instant::now();
+    let tasks = chunks.into_iter().map(|chunk| {
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move {
+            let mut results = Vec::with_capacity(chunk.len());
+            for body in chunk {
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/fhir+json")
+                    .header("prefer", "return=minimal")
+                    .body(body)
+                    .send()
+                    .await?;
+                if response.status() != reqwest::StatusCode::CREATED {
+                    bail!("create answered {}", response.status());
+                }
+                let location = response
+                    .headers()
+                    .get("location")
+                    .and_then(|value| value.to_str().ok())
+                    .context("create without Location")?
+                    .to_owned();
+                let id = location.split('/').rev().nth(2).context("malformed Location")?.to_owned();
+                results.push((sent.elapsed(), id));
+            }
+            anyhow::Ok(results)
+        })
+    });
+    let mut latencies = Vec::with_capacity(args.count);
+    let mut ids = Vec::with_capacity(args.count);
+    for task in tasks.collect::<Vec<_>>() {
+        for (latency, id) in task.await?? {
+            latencies.push(latency);
+            ids.push(id);
+        }
+    }
+    let operation = if resource_type == "Patient" { "create Patient" } else { "create Observation" };
+    Ok((Measurement { operation, latencies, elapsed: started.elapsed() }, ids))
+}
+
+async fn read_many(
+    client: &reqwest::Client,
+    base: &str,
+    resource_type: &'static str,
+    ids: &[String],
+    clients: usize,
+) -> anyhow::Result<Measurement> {
+    let urls: Vec<String> = ids.iter().map(|id| format!("{base}/{resource_type}/{id}")).collect();
+    let started = Instant::now();
+    let tasks: Vec<_> = split(urls, clients)
+        .into_iter()
+        .map(|chunk| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(chunk.len());
+                for url in chunk {
+                    let sent = Instant::now();
+                    let response = client.get(&url).send().await?;
+                    if response.status() != reqwest::StatusCode::OK {
+                        bail!("read answered {}", response.status());
+                    }
+                    response.bytes().await?;
+                    latencies.push(sent.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let operation = if resource_type == "Patient" { "read Patient" } else { "read Observation" };
+    Ok(Measurement { operation, latencies, elapsed: started.elapsed() })
+}
+
+fn split<T>(items: Vec<T>, parts: usize) -> Vec<Vec<T>> {
+    let parts = parts.max(1);
+    let mut chunks: Vec<Vec<T>> = (0..parts).map(|_| Vec::new()).collect();
+    for (index, item) in items.into_iter().enumerate() {
+        chunks[index % parts].push(item);
+    }
+    chunks
+}
+
+fn patient(index: usize) -> Value {
+    json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:ignis:bench", "value": format!("p{index}")}],
+        "name": [{"family": format!("Bench{index}"), "given": ["Ada", "B."]}],
+        "gender": if index.is_multiple_of(2) { "female" } else { "male" },
+        "birthDate": format!("19{:02}-0{}-1{}", index % 100, 1 + index % 9, index % 10),
+        "address": [{"line": ["1 Main St"], "city": "Boston", "state": "MA", "postalCode": "02110"}],
+    })
+}
+
+fn observation(index: usize, patients: &[String]) -> Value {
+    let subject = patients.get(index % patients.len().max(1)).cloned().unwrap_or_default();
+    json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+        "subject": {"reference": format!("Patient/{subject}")},
+        "effectiveDateTime": "2024-03-05T10:00:00Z",
+        "valueQuantity": {"value": 60 + index % 40, "unit": "beats/minute", "system": "http://unitsofmeasure.org", "code": "/min"},
+    })
+}
+
+#[allow(clippy::print_stdout)] // The table is the command's output.
+fn print_table(rows: &[Measurement], clients: usize) {
+    println!("| operation | requests | clients | seconds | requests/s | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let mut sorted = row.latencies.clone();
+        sorted.sort();
+        let seconds = row.elapsed.as_secs_f64();
+        println!(
+            "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} |",
+            row.operation,
+            sorted.len(),
+            clients,
+            seconds,
+            sorted.len() as f64 / seconds.max(1e-9),
+            percentile(&sorted, 0.50),
+            percentile(&sorted, 0.99)
+        );
+    }
+}
+
+fn percentile(sorted: &[Duration], quantile: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * quantile).round() as usize;
+    sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}

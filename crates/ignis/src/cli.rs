@@ -1,0 +1,67 @@
+//! Command-line flags. Every flag of `serve` also reads an `IGNIS_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Ignis: a FHIR R4 server.
+#[derive(Debug, Parser)]
+#[command(name = "ignis", version)]
+pub(crate) struct Cli {
+    /// Log filter, e.g. `info`, `debug`, `server=debug,tower_http=debug`.
+    #[arg(long, env = "IGNIS_LOG", default_value = "info", global = true)]
+    pub(crate) log_level: String,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Measure creates/s and reads/s over HTTP against a throw-away server.
+    Bench(BenchArgs),
+}
+
+/// Where the data lives; shared by every command that opens the database.
+#[derive(Debug, Args)]
+pub(crate) struct StorageArgs {
+    /// The data folder (SQLite database, bulk files).
+    #[arg(long, env = "IGNIS_DATA_DIR", default_value = "./ignis-data")]
+    pub(crate) data_dir: PathBuf,
+    /// Database URL; default SQLite inside the data folder (`sqlite://<data-dir>/ignis.db`).
+    #[arg(long, env = "IGNIS_DATABASE_URL")]
+    pub(crate) database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "IGNIS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: SocketAddr,
+    #[command(flatten)]
+    pub(crate) storage: StorageArgs,
+    /// Public address used in links and `Location` headers (default `http://<listen>`).
+    #[arg(long, env = "IGNIS_BASE_URL")]
+    pub(crate) base_url: Option<String>,
+    /// Start without demo data.
+    #[arg(long, env = "IGNIS_NO_DEMO")]
+    pub(crate) no_demo: bool,
+    /// Leave the FHIR API open without tokens (loopback only; for local experiments).
+    #[arg(long, env = "IGNIS_INSECURE_NO_AUTH")]
+    pub(crate) insecure_no_auth: bool,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "IGNIS_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub(crate) max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct BenchArgs {
+    /// Resources to create (and then read) per resource type.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) count: usize,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) clients: usize,
+}

@@ -1,0 +1,92 @@
+//! `ignis serve`: open the store, bind, serve until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use store::sqlite::SqliteStore;
+use tokio::net::TcpListener;
+
+use crate::cli::{ServeArgs, StorageArgs};
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    check_exposure(&args)?;
+    let store = open_store(&args.storage)?;
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let base_url = args.base_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    let mut config = server::Config::new(base_url.clone());
+    config.max_body_bytes = args.max_body_bytes;
+    if !args.no_demo {
+        tracing::info!("demo data is not loaded yet: `ignis import` and the demo set are still to come");
+    }
+    tracing::info!(%address, fhir_base = %format!("{base_url}/fhir"), "ignis is serving");
+    server::serve(listener, server::AppState::new(store, config), shutdown_signal()).await?;
+    tracing::info!("ignis stopped");
+    Ok(())
+}
+
+/// Authorization is not built yet, so the FHIR API is open: allow that only on loopback,
+/// and say so loudly.
+fn check_exposure(args: &ServeArgs) -> anyhow::Result<()> {
+    if !args.listen.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {}: authorization is not implemented yet, so ignis only serves on a loopback address",
+            args.listen
+        );
+    }
+    if args.insecure_no_auth {
+        tracing::warn!("--insecure-no-auth: the FHIR API accepts requests without tokens; for local experiments only");
+    } else {
+        tracing::warn!("authorization is not implemented yet: the FHIR API is open on loopback only");
+    }
+    Ok(())
+}
+
+/// Opens the store the storage flags name.
+pub(crate) fn open_store(storage: &StorageArgs) -> anyhow::Result<Arc<dyn store::Store>> {
+    let path = match storage.database_url.as_deref() {
+        None => {
+            std::fs::create_dir_all(&storage.data_dir)
+                .with_context(|| format!("cannot create the data folder {}", storage.data_dir.display()))?;
+            storage.data_dir.join("ignis.db")
+        }
+        Some(url) => sqlite_path(url)?,
+    };
+    let store = SqliteStore::open(&path).with_context(|| format!("cannot open the database {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
+    match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+        _ if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            bail!("PostgreSQL is not supported yet; use sqlite://PATH")
+        }
+        _ => bail!("unsupported database URL '{url}': expected sqlite://PATH"),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

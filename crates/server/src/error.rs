@@ -1,0 +1,112 @@
+//! Every HTTP error of the FHIR API, and the one place that turns errors into responses.
+//!
+//! Handlers return [`ApiError`]; its `IntoResponse` picks the status and renders an
+//! `OperationOutcome`. Store and validation errors are mapped here and nowhere else. A 5xx
+//! never carries internal detail: that goes to the log.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fhir::outcome::{Issue, IssueType, operation_outcome};
+
+use crate::response::FHIR_JSON;
+
+/// A failed request: the status and the issues to report.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    issues: Vec<Issue>,
+    /// Seconds a client should wait before retrying (503 and 429).
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with one issue.
+    pub(crate) fn new(status: StatusCode, code: IssueType, diagnostics: impl Into<String>) -> ApiError {
+        ApiError { status, issues: vec![Issue::error(code, diagnostics)], retry_after: None }
+    }
+
+    /// An error reporting several issues (e.g. every validation problem of a resource).
+    pub(crate) fn with_issues(status: StatusCode, issues: Vec<Issue>) -> ApiError {
+        ApiError { status, issues, retry_after: None }
+    }
+
+    /// 400 with an `invalid` issue.
+    pub(crate) fn bad_request(diagnostics: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, IssueType::Invalid, diagnostics)
+    }
+
+    /// 404 with a `not-found` issue.
+    pub(crate) fn not_found(diagnostics: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, IssueType::NotFound, diagnostics)
+    }
+
+    /// 500 that reveals nothing; the cause is logged.
+    pub(crate) fn internal(cause: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "request failed with an internal error");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "internal server error")
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(error: store::Error) -> ApiError {
+        use store::Error as E;
+        match error {
+            E::NotFound { .. } => ApiError::not_found(error.to_string()),
+            E::VersionConflict { .. } => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, IssueType::Conflict, error.to_string())
+            }
+            E::MultipleMatches { .. } => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, IssueType::MultipleMatches, error.to_string())
+            }
+            E::InvalidResource(_) => ApiError::bad_request(error.to_string()),
+            E::Unavailable(_) => {
+                tracing::warn!(error = %error, "database unavailable");
+                ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    issues: vec![Issue::error(
+                        IssueType::Transient,
+                        "the database is busy or unavailable; retry later",
+                    )],
+                    retry_after: Some(1),
+                }
+            }
+            E::Database(_) => ApiError::internal(error),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        outcome_response(self.status, &self.issues, self.retry_after)
+    }
+}
+
+/// An `OperationOutcome` response with `status`; used for errors and for
+/// `Prefer: return=OperationOutcome`.
+pub(crate) fn outcome_response(status: StatusCode, issues: &[Issue], retry_after: Option<u64>) -> Response {
+    let body = operation_outcome(issues).to_string();
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    if let Some(seconds) = retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// The issue for a bare framework error (unmatched route, wrong method, oversized body, …)
+/// that reached the client without an OperationOutcome.
+pub(crate) fn issue_for_status(status: StatusCode) -> Issue {
+    let (code, text) = match status {
+        StatusCode::NOT_FOUND => (IssueType::NotFound, "no such endpoint"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            (IssueType::NotSupported, "this interaction is not supported on this endpoint")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => (IssueType::TooLong, "the request body is too large"),
+        StatusCode::REQUEST_TIMEOUT => (IssueType::Timeout, "the request took too long"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (IssueType::NotSupported, "unsupported content type"),
+        status if status.is_server_error() => (IssueType::Exception, "internal server error"),
+        _ => (IssueType::Invalid, "the request is invalid"),
+    };
+    Issue::error(code, text)
+}

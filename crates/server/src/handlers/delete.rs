@@ -1,0 +1,41 @@
+//! `delete` and conditional delete. A delete writes a tombstone version: history keeps
+//! every earlier version, and a later update brings the resource back.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+use crate::handlers::{parse_criteria, parse_id, parse_type};
+use crate::negotiation::if_match;
+use crate::response::etag;
+use crate::state::FhirContext;
+
+/// `DELETE [base]/[type]/[id]`: 204; deleting an already deleted resource is also 204.
+pub(crate) async fn delete(
+    State(context): State<FhirContext>,
+    Path((type_name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (resource_type, id) = (parse_type(&type_name)?, parse_id(&id)?);
+    let expected = if_match(&headers)?;
+    let version = context.store().delete(context.env, &resource_type, &id, expected).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(version) = version {
+        response.headers_mut().insert(header::ETAG, etag(version));
+    }
+    Ok(response)
+}
+
+/// `DELETE [base]/[type]?criteria`: deletes the one match; no match is a no-op (204); more
+/// than one is 412.
+pub(crate) async fn conditional_delete(
+    State(context): State<FhirContext>,
+    Path(type_name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let resource_type = parse_type(&type_name)?;
+    let criteria = parse_criteria(&resource_type, query.as_deref())?;
+    context.store().conditional_delete(context.env, &resource_type, criteria).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

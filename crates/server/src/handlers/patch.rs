@@ -1,0 +1,63 @@
+//! `patch` with JSON Patch (RFC 6902).
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use fhir::outcome::IssueType;
+use serde_json::Value;
+use store::Method;
+
+use crate::error::ApiError;
+use crate::handlers::update::respond;
+use crate::handlers::{check_resource, parse_id, parse_type};
+use crate::negotiation::{if_match, read_json_patch};
+use crate::state::FhirContext;
+
+/// `PATCH [base]/[type]/[id]`: applies the patch to the current version and stores the
+/// result as the next version, provided nobody wrote in between (the version read is the
+/// `If-Match` of the write).
+pub(crate) async fn patch(
+    State(context): State<FhirContext>,
+    Path((type_name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (resource_type, id) = (parse_type(&type_name)?, parse_id(&id)?);
+    let document = read_json_patch(&headers, body, context.app.config.max_body_bytes).await?;
+    let operations: json_patch::Patch = serde_json::from_value(document)
+        .map_err(|error| ApiError::bad_request(format!("the body is not a JSON Patch document: {error}")))?;
+    let current = context
+        .store()
+        .read(context.env, &resource_type, &id)
+        .await?
+        .filter(|current| !current.deleted)
+        .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+    let expected = if_match(&headers)?.unwrap_or(current.version);
+    if expected != current.version {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            IssueType::Conflict,
+            format!("{resource_type}/{id} is at version {}, not {expected}", current.version),
+        ));
+    }
+    let mut resource: Value = serde_json::from_str(&current.body).map_err(ApiError::internal)?;
+    json_patch::patch(&mut resource, &operations).map_err(|error| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            IssueType::Processing,
+            format!("the patch could not be applied: {error}"),
+        )
+    })?;
+    if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            IssueType::BusinessRule,
+            "a patch may not change or remove the resource's id",
+        ));
+    }
+    check_resource(&resource_type, &resource)?;
+    let outcome =
+        context.store().update(context.env, &resource_type, &id, resource, Some(expected), Method::Patch).await?;
+    Ok(respond(&context, &headers, &outcome))
+}

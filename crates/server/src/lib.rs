@@ -1,0 +1,39 @@
+//! The Ignis HTTP application.
+//!
+//! [`router`] builds the axum `Router` for an [`AppState`]; [`serve`] runs it on a listener
+//! until a shutdown future resolves. The binary only parses flags and calls these, and tests
+//! call them with a port-0 listener.
+//!
+//! Layout: `router.rs` lists every route; `handlers/` holds one module per FHIR interaction;
+//! `negotiation.rs` reads request headers and bodies; `response.rs` writes resource
+//! responses; `error.rs` is the only place errors become HTTP responses; `middleware.rs`
+//! stacks the layers.
+//!
+//! **Architecture invariant:** this is the only crate that knows HTTP. FHIR rules live in
+//! `fhir`, storage in `store`.
+
+mod bundle;
+mod capability;
+mod error;
+mod handlers;
+mod middleware;
+mod negotiation;
+mod response;
+mod router;
+mod state;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+
+pub use router::router;
+pub use state::{AppState, Config};
+
+/// Serves `state` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,72 @@
+//! The middleware stack, read top to bottom from the outside in.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderName, StatusCode, header};
+use axum::middleware::{Next, from_fn};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::{issue_for_status, outcome_response};
+use crate::negotiation::check_acceptable;
+use crate::state::Config;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps `app` in the shared layers. Order matters: the request id is set first so the trace
+/// span carries it; `outcome_for_bare_errors` sits outside panic catching and the timeout so
+/// that their plain responses also become OperationOutcomes.
+pub(crate) fn stack(app: Router, config: &Config) -> Router {
+    app.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(TraceLayer::new_for_http())
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(from_fn(outcome_for_bare_errors))
+            .layer(CatchPanicLayer::new())
+            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout)),
+    )
+    .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+/// Refuses, with 406, requests whose `Accept` or `_format` rules out FHIR JSON.
+pub(crate) async fn negotiate(request: Request, next: Next) -> Response {
+    let format = request.uri().query().and_then(|query| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            .ok()?
+            .into_iter()
+            .find_map(|(name, value)| (name == "_format").then_some(value))
+    });
+    if let Err(error) = check_acceptable(request.headers(), format.as_deref()) {
+        return error.into_response();
+    }
+    next.run(request).await
+}
+
+/// Gives every error response an OperationOutcome body: routing misses, wrong methods,
+/// caught panics and timeouts come from the framework with plain or empty bodies.
+async fn outcome_for_bare_errors(request: Request<Body>, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_outcome = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/fhir+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_outcome {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let mut replaced = outcome_response(status, &[issue_for_status(status)], None);
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(value) = parts.headers.get(&name) {
+            replaced.headers_mut().insert(name, value.clone());
+        }
+    }
+    replaced
+}

@@ -1,0 +1,39 @@
+//! Every route of the server, in one place.
+
+use axum::Router;
+use axum::routing::{get, post};
+use store::Environment;
+
+use crate::handlers::{capabilities, create, delete, health, history, patch, read, update, validate};
+use crate::middleware;
+use crate::state::{AppState, FhirContext};
+
+/// The whole application: the production FHIR base at `/fhir`, the sandbox base at
+/// `/sandbox/fhir`, health checks, and the middleware stack around them.
+pub fn router(state: AppState) -> Router {
+    let production = fhir_routes(FhirContext::new(state.clone(), Environment::Production, "/fhir"));
+    let sandbox = fhir_routes(FhirContext::new(state.clone(), Environment::Sandbox, "/sandbox/fhir"));
+    let app = Router::new()
+        .nest("/fhir", production)
+        .nest("/sandbox/fhir", sandbox)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state.clone());
+    middleware::stack(app, &state.config)
+}
+
+/// The FHIR REST interactions of one base. Static segments (`_history`, `$validate`) take
+/// precedence over `{id}`, which cannot start with `_` or `$` anyway.
+fn fhir_routes(context: FhirContext) -> Router<AppState> {
+    Router::new()
+        .route("/metadata", get(capabilities::metadata))
+        .route("/_history", get(history::system))
+        .route("/{type}", post(create::create).put(update::conditional_update).delete(delete::conditional_delete))
+        .route("/{type}/_history", get(history::type_level))
+        .route("/{type}/$validate", post(validate::validate))
+        .route("/{type}/{id}", get(read::read).put(update::update).delete(delete::delete).patch(patch::patch))
+        .route("/{type}/{id}/_history", get(history::instance))
+        .route("/{type}/{id}/_history/{version}", get(read::vread))
+        .layer(axum::middleware::from_fn(middleware::negotiate))
+        .with_state(context)
+}

@@ -1,0 +1,69 @@
+//! The application state every handler receives, and the server's configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use store::{Environment, Store};
+
+/// Server settings that handlers need.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The public address of the server, without a trailing slash (e.g.
+    /// `http://127.0.0.1:8080`); links and `Location` headers are built from it.
+    pub base_url: String,
+    /// Request bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+    /// Requests that take longer are answered with 408.
+    pub request_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults for a server reachable at `base_url`.
+    pub fn new(base_url: impl Into<String>) -> Config {
+        Config {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            max_body_bytes: 16 * 1024 * 1024,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Cheap-to-clone handles shared by all requests.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    /// State over `store` with `config`.
+    pub fn new(store: Arc<dyn Store>, config: Config) -> AppState {
+        AppState { store, config: Arc::new(config) }
+    }
+}
+
+/// The state of one FHIR base: the app state plus the environment (partition) the base
+/// serves and its public URL.
+#[derive(Clone)]
+pub(crate) struct FhirContext {
+    pub(crate) app: AppState,
+    pub(crate) env: Environment,
+    /// The public URL of this FHIR base, e.g. `http://127.0.0.1:8080/fhir`.
+    pub(crate) base: Arc<str>,
+    /// The CapabilityStatement JSON of this base, generated once at start.
+    pub(crate) capability: Arc<str>,
+}
+
+impl FhirContext {
+    /// The context of the base at `path` (e.g. `/fhir`) serving `env`.
+    pub(crate) fn new(app: AppState, env: Environment, path: &str) -> FhirContext {
+        let base: Arc<str> = format!("{}{path}", app.config.base_url).into();
+        let capability = crate::capability::capability_statement(&base).to_string().into();
+        FhirContext { app, env, base, capability }
+    }
+
+    /// The store.
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.app.store.as_ref()
+    }
+}

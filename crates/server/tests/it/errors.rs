@@ -1,0 +1,1 @@
+//! Bad input of every kind: status codes and OperationOutcomes (tests being written).

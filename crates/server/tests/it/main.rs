@@ -1,0 +1,15 @@
+//! Integration tests: each test starts a real server on `127.0.0.1:0` over a fresh SQLite
+//! database and speaks HTTP to it, as a client would.
+//!
+//! - `crud`: read, vread, create, update, delete, patch, conditional interactions, headers.
+//! - `history`: instance, type and system history with `_since`, `_at`, `_count` and paging.
+//! - `errors`: bad input of every kind gets the right status and an OperationOutcome.
+//! - `examples`: the official R4 examples round-trip through create and read.
+//! - `capability`: the generated CapabilityStatement.
+
+mod capability;
+mod crud;
+mod errors;
+mod examples;
+mod history;
+mod support;

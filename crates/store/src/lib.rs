@@ -1,0 +1,230 @@
+//! Versioned FHIR resource storage.
+//!
+//! The [`Store`] trait is what the server talks to; [`sqlite::SqliteStore`] is the embedded
+//! implementation (WAL mode, one writer connection, a pool of readers). Every write puts the
+//! history row, the current row and the index rows in one database transaction, so a crash
+//! mid-write leaves the database as it was before the write.
+//!
+//! Stored bodies are the JSON text exactly as it will be served, `meta.versionId` and
+//! `meta.lastUpdated` included, so a read is a copy of bytes with no re-serialisation.
+//!
+//! **Architecture invariant:** this crate knows nothing of HTTP; conflicts and preconditions
+//! are domain errors ([`Error`]) that the server maps to status codes.
+
+mod body;
+mod clock;
+mod error;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use fhir::id::{LogicalId, ResourceType};
+use fhir::search::Criteria;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+pub use error::Error;
+
+/// The data partition a request works in. Every row carries one; a request never sees
+/// another partition's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Environment {
+    Production,
+    Sandbox,
+}
+
+impl Environment {
+    /// The partition name stored in every row.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Production => "production",
+            Environment::Sandbox => "sandbox",
+        }
+    }
+}
+
+/// One version of a resource as stored.
+#[derive(Debug, Clone)]
+pub struct StoredResource {
+    pub resource_type: String,
+    pub id: String,
+    pub version: u64,
+    pub last_updated: OffsetDateTime,
+    /// True for the tombstone version a delete writes; `body` is then empty.
+    pub deleted: bool,
+    /// The JSON text as served (empty for a tombstone).
+    pub body: String,
+}
+
+/// What a write did.
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    /// `Created` for a new resource, `Updated` for a new version of an existing one, and
+    /// `Unchanged` when a conditional create found its match (the match is returned).
+    pub kind: WriteKind,
+    pub resource: StoredResource,
+}
+
+/// See [`WriteOutcome::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// The interaction that produced a history entry, recorded for history bundles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    /// The HTTP verb text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    fn parse(text: &str) -> Method {
+        match text {
+            "POST" => Method::Post,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            _ => Method::Put,
+        }
+    }
+}
+
+/// A history entry: one version plus the interaction that made it.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    pub method: Method,
+    pub resource: StoredResource,
+}
+
+/// Which history to list.
+#[derive(Debug, Clone)]
+pub enum HistoryScope {
+    System,
+    Type(ResourceType),
+    Instance(ResourceType, LogicalId),
+}
+
+/// A history request: newest first, `count` at most, resuming below `before` (a cursor from
+/// the previous page) when given.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub scope: HistoryScope,
+    /// Only versions written at or after this instant (`_since`).
+    pub since: Option<OffsetDateTime>,
+    /// Only versions that were current at this instant (`_at`).
+    pub at: Option<OffsetDateTime>,
+    pub count: usize,
+    /// Opaque position from [`HistoryPage::next`].
+    pub before: Option<i64>,
+}
+
+/// One page of history.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub entries: Vec<HistoryEntry>,
+    /// The cursor for the next page, when there is one.
+    pub next: Option<i64>,
+}
+
+/// A write precondition from `If-Match`: the version the client last saw.
+pub type ExpectedVersion = Option<u64>;
+
+/// The storage interface the server uses. Implementations must make each call atomic.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The current version of a resource, including a tombstone if it was deleted; `None`
+    /// if it never existed.
+    async fn read(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        id: &LogicalId,
+    ) -> Result<Option<StoredResource>, Error>;
+
+    /// A specific version, tombstones included.
+    async fn vread(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        id: &LogicalId,
+        version: u64,
+    ) -> Result<Option<StoredResource>, Error>;
+
+    /// Creates a resource with a server-assigned id. With `condition` (`If-None-Exist`), the
+    /// search and the insert happen in one transaction: one match returns it unchanged, more
+    /// than one is [`Error::MultipleMatches`].
+    async fn create(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        resource: Value,
+        condition: Option<Criteria>,
+    ) -> Result<WriteOutcome, Error>;
+
+    /// Writes a new version at `id`, creating the resource if it does not exist (or was
+    /// deleted). `expected` is checked in the same transaction.
+    async fn update(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        id: &LogicalId,
+        resource: Value,
+        expected: ExpectedVersion,
+        method: Method,
+    ) -> Result<WriteOutcome, Error>;
+
+    /// Conditional update: the criteria are resolved in the write transaction. No match
+    /// creates (with the body's id if it has one), one match updates it, more is
+    /// [`Error::MultipleMatches`].
+    async fn conditional_update(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        criteria: Criteria,
+        resource: Value,
+    ) -> Result<WriteOutcome, Error>;
+
+    /// Deletes a resource: writes a tombstone version. Returns the tombstone's version, or
+    /// `None` if there was nothing live to delete. [`Error::NotFound`] if it never existed.
+    async fn delete(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        id: &LogicalId,
+        expected: ExpectedVersion,
+    ) -> Result<Option<u64>, Error>;
+
+    /// Conditional delete: deletes the single match; none is a no-op, more than one is
+    /// [`Error::MultipleMatches`]. Returns how many resources were deleted.
+    async fn conditional_delete(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        criteria: Criteria,
+    ) -> Result<usize, Error>;
+
+    /// Live resources matching `criteria`, at most `limit` of them.
+    async fn find(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        criteria: Criteria,
+        limit: usize,
+    ) -> Result<Vec<StoredResource>, Error>;
+
+    /// A page of history.
+    async fn history(&self, env: Environment, query: HistoryQuery) -> Result<HistoryPage, Error>;
+}

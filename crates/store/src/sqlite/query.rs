@@ -1,0 +1,188 @@
+//! Reads: current and past versions, criteria matching and history pages.
+
+use fhir::id::{LogicalId, ResourceType};
+use fhir::search::{Clause, Criteria, TokenValue};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+
+use crate::clock::{from_micros, micros};
+use crate::{Environment, Error, HistoryEntry, HistoryPage, HistoryQuery, HistoryScope, Method, StoredResource};
+
+const RESOURCE_COLUMNS: &str = "type, logical_id, version, last_updated, deleted, body";
+
+pub(crate) fn read(
+    connection: &Connection,
+    env: Environment,
+    resource_type: &ResourceType,
+    id: &LogicalId,
+) -> Result<Option<StoredResource>, Error> {
+    let sql =
+        format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE partition = ?1 AND type = ?2 AND logical_id = ?3");
+    let mut statement = connection.prepare_cached(&sql)?;
+    Ok(statement.query_row(params![env.as_str(), resource_type.as_str(), id.as_str()], stored_resource).optional()?)
+}
+
+pub(crate) fn vread(
+    connection: &Connection,
+    env: Environment,
+    resource_type: &ResourceType,
+    id: &LogicalId,
+    version: u64,
+) -> Result<Option<StoredResource>, Error> {
+    let sql = format!(
+        "SELECT {RESOURCE_COLUMNS} FROM resource_history WHERE partition = ?1 AND type = ?2 AND logical_id = ?3 AND version = ?4"
+    );
+    let mut statement = connection.prepare_cached(&sql)?;
+    let version = i64::try_from(version).unwrap_or(i64::MAX);
+    Ok(statement
+        .query_row(params![env.as_str(), resource_type.as_str(), id.as_str(), version], stored_resource)
+        .optional()?)
+}
+
+/// Live resources of `resource_type` matching `criteria`, at most `limit`, by row id.
+pub(crate) fn find(
+    connection: &Connection,
+    env: Environment,
+    resource_type: &ResourceType,
+    criteria: &Criteria,
+    limit: usize,
+) -> Result<Vec<StoredResource>, Error> {
+    let (condition, mut values) = criteria_sql(criteria);
+    let sql = format!(
+        "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE partition = ? AND type = ? AND deleted = 0{condition} ORDER BY row_id LIMIT ?"
+    );
+    let mut bound = vec![SqlValue::from(env.as_str().to_owned()), SqlValue::from(resource_type.as_str().to_owned())];
+    bound.append(&mut values);
+    bound.push(SqlValue::from(i64::try_from(limit).unwrap_or(i64::MAX)));
+    let mut statement = connection.prepare(&sql)?;
+    let rows = statement.query_map(params_from_iter(bound), stored_resource)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The `AND …` SQL for `criteria` over a `resources r` row, with its bound values.
+fn criteria_sql(criteria: &Criteria) -> (String, Vec<SqlValue>) {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for clause in criteria.clauses() {
+        match clause {
+            Clause::Id(ids) => {
+                let marks = vec!["?"; ids.len()].join(", ");
+                sql.push_str(&format!(" AND r.logical_id IN ({marks})"));
+                values.extend(ids.iter().map(|id| SqlValue::from(id.clone())));
+            }
+            Clause::Token { param, values: tokens } => {
+                let alternatives: Vec<String> =
+                    tokens.iter().map(|token| token_condition(token, &mut values)).collect();
+                sql.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM token_index t WHERE t.resource_row = r.row_id AND t.param = {param} AND ({}))",
+                    alternatives.join(" OR ")
+                ));
+            }
+        }
+    }
+    (sql, values)
+}
+
+fn token_condition(token: &TokenValue, values: &mut Vec<SqlValue>) -> String {
+    let mut parts = Vec::new();
+    if let Some(code) = &token.code {
+        parts.push("t.code = ?");
+        values.push(SqlValue::from(code.clone()));
+    }
+    match token.system.as_deref() {
+        None => {}
+        Some("") => parts.push("t.system IS NULL"),
+        Some(system) => {
+            parts.push("t.system = ?");
+            values.push(SqlValue::from(system.to_owned()));
+        }
+    }
+    if parts.is_empty() { "1".to_owned() } else { format!("({})", parts.join(" AND ")) }
+}
+
+/// Row ids of live resources matching `criteria` (at most `limit`), for conditional writes.
+pub(crate) fn matching_rows(
+    connection: &Connection,
+    env: Environment,
+    resource_type: &ResourceType,
+    criteria: &Criteria,
+    limit: usize,
+) -> Result<Vec<(i64, String)>, Error> {
+    let (condition, mut values) = criteria_sql(criteria);
+    let sql = format!(
+        "SELECT row_id, logical_id FROM resources r WHERE partition = ? AND type = ? AND deleted = 0{condition} LIMIT ?"
+    );
+    let mut bound = vec![SqlValue::from(env.as_str().to_owned()), SqlValue::from(resource_type.as_str().to_owned())];
+    bound.append(&mut values);
+    bound.push(SqlValue::from(i64::try_from(limit).unwrap_or(i64::MAX)));
+    let mut statement = connection.prepare(&sql)?;
+    let rows = statement.query_map(params_from_iter(bound), |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One page of history, newest first.
+pub(crate) fn history(connection: &Connection, env: Environment, query: &HistoryQuery) -> Result<HistoryPage, Error> {
+    let mut sql = format!("SELECT history_id, method, {RESOURCE_COLUMNS} FROM resource_history h WHERE partition = ?");
+    let mut values = vec![SqlValue::from(env.as_str().to_owned())];
+    match &query.scope {
+        HistoryScope::System => {}
+        HistoryScope::Type(resource_type) => {
+            sql.push_str(" AND type = ?");
+            values.push(SqlValue::from(resource_type.as_str().to_owned()));
+        }
+        HistoryScope::Instance(resource_type, id) => {
+            sql.push_str(" AND type = ? AND logical_id = ?");
+            values.push(SqlValue::from(resource_type.as_str().to_owned()));
+            values.push(SqlValue::from(id.as_str().to_owned()));
+        }
+    }
+    if let Some(since) = query.since {
+        sql.push_str(" AND last_updated >= ?");
+        values.push(SqlValue::from(micros(since)));
+    }
+    if let Some(at) = query.at {
+        // The version current at `at`: written by then, and not yet replaced by then.
+        sql.push_str(
+            " AND last_updated <= ? AND NOT EXISTS (SELECT 1 FROM resource_history n WHERE n.partition = h.partition \
+             AND n.type = h.type AND n.logical_id = h.logical_id AND n.version > h.version AND n.last_updated <= ?)",
+        );
+        values.push(SqlValue::from(micros(at)));
+        values.push(SqlValue::from(micros(at)));
+    }
+    if let Some(before) = query.before {
+        sql.push_str(" AND history_id < ?");
+        values.push(SqlValue::from(before));
+    }
+    sql.push_str(" ORDER BY history_id DESC LIMIT ?");
+    values.push(SqlValue::from(i64::try_from(query.count + 1).unwrap_or(i64::MAX)));
+    let mut statement = connection.prepare(&sql)?;
+    let rows = statement.query_map(params_from_iter(values), |row| {
+        let position: i64 = row.get(0)?;
+        let method: String = row.get(1)?;
+        Ok((position, HistoryEntry { method: Method::parse(&method), resource: stored_resource_at(row, 2)? }))
+    })?;
+    let mut entries: Vec<(i64, HistoryEntry)> = rows.collect::<Result<_, _>>()?;
+    let next = if entries.len() > query.count {
+        entries.truncate(query.count);
+        entries.last().map(|(position, _)| *position)
+    } else {
+        None
+    };
+    Ok(HistoryPage { entries: entries.into_iter().map(|(_, entry)| entry).collect(), next })
+}
+
+fn stored_resource(row: &Row<'_>) -> rusqlite::Result<StoredResource> {
+    stored_resource_at(row, 0)
+}
+
+fn stored_resource_at(row: &Row<'_>, first: usize) -> rusqlite::Result<StoredResource> {
+    let version: i64 = row.get(first + 2)?;
+    Ok(StoredResource {
+        resource_type: row.get(first)?,
+        id: row.get(first + 1)?,
+        version: u64::try_from(version).unwrap_or(0),
+        last_updated: from_micros(row.get(first + 3)?),
+        deleted: row.get(first + 4)?,
+        body: row.get(first + 5)?,
+    })
+}

@@ -1,0 +1,315 @@
+//! Writes. Each public function is one `BEGIN IMMEDIATE` transaction that checks its
+//! preconditions and conditional criteria, then writes the history row, the current row and
+//! the index rows together.
+
+use fhir::id::{LogicalId, ResourceType};
+use fhir::search::{Criteria, token_entries};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde_json::Value;
+
+use crate::body::stamp;
+use crate::clock::{WriteClock, from_micros};
+use crate::sqlite::query::matching_rows;
+use crate::{Environment, Error, ExpectedVersion, Method, StoredResource, WriteKind, WriteOutcome};
+
+/// The current row of a resource, as far as a write needs to know it.
+struct Current {
+    row_id: i64,
+    version: u64,
+    deleted: bool,
+}
+
+pub(crate) fn create(
+    connection: &mut Connection,
+    clock: &WriteClock,
+    env: Environment,
+    resource_type: &ResourceType,
+    resource: Value,
+    condition: Option<Criteria>,
+) -> Result<WriteOutcome, Error> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(criteria) = condition {
+        let matches = matching_rows(&transaction, env, resource_type, &criteria, 2)?;
+        match matches.as_slice() {
+            [] => {}
+            [(_, id)] => {
+                let existing = current_resource(&transaction, env, resource_type, id)?;
+                return Ok(WriteOutcome { kind: WriteKind::Unchanged, resource: existing });
+            }
+            _ => return Err(Error::MultipleMatches { resource_type: resource_type.to_string(), count: matches.len() }),
+        }
+    }
+    let id = LogicalId::generate();
+    let outcome = write_version(&transaction, clock, env, resource_type, &id, resource, None, Method::Post)?;
+    transaction.commit()?;
+    Ok(outcome)
+}
+
+#[allow(clippy::too_many_arguments)] // One argument per part of the FHIR update interaction.
+pub(crate) fn update(
+    connection: &mut Connection,
+    clock: &WriteClock,
+    env: Environment,
+    resource_type: &ResourceType,
+    id: &LogicalId,
+    resource: Value,
+    expected: ExpectedVersion,
+    method: Method,
+) -> Result<WriteOutcome, Error> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcome = write_version(&transaction, clock, env, resource_type, id, resource, expected, method)?;
+    transaction.commit()?;
+    Ok(outcome)
+}
+
+pub(crate) fn conditional_update(
+    connection: &mut Connection,
+    clock: &WriteClock,
+    env: Environment,
+    resource_type: &ResourceType,
+    criteria: &Criteria,
+    resource: Value,
+) -> Result<WriteOutcome, Error> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let body_id = resource.get("id").and_then(Value::as_str).map(str::to_owned);
+    let matches = matching_rows(&transaction, env, resource_type, criteria, 2)?;
+    let id = match matches.as_slice() {
+        [] => match body_id {
+            Some(id) => {
+                LogicalId::parse(&id).ok_or_else(|| Error::InvalidResource(format!("'{id}' is not a valid id")))?
+            }
+            None => LogicalId::generate(),
+        },
+        [(_, id)] => {
+            if body_id.as_deref().is_some_and(|body_id| body_id != id) {
+                return Err(Error::InvalidResource(format!(
+                    "the resource's id does not match the resource the criteria found ({id})"
+                )));
+            }
+            LogicalId::parse(id).ok_or_else(|| Error::Database(format!("stored id '{id}' is malformed")))?
+        }
+        _ => return Err(Error::MultipleMatches { resource_type: resource_type.to_string(), count: matches.len() }),
+    };
+    let outcome = write_version(&transaction, clock, env, resource_type, &id, resource, None, Method::Put)?;
+    transaction.commit()?;
+    Ok(outcome)
+}
+
+pub(crate) fn delete(
+    connection: &mut Connection,
+    clock: &WriteClock,
+    env: Environment,
+    resource_type: &ResourceType,
+    id: &LogicalId,
+    expected: ExpectedVersion,
+) -> Result<Option<u64>, Error> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some(current) = current_row(&transaction, env, resource_type, id.as_str())? else {
+        return Err(Error::NotFound { resource_type: resource_type.to_string(), id: id.to_string() });
+    };
+    check_expected(resource_type, id, &current, expected)?;
+    if current.deleted {
+        return Ok(None);
+    }
+    let version = write_tombstone(&transaction, clock, env, resource_type, id.as_str(), &current)?;
+    transaction.commit()?;
+    Ok(Some(version))
+}
+
+pub(crate) fn conditional_delete(
+    connection: &mut Connection,
+    clock: &WriteClock,
+    env: Environment,
+    resource_type: &ResourceType,
+    criteria: &Criteria,
+) -> Result<usize, Error> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let matches = matching_rows(&transaction, env, resource_type, criteria, 2)?;
+    match matches.as_slice() {
+        [] => Ok(0),
+        [(_, id)] => {
+            let current = current_row(&transaction, env, resource_type, id)?.ok_or_else(|| {
+                Error::Database(format!("matched {resource_type}/{id} vanished inside its transaction"))
+            })?;
+            write_tombstone(&transaction, clock, env, resource_type, id, &current)?;
+            transaction.commit()?;
+            Ok(1)
+        }
+        _ => Err(Error::MultipleMatches { resource_type: resource_type.to_string(), count: matches.len() }),
+    }
+}
+
+/// Writes version n+1 (or 1) of a resource: history row, current row and index rows.
+#[allow(clippy::too_many_arguments)] // Internal; mirrors `update` plus the open transaction.
+fn write_version(
+    transaction: &Transaction<'_>,
+    clock: &WriteClock,
+    env: Environment,
+    resource_type: &ResourceType,
+    id: &LogicalId,
+    resource: Value,
+    expected: ExpectedVersion,
+    method: Method,
+) -> Result<WriteOutcome, Error> {
+    let current = current_row(transaction, env, resource_type, id.as_str())?;
+    let current_version = match &current {
+        Some(current) => {
+            check_expected(resource_type, id, current, expected)?;
+            current.version
+        }
+        None if expected.is_some() => {
+            return Err(Error::VersionConflict {
+                resource_type: resource_type.to_string(),
+                id: id.to_string(),
+                expected: expected.unwrap_or(0),
+                current: 0,
+            });
+        }
+        None => 0,
+    };
+    let kind = match &current {
+        Some(current) if !current.deleted => WriteKind::Updated,
+        _ => WriteKind::Created,
+    };
+    let tokens = token_entries(resource_type.as_str(), &resource);
+    let version = current_version + 1;
+    let last_updated = clock.next();
+    let body = stamp(
+        resource,
+        resource_type.as_str(),
+        id.as_str(),
+        version,
+        &fhir::instant::format(from_micros(last_updated)),
+    )?;
+    let row_id = upsert_current(transaction, env, resource_type, id.as_str(), version, last_updated, false, &body)?;
+    insert_history(transaction, env, resource_type, id.as_str(), version, last_updated, method, false, &body)?;
+    transaction.execute("DELETE FROM token_index WHERE resource_row = ?1", params![row_id])?;
+    let mut insert = transaction
+        .prepare_cached("INSERT INTO token_index (resource_row, param, system, code) VALUES (?1, ?2, ?3, ?4)")?;
+    for token in tokens {
+        insert.execute(params![row_id, token.param, token.system, token.code])?;
+    }
+    let resource = StoredResource {
+        resource_type: resource_type.to_string(),
+        id: id.to_string(),
+        version,
+        last_updated: from_micros(last_updated),
+        deleted: false,
+        body,
+    };
+    Ok(WriteOutcome { kind, resource })
+}
+
+fn write_tombstone(
+    transaction: &Transaction<'_>,
+    clock: &WriteClock,
+    env: Environment,
+    resource_type: &ResourceType,
+    id: &str,
+    current: &Current,
+) -> Result<u64, Error> {
+    let version = current.version + 1;
+    let last_updated = clock.next();
+    upsert_current(transaction, env, resource_type, id, version, last_updated, true, "")?;
+    insert_history(transaction, env, resource_type, id, version, last_updated, Method::Delete, true, "")?;
+    transaction.execute("DELETE FROM token_index WHERE resource_row = ?1", params![current.row_id])?;
+    Ok(version)
+}
+
+fn check_expected(
+    resource_type: &ResourceType,
+    id: &LogicalId,
+    current: &Current,
+    expected: ExpectedVersion,
+) -> Result<(), Error> {
+    match expected {
+        Some(expected) if expected != current.version || current.deleted => Err(Error::VersionConflict {
+            resource_type: resource_type.to_string(),
+            id: id.to_string(),
+            expected,
+            current: current.version,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn current_row(
+    transaction: &Transaction<'_>,
+    env: Environment,
+    resource_type: &ResourceType,
+    id: &str,
+) -> Result<Option<Current>, Error> {
+    let mut statement = transaction.prepare_cached(
+        "SELECT row_id, version, deleted FROM resources WHERE partition = ?1 AND type = ?2 AND logical_id = ?3",
+    )?;
+    let current = statement
+        .query_row(params![env.as_str(), resource_type.as_str(), id], |row| {
+            let version: i64 = row.get(1)?;
+            Ok(Current { row_id: row.get(0)?, version: u64::try_from(version).unwrap_or(0), deleted: row.get(2)? })
+        })
+        .optional()?;
+    Ok(current)
+}
+
+fn current_resource(
+    transaction: &Transaction<'_>,
+    env: Environment,
+    resource_type: &ResourceType,
+    id: &str,
+) -> Result<StoredResource, Error> {
+    let id = LogicalId::parse(id).ok_or_else(|| Error::Database(format!("stored id '{id}' is malformed")))?;
+    crate::sqlite::query::read(transaction, env, resource_type, &id)?
+        .ok_or_else(|| Error::Database(format!("matched {resource_type}/{id} vanished inside its transaction")))
+}
+
+#[allow(clippy::too_many_arguments)] // One argument per column.
+fn upsert_current(
+    transaction: &Transaction<'_>,
+    env: Environment,
+    resource_type: &ResourceType,
+    id: &str,
+    version: u64,
+    last_updated: i64,
+    deleted: bool,
+    body: &str,
+) -> Result<i64, Error> {
+    let mut statement = transaction.prepare_cached(
+        "INSERT INTO resources (partition, type, logical_id, version, last_updated, deleted, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (partition, type, logical_id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, \
+         deleted = excluded.deleted, body = excluded.body RETURNING row_id",
+    )?;
+    let version = i64::try_from(version).map_err(|_| Error::Database("version overflow".into()))?;
+    Ok(statement
+        .query_row(params![env.as_str(), resource_type.as_str(), id, version, last_updated, deleted, body], |row| {
+            row.get(0)
+        })?)
+}
+
+#[allow(clippy::too_many_arguments)] // One argument per column.
+fn insert_history(
+    transaction: &Transaction<'_>,
+    env: Environment,
+    resource_type: &ResourceType,
+    id: &str,
+    version: u64,
+    last_updated: i64,
+    method: Method,
+    deleted: bool,
+    body: &str,
+) -> Result<(), Error> {
+    let mut statement = transaction.prepare_cached(
+        "INSERT INTO resource_history (partition, type, logical_id, version, last_updated, method, deleted, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let version = i64::try_from(version).map_err(|_| Error::Database("version overflow".into()))?;
+    statement.execute(params![
+        env.as_str(),
+        resource_type.as_str(),
+        id,
+        version,
+        last_updated,
+        method.as_str(),
+        deleted,
+        body
+    ])?;
+    Ok(())
+}
