@@ -19,8 +19,11 @@ use crate::definitions::{Element, TypeDef, TypeKind};
 use crate::outcome::{Issue, IssueType};
 use crate::validation::path::Path;
 
-/// Objects nested deeper than this are refused instead of walked, which bounds the stack.
-const MAX_DEPTH: usize = 128;
+/// JSON nesting (objects and arrays both count) deeper than this is refused instead of walked.
+/// It bounds the stack, and it stays below the JSON parser's limit of 128 with room for the
+/// few levels a Bundle adds around an entry, so any stored resource (including one built by
+/// PATCH) can be parsed again.
+const MAX_DEPTH: usize = 100;
 
 impl Definitions {
     /// Validates `resource` against its base StructureDefinition and any known US Core profile
@@ -187,7 +190,7 @@ impl<'d> Validator<'d> {
                     if item.is_null() && has_extension_at(parent, key, index) {
                         continue;
                     }
-                    self.single(item, site, type_code, &path.index(index), depth);
+                    self.single(item, site, type_code, &path.index(index), depth + 1);
                 }
             }
             Value::Array(_) => {
@@ -251,7 +254,7 @@ impl<'d> Validator<'d> {
                     match item {
                         Value::Null => {}
                         Value::Object(object) => {
-                            self.object(object, primitive_site, &path.index(index), depth + 1, false)
+                            self.object(object, primitive_site, &path.index(index), depth + 2, false)
                         }
                         _ => self.error(IssueType::Structure, &path.index(index), "must be a JSON object or null"),
                     }

@@ -11,6 +11,13 @@ use crate::cli::{ServeArgs, StorageArgs};
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     check_exposure(&args)?;
+    let started = std::time::Instant::now();
+    let definitions = fhir::Definitions::get();
+    tracing::info!(
+        resource_types = definitions.resource_types().count(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "FHIR definitions loaded"
+    );
     let store = open_store(&args.storage)?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;

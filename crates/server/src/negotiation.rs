@@ -50,11 +50,15 @@ pub(crate) fn check_acceptable(headers: &HeaderMap, format: Option<&str>) -> Res
         return Ok(());
     }
     let acceptable = accept.iter().flat_map(|value| value.split(',')).any(|range| {
-        let media = range.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        matches!(
-            media.as_str(),
-            "*/*" | "application/*" | "application/json" | "application/fhir+json" | "application/json+fhir" | ""
-        )
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let refused = parts
+            .any(|parameter| matches!(parameter.split_once('='), Some(("q", q)) if q.trim().parse::<f32>() == Ok(0.0)));
+        !refused
+            && matches!(
+                media.as_str(),
+                "*/*" | "application/*" | "application/json" | "application/fhir+json" | "application/json+fhir" | ""
+            )
     });
     if acceptable {
         Ok(())
@@ -171,5 +175,7 @@ mod tests {
         assert!(check_acceptable(&headers, None).is_err());
         assert!(check_acceptable(&headers, Some("json")).is_ok());
         assert!(check_acceptable(&HeaderMap::new(), Some("xml")).is_err());
+        headers.insert(header::ACCEPT, "application/fhir+json;q=0".parse().unwrap());
+        assert!(check_acceptable(&headers, None).is_err(), "q=0 refuses a type");
     }
 }
