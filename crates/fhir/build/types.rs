@@ -128,6 +128,7 @@ fn compile_element(element: &Value, bindings: &mut Bindings) -> Element {
         children: Vec::new(),
         content_reference: None,
         binding: element_binding(element).map(|url| bindings.intern(url)),
+        summary: element["isSummary"].as_bool().unwrap_or(false),
     }
 }
 

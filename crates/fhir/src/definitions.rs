@@ -78,6 +78,18 @@ impl Definitions {
         }
     }
 
+    /// The top-level elements of `resource_type` as `(name, is_choice, is_summary, is_mandatory)`,
+    /// for shaping `_summary` and `_elements` views.
+    pub fn top_level_elements(&self, resource_type: &str) -> Vec<(&str, bool, bool, bool)> {
+        let Some(ty) = self.type_def(resource_type) else { return Vec::new() };
+        let Some(root) = ty.elements.first() else { return Vec::new() };
+        root.children
+            .iter()
+            .filter_map(|index| ty.elements.get(*index as usize))
+            .map(|element| (element.name.as_str(), element.choice, element.summary, element.min > 0))
+            .collect()
+    }
+
     /// The type named `name` (a resource, complex datatype or primitive type).
     pub(crate) fn type_def(&self, name: &str) -> Option<&TypeDef> {
         self.type_index(name).map(|index| &self.model.types[index])

@@ -16,7 +16,9 @@ pub mod definitions;
 pub mod id;
 pub mod instant;
 pub mod outcome;
+pub mod references;
 pub mod search;
+pub mod summary;
 pub mod validation;
 
 pub use definitions::Definitions;

@@ -1,82 +1,46 @@
-//! Search criteria: the typed form of a FHIR query string that the store evaluates.
+//! FHIR search: the typed form of a query string, and the index rows resources are found by.
 //!
-//! This is the first slice of search, enough for conditional create, update and delete:
-//! `_id` and every token parameter (`identifier=system|value`, `code=…`). Any other parameter
-//! is refused with an issue rather than ignored, because a conditional write that silently
-//! dropped a criterion could change the wrong resource.
+//! [`SearchQuery::parse`] turns decoded `name=value` pairs into [`Clause`]s (AND across
+//! parameters, OR across comma-separated values) plus the result controls (`_sort`,
+//! `_count`, `_include`, …). The store compiles clauses to SQL over the index tables that
+//! [`index::index_rows`] fills on every write. [`Criteria`] is the strict subset used by
+//! conditional interactions, where an unknown parameter is an error rather than ignored.
 
-mod extract;
+mod index;
+mod nodes;
+mod params;
+mod parse;
+mod text;
 
-pub use extract::{TokenEntry, token_entries};
+pub use index::{
+    DateRow, IndexRows, NumberRow, QuantityRow, ReferenceRow, StringRow, TokenRow, UriRow, index_rows, local_target,
+};
+pub use params::{find_param, param_id, params_for};
+pub use parse::{Handling, MAX_COUNT, SearchQuery};
+pub use text::normalize;
 
-use crate::Definitions;
-use crate::definitions::SearchParamType;
-use crate::outcome::{Issue, IssueType};
+use crate::definitions::SearchParameter;
+use crate::outcome::Issue;
 
 /// A conjunction of clauses: a resource matches when it matches every clause.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Criteria {
     clauses: Vec<Clause>,
 }
 
-/// One query parameter: matches when any of its values matches (comma OR).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Clause {
-    /// `_id=a,b`.
-    Id(Vec<String>),
-    /// A token parameter, identified by the stable id of its definition URL.
-    Token { param: i64, values: Vec<TokenValue> },
-}
-
-/// One token value as written in a query: `code`, `system|code`, `|code` or `system|`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenValue {
-    /// `None` when the value names no system (any system matches); `Some("")` for `|code`
-    /// (the resource's token must have no system).
-    pub system: Option<String>,
-    /// `None` for `system|` (any code in that system).
-    pub code: Option<String>,
-}
-
 impl Criteria {
-    /// Parses decoded `(name, value)` query pairs for `resource_type`.
-    ///
-    /// Result-shaping parameters (`_format`, `_pretty`, `_count`, …) are skipped; everything
-    /// else must be understood, or the whole query is refused.
+    /// Parses conditional criteria (`If-None-Exist`, conditional update/delete, conditional
+    /// references) for `resource_type`. Result-shaping parameters are skipped; an unknown or
+    /// unsupported parameter is an error, because a conditional write that dropped a criterion
+    /// could change the wrong resource.
     pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> Result<Criteria, Issue> {
-        let definitions = Definitions::get();
-        let mut clauses = Vec::new();
-        for (name, value) in pairs {
-            if is_result_parameter(name) {
-                continue;
-            }
-            if value.is_empty() {
-                return Err(Issue::error(IssueType::Invalid, format!("search parameter '{name}' has an empty value")));
-            }
-            if name == "_id" {
-                clauses.push(Clause::Id(value.split(',').map(str::to_owned).collect()));
-                continue;
-            }
-            let parameter = definitions
-                .search_parameters(resource_type)
-                .into_iter()
-                .find(|parameter| parameter.code == *name)
-                .ok_or_else(|| {
-                    Issue::error(
-                        IssueType::NotSupported,
-                        format!("search parameter '{name}' is not supported for {resource_type} in this criteria"),
-                    )
-                })?;
-            if parameter.kind != SearchParamType::Token {
-                return Err(Issue::error(
-                    IssueType::NotSupported,
-                    format!("only token parameters and _id can be used in conditional criteria, not '{name}'"),
-                ));
-            }
-            let values = split_escaped(value, ',').iter().map(|value| parse_token(value)).collect();
-            clauses.push(Clause::Token { param: param_id(&parameter.url), values });
-        }
-        Ok(Criteria { clauses })
+        let query = SearchQuery::parse(resource_type, pairs, Handling::Strict)?;
+        Ok(Criteria { clauses: query.clauses })
+    }
+
+    /// Criteria made of `clauses`.
+    pub fn from_clauses(clauses: Vec<Clause>) -> Criteria {
+        Criteria { clauses }
     }
 
     /// The clauses, all of which must match.
@@ -90,96 +54,187 @@ impl Criteria {
     }
 }
 
-/// The stable 63-bit id of a search parameter, derived from its canonical URL so that index
-/// rows stay narrow integers without a registry table to keep in sync across processes.
-pub fn param_id(url: &str) -> i64 {
-    use std::hash::Hasher;
-    let mut hasher = fnv::FnvHasher::default();
-    hasher.write(url.as_bytes());
-    (hasher.finish() >> 1) as i64
+/// One query parameter (AND-ed with the others).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Clause {
+    /// `_id=a,b` (or `_id:not=…` when `negate`).
+    Id { ids: Vec<String>, negate: bool },
+    /// `_lastUpdated`, compared with the stored write instant.
+    LastUpdated(Vec<SearchValue>),
+    /// A parameter compared with its index rows.
+    Param(ParamClause),
+    /// `ref:Type.param=…`: resources whose reference `reference` points at a resource
+    /// matching the inner clause; one inner clause per possible target type.
+    Chain { reference: &'static SearchParameter, reference_id: i64, targets: Vec<(String, Box<Clause>)> },
+    /// `_has:Source:ref:param=…`: resources that a `source_type` resource matching `inner`
+    /// points at through `reference`.
+    Has { source_type: String, reference_id: i64, inner: Box<Clause> },
+    /// Membership of a compartment (`Patient/123/Observation`): any of the reference
+    /// parameters the CompartmentDefinition names points at `target_type/id`.
+    Compartment { reference_ids: Vec<i64>, target_type: String, id: String },
 }
 
-fn is_result_parameter(name: &str) -> bool {
-    matches!(
-        name,
-        "_format" | "_pretty" | "_count" | "_summary" | "_elements" | "_sort" | "_total" | "_include" | "_revinclude"
-    )
-}
-
-fn parse_token(value: &str) -> TokenValue {
-    match find_unescaped(value, '|') {
-        None => TokenValue { system: None, code: Some(unescape(value)) },
-        Some(bar) => {
-            let (system, code) = (&value[..bar], &value[bar + 1..]);
-            TokenValue { system: Some(unescape(system)), code: (!code.is_empty()).then(|| unescape(code)) }
+impl Clause {
+    /// The clause restricting `resource_type` resources to the compartment of
+    /// `compartment_type/id`; `None` when no resource of that type can be in it.
+    pub fn compartment(compartment_type: &str, id: &str, resource_type: &str) -> Option<Clause> {
+        let codes = crate::Definitions::get().compartment_params(compartment_type, resource_type);
+        let reference_ids: Vec<i64> = codes
+            .iter()
+            .filter_map(|code| find_param(resource_type, code))
+            .filter(|param| param.kind == crate::definitions::SearchParamType::Reference)
+            .map(|param| param_id(&param.url))
+            .collect();
+        let is_compartment_owner = resource_type == compartment_type && !codes.is_empty();
+        if reference_ids.is_empty() && !is_compartment_owner {
+            return None;
         }
+        Some(Clause::Compartment { reference_ids, target_type: compartment_type.to_owned(), id: id.to_owned() })
     }
 }
 
-/// Splits on `separator` except where it is escaped with a backslash (FHIR search escaping).
-fn split_escaped(value: &str, separator: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut rest = value;
-    while let Some(position) = find_unescaped(rest, separator) {
-        parts.push(&rest[..position]);
-        rest = &rest[position + 1..];
-    }
-    parts.push(rest);
-    parts
+/// A parameter, the modifier it was used with, and its OR-ed values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamClause {
+    pub param: &'static SearchParameter,
+    /// The id of the index rows to search: the parameter's own, or those a modifier needs
+    /// (`:text`, `:of-type`, `:identifier`).
+    pub rows: i64,
+    pub modifier: Modifier,
+    pub values: Vec<SearchValue>,
 }
 
-fn find_unescaped(value: &str, wanted: char) -> Option<usize> {
-    let mut escaped = false;
-    for (position, character) in value.char_indices() {
-        match character {
-            '\\' if !escaped => escaped = true,
-            c if c == wanted && !escaped => return Some(position),
-            _ => escaped = false,
-        }
-    }
-    None
+/// Search modifiers Ignis supports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modifier {
+    None,
+    /// `:missing=true|false`.
+    Missing(bool),
+    Exact,
+    Contains,
+    /// `:text` on tokens: search the display text.
+    Text,
+    /// `:not` on tokens: resources without a matching code (including those with none).
+    Not,
+    /// `:above` on URIs: the stored URI is a prefix of the value.
+    Above,
+    /// `:below` on URIs: the value is a prefix of the stored URI.
+    Below,
 }
 
-fn unescape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut characters = value.chars();
-    while let Some(character) = characters.next() {
-        if character == '\\' {
-            if let Some(next) = characters.next() {
-                out.push(next);
-            }
-        } else {
-            out.push(character);
-        }
-    }
-    out
+/// Comparison prefixes of ordered values (`eq` when none is written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    Sa,
+    Eb,
+    Ap,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// One value of a parameter, parsed for its type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SearchValue {
+    /// `code`, `system|code`, `|code` or `system|`.
+    Token(TokenValue),
+    /// The text as written (normalised by the store when the modifier needs it).
+    String(String),
+    /// The instants the value covers, both inclusive, in microseconds.
+    Date {
+        prefix: Prefix,
+        low: i64,
+        high: i64,
+    },
+    /// A number with the range its precision implies (`100` is `[99.5, 100.5)`).
+    Number {
+        prefix: Prefix,
+        value: f64,
+        low: f64,
+        high: f64,
+    },
+    /// A quantity: number, optional system and code-or-unit.
+    Quantity {
+        prefix: Prefix,
+        value: f64,
+        low: f64,
+        high: f64,
+        system: Option<String>,
+        code: Option<String>,
+    },
+    /// A reference: a local target (`[Type/]id`) and/or an absolute or canonical URL.
+    Reference {
+        target_type: Option<String>,
+        id: Option<String>,
+        url: Option<String>,
+    },
+    Uri(String),
+}
 
-    #[test]
-    fn token_forms() {
-        assert_eq!(parse_token("abc"), TokenValue { system: None, code: Some("abc".into()) });
-        assert_eq!(
-            parse_token("http://s|abc"),
-            TokenValue { system: Some("http://s".into()), code: Some("abc".into()) }
-        );
-        assert_eq!(parse_token("|abc"), TokenValue { system: Some(String::new()), code: Some("abc".into()) });
-        assert_eq!(parse_token("http://s|"), TokenValue { system: Some("http://s".into()), code: None });
-        assert_eq!(parse_token(r"a\|b"), TokenValue { system: None, code: Some("a|b".into()) });
-    }
+/// One token value as written in a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenValue {
+    /// `None` when the value names no system (any system matches); `Some("")` for `|code`
+    /// (the resource's token must have no system).
+    pub system: Option<String>,
+    /// `None` for `system|` (any code in that system).
+    pub code: Option<String>,
+}
 
-    #[test]
-    fn comma_splits_unless_escaped() {
-        assert_eq!(split_escaped(r"a,b\,c", ','), vec!["a", r"b\,c"]);
-    }
+/// One `_sort` key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey {
+    pub field: SortField,
+    pub descending: bool,
+}
 
-    #[test]
-    fn param_ids_are_stable_and_positive() {
-        let id = param_id("http://hl7.org/fhir/SearchParameter/Patient-identifier");
-        assert!(id > 0);
-        assert_eq!(id, param_id("http://hl7.org/fhir/SearchParameter/Patient-identifier"));
-    }
+/// What a sort key sorts on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortField {
+    Id,
+    LastUpdated,
+    /// A parameter's index rows (the first value for ascending, the last for descending).
+    Param {
+        rows: i64,
+        kind: crate::definitions::SearchParamType,
+    },
+}
+
+/// An `_include` or `_revinclude`: resources of `source_type` reference others through
+/// `reference` (limited to `target_type` when given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Include {
+    pub source_type: String,
+    pub reference_id: i64,
+    pub target_type: Option<String>,
+    /// `:iterate`: apply again to the resources this include added.
+    pub iterate: bool,
+}
+
+/// `_summary`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Summary {
+    /// Whole resources.
+    False,
+    /// The elements the definitions mark as summary.
+    True,
+    /// Only the total.
+    Count,
+    /// Without the narrative.
+    Data,
+    /// The narrative, id, meta and mandatory elements.
+    Text,
+}
+
+/// `_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    /// Give a total only when it costs nothing (the whole result fits on the first page).
+    Default,
+    None,
+    Estimate,
+    Accurate,
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Ignis: a FHIR R4 server.
 #[derive(Debug, Parser)]
@@ -20,6 +20,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Load resources from transaction or collection Bundles and NDJSON files, folders or `.tgz`.
+    Import(ImportArgs),
     /// Measure creates/s and reads/s over HTTP against a throw-away server.
     Bench(BenchArgs),
 }
@@ -64,4 +66,39 @@ pub(crate) struct BenchArgs {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 4)]
     pub(crate) clients: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// Files (`.json` Bundles or resources, `.ndjson`), folders (searched recursively) and
+    /// `.tgz` archives to load.
+    #[arg(required = true)]
+    pub(crate) paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) storage: StorageArgs,
+    /// The partition to load into.
+    #[arg(long, value_enum, default_value_t = EnvironmentArg::Production)]
+    pub(crate) environment: EnvironmentArg,
+    /// Stop at the first bad file or resource instead of reporting it and going on.
+    #[arg(long)]
+    pub(crate) strict: bool,
+    /// Resources written per database transaction.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) batch_size: usize,
+}
+
+/// A data partition, as named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum EnvironmentArg {
+    Production,
+    Sandbox,
+}
+
+impl From<EnvironmentArg> for store::Environment {
+    fn from(environment: EnvironmentArg) -> store::Environment {
+        match environment {
+            EnvironmentArg::Production => store::Environment::Production,
+            EnvironmentArg::Sandbox => store::Environment::Sandbox,
+        }
+    }
 }

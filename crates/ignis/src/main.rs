@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod import;
 mod serve;
 
 use clap::Parser;
@@ -22,6 +23,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Import(args) => import::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });

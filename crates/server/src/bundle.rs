@@ -47,6 +47,59 @@ struct EntryResponse {
     last_modified: String,
 }
 
+/// One entry of a search result.
+pub(crate) struct SearchEntry {
+    pub(crate) full_url: String,
+    /// The resource JSON as it will be served.
+    pub(crate) body: String,
+    /// `match`, `include` or `outcome`.
+    pub(crate) mode: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchBundle<'a> {
+    resource_type: &'static str,
+    #[serde(rename = "type")]
+    bundle_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
+    link: Vec<Link>,
+    entry: Vec<SearchBundleEntry<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchBundleEntry<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    full_url: &'a str,
+    resource: &'a RawValue,
+    search: SearchMode,
+}
+
+#[derive(Serialize)]
+struct SearchMode {
+    mode: &'static str,
+}
+
+/// A `searchset` Bundle: `links` as `(relation, url)` pairs, then the entries in order.
+pub(crate) fn search_bundle(
+    entries: &[SearchEntry],
+    links: Vec<(&'static str, String)>,
+    total: Option<u64>,
+) -> Result<String, ApiError> {
+    let link = links.into_iter().map(|(relation, url)| Link { relation, url }).collect();
+    let entry = entries
+        .iter()
+        .map(|entry| {
+            let resource = serde_json::from_str::<&RawValue>(&entry.body).map_err(ApiError::internal)?;
+            Ok(SearchBundleEntry { full_url: &entry.full_url, resource, search: SearchMode { mode: entry.mode } })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    let bundle = SearchBundle { resource_type: "Bundle", bundle_type: "searchset", total, link, entry };
+    serde_json::to_string(&bundle).map_err(ApiError::internal)
+}
+
 /// A `history` Bundle of `entries` with `self` and (when there is one) `next` links.
 pub(crate) fn history_bundle(
     base: &str,

@@ -3,6 +3,8 @@
 //! definitions hold. Built once per base.
 
 use fhir::Definitions;
+use fhir::definitions::{SearchParamType, SearchParameter};
+use fhir::search::params_for;
 use serde_json::{Value, json};
 
 /// Interactions served for every resource type (see `router.rs`).
@@ -28,7 +30,7 @@ pub(crate) fn capability_statement(base: &str) -> Value {
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{"code": "history-system"}],
+            "interaction": [{"code": "history-system"}, {"code": "search-system"}, {"code": "transaction"}, {"code": "batch"}],
             "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
         }],
     })
@@ -46,9 +48,61 @@ fn resource_capability(definitions: &Definitions, resource_type: &str) -> Value 
         "conditionalUpdate": true,
         "conditionalDelete": "single",
     });
+    let params: Vec<Value> = searchable(resource_type)
+        .map(|param| {
+            json!({
+                "name": param.code,
+                "definition": param.url,
+                "type": type_code(param.kind),
+                "documentation": param.description,
+            })
+        })
+        .collect();
+    resource["searchParam"] = json!(params);
+    let includes: Vec<String> = searchable(resource_type)
+        .filter(|param| param.kind == SearchParamType::Reference)
+        .map(|param| format!("{resource_type}:{}", param.code))
+        .collect();
+    resource["searchInclude"] = json!(includes);
+    resource["searchRevInclude"] = json!(revincludes(definitions, resource_type));
     let profiles = definitions.profiles_for(resource_type);
     if !profiles.is_empty() {
         resource["supportedProfile"] = json!(profiles);
     }
     resource
+}
+
+/// The parameters search supports on `resource_type`: those with an expression, of a kind the
+/// store can index.
+fn searchable(resource_type: &str) -> impl Iterator<Item = &'static SearchParameter> {
+    params_for(resource_type).iter().copied().filter(|param| {
+        param.expression.is_some() && !matches!(param.kind, SearchParamType::Composite | SearchParamType::Special)
+    })
+}
+
+/// `Source:param` for every reference parameter of any type that can point at `resource_type`.
+fn revincludes(definitions: &Definitions, resource_type: &str) -> Vec<String> {
+    let mut revincludes = Vec::new();
+    for source in definitions.resource_types() {
+        for param in searchable(source).filter(|param| param.kind == SearchParamType::Reference) {
+            if param.target.iter().any(|target| target == resource_type) {
+                revincludes.push(format!("{source}:{}", param.code));
+            }
+        }
+    }
+    revincludes
+}
+
+fn type_code(kind: SearchParamType) -> &'static str {
+    match kind {
+        SearchParamType::Number => "number",
+        SearchParamType::Date => "date",
+        SearchParamType::String => "string",
+        SearchParamType::Token => "token",
+        SearchParamType::Reference => "reference",
+        SearchParamType::Composite => "composite",
+        SearchParamType::Quantity => "quantity",
+        SearchParamType::Uri => "uri",
+        SearchParamType::Special => "special",
+    }
 }

@@ -40,6 +40,24 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, IssueType::NotFound, diagnostics)
     }
 
+    /// The same error, its diagnostics prefixed with the Bundle entry it is about.
+    pub(crate) fn in_entry(mut self, index: usize) -> ApiError {
+        for issue in &mut self.issues {
+            issue.diagnostics = format!("Bundle.entry[{index}]: {}", issue.diagnostics);
+        }
+        self
+    }
+
+    /// The HTTP status.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The OperationOutcome resource this error is reported as.
+    pub(crate) fn outcome(&self) -> serde_json::Value {
+        operation_outcome(&self.issues)
+    }
+
     /// 500 that reveals nothing; the cause is logged.
     pub(crate) fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %cause, "request failed with an internal error");
@@ -58,7 +76,10 @@ impl From<store::Error> for ApiError {
             E::MultipleMatches { .. } => {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, IssueType::MultipleMatches, error.to_string())
             }
-            E::InvalidResource(_) => ApiError::bad_request(error.to_string()),
+            E::InvalidResource(_) | E::InvalidQuery(_) => ApiError::bad_request(error.to_string()),
+            E::InvalidTransaction(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, IssueType::Processing, error.to_string())
+            }
             E::Unavailable(_) => {
                 tracing::warn!(error = %error, "database unavailable");
                 ApiError {

@@ -8,6 +8,8 @@ pub(crate) mod health;
 pub(crate) mod history;
 pub(crate) mod patch;
 pub(crate) mod read;
+pub(crate) mod search;
+pub(crate) mod transaction;
 pub(crate) mod update;
 pub(crate) mod validate;
 

@@ -21,6 +21,7 @@ mod negotiation;
 mod response;
 mod router;
 mod state;
+mod transaction;
 
 use std::future::Future;
 

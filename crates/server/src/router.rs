@@ -4,7 +4,9 @@ use axum::Router;
 use axum::routing::{get, post};
 use store::Environment;
 
-use crate::handlers::{capabilities, create, delete, health, history, patch, read, update, validate};
+use crate::handlers::{
+    capabilities, create, delete, health, history, patch, read, search, transaction, update, validate,
+};
 use crate::middleware;
 use crate::state::{AppState, FhirContext};
 
@@ -26,14 +28,23 @@ pub fn router(state: AppState) -> Router {
 /// precedence over `{id}`, which cannot start with `_` or `$` anyway.
 fn fhir_routes(context: FhirContext) -> Router<AppState> {
     Router::new()
+        .route("/", get(search::search_system).post(transaction::transaction))
         .route("/metadata", get(capabilities::metadata))
         .route("/_history", get(history::system))
-        .route("/{type}", post(create::create).put(update::conditional_update).delete(delete::conditional_delete))
+        .route(
+            "/{type}",
+            get(search::search_type)
+                .post(create::create)
+                .put(update::conditional_update)
+                .delete(delete::conditional_delete),
+        )
         .route("/{type}/_history", get(history::type_level))
         .route("/{type}/$validate", post(validate::validate))
+        .route("/{type}/_search", post(search::search_post))
         .route("/{type}/{id}", get(read::read).put(update::update).delete(delete::delete).patch(patch::patch))
         .route("/{type}/{id}/_history", get(history::instance))
         .route("/{type}/{id}/_history/{version}", get(read::vread))
+        .route("/{type}/{id}/{compartment_type}", get(search::search_compartment))
         .layer(axum::middleware::from_fn(middleware::negotiate))
         .with_state(context)
 }

@@ -12,9 +12,16 @@ pub enum Error {
     /// Conditional criteria matched more than one resource.
     #[error("the criteria matched {count} {resource_type} resources")]
     MultipleMatches { resource_type: String, count: usize },
+    /// A transaction is not acceptable as a whole: two entries write one resource, or a
+    /// conditional reference matches nothing.
+    #[error("{0}")]
+    InvalidTransaction(String),
     /// The resource to store is not a JSON object of the expected shape.
     #[error("invalid resource: {0}")]
     InvalidResource(String),
+    /// A search that cannot be run as asked (e.g. a cursor this server never issued).
+    #[error("invalid search: {0}")]
+    InvalidQuery(String),
     /// The database could not be reached or is busy; the call may succeed later.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),

@@ -15,6 +15,7 @@ mod body;
 mod clock;
 mod error;
 pub mod sqlite;
+mod transaction;
 
 use async_trait::async_trait;
 use fhir::id::{LogicalId, ResourceType};
@@ -23,6 +24,10 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 pub use error::Error;
+pub use transaction::{
+    ConditionalReference, EntryOutcome, ImportCounts, ImportResource, Operation, TransactionEntry, TransactionError,
+    TransactionRequest,
+};
 
 /// The data partition a request works in. Every row carries one; a request never sees
 /// another partition's rows.
@@ -139,6 +144,31 @@ pub struct HistoryPage {
     pub next: Option<i64>,
 }
 
+/// A search: the resource types to search (one for a type search, several for `_type`), the
+/// parsed query, and the page size.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub types: Vec<ResourceType>,
+    pub query: fhir::search::SearchQuery,
+    /// Matches per page; 0 asks only for the total.
+    pub count: usize,
+}
+
+/// One page of search results.
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    /// The matches, in the search's order.
+    pub matches: Vec<StoredResource>,
+    /// Resources added by `_include` and `_revinclude`.
+    pub included: Vec<StoredResource>,
+    /// The number of matches across all pages, when known.
+    pub total: Option<u64>,
+    /// The opaque `_cursor` of the next page, when there is one.
+    pub next: Option<String>,
+    /// The opaque `_cursor` of the previous page, when there is one.
+    pub previous: Option<String>,
+}
+
 /// A write precondition from `If-Match`: the version the client last saw.
 pub type ExpectedVersion = Option<u64>;
 
@@ -227,4 +257,23 @@ pub trait Store: Send + Sync {
 
     /// A page of history.
     async fn history(&self, env: Environment, query: HistoryQuery) -> Result<HistoryPage, Error>;
+
+    /// A page of search results.
+    async fn search(&self, env: Environment, request: SearchRequest) -> Result<SearchPage, Error>;
+
+    /// Runs a FHIR transaction in one database transaction: every entry succeeds or nothing
+    /// is written. Entries run in the spec's order (DELETE, POST, PUT, GET); conditional
+    /// criteria, placeholder `fullUrl`s and conditional references are resolved inside it.
+    /// Outcomes come back in the order of `request.entries`.
+    async fn transaction(
+        &self,
+        env: Environment,
+        request: TransactionRequest,
+    ) -> Result<Vec<EntryOutcome>, TransactionError>;
+
+    /// Upserts `resources` at their own ids in one database transaction, through the same
+    /// write path as `update` (history, current and index rows). A resource whose stored
+    /// content is already the same, `meta.versionId` and `meta.lastUpdated` aside, is left
+    /// alone, so importing the same data twice changes nothing.
+    async fn import(&self, env: Environment, resources: Vec<ImportResource>) -> Result<ImportCounts, Error>;
 }

@@ -5,8 +5,13 @@
 //! connections that see committed snapshots thanks to WAL mode. All database work runs on
 //! tokio's blocking pool.
 
+mod bundle;
+mod criteria;
+mod index;
 mod query;
 mod schema;
+mod search;
+mod steps;
 mod write;
 
 use std::path::Path;
@@ -21,7 +26,8 @@ use serde_json::Value;
 
 use crate::clock::WriteClock;
 use crate::{
-    Environment, Error, ExpectedVersion, HistoryPage, HistoryQuery, Method, Store, StoredResource, WriteOutcome,
+    EntryOutcome, Environment, Error, ExpectedVersion, HistoryPage, HistoryQuery, ImportCounts, ImportResource, Method,
+    SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteOutcome,
 };
 
 /// How many reader connections to keep.
@@ -200,7 +206,23 @@ impl Store for SqliteStore {
         self.read_with(move |connection| query::find(connection, env, &resource_type, &criteria, limit)).await
     }
 
+    async fn search(&self, env: Environment, request: SearchRequest) -> Result<SearchPage, Error> {
+        self.read_with(move |connection| search::search(connection, env, &request)).await
+    }
+
     async fn history(&self, env: Environment, history: HistoryQuery) -> Result<HistoryPage, Error> {
         self.read_with(move |connection| query::history(connection, env, &history)).await
+    }
+
+    async fn transaction(
+        &self,
+        env: Environment,
+        request: TransactionRequest,
+    ) -> Result<Vec<EntryOutcome>, TransactionError> {
+        self.write(move |connection, clock| Ok(bundle::transaction(connection, clock, env, request))).await?
+    }
+
+    async fn import(&self, env: Environment, resources: Vec<ImportResource>) -> Result<ImportCounts, Error> {
+        self.write(move |connection, clock| bundle::import(connection, clock, env, resources)).await
     }
 }

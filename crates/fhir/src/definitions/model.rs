@@ -84,6 +84,8 @@ pub(crate) struct Element {
     pub(crate) content_reference: Option<u32>,
     /// Index into [`Model::value_sets`] of a `required` binding.
     pub(crate) binding: Option<u32>,
+    /// `isSummary`: part of the `_summary=true` view.
+    pub(crate) summary: bool,
 }
 
 /// A value set, expanded at build time when the packages allow it.
@@ -148,7 +150,7 @@ pub enum SearchParamType {
 }
 
 /// One search parameter from the official definitions.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SearchParameter {
     /// Canonical URL of the SearchParameter.
     pub url: String,
@@ -169,7 +171,7 @@ pub struct SearchParameter {
 }
 
 /// One part of a composite search parameter (`SearchParameter.component`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SearchParamComponent {
     /// Canonical URL of the component's SearchParameter.
     pub definition: String,

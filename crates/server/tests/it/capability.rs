@@ -24,4 +24,12 @@ async fn metadata_lists_every_resource_type_and_us_core_profiles() {
         assert!(interactions.contains(&expected), "{expected}");
     }
     assert!(resources.iter().all(|resource| resource["type"] != "DomainResource"), "abstract types are not listed");
+    let params = patient["searchParam"].as_array().unwrap();
+    let birthdate = params.iter().find(|param| param["name"] == "birthdate").expect("birthdate");
+    assert_eq!(birthdate["type"], "date");
+    assert_eq!(birthdate["definition"], "http://hl7.org/fhir/SearchParameter/individual-birthdate");
+    assert!(params.iter().any(|param| param["name"] == "_id"));
+    let revincludes: Vec<&str> =
+        patient["searchRevInclude"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert!(revincludes.contains(&"Provenance:target"), "{revincludes:?}");
 }

@@ -6,10 +6,13 @@
 //! - `errors`: bad input of every kind gets the right status and an OperationOutcome.
 //! - `examples`: the official R4 examples round-trip through create and read.
 //! - `capability`: the generated CapabilityStatement.
+//! - `transaction`: transaction and batch Bundles posted to the base.
 
 mod capability;
 mod crud;
 mod errors;
 mod examples;
 mod history;
+mod search;
 mod support;
+mod transaction;

@@ -1,14 +1,15 @@
 //! Reads: current and past versions, criteria matching and history pages.
 
 use fhir::id::{LogicalId, ResourceType};
-use fhir::search::{Clause, Criteria, TokenValue};
+use fhir::search::Criteria;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use crate::clock::{from_micros, micros};
+use crate::sqlite::criteria::{Sql, push_clauses};
 use crate::{Environment, Error, HistoryEntry, HistoryPage, HistoryQuery, HistoryScope, Method, StoredResource};
 
-const RESOURCE_COLUMNS: &str = "type, logical_id, version, last_updated, deleted, body";
+pub(crate) const RESOURCE_COLUMNS: &str = "type, logical_id, version, last_updated, deleted, body";
 
 pub(crate) fn read(
     connection: &Connection,
@@ -47,60 +48,14 @@ pub(crate) fn find(
     criteria: &Criteria,
     limit: usize,
 ) -> Result<Vec<StoredResource>, Error> {
-    let (condition, mut values) = criteria_sql(criteria);
-    let sql = format!(
-        "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE partition = ? AND type = ? AND deleted = 0{condition} ORDER BY row_id LIMIT ?"
-    );
-    let mut bound = vec![SqlValue::from(env.as_str().to_owned()), SqlValue::from(resource_type.as_str().to_owned())];
-    bound.append(&mut values);
-    bound.push(SqlValue::from(i64::try_from(limit).unwrap_or(i64::MAX)));
-    let mut statement = connection.prepare(&sql)?;
-    let rows = statement.query_map(params_from_iter(bound), stored_resource)?;
+    let sql = matching_sql(&format!("SELECT {RESOURCE_COLUMNS} FROM resources r"), env, resource_type, criteria, limit);
+    let mut statement = connection.prepare(&sql.text)?;
+    let rows = statement.query_map(params_from_iter(sql.values), stored_resource)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The `AND …` SQL for `criteria` over a `resources r` row, with its bound values.
-fn criteria_sql(criteria: &Criteria) -> (String, Vec<SqlValue>) {
-    let mut sql = String::new();
-    let mut values = Vec::new();
-    for clause in criteria.clauses() {
-        match clause {
-            Clause::Id(ids) => {
-                let marks = vec!["?"; ids.len()].join(", ");
-                sql.push_str(&format!(" AND r.logical_id IN ({marks})"));
-                values.extend(ids.iter().map(|id| SqlValue::from(id.clone())));
-            }
-            Clause::Token { param, values: tokens } => {
-                let alternatives: Vec<String> =
-                    tokens.iter().map(|token| token_condition(token, &mut values)).collect();
-                sql.push_str(&format!(
-                    " AND EXISTS (SELECT 1 FROM token_index t WHERE t.resource_row = r.row_id AND t.param = {param} AND ({}))",
-                    alternatives.join(" OR ")
-                ));
-            }
-        }
-    }
-    (sql, values)
-}
-
-fn token_condition(token: &TokenValue, values: &mut Vec<SqlValue>) -> String {
-    let mut parts = Vec::new();
-    if let Some(code) = &token.code {
-        parts.push("t.code = ?");
-        values.push(SqlValue::from(code.clone()));
-    }
-    match token.system.as_deref() {
-        None => {}
-        Some("") => parts.push("t.system IS NULL"),
-        Some(system) => {
-            parts.push("t.system = ?");
-            values.push(SqlValue::from(system.to_owned()));
-        }
-    }
-    if parts.is_empty() { "1".to_owned() } else { format!("({})", parts.join(" AND ")) }
-}
-
-/// Row ids of live resources matching `criteria` (at most `limit`), for conditional writes.
+/// Row ids and ids of live resources matching `criteria` (at most `limit`), for conditional
+/// writes.
 pub(crate) fn matching_rows(
     connection: &Connection,
     env: Environment,
@@ -108,16 +63,30 @@ pub(crate) fn matching_rows(
     criteria: &Criteria,
     limit: usize,
 ) -> Result<Vec<(i64, String)>, Error> {
-    let (condition, mut values) = criteria_sql(criteria);
-    let sql = format!(
-        "SELECT row_id, logical_id FROM resources r WHERE partition = ? AND type = ? AND deleted = 0{condition} LIMIT ?"
-    );
-    let mut bound = vec![SqlValue::from(env.as_str().to_owned()), SqlValue::from(resource_type.as_str().to_owned())];
-    bound.append(&mut values);
-    bound.push(SqlValue::from(i64::try_from(limit).unwrap_or(i64::MAX)));
-    let mut statement = connection.prepare(&sql)?;
-    let rows = statement.query_map(params_from_iter(bound), |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let sql = matching_sql("SELECT r.row_id, r.logical_id FROM resources r", env, resource_type, criteria, limit);
+    let mut statement = connection.prepare(&sql.text)?;
+    let rows = statement.query_map(params_from_iter(sql.values), |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn matching_sql(
+    select: &str,
+    env: Environment,
+    resource_type: &ResourceType,
+    criteria: &Criteria,
+    limit: usize,
+) -> Sql {
+    let mut sql = Sql::default();
+    sql.push(select);
+    sql.push(" WHERE r.partition = ");
+    sql.bind(env.as_str().to_owned());
+    sql.push(" AND r.type = ");
+    sql.bind(resource_type.as_str().to_owned());
+    sql.push(" AND r.deleted = 0");
+    push_clauses(&mut sql, criteria.clauses(), "r", env.as_str());
+    sql.push(" ORDER BY r.row_id LIMIT ");
+    sql.bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    sql
 }
 
 /// One page of history, newest first.
@@ -171,11 +140,11 @@ pub(crate) fn history(connection: &Connection, env: Environment, query: &History
     Ok(HistoryPage { entries: entries.into_iter().map(|(_, entry)| entry).collect(), next })
 }
 
-fn stored_resource(row: &Row<'_>) -> rusqlite::Result<StoredResource> {
+pub(crate) fn stored_resource(row: &Row<'_>) -> rusqlite::Result<StoredResource> {
     stored_resource_at(row, 0)
 }
 
-fn stored_resource_at(row: &Row<'_>, first: usize) -> rusqlite::Result<StoredResource> {
+pub(crate) fn stored_resource_at(row: &Row<'_>, first: usize) -> rusqlite::Result<StoredResource> {
     let version: i64 = row.get(first + 2)?;
     Ok(StoredResource {
         resource_type: row.get(first)?,

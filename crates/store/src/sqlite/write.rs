@@ -3,20 +3,20 @@
 //! the index rows together.
 
 use fhir::id::{LogicalId, ResourceType};
-use fhir::search::{Criteria, token_entries};
+use fhir::search::{Criteria, index_rows};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::Value;
 
 use crate::body::stamp;
 use crate::clock::{WriteClock, from_micros};
-use crate::sqlite::query::matching_rows;
+use crate::sqlite::steps;
 use crate::{Environment, Error, ExpectedVersion, Method, StoredResource, WriteKind, WriteOutcome};
 
 /// The current row of a resource, as far as a write needs to know it.
-struct Current {
-    row_id: i64,
-    version: u64,
-    deleted: bool,
+pub(crate) struct Current {
+    pub(crate) row_id: i64,
+    pub(crate) version: u64,
+    pub(crate) deleted: bool,
 }
 
 pub(crate) fn create(
@@ -28,16 +28,11 @@ pub(crate) fn create(
     condition: Option<Criteria>,
 ) -> Result<WriteOutcome, Error> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if let Some(criteria) = condition {
-        let matches = matching_rows(&transaction, env, resource_type, &criteria, 2)?;
-        match matches.as_slice() {
-            [] => {}
-            [(_, id)] => {
-                let existing = current_resource(&transaction, env, resource_type, id)?;
-                return Ok(WriteOutcome { kind: WriteKind::Unchanged, resource: existing });
-            }
-            _ => return Err(Error::MultipleMatches { resource_type: resource_type.to_string(), count: matches.len() }),
-        }
+    if let Some(criteria) = condition
+        && let Some(id) = steps::single_match(&transaction, env, resource_type, &criteria)?
+    {
+        let existing = current_resource(&transaction, env, resource_type, id.as_str())?;
+        return Ok(WriteOutcome { kind: WriteKind::Unchanged, resource: existing });
     }
     let id = LogicalId::generate();
     let outcome = write_version(&transaction, clock, env, resource_type, &id, resource, None, Method::Post)?;
@@ -71,25 +66,8 @@ pub(crate) fn conditional_update(
     resource: Value,
 ) -> Result<WriteOutcome, Error> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let body_id = resource.get("id").and_then(Value::as_str).map(str::to_owned);
-    let matches = matching_rows(&transaction, env, resource_type, criteria, 2)?;
-    let id = match matches.as_slice() {
-        [] => match body_id {
-            Some(id) => {
-                LogicalId::parse(&id).ok_or_else(|| Error::InvalidResource(format!("'{id}' is not a valid id")))?
-            }
-            None => LogicalId::generate(),
-        },
-        [(_, id)] => {
-            if body_id.as_deref().is_some_and(|body_id| body_id != id) {
-                return Err(Error::InvalidResource(format!(
-                    "the resource's id does not match the resource the criteria found ({id})"
-                )));
-            }
-            LogicalId::parse(id).ok_or_else(|| Error::Database(format!("stored id '{id}' is malformed")))?
-        }
-        _ => return Err(Error::MultipleMatches { resource_type: resource_type.to_string(), count: matches.len() }),
-    };
+    let body_id = resource.get("id").and_then(Value::as_str);
+    let id = steps::conditional_update_id(&transaction, env, resource_type, criteria, body_id)?;
     let outcome = write_version(&transaction, clock, env, resource_type, &id, resource, None, Method::Put)?;
     transaction.commit()?;
     Ok(outcome)
@@ -104,16 +82,9 @@ pub(crate) fn delete(
     expected: ExpectedVersion,
 ) -> Result<Option<u64>, Error> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let Some(current) = current_row(&transaction, env, resource_type, id.as_str())? else {
-        return Err(Error::NotFound { resource_type: resource_type.to_string(), id: id.to_string() });
-    };
-    check_expected(resource_type, id, &current, expected)?;
-    if current.deleted {
-        return Ok(None);
-    }
-    let version = write_tombstone(&transaction, clock, env, resource_type, id.as_str(), &current)?;
+    let version = steps::delete(&transaction, clock, env, resource_type, id, expected)?;
     transaction.commit()?;
-    Ok(Some(version))
+    Ok(version)
 }
 
 pub(crate) fn conditional_delete(
@@ -124,24 +95,14 @@ pub(crate) fn conditional_delete(
     criteria: &Criteria,
 ) -> Result<usize, Error> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let matches = matching_rows(&transaction, env, resource_type, criteria, 2)?;
-    match matches.as_slice() {
-        [] => Ok(0),
-        [(_, id)] => {
-            let current = current_row(&transaction, env, resource_type, id)?.ok_or_else(|| {
-                Error::Database(format!("matched {resource_type}/{id} vanished inside its transaction"))
-            })?;
-            write_tombstone(&transaction, clock, env, resource_type, id, &current)?;
-            transaction.commit()?;
-            Ok(1)
-        }
-        _ => Err(Error::MultipleMatches { resource_type: resource_type.to_string(), count: matches.len() }),
-    }
+    let count = steps::conditional_delete(&transaction, clock, env, resource_type, criteria)?;
+    transaction.commit()?;
+    Ok(count)
 }
 
 /// Writes version n+1 (or 1) of a resource: history row, current row and index rows.
 #[allow(clippy::too_many_arguments)] // Internal; mirrors `update` plus the open transaction.
-fn write_version(
+pub(crate) fn write_version(
     transaction: &Transaction<'_>,
     clock: &WriteClock,
     env: Environment,
@@ -171,7 +132,7 @@ fn write_version(
         Some(current) if !current.deleted => WriteKind::Updated,
         _ => WriteKind::Created,
     };
-    let tokens = token_entries(resource_type.as_str(), &resource);
+    let rows = index_rows(resource_type.as_str(), &resource);
     let version = current_version + 1;
     let last_updated = clock.next();
     let body = stamp(
@@ -183,12 +144,7 @@ fn write_version(
     )?;
     let row_id = upsert_current(transaction, env, resource_type, id.as_str(), version, last_updated, false, &body)?;
     insert_history(transaction, env, resource_type, id.as_str(), version, last_updated, method, false, &body)?;
-    transaction.execute("DELETE FROM token_index WHERE resource_row = ?1", params![row_id])?;
-    let mut insert = transaction
-        .prepare_cached("INSERT INTO token_index (resource_row, param, system, code) VALUES (?1, ?2, ?3, ?4)")?;
-    for token in tokens {
-        insert.execute(params![row_id, token.param, token.system, token.code])?;
-    }
+    crate::sqlite::index::replace(transaction, row_id, &rows)?;
     let resource = StoredResource {
         resource_type: resource_type.to_string(),
         id: id.to_string(),
@@ -200,7 +156,7 @@ fn write_version(
     Ok(WriteOutcome { kind, resource })
 }
 
-fn write_tombstone(
+pub(crate) fn write_tombstone(
     transaction: &Transaction<'_>,
     clock: &WriteClock,
     env: Environment,
@@ -212,11 +168,11 @@ fn write_tombstone(
     let last_updated = clock.next();
     upsert_current(transaction, env, resource_type, id, version, last_updated, true, "")?;
     insert_history(transaction, env, resource_type, id, version, last_updated, Method::Delete, true, "")?;
-    transaction.execute("DELETE FROM token_index WHERE resource_row = ?1", params![current.row_id])?;
+    crate::sqlite::index::clear(transaction, current.row_id)?;
     Ok(version)
 }
 
-fn check_expected(
+pub(crate) fn check_expected(
     resource_type: &ResourceType,
     id: &LogicalId,
     current: &Current,
@@ -233,7 +189,7 @@ fn check_expected(
     }
 }
 
-fn current_row(
+pub(crate) fn current_row(
     transaction: &Transaction<'_>,
     env: Environment,
     resource_type: &ResourceType,
@@ -251,7 +207,7 @@ fn current_row(
     Ok(current)
 }
 
-fn current_resource(
+pub(crate) fn current_resource(
     transaction: &Transaction<'_>,
     env: Environment,
     resource_type: &ResourceType,

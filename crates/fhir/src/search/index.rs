@@ -1,0 +1,330 @@
+//! Index rows of a resource: the values of every search parameter that applies to it, in the
+//! narrow forms the index tables hold. Computed on every write.
+//!
+//! Values are reached by evaluating each parameter's expression (see `nodes`), then converted
+//! by the shape of the JSON reached (a `Period` has `start`/`end`, a `CodeableConcept` has
+//! `coding`, …), which also covers choice elements such as `Observation.effective[x]`.
+
+use serde_json::Value;
+
+use crate::definitions::{SearchParamType, SearchParameter};
+use crate::instant;
+use crate::search::params::{ParamVariant, params_for, variant_id};
+use crate::search::text::normalize;
+
+/// Every index row of one resource.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct IndexRows {
+    pub tokens: Vec<TokenRow>,
+    pub strings: Vec<StringRow>,
+    pub dates: Vec<DateRow>,
+    pub numbers: Vec<NumberRow>,
+    pub quantities: Vec<QuantityRow>,
+    pub references: Vec<ReferenceRow>,
+    pub uris: Vec<UriRow>,
+}
+
+/// A code in a system (`system` is `None` when the value has none).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TokenRow {
+    pub param: i64,
+    pub system: Option<String>,
+    pub code: String,
+}
+
+/// A string, normalised for case- and accent-insensitive prefix search, and as written.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StringRow {
+    pub param: i64,
+    pub normalized: String,
+    pub exact: String,
+}
+
+/// The instants a date value covers, in microseconds, both inclusive.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DateRow {
+    pub param: i64,
+    pub low: i64,
+    pub high: i64,
+}
+
+/// A number.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+pub struct NumberRow {
+    pub param: i64,
+    pub value: f64,
+}
+
+/// A quantity with its unit system and code (and the human unit, which `||unit` searches may
+/// name).
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+pub struct QuantityRow {
+    pub param: i64,
+    pub value: f64,
+    pub system: Option<String>,
+    pub code: Option<String>,
+    pub unit: Option<String>,
+}
+
+/// A reference: the local target when the reference names one (`Type/id`, possibly inside an
+/// absolute URL), and the URL as written for absolute and canonical references.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReferenceRow {
+    pub param: i64,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub url: Option<String>,
+}
+
+/// A URI.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UriRow {
+    pub param: i64,
+    pub value: String,
+}
+
+/// Computes every index row of `resource`, a `resource_type`.
+pub fn index_rows(resource_type: &str, resource: &Value) -> IndexRows {
+    let mut rows = IndexRows::default();
+    for parameter in params_for(resource_type) {
+        let Some(expression) = &parameter.expression else { continue };
+        let nodes = crate::search::nodes::evaluate(resource_type, expression, resource);
+        for node in nodes {
+            add_node(&mut rows, parameter, node);
+        }
+    }
+    rows.tokens.sort();
+    rows.tokens.dedup();
+    rows.strings.sort();
+    rows.strings.dedup();
+    rows.dates.sort();
+    rows.dates.dedup();
+    rows.references.sort();
+    rows.references.dedup();
+    rows.uris.sort();
+    rows.uris.dedup();
+    rows
+}
+
+fn add_node(rows: &mut IndexRows, parameter: &SearchParameter, node: &Value) {
+    let param = variant_id(parameter, ParamVariant::Value);
+    match parameter.kind {
+        SearchParamType::Token => add_token(rows, parameter, param, node),
+        SearchParamType::String => add_strings(rows, param, node),
+        SearchParamType::Date => add_date(rows, param, node),
+        SearchParamType::Number => {
+            if let Some(value) = number(node) {
+                rows.numbers.push(NumberRow { param, value });
+            }
+        }
+        SearchParamType::Quantity => add_quantity(rows, param, node),
+        SearchParamType::Reference => add_reference(rows, parameter, param, node),
+        SearchParamType::Uri => {
+            if let Some(text) = node.as_str() {
+                rows.uris.push(UriRow { param, value: text.to_owned() });
+            }
+        }
+        SearchParamType::Composite | SearchParamType::Special => {}
+    }
+}
+
+fn add_token(rows: &mut IndexRows, parameter: &SearchParameter, param: i64, node: &Value) {
+    match node {
+        Value::String(code) => rows.tokens.push(TokenRow { param, system: None, code: code.clone() }),
+        Value::Bool(flag) => rows.tokens.push(TokenRow { param, system: None, code: flag.to_string() }),
+        Value::Object(map) => {
+            let text_param = variant_id(parameter, ParamVariant::Text);
+            let mut push_text = |text: &str| {
+                rows.strings.push(StringRow { param: text_param, normalized: normalize(text), exact: text.to_owned() })
+            };
+            if let Some(text) = map.get("text").and_then(Value::as_str) {
+                push_text(text);
+            }
+            if let Some(display) = map.get("display").and_then(Value::as_str) {
+                push_text(display);
+            }
+            if let Some(Value::Array(codings)) = map.get("coding") {
+                for coding in codings {
+                    add_token(rows, parameter, param, coding);
+                }
+                return;
+            }
+            let code = map.get("code").or_else(|| map.get("value")).and_then(Value::as_str);
+            let Some(code) = code else { return };
+            let system = map.get("system").and_then(Value::as_str).map(str::to_owned);
+            rows.tokens.push(TokenRow { param, system, code: code.to_owned() });
+            if let Some(Value::Array(type_codings)) = map.get("type").and_then(|kind| kind.get("coding")) {
+                let of_type = variant_id(parameter, ParamVariant::OfType);
+                for coding in type_codings {
+                    let Some(type_code) = coding.get("code").and_then(Value::as_str) else { continue };
+                    let system = coding.get("system").and_then(Value::as_str).map(str::to_owned);
+                    rows.tokens.push(TokenRow { param: of_type, system, code: format!("{type_code}|{code}") });
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Strings of a node: a string itself, or the parts of a HumanName or Address (and, for other
+/// complex values, their direct string fields).
+fn add_strings(rows: &mut IndexRows, param: i64, node: &Value) {
+    let mut push =
+        |text: &str| rows.strings.push(StringRow { param, normalized: normalize(text), exact: text.to_owned() });
+    match node {
+        Value::String(text) => push(text),
+        Value::Object(map) => {
+            for (key, value) in map {
+                if matches!(key.as_str(), "use" | "id" | "extension" | "period" | "type") {
+                    continue;
+                }
+                match value {
+                    Value::String(text) => push(text),
+                    Value::Array(items) => items.iter().filter_map(Value::as_str).for_each(&mut push),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn add_date(rows: &mut IndexRows, param: i64, node: &Value) {
+    match node {
+        Value::String(text) => {
+            if let Some((low, high)) = instant::range(text) {
+                rows.dates.push(DateRow { param, low, high });
+            }
+        }
+        Value::Object(map) => {
+            if map.contains_key("start") || map.contains_key("end") {
+                let low = map.get("start").and_then(Value::as_str).and_then(instant::range).map_or(i64::MIN, |r| r.0);
+                let high = map.get("end").and_then(Value::as_str).and_then(instant::range).map_or(i64::MAX, |r| r.1);
+                rows.dates.push(DateRow { param, low, high });
+            } else if let Some(Value::Array(events)) = map.get("event") {
+                for event in events {
+                    add_date(rows, param, event);
+                }
+            } else if let Some(bounds) = map.get("repeat").and_then(|repeat| repeat.get("boundsPeriod")) {
+                add_date(rows, param, bounds);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn add_quantity(rows: &mut IndexRows, param: i64, node: &Value) {
+    let Value::Object(map) = node else { return };
+    if let (Some(low), Some(high)) = (map.get("low"), map.get("high")) {
+        add_quantity(rows, param, low);
+        add_quantity(rows, param, high);
+        return;
+    }
+    let Some(value) = map.get("value").and_then(number) else { return };
+    let text = |key: &str| map.get(key).and_then(Value::as_str).map(str::to_owned);
+    let code = text("code").or_else(|| text("currency"));
+    rows.quantities.push(QuantityRow { param, value, system: text("system"), code, unit: text("unit") });
+}
+
+fn add_reference(rows: &mut IndexRows, parameter: &SearchParameter, param: i64, node: &Value) {
+    match node {
+        Value::String(canonical) => push_reference(rows, param, canonical),
+        Value::Object(map) => {
+            if let Some(reference) = map.get("reference").and_then(Value::as_str) {
+                push_reference(rows, param, reference);
+            }
+            if let Some(identifier) = map.get("identifier") {
+                let identifier_param = variant_id(parameter, ParamVariant::Identifier);
+                let system = identifier.get("system").and_then(Value::as_str).map(str::to_owned);
+                if let Some(value) = identifier.get("value").and_then(Value::as_str) {
+                    rows.tokens.push(TokenRow { param: identifier_param, system, code: value.to_owned() });
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn push_reference(rows: &mut IndexRows, param: i64, reference: &str) {
+    if reference.starts_with('#') {
+        return;
+    }
+    let (target_type, target_id) = match local_target(reference) {
+        Some((target_type, target_id)) => (Some(target_type.to_owned()), Some(target_id.to_owned())),
+        None => (None, None),
+    };
+    let absolute = reference.contains(':');
+    let url = absolute.then(|| reference.split('|').next().unwrap_or(reference).to_owned());
+    if target_type.is_some() || url.is_some() {
+        rows.references.push(ReferenceRow { param, target_type, target_id, url });
+    }
+}
+
+/// The `Type/id` a reference names, relative or at the end of an absolute URL (a
+/// `/_history/n` suffix is dropped): the type must be a resource type and the id valid.
+pub fn local_target(reference: &str) -> Option<(&str, &str)> {
+    let path = reference.split(['?', '#']).next().unwrap_or(reference);
+    let path = match path.find("/_history/") {
+        Some(history) => &path[..history],
+        None => path,
+    };
+    let mut segments = path.rsplit('/');
+    let id = segments.next()?;
+    let resource_type = segments.next()?;
+    let definitions = crate::Definitions::get();
+    (definitions.is_resource_type(resource_type) && crate::id::is_valid_id(id)).then_some((resource_type, id))
+}
+
+/// A JSON number (or numeric string, as `positiveInt` extensions sometimes carry) as `f64`.
+fn number(node: &Value) -> Option<f64> {
+    match node {
+        Value::Number(number) => number.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn local_targets() {
+        assert_eq!(local_target("Patient/123"), Some(("Patient", "123")));
+        assert_eq!(local_target("http://example.org/fhir/Patient/123/_history/2"), Some(("Patient", "123")));
+        assert_eq!(local_target("urn:uuid:0a1b"), None);
+        assert_eq!(local_target("Foo/123"), None);
+    }
+
+    #[test]
+    fn observation_rows() {
+        let observation = json!({
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}], "text": "HR"},
+            "subject": {"reference": "Patient/p1"},
+            "effectivePeriod": {"start": "2024-03-05", "end": "2024-03-06"},
+            "valueQuantity": {"value": 72.5, "unit": "beats/min", "system": "http://unitsofmeasure.org", "code": "/min"}
+        });
+        let rows = index_rows("Observation", &observation);
+        assert!(
+            rows.tokens.iter().any(|row| row.code == "8867-4" && row.system.as_deref() == Some("http://loinc.org"))
+        );
+        assert!(rows.tokens.iter().any(|row| row.code == "final"));
+        assert!(rows.references.iter().any(|row| row.target_id.as_deref() == Some("p1")));
+        assert!(rows.quantities.iter().any(|row| row.value == 72.5 && row.code.as_deref() == Some("/min")));
+        assert!(rows.dates.iter().any(|row| row.high > row.low + 86_400_000_000));
+        assert!(rows.strings.iter().any(|row| row.normalized == "heart rate"), "code:text rows");
+    }
+
+    #[test]
+    fn patient_name_strings() {
+        let patient =
+            json!({"resourceType": "Patient", "name": [{"family": "Müller", "given": ["Zoë"]}], "birthDate": "1970"});
+        let rows = index_rows("Patient", &patient);
+        assert!(rows.strings.iter().any(|row| row.normalized == "muller" && row.exact == "Müller"));
+        assert!(rows.strings.iter().any(|row| row.normalized == "zoe"));
+        assert!(!rows.dates.is_empty());
+    }
+}

@@ -1,0 +1,520 @@
+//! Parsing a FHIR query string into a [`SearchQuery`].
+
+use crate::definitions::{SearchParamType, SearchParameter};
+use crate::outcome::{Issue, IssueType};
+use crate::search::params::{ParamVariant, find_param, variant_id};
+use crate::search::{
+    Clause, Include, Modifier, ParamClause, Prefix, SearchValue, SortField, SortKey, Summary, TokenValue, Total,
+};
+use crate::{Definitions, instant};
+
+/// Chains and `_has` nest at most this deep.
+const MAX_CHAIN_DEPTH: usize = 4;
+/// The largest page a client may ask for.
+pub const MAX_COUNT: usize = 1000;
+
+/// What to do with parameters the server does not know (`Prefer: handling=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handling {
+    /// Ignore them and report them in the result (the default).
+    Lenient,
+    /// Refuse the search.
+    Strict,
+}
+
+/// A parsed search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchQuery {
+    /// The criteria, all of which must match.
+    pub clauses: Vec<Clause>,
+    pub includes: Vec<Include>,
+    pub revincludes: Vec<Include>,
+    pub sort: Vec<SortKey>,
+    /// `_count`, capped at [`MAX_COUNT`]; `None` when not given.
+    pub count: Option<usize>,
+    pub summary: Summary,
+    /// `_elements`: the top-level elements to keep.
+    pub elements: Option<Vec<String>>,
+    pub total: Total,
+    /// `_cursor`: the opaque position of a page, from a `next` or `previous` link.
+    pub cursor: Option<String>,
+    /// Parameters ignored under lenient handling, as warnings to report.
+    pub warnings: Vec<Issue>,
+}
+
+/// Why one parameter was not turned into a clause.
+enum Problem {
+    /// The server does not know or support it: ignored when lenient.
+    Unknown(Issue),
+    /// It is known but its value is malformed: always an error.
+    Invalid(Issue),
+}
+
+impl SearchQuery {
+    /// Parses decoded `(name, value)` pairs of a search on `resource_type`.
+    pub fn parse(resource_type: &str, pairs: &[(String, String)], handling: Handling) -> Result<SearchQuery, Issue> {
+        let mut query = SearchQuery {
+            clauses: Vec::new(),
+            includes: Vec::new(),
+            revincludes: Vec::new(),
+            sort: Vec::new(),
+            count: None,
+            summary: Summary::False,
+            elements: None,
+            total: Total::Default,
+            cursor: None,
+            warnings: Vec::new(),
+        };
+        for (name, value) in pairs {
+            let outcome = match name.as_str() {
+                "_format" | "_pretty" | "_type" | "_contained" | "_containedType" => Ok(()),
+                "_count" => parse_count(value).map(|count| query.count = Some(count)),
+                "_cursor" => {
+                    query.cursor = Some(value.clone());
+                    Ok(())
+                }
+                "_summary" => parse_summary(value).map(|summary| query.summary = summary),
+                "_total" => parse_total(value).map(|total| query.total = total),
+                "_elements" => {
+                    query.elements = Some(split_list(value));
+                    Ok(())
+                }
+                "_sort" => parse_sort(resource_type, value).map(|sort| query.sort = sort),
+                _ if name.starts_with("_include") || name.starts_with("_revinclude") => {
+                    parse_include(resource_type, name, value).map(|(reverse, include)| {
+                        if reverse { query.revincludes.push(include) } else { query.includes.push(include) }
+                    })
+                }
+                _ => parse_parameter(resource_type, name, value, 0).map(|clause| query.clauses.push(clause)),
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(Problem::Invalid(issue)) => return Err(issue),
+                Err(Problem::Unknown(issue)) if handling == Handling::Strict => return Err(issue),
+                Err(Problem::Unknown(mut issue)) => {
+                    issue.severity = crate::Severity::Warning;
+                    query.warnings.push(issue);
+                }
+            }
+        }
+        Ok(query)
+    }
+}
+
+fn unknown(text: String) -> Problem {
+    Problem::Unknown(Issue::error(IssueType::NotSupported, text))
+}
+
+fn invalid(text: String) -> Problem {
+    Problem::Invalid(Issue::error(IssueType::Invalid, text))
+}
+
+/// One criterion: `code[:modifier][.chain]=value`, `_has:…=value`, `_id`, `_lastUpdated`.
+fn parse_parameter(resource_type: &str, name: &str, value: &str, depth: usize) -> Result<Clause, Problem> {
+    if depth > MAX_CHAIN_DEPTH {
+        return Err(invalid(format!("'{name}' chains deeper than {MAX_CHAIN_DEPTH} links")));
+    }
+    if value.is_empty() {
+        return Err(invalid(format!("search parameter '{name}' has an empty value")));
+    }
+    if let Some(rest) = name.strip_prefix("_has:") {
+        return parse_has(resource_type, rest, value, depth);
+    }
+    let (head, chain) = match name.split_once('.') {
+        Some((head, chain)) => (head, Some(chain)),
+        None => (name, None),
+    };
+    let (code, modifier) = match head.split_once(':') {
+        Some((code, modifier)) => (code, Some(modifier)),
+        None => (head, None),
+    };
+    match (code, chain) {
+        ("_id", None) => return parse_id(modifier, value),
+        ("_lastUpdated", None) => {
+            let values = split_values(value).iter().map(|value| parse_date(value)).collect::<Result<_, _>>()?;
+            return Ok(Clause::LastUpdated(values));
+        }
+        _ => {}
+    }
+    let param = find_param(resource_type, code)
+        .filter(|param| param.expression.is_some())
+        .ok_or_else(|| unknown(format!("search parameter '{code}' is not supported for {resource_type}")))?;
+    match chain {
+        Some(chain) => parse_chain(param, modifier, chain, value, depth),
+        None => parse_values(param, modifier, value),
+    }
+}
+
+fn parse_id(modifier: Option<&str>, value: &str) -> Result<Clause, Problem> {
+    let negate = match modifier {
+        None | Some("exact") => false,
+        Some("not") => true,
+        Some(other) => return Err(invalid(format!("modifier ':{other}' is not supported on _id"))),
+    };
+    Ok(Clause::Id { ids: split_values(value).into_iter().map(unescape).collect(), negate })
+}
+
+fn parse_chain(
+    reference: &'static SearchParameter,
+    modifier: Option<&str>,
+    chain: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Clause, Problem> {
+    if reference.kind != SearchParamType::Reference {
+        return Err(invalid(format!("'{}' is not a reference parameter and cannot be chained", reference.code)));
+    }
+    let candidates: Vec<String> = match modifier {
+        Some(target) => vec![target.to_owned()],
+        None => reference.target.clone(),
+    };
+    let mut targets = Vec::new();
+    let mut last_problem = None;
+    for target in candidates {
+        if !Definitions::get().is_resource_type(&target) {
+            return Err(invalid(format!("'{target}' is not a resource type")));
+        }
+        match parse_parameter(&target, chain, value, depth + 1) {
+            Ok(inner) => targets.push((target, Box::new(inner))),
+            Err(Problem::Invalid(issue)) => return Err(Problem::Invalid(issue)),
+            Err(problem) => last_problem = Some(problem),
+        }
+    }
+    if targets.is_empty() {
+        return Err(last_problem.unwrap_or_else(|| unknown(format!("'{}' has no target to chain to", reference.code))));
+    }
+    Ok(Clause::Chain { reference, reference_id: variant_id(reference, ParamVariant::Value), targets })
+}
+
+/// `_has:Source:reference:rest=value`.
+fn parse_has(resource_type: &str, rest: &str, value: &str, depth: usize) -> Result<Clause, Problem> {
+    let mut parts = rest.splitn(3, ':');
+    let (Some(source_type), Some(reference_code), Some(inner_name)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(invalid(format!("'_has:{rest}' must be _has:Type:reference:parameter")));
+    };
+    if !Definitions::get().is_resource_type(source_type) {
+        return Err(invalid(format!("'{source_type}' in _has is not a resource type")));
+    }
+    let reference = find_param(source_type, reference_code)
+        .filter(|param| param.kind == SearchParamType::Reference)
+        .ok_or_else(|| invalid(format!("'{reference_code}' is not a reference parameter of {source_type}")))?;
+    if !reference.target.is_empty() && !reference.target.iter().any(|target| target == resource_type) {
+        return Err(invalid(format!("{source_type}.{reference_code} never points at {resource_type}")));
+    }
+    let inner = parse_parameter(source_type, inner_name, value, depth + 1)?;
+    Ok(Clause::Has {
+        source_type: source_type.to_owned(),
+        reference_id: variant_id(reference, ParamVariant::Value),
+        inner: Box::new(inner),
+    })
+}
+
+/// The values of a (non-chained) parameter, for its type and modifier.
+fn parse_values(param: &'static SearchParameter, modifier: Option<&str>, value: &str) -> Result<Clause, Problem> {
+    let own_rows = variant_id(param, ParamVariant::Value);
+    if modifier == Some("missing") {
+        let missing = match value {
+            "true" => true,
+            "false" => false,
+            _ => return Err(invalid(format!("':missing' takes true or false, not '{value}'"))),
+        };
+        return Ok(clause(param, own_rows, Modifier::Missing(missing), Vec::new()));
+    }
+    let raw = split_values(value);
+    let unsupported = |modifier: &str| invalid(format!("modifier ':{modifier}' is not supported on '{}'", param.code));
+    match (param.kind, modifier) {
+        (SearchParamType::Token, None | Some("not")) => {
+            let modifier = if modifier.is_some() { Modifier::Not } else { Modifier::None };
+            let values = raw.iter().map(|value| SearchValue::Token(parse_token(value))).collect();
+            Ok(clause(param, own_rows, modifier, values))
+        }
+        (SearchParamType::Token, Some("text")) => {
+            let values = raw.into_iter().map(|value| SearchValue::String(unescape(value))).collect();
+            Ok(clause(param, variant_id(param, ParamVariant::Text), Modifier::Text, values))
+        }
+        (SearchParamType::Token, Some("of-type")) => {
+            let values = raw.iter().map(|value| parse_of_type(value)).collect::<Result<_, _>>()?;
+            Ok(clause(param, variant_id(param, ParamVariant::OfType), Modifier::None, values))
+        }
+        (SearchParamType::String, None | Some("exact") | Some("contains")) => {
+            let modifier = match modifier {
+                Some("exact") => Modifier::Exact,
+                Some("contains") => Modifier::Contains,
+                _ => Modifier::None,
+            };
+            let values = raw.into_iter().map(|value| SearchValue::String(unescape(value))).collect();
+            Ok(clause(param, own_rows, modifier, values))
+        }
+        (SearchParamType::Date, None) => {
+            let values = raw.iter().map(|value| parse_date(value)).collect::<Result<_, _>>()?;
+            Ok(clause(param, own_rows, Modifier::None, values))
+        }
+        (SearchParamType::Number, None) => {
+            let values = raw.iter().map(|value| parse_number(value)).collect::<Result<_, _>>()?;
+            Ok(clause(param, own_rows, Modifier::None, values))
+        }
+        (SearchParamType::Quantity, None) => {
+            let values = raw.iter().map(|value| parse_quantity(value)).collect::<Result<_, _>>()?;
+            Ok(clause(param, own_rows, Modifier::None, values))
+        }
+        (SearchParamType::Reference, Some("identifier")) => {
+            let values = raw.iter().map(|value| SearchValue::Token(parse_token(value))).collect();
+            Ok(clause(param, variant_id(param, ParamVariant::Identifier), Modifier::None, values))
+        }
+        (SearchParamType::Reference, None) => {
+            let values = raw.iter().map(|value| parse_reference(None, value)).collect::<Result<_, _>>()?;
+            Ok(clause(param, own_rows, Modifier::None, values))
+        }
+        (SearchParamType::Reference, Some(target)) if Definitions::get().is_resource_type(target) => {
+            let values = raw.iter().map(|value| parse_reference(Some(target), value)).collect::<Result<_, _>>()?;
+            Ok(clause(param, own_rows, Modifier::None, values))
+        }
+        (SearchParamType::Uri, None | Some("above") | Some("below")) => {
+            let modifier = match modifier {
+                Some("above") => Modifier::Above,
+                Some("below") => Modifier::Below,
+                _ => Modifier::None,
+            };
+            let values = raw.into_iter().map(|value| SearchValue::Uri(unescape(value))).collect();
+            Ok(clause(param, own_rows, modifier, values))
+        }
+        (SearchParamType::Composite | SearchParamType::Special, _) => {
+            Err(unknown(format!("'{}' is a {:?} parameter, which is not supported yet", param.code, param.kind)))
+        }
+        (_, Some(modifier)) => Err(unsupported(modifier)),
+    }
+}
+
+fn clause(param: &'static SearchParameter, rows: i64, modifier: Modifier, values: Vec<SearchValue>) -> Clause {
+    Clause::Param(ParamClause { param, rows, modifier, values })
+}
+
+pub(crate) fn parse_token(value: &str) -> TokenValue {
+    match find_unescaped(value, '|') {
+        None => TokenValue { system: None, code: Some(unescape(value)) },
+        Some(bar) => {
+            let (system, code) = (&value[..bar], &value[bar + 1..]);
+            TokenValue { system: Some(unescape(system)), code: (!code.is_empty()).then(|| unescape(code)) }
+        }
+    }
+}
+
+/// `:of-type` values are `system|code|value`; stored as code `code|value` in that system.
+fn parse_of_type(value: &str) -> Result<SearchValue, Problem> {
+    let parts: Vec<&str> = value.splitn(3, '|').collect();
+    match parts.as_slice() {
+        [system, code, identifier] if !code.is_empty() && !identifier.is_empty() => {
+            Ok(SearchValue::Token(TokenValue {
+                system: (!system.is_empty()).then(|| unescape(system)),
+                code: Some(format!("{}|{}", unescape(code), unescape(identifier))),
+            }))
+        }
+        _ => Err(invalid(format!("':of-type' values are system|code|value, not '{value}'"))),
+    }
+}
+
+fn split_prefix(value: &str) -> (Prefix, &str) {
+    let prefix = match value.get(..2) {
+        Some("eq") => Prefix::Eq,
+        Some("ne") => Prefix::Ne,
+        Some("gt") => Prefix::Gt,
+        Some("lt") => Prefix::Lt,
+        Some("ge") => Prefix::Ge,
+        Some("le") => Prefix::Le,
+        Some("sa") => Prefix::Sa,
+        Some("eb") => Prefix::Eb,
+        Some("ap") => Prefix::Ap,
+        _ => return (Prefix::Eq, value),
+    };
+    (prefix, &value[2..])
+}
+
+fn parse_date(value: &str) -> Result<SearchValue, Problem> {
+    let (prefix, text) = split_prefix(value);
+    let (low, high) =
+        instant::range(text).ok_or_else(|| invalid(format!("'{value}' is not a valid date search value")))?;
+    Ok(SearchValue::Date { prefix, low, high })
+}
+
+fn parse_number(value: &str) -> Result<SearchValue, Problem> {
+    let (prefix, text) = split_prefix(value);
+    let (number, low, high) = number_range(text).ok_or_else(|| invalid(format!("'{value}' is not a number")))?;
+    Ok(SearchValue::Number { prefix, value: number, low, high })
+}
+
+/// A number and the half-open range its written precision implies.
+fn number_range(text: &str) -> Option<(f64, f64, f64)> {
+    let number: f64 = text.parse().ok().filter(|number: &f64| number.is_finite())?;
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, exponent.parse::<i32>().ok()?),
+        None => (text, 0),
+    };
+    let decimals = mantissa.split_once('.').map_or(0, |(_, fraction)| fraction.len() as i32);
+    let half = 0.5 * 10f64.powi(exponent - decimals);
+    Some((number, number - half, number + half))
+}
+
+fn parse_quantity(value: &str) -> Result<SearchValue, Problem> {
+    let (prefix, text) = split_prefix(value);
+    let mut parts = text.splitn(3, '|');
+    let number = parts.next().unwrap_or("");
+    let (amount, low, high) = number_range(number).ok_or_else(|| invalid(format!("'{value}' is not a quantity")))?;
+    let system = parts.next().filter(|system| !system.is_empty()).map(unescape);
+    let code = parts.next().filter(|code| !code.is_empty()).map(unescape);
+    Ok(SearchValue::Quantity { prefix, value: amount, low, high, system, code })
+}
+
+fn parse_reference(target: Option<&str>, value: &str) -> Result<SearchValue, Problem> {
+    let value = unescape(value);
+    if value.contains(':') {
+        let local = crate::search::local_target(&value);
+        return Ok(SearchValue::Reference {
+            target_type: local.map(|(resource_type, _)| resource_type.to_owned()),
+            id: local.map(|(_, id)| id.to_owned()),
+            url: Some(value.split('|').next().unwrap_or(&value).to_owned()),
+        });
+    }
+    let (resource_type, id) = match value.split_once('/') {
+        Some((resource_type, id)) => (Some(resource_type), id),
+        None => (target, value.as_str()),
+    };
+    if let Some(resource_type) = resource_type.filter(|name| !Definitions::get().is_resource_type(name)) {
+        return Err(invalid(format!("'{resource_type}' is not a resource type")));
+    }
+    if !crate::id::is_valid_id(id) {
+        return Err(invalid(format!("'{id}' is not a valid id")));
+    }
+    Ok(SearchValue::Reference { target_type: resource_type.map(str::to_owned), id: Some(id.to_owned()), url: None })
+}
+
+fn parse_count(value: &str) -> Result<usize, Problem> {
+    value
+        .parse::<usize>()
+        .map(|count| count.min(MAX_COUNT))
+        .map_err(|_| invalid(format!("_count '{value}' is not a non-negative integer")))
+}
+
+fn parse_summary(value: &str) -> Result<Summary, Problem> {
+    Ok(match value {
+        "true" => Summary::True,
+        "false" => Summary::False,
+        "count" => Summary::Count,
+        "data" => Summary::Data,
+        "text" => Summary::Text,
+        _ => return Err(invalid(format!("_summary '{value}' is not one of true, false, count, data, text"))),
+    })
+}
+
+fn parse_total(value: &str) -> Result<Total, Problem> {
+    Ok(match value {
+        "none" => Total::None,
+        "estimate" => Total::Estimate,
+        "accurate" => Total::Accurate,
+        _ => return Err(invalid(format!("_total '{value}' is not one of none, estimate, accurate"))),
+    })
+}
+
+fn parse_sort(resource_type: &str, value: &str) -> Result<Vec<SortKey>, Problem> {
+    split_list(value)
+        .into_iter()
+        .map(|key| {
+            let (descending, code) = match key.strip_prefix('-') {
+                Some(code) => (true, code.to_owned()),
+                None => (false, key),
+            };
+            let field = match code.as_str() {
+                "_id" => SortField::Id,
+                "_lastUpdated" => SortField::LastUpdated,
+                _ => {
+                    let param = find_param(resource_type, &code)
+                        .filter(|param| param.expression.is_some())
+                        .filter(|param| !matches!(param.kind, SearchParamType::Composite | SearchParamType::Special))
+                        .ok_or_else(|| unknown(format!("cannot sort {resource_type} by '{code}'")))?;
+                    SortField::Param { rows: variant_id(param, ParamVariant::Value), kind: param.kind }
+                }
+            };
+            Ok(SortKey { field, descending })
+        })
+        .collect()
+}
+
+/// `_include[:iterate]=Source:param[:Target]` and `_revinclude[…]`; returns whether it is a
+/// reverse include.
+fn parse_include(resource_type: &str, name: &str, value: &str) -> Result<(bool, Include), Problem> {
+    let (base_name, iterate) = match name.split_once(':') {
+        Some((base, "iterate" | "recurse")) => (base, true),
+        Some(_) => return Err(invalid(format!("'{name}' is not a supported include modifier"))),
+        None => (name, false),
+    };
+    let reverse = match base_name {
+        "_include" => false,
+        "_revinclude" => true,
+        _ => return Err(unknown(format!("'{name}' is not a search parameter"))),
+    };
+    let parts: Vec<&str> = value.split(':').collect();
+    let (source_type, code, target_type) = match parts.as_slice() {
+        [source, code] => (*source, *code, None),
+        [source, code, target] => (*source, *code, Some((*target).to_owned())),
+        _ => return Err(unknown(format!("{base_name}={value} is not supported (expected Type:parameter[:Target])"))),
+    };
+    if !reverse && !iterate && source_type != resource_type {
+        return Err(unknown(format!("_include={value} does not start from {resource_type}")));
+    }
+    let reference = find_param(source_type, code)
+        .filter(|param| param.kind == SearchParamType::Reference)
+        .ok_or_else(|| invalid(format!("'{code}' is not a reference parameter of {source_type}")))?;
+    if let Some(target) = target_type.as_ref().filter(|name| !Definitions::get().is_resource_type(name)) {
+        return Err(invalid(format!("'{target}' is not a resource type")));
+    }
+    let include = Include {
+        source_type: source_type.to_owned(),
+        reference_id: variant_id(reference, ParamVariant::Value),
+        target_type,
+        iterate,
+    };
+    Ok((reverse, include))
+}
+
+/// Splits a comma list (no escaping), dropping empty items.
+fn split_list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
+}
+
+/// Splits values on commas that are not escaped with a backslash.
+fn split_values(value: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut rest = value;
+    while let Some(position) = find_unescaped(rest, ',') {
+        parts.push(&rest[..position]);
+        rest = &rest[position + 1..];
+    }
+    parts.push(rest);
+    parts
+}
+
+fn find_unescaped(value: &str, wanted: char) -> Option<usize> {
+    let mut escaped = false;
+    for (position, character) in value.char_indices() {
+        match character {
+            '\\' if !escaped => escaped = true,
+            c if c == wanted && !escaped => return Some(position),
+            _ => escaped = false,
+        }
+    }
+    None
+}
+
+fn unescape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut characters = value.chars();
+    while let Some(character) = characters.next() {
+        if character == '\\' {
+            if let Some(next) = characters.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(character);
+        }
+    }
+    out
+}
