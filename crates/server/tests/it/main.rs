@@ -7,6 +7,8 @@
 //! - `examples`: the official R4 examples round-trip through create and read.
 //! - `capability`: the generated CapabilityStatement.
 //! - `transaction`: transaction and batch Bundles posted to the base.
+//! - `search`: every parameter type, modifier, chain, include, sort and paging.
+//! - `us_core`: the (g)(10) US Core searches over the conformance patients.
 
 mod capability;
 mod crud;
@@ -16,3 +18,4 @@ mod history;
 mod search;
 mod support;
 mod transaction;
+mod us_core;
