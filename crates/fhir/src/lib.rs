@@ -5,6 +5,8 @@
 //!   (R4 core 4.0.1, US Core 6.1.0 and 7.0.0) and decoded once at start.
 //! - [`validation`]: checks a resource (a `serde_json::Value`) against its base
 //!   StructureDefinition and the US Core profiles it claims in `meta.profile`.
+//! - [`fhirpath`]: a FHIRPath engine over resource JSON, for search-parameter extraction and
+//!   invariants; expressions are parsed once and evaluated without copying the resource.
 //! - [`outcome`]: the `OperationOutcome` issue model every error is reported in.
 //! - [`id`]: the typed identifiers (resource type names and logical ids) that cross into the
 //!   store.
@@ -13,6 +15,7 @@
 //! time, and the server only reasons about a few fields of each resource.
 
 pub mod definitions;
+pub mod fhirpath;
 pub mod id;
 pub mod instant;
 pub mod outcome;

@@ -1,0 +1,248 @@
+//! A FHIRPath (N1, FHIR R4 flavour) engine over FHIR JSON (`serde_json::Value`).
+//!
+//! [`Expression::parse`] compiles the text once into a tree (function names and type names
+//! resolved, depth bounded); [`Expression::evaluate`] runs it against a resource and returns
+//! [`Item`]s that borrow the resource's JSON nodes, so a search-parameter extraction copies no
+//! subtree. Nodes are typed from the element trees of [`crate::Definitions`]: `value` finds
+//! `valueQuantity` and knows it is a `Quantity`, `Patient.gender` knows it is a `code`.
+//!
+//! ```ignore
+//! let expression = Expression::parse("Observation.value.as(Quantity).value")?;
+//! let values = expression.evaluate(&observation)?;
+//! ```
+//!
+//! Expressions and resources come from clients (custom SearchParameters, posted resources),
+//! so nothing here panics on them: bad text is a [`ParseError`], an expression that goes
+//! wrong at run time (a collection where one item is needed, a type mismatch) is an
+//! [`EvalError`], and both parsing and evaluation bound their recursion.
+//!
+//! Known limits: `resolve()` cannot fetch; it returns contained resources for `#id` and, for
+//! other references, a stand-in that carries only the referenced type, so `resolve() is
+//! Patient` and `resolve().ofType(Patient)` work on the reference text (`Patient/123`). `memberOf`
+//! is always empty (no terminology server). Quantity units convert only within a small UCUM
+//! table (mass, length, volume, time). The strict-mode semantic checks of the specification
+//! (rejecting `name.given1` because the model has no such element) are not done: unknown names
+//! simply find nothing.
+
+mod ast;
+mod datetime;
+mod decimal;
+mod eval;
+mod functions;
+mod lexer;
+mod navigation;
+mod parser;
+mod quantity;
+mod text;
+mod value;
+
+use std::fmt;
+
+use serde_json::Value;
+
+pub use datetime::{DateTime, Precision, Time};
+pub use decimal::Decimal;
+pub use quantity::Quantity;
+pub use value::{Item, Node};
+
+use crate::fhirpath::eval::{Evaluator, Frame};
+
+/// A parsed FHIRPath expression, ready to evaluate any number of times.
+#[derive(Debug, Clone)]
+pub struct Expression {
+    root: ast::Expr,
+}
+
+/// The environment of an evaluation: `%resource`, `%rootResource`, `%context` and any
+/// additional `%variables`.
+#[derive(Debug, Clone, Default)]
+pub struct Context<'a> {
+    resource: Option<&'a Value>,
+    root_resource: Option<&'a Value>,
+    variables: Vec<(String, Vec<Item<'a>>)>,
+}
+
+/// Why an expression's text was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    offset: usize,
+    message: String,
+}
+
+/// Why an evaluation failed (a type mismatch, a collection where one item was needed, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalError {
+    message: String,
+}
+
+impl Expression {
+    /// Parses `text`.
+    pub fn parse(text: &str) -> Result<Expression, ParseError> {
+        parser::parse(text).map(|root| Expression { root })
+    }
+
+    /// Evaluates the expression with `resource` as the input, `%resource` and `%context`.
+    pub fn evaluate<'a>(&'a self, resource: &'a Value) -> Result<Vec<Item<'a>>, EvalError> {
+        self.evaluate_with(resource, &Context::new(resource))
+    }
+
+    /// Evaluates the expression with `focus` as the input (a resource or any node of one)
+    /// in `context`.
+    pub fn evaluate_with<'a>(&'a self, focus: &'a Value, context: &Context<'a>) -> Result<Vec<Item<'a>>, EvalError> {
+        let input = [Item::Node(navigation::root(focus))];
+        let frame = Frame { this: Some(&input[0]), index: None, total: None };
+        Evaluator::new(context, Some(&input[0])).eval(&self.root, &input, frame)
+    }
+
+    /// Evaluates the expression with no input at all (for expressions made of literals).
+    pub fn evaluate_without_input(&self) -> Result<Vec<Item<'_>>, EvalError> {
+        let context = Context::default();
+        Evaluator::new(&context, None).eval(&self.root, &[], Frame::default())
+    }
+}
+
+impl<'a> Context<'a> {
+    /// A context whose `%resource` and `%rootResource` are `resource`.
+    pub fn new(resource: &'a Value) -> Context<'a> {
+        Context { resource: Some(resource), root_resource: Some(resource), variables: Vec::new() }
+    }
+
+    /// Sets `%rootResource` (the Bundle or container a resource sits in).
+    pub fn with_root_resource(mut self, root: &'a Value) -> Context<'a> {
+        self.root_resource = Some(root);
+        self
+    }
+
+    /// Adds the variable `%name`.
+    pub fn with_variable(mut self, name: impl Into<String>, items: Vec<Item<'a>>) -> Context<'a> {
+        self.variables.push((name.into(), items));
+        self
+    }
+}
+
+impl ParseError {
+    pub(crate) fn new(offset: usize, message: impl Into<String>) -> ParseError {
+        ParseError { offset, message: message.into() }
+    }
+
+    /// Byte offset in the expression text where the problem was found.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+}
+
+impl EvalError {
+    pub(crate) fn new(message: impl Into<String>) -> EvalError {
+        EvalError { message: message.into() }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "invalid FHIRPath at offset {}: {}", self.offset, self.message)
+    }
+}
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "FHIRPath evaluation failed: {}", self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+impl std::error::Error for EvalError {}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::Definitions;
+
+    fn strings(expression: &str, resource: &Value) -> Vec<String> {
+        let parsed = Expression::parse(expression).unwrap_or_else(|error| panic!("{expression}: {error}"));
+        let items = parsed.evaluate(resource).unwrap_or_else(|error| panic!("{expression}: {error}"));
+        items.iter().map(|item| item.to_string()).collect()
+    }
+
+    #[test]
+    fn every_search_parameter_expression_parses_and_evaluates() {
+        let definitions = Definitions::get();
+        let mut checked = 0;
+        let mut failures = Vec::new();
+        for resource_type in definitions.resource_types() {
+            let resource = json!({ "resourceType": resource_type });
+            for parameter in definitions.search_parameters(resource_type) {
+                let expressions = parameter.expression.iter().chain(parameter.components.iter().map(|c| &c.expression));
+                for expression in expressions {
+                    checked += 1;
+                    match Expression::parse(expression) {
+                        Err(error) => failures.push(format!("{} ({expression}): {error}", parameter.url)),
+                        Ok(parsed) => {
+                            if let Err(error) = parsed.evaluate(&resource) {
+                                failures.push(format!("{} on {resource_type} ({expression}): {error}", parameter.url));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+        assert!(checked > 1000, "only {checked} expressions checked");
+    }
+
+    #[test]
+    fn search_style_extraction() {
+        let observation: Value = serde_json::from_str(r##"{
+            "resourceType": "Observation",
+            "status": "final",
+            "code": { "coding": [{ "system": "http://loinc.org", "code": "8867-4" }] },
+            "subject": { "reference": "Patient/example" },
+            "performer": [{ "reference": "Practitioner/1" }, { "reference": "#org" }],
+            "contained": [{ "resourceType": "Organization", "id": "org", "name": "Acme" }],
+            "valueQuantity": { "value": 185.50, "unit": "lbs", "system": "http://unitsofmeasure.org", "code": "[lb_av]" },
+            "effectiveDateTime": "2020-01-01T10:00:00Z"
+        }"##)
+        .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(strings("Observation.subject.where(resolve() is Patient)", &observation).len(), 1);
+        assert!(strings("Observation.subject.where(resolve() is Group)", &observation).is_empty());
+        assert_eq!(strings("Observation.performer.resolve().ofType(Organization).name", &observation), ["Acme"]);
+        assert_eq!(strings("(Observation.value as Quantity).value", &observation), ["185.50"]);
+        assert_eq!(strings("Observation.value.as(Quantity).value", &observation), ["185.50"]);
+        assert_eq!(strings("Observation.effective.ofType(dateTime)", &observation), ["2020-01-01T10:00:00Z"]);
+        assert!(strings("Observation.value.ofType(string)", &observation).is_empty());
+        assert_eq!(strings("Observation.code.coding.code | Patient.name", &observation), ["8867-4"]);
+        assert_eq!(strings("Observation.value > 100 '[lb_av]'", &observation), ["true"]);
+    }
+
+    #[test]
+    fn primitive_extensions_pair_with_values() {
+        let patient = json!({
+            "resourceType": "Patient",
+            "name": [{ "given": ["Ann", null], "_given": [null, { "extension": [{ "url": "u", "valueString": "x" }] }] }],
+            "birthDate": "1974-12-25",
+            "_birthDate": { "extension": [{ "url": "http://example.org/time", "valueDateTime": "1974-12-25T14:35:45-05:00" }] }
+        });
+        assert_eq!(strings("Patient.name.given.select($this.hasValue())", &patient), ["true", "false"]);
+        assert_eq!(strings("Patient.birthDate.extension('http://example.org/time').value", &patient).len(), 1);
+        assert_eq!(strings("Patient.birthDate < @2000-01-01", &patient), ["true"]);
+    }
+
+    #[test]
+    fn hostile_input_is_an_error_not_a_crash() {
+        let deep = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(Expression::parse(&deep).is_err());
+        let chain = format!("a{}", ".b".repeat(10_000));
+        assert!(Expression::parse(&chain).is_err());
+        let sum = vec!["1"; 10_000].join("+");
+        assert!(Expression::parse(&sum).is_err());
+        for bad in ["", "(", "a.", "1 +", "'open", "@", "@2020-13-01", "foo(", "unknownFunction()", "a is", "%"] {
+            assert!(Expression::parse(bad).is_err(), "{bad}");
+        }
+        let resource = json!({ "resourceType": "Patient", "name": [{ "given": ["a", "b"] }] });
+        let parsed = Expression::parse("Patient.name.given.single()").unwrap_or_else(|error| panic!("{error}"));
+        assert!(parsed.evaluate(&resource).is_err());
+        let parsed = Expression::parse("'a'.matches('(')").unwrap_or_else(|error| panic!("{error}"));
+        assert!(parsed.evaluate(&resource).is_err());
+    }
+}
