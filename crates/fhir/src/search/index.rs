@@ -87,10 +87,8 @@ pub struct UriRow {
 pub fn index_rows(resource_type: &str, resource: &Value) -> IndexRows {
     let mut rows = IndexRows::default();
     for parameter in params_for(resource_type) {
-        let Some(expression) = &parameter.expression else { continue };
-        let nodes = crate::search::nodes::evaluate(resource_type, expression, resource);
-        for node in nodes {
-            add_node(&mut rows, parameter, node);
+        for value in crate::search::nodes::evaluate(resource_type, parameter, resource) {
+            add_node(&mut rows, parameter, &value);
         }
     }
     rows.tokens.sort();

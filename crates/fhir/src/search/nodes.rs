@@ -1,91 +1,106 @@
-//! Evaluating a search parameter's expression against a resource, giving the JSON nodes it
-//! reaches.
+//! Evaluating a search parameter's FHIRPath expression against a resource.
 //!
-//! This walks the simple path subset of FHIRPath (`Type.a.b`, unions with `|`, `(x as Type)`);
-//! parts that need more of FHIRPath (`where(…)`, `resolve()`) are skipped until the FHIRPath
-//! engine replaces this walker.
+//! Many R4 expressions are unions over several resource types
+//! (`AllergyIntolerance.patient | CarePlan.subject.where(…) | …`). Each parameter's
+//! expression is therefore compiled once per resource type, keeping only the union branches
+//! that start at that type, so indexing an Observation never evaluates CarePlan paths.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 use serde_json::Value;
 
-/// The nodes `expression` reaches in `resource` (a `resource_type`).
-pub(crate) fn evaluate<'a>(resource_type: &str, expression: &str, resource: &'a Value) -> Vec<&'a Value> {
-    let mut values = Vec::new();
-    for part in expression.split('|') {
-        collect_path(resource_type, part.trim(), resource, &mut values);
-    }
-    values
+use crate::definitions::SearchParameter;
+use crate::fhirpath::{Expression, Item};
+
+/// The values `parameter`'s expression reaches in `resource` (a `resource_type`): JSON nodes
+/// of the resource, or computed values (strings, numbers, booleans) turned into JSON.
+pub(crate) fn evaluate<'a>(
+    resource_type: &str,
+    parameter: &SearchParameter,
+    resource: &'a Value,
+) -> Vec<std::borrow::Cow<'a, Value>> {
+    let Some(expression) = compiled(resource_type, parameter) else { return Vec::new() };
+    let Ok(items) = expression.evaluate(resource) else { return Vec::new() };
+    items.into_iter().filter_map(item_value).collect()
 }
 
-/// Walks `part` (one branch of a union) from the resource root, collecting the values reached.
-/// A trailing `.where(resolve() is Type)` keeps the references whose target is that type.
-fn collect_path<'a>(resource_type: &str, part: &str, resource: &'a Value, out: &mut Vec<&'a Value>) {
-    let part = part.trim_start_matches('(').trim_end_matches(')').trim();
-    let (part, target) = match part.split_once(".where(resolve() is ") {
-        Some((path, target)) => (path, Some(target.trim_end_matches(')').trim())),
-        None => (part, None),
-    };
-    if part.contains('(') {
-        return;
-    }
-    let (path, cast) = match part.split_once(" as ") {
-        Some((path, cast)) => (path.trim(), Some(cast.trim())),
-        None => (part, None),
-    };
-    let mut segments = path.split('.');
-    match segments.next() {
-        Some(root) if root == resource_type || root == "Resource" || root == "DomainResource" => {}
-        _ => return,
-    }
-    let segments: Vec<&str> = segments.collect();
-    let start = out.len();
-    walk(resource, &segments, cast, out);
-    if let Some(target) = target {
-        let mut kept = out.split_off(start);
-        kept.retain(|node| reference_type(node) == Some(target));
-        out.extend(kept);
+fn item_value(item: Item<'_>) -> Option<std::borrow::Cow<'_, Value>> {
+    use std::borrow::Cow;
+    match item {
+        Item::Node(node) => Some(Cow::Borrowed(node.json())),
+        Item::Boolean(flag) => Some(Cow::Owned(Value::Bool(flag))),
+        Item::String(text) => Some(Cow::Owned(Value::String(text.into_owned()))),
+        Item::Integer(number) => Some(Cow::Owned(Value::from(number))),
+        other => serde_json::from_str(&other.to_string()).ok().map(Cow::Owned),
     }
 }
 
-/// The resource type a Reference node points at (`Patient/1` → `Patient`).
-fn reference_type(node: &Value) -> Option<&str> {
-    let reference = node.get("reference")?.as_str()?;
-    crate::search::local_target(reference).map(|(resource_type, _)| resource_type)
-}
-
-fn walk<'a>(value: &'a Value, segments: &[&str], cast: Option<&str>, out: &mut Vec<&'a Value>) {
-    let Some((first, rest)) = segments.split_first() else {
-        out.push(value);
-        return;
-    };
-    match value {
-        Value::Array(items) => items.iter().for_each(|item| walk(item, segments, cast, out)),
-        Value::Object(map) => {
-            let child = if rest.is_empty() {
-                match cast {
-                    Some(cast) => map.get(&format!("{first}{cast}")),
-                    None => map.get(*first).or_else(|| choice_variant(map, first)),
-                }
-            } else {
-                map.get(*first)
-            };
-            if let Some(child) = child {
-                match child {
-                    Value::Array(items) => items.iter().for_each(|item| walk(item, rest, None, out)),
-                    _ => walk(child, rest, None, out),
-                }
-            }
-        }
-        _ => {}
+/// The expression of `parameter` restricted to `resource_type`, compiled once; `None` when
+/// no branch applies or the expression does not parse.
+fn compiled(resource_type: &str, parameter: &SearchParameter) -> Option<&'static Expression> {
+    type Cache = Mutex<HashMap<(String, String), Option<&'static Expression>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let key = (resource_type.to_owned(), parameter.url.clone());
+    if let Some(found) = cache.lock().ok().and_then(|cache| cache.get(&key).copied()) {
+        return found;
     }
+    let text = restrict(parameter.expression.as_deref()?, resource_type)?;
+    // Leaked once per (type, parameter): a bounded set, kept for the life of the process.
+    let expression = Expression::parse(&text).ok().map(|expression| &*Box::leak(Box::new(expression)));
+    if let Ok(mut cache) = cache.lock() {
+        cache.insert(key, expression);
+    }
+    expression
 }
 
-/// The `value[x]` style variant of `name`, e.g. `valueCodeableConcept` for `value`.
-fn choice_variant<'a>(map: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
-    map.iter()
-        .find(|(key, _)| {
-            key.len() > name.len()
-                && key.starts_with(name)
-                && key[name.len()..].starts_with(|c: char| c.is_ascii_uppercase())
+/// The union branches of `expression` that start at `resource_type` (or at `Resource` /
+/// `DomainResource`), joined again; `None` when there are none.
+fn restrict(expression: &str, resource_type: &str) -> Option<String> {
+    let branches: Vec<&str> = split_union(expression)
+        .into_iter()
+        .filter(|branch| {
+            let start = branch.trim().trim_start_matches('(').trim_start();
+            let root = start.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or("");
+            root == resource_type || root == "Resource" || root == "DomainResource"
         })
-        .map(|(_, value)| value)
+        .collect();
+    (!branches.is_empty()).then(|| branches.iter().map(|branch| branch.trim()).collect::<Vec<_>>().join(" | "))
+}
+
+/// Splits on `|` outside parentheses and string literals.
+fn split_union(expression: &str) -> Vec<&str> {
+    let mut branches = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0usize, false, 0);
+    let mut previous = '\0';
+    for (position, character) in expression.char_indices() {
+        match character {
+            '\'' if previous != '\\' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            '|' if !quoted && depth == 0 => {
+                branches.push(&expression[start..position]);
+                start = position + 1;
+            }
+            _ => {}
+        }
+        previous = character;
+    }
+    branches.push(&expression[start..]);
+    branches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_only_the_branches_of_the_type() {
+        let expression = "AllergyIntolerance.patient | CarePlan.subject.where(resolve() is Patient) | (Observation.value as Quantity)";
+        assert_eq!(restrict(expression, "CarePlan").as_deref(), Some("CarePlan.subject.where(resolve() is Patient)"));
+        assert_eq!(restrict(expression, "Observation").as_deref(), Some("(Observation.value as Quantity)"));
+        assert_eq!(restrict(expression, "Patient"), None);
+        assert_eq!(split_union("a.where(b | c) | 'x|y'"), vec!["a.where(b | c) ", " 'x|y'"]);
+    }
 }
