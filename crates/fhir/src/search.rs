@@ -13,9 +13,10 @@ mod parse;
 mod text;
 
 pub use index::{
-    DateRow, IndexRows, NumberRow, QuantityRow, ReferenceRow, StringRow, TokenRow, UriRow, index_rows, local_target,
+    DateRow, IndexRows, NumberRow, QuantityRow, ReferenceRow, StringRow, TokenRow, UriRow, index_rows, index_rows_with,
+    local_target,
 };
-pub use params::{find_param, param_id, params_for};
+pub use params::{Registry, custom_from_resource, param_id};
 pub use parse::{Handling, MAX_COUNT, SearchQuery};
 pub use text::normalize;
 
@@ -33,8 +34,8 @@ impl Criteria {
     /// references) for `resource_type`. Result-shaping parameters are skipped; an unknown or
     /// unsupported parameter is an error, because a conditional write that dropped a criterion
     /// could change the wrong resource.
-    pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> Result<Criteria, Issue> {
-        let query = SearchQuery::parse(resource_type, pairs, Handling::Strict)?;
+    pub fn parse(registry: &Registry, resource_type: &str, pairs: &[(String, String)]) -> Result<Criteria, Issue> {
+        let query = SearchQuery::parse(registry, resource_type, pairs, Handling::Strict)?;
         Ok(Criteria { clauses: query.clauses })
     }
 
@@ -77,11 +78,11 @@ pub enum Clause {
 impl Clause {
     /// The clause restricting `resource_type` resources to the compartment of
     /// `compartment_type/id`; `None` when no resource of that type can be in it.
-    pub fn compartment(compartment_type: &str, id: &str, resource_type: &str) -> Option<Clause> {
+    pub fn compartment(registry: &Registry, compartment_type: &str, id: &str, resource_type: &str) -> Option<Clause> {
         let codes = crate::Definitions::get().compartment_params(compartment_type, resource_type);
         let reference_ids: Vec<i64> = codes
             .iter()
-            .filter_map(|code| find_param(resource_type, code))
+            .filter_map(|code| registry.find_param(resource_type, code))
             .filter(|param| param.kind == crate::definitions::SearchParamType::Reference)
             .map(|param| param_id(&param.url))
             .collect();

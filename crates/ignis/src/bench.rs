@@ -1,5 +1,8 @@
 //! `ignis bench`: creates and reads over real HTTP against a throw-away server on loopback,
 //! and prints a table of throughput and latency. Bounded in count; it stops by itself.
+//! With `--bundles`, it measures loading Bundles instead (`bench/bundles.rs`).
+
+mod bundles;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +22,9 @@ struct Measurement {
 }
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.bundles {
+        return bundles::run(path, args.clients).await;
+    }
     let data_dir = tempfile::tempdir()?;
     let store = Arc::new(SqliteStore::open(&data_dir.path().join("bench.db"))?);
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -30,10 +36,10 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }));
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
     let mut rows = Vec::new();
-    let patients = create_many(&client, &base, "Patient", args, patient).await?;
+    let patients = create_many(&client, &base, "Patient", &args, patient).await?;
     rows.push(patients.0);
     let observations =
-        create_many(&client, &base, "Observation", args, |index| observation(index, &patients.1)).await?;
+        create_many(&client, &base, "Observation", &args, |index| observation(index, &patients.1)).await?;
     rows.push(observations.0);
     rows.push(read_many(&client, &base, "Patient", &patients.1, args.clients).await?);
     rows.push(read_many(&client, &base, "Observation", &observations.1, args.clients).await?);
@@ -47,7 +53,7 @@ async fn create_many(
     client: &reqwest::Client,
     base: &str,
     resource_type: &'static str,
-    args: BenchArgs,
+    args: &BenchArgs,
     body: impl Fn(usize) -> Value,
 ) -> anyhow::Result<(Measurement, Vec<String>)> {
     let bodies: Vec<String> = (0..args.count).map(|index| body(index).to_string()).collect();

@@ -22,6 +22,8 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Load resources from transaction or collection Bundles and NDJSON files, folders or `.tgz`.
     Import(ImportArgs),
+    /// Recompute every resource's search index rows (after adding a custom SearchParameter).
+    Reindex(ReindexArgs),
     /// Measure creates/s and reads/s over HTTP against a throw-away server.
     Bench(BenchArgs),
 }
@@ -50,6 +52,9 @@ pub(crate) struct ServeArgs {
     /// Start without demo data.
     #[arg(long, env = "IGNIS_NO_DEMO")]
     pub(crate) no_demo: bool,
+    /// The demo data imported into both partitions when the database holds no resources.
+    #[arg(long, env = "IGNIS_DEMO_DATA", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/demo"))]
+    pub(crate) demo_data: PathBuf,
     /// Leave the FHIR API open without tokens (loopback only; for local experiments).
     #[arg(long, env = "IGNIS_INSECURE_NO_AUTH")]
     pub(crate) insecure_no_auth: bool,
@@ -58,7 +63,7 @@ pub(crate) struct ServeArgs {
     pub(crate) max_body_bytes: usize,
 }
 
-#[derive(Debug, Clone, Copy, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct BenchArgs {
     /// Resources to create (and then read) per resource type.
     #[arg(long, default_value_t = 5000)]
@@ -66,6 +71,11 @@ pub(crate) struct BenchArgs {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 4)]
     pub(crate) clients: usize,
+    /// Instead of single creates and reads, measure loading these Bundles (a `.tgz`, folder or
+    /// files): with `ignis import`, then posted as transactions over HTTP by 1 and by
+    /// `--clients` clients.
+    #[arg(long)]
+    pub(crate) bundles: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -101,4 +111,13 @@ impl From<EnvironmentArg> for store::Environment {
             EnvironmentArg::Sandbox => store::Environment::Sandbox,
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReindexArgs {
+    #[command(flatten)]
+    pub(crate) storage: StorageArgs,
+    /// Resources reindexed per database transaction.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) batch_size: usize,
 }

@@ -9,7 +9,7 @@
 //! reported with its location and left out; `--strict` stops at the first one.
 
 mod parse;
-mod source;
+pub(crate) mod source;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -33,7 +33,7 @@ pub(crate) struct Options {
     pub(crate) strict: bool,
     /// Resources per database transaction.
     pub(crate) batch_size: usize,
-    /// Draw a progress bar on stderr.
+    /// Draw a progress bar, and print each problem as it is found, on stderr.
     pub(crate) progress: bool,
 }
 
@@ -75,7 +75,7 @@ pub(crate) async fn import(store: &dyn Store, paths: &[PathBuf], options: Option
     let mut pending: Vec<ImportResource> = Vec::with_capacity(options.batch_size);
     let mut result = Ok(());
     while let Some(parsed) = receiver.recv().await {
-        if let Err(error) = take(&mut summary, &mut pending, parsed, &progress, options.strict) {
+        if let Err(error) = take(&mut summary, &mut pending, parsed, &progress, options) {
             result = Err(error);
             break;
         }
@@ -99,15 +99,19 @@ fn take(
     pending: &mut Vec<ImportResource>,
     parsed: Parsed,
     progress: &ProgressBar,
-    strict: bool,
+    options: Options,
 ) -> anyhow::Result<()> {
     summary.documents += 1;
     for problem in parsed.problems {
-        progress.suspend(|| eprintln!("{}: {}", problem.location, problem.message));
+        if options.progress {
+            progress.suspend(|| eprintln!("{}: {}", problem.location, problem.message));
+        }
         summary.problems.push(problem);
         progress.set_message(format!("{} errors", summary.problems.len()));
     }
-    if strict && let Some(problem) = summary.problems.first() {
+    if options.strict
+        && let Some(problem) = summary.problems.first()
+    {
         anyhow::bail!("--strict: stopping at {}", problem.location);
     }
     for resource in &parsed.resources {
@@ -199,5 +203,114 @@ fn print_summary(summary: &Summary, env: Environment) {
     );
     for (resource_type, count) in &summary.per_type {
         println!("  {resource_type:<28} {count:>8}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    use fhir::id::ResourceType;
+    use fhir::search::Criteria;
+    use serde_json::Value;
+    use store::sqlite::SqliteStore;
+
+    use super::*;
+
+    /// How many Synthea bundles the test imports; the bench imports all 100.
+    const BUNDLES: usize = 12;
+
+    /// Extracts the first `count` bundles of the shared Synthea archive into `folder`.
+    fn synthea_subset(folder: &Path, count: usize) -> Vec<PathBuf> {
+        let archive = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/demo/synthea-r4-100-bundles.tgz");
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(archive).unwrap()));
+        let mut written = Vec::new();
+        for member in archive.entries().unwrap() {
+            let mut member = member.unwrap();
+            let name = member.path().unwrap().display().to_string();
+            if written.len() == count || !name.ends_with(".json") {
+                continue;
+            }
+            let path = folder.join(format!("{}.json", written.len()));
+            member.unpack(&path).unwrap();
+            written.push(path);
+        }
+        written
+    }
+
+    /// Distinct (type, id) pairs per type, straight from the bundles.
+    fn expected_counts(files: &[PathBuf]) -> BTreeMap<String, usize> {
+        let mut seen = BTreeSet::new();
+        for file in files {
+            let bundle: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+            for entry in bundle["entry"].as_array().unwrap() {
+                let resource = &entry["resource"];
+                seen.insert((resource["resourceType"].as_str().unwrap().to_owned(), resource["id"].to_string()));
+            }
+        }
+        let mut counts = BTreeMap::new();
+        for (resource_type, _) in seen {
+            *counts.entry(resource_type).or_default() += 1;
+        }
+        counts
+    }
+
+    async fn stored_counts(store: &SqliteStore, types: impl Iterator<Item = &String>) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for name in types {
+            let resource_type = ResourceType::parse(name).unwrap();
+            let all = Criteria::parse(&fhir::search::Registry::official(), name, &[]).unwrap();
+            let found = store.find(Environment::Sandbox, &resource_type, all, usize::MAX).await.unwrap();
+            counts.insert(name.clone(), found.len());
+        }
+        counts
+    }
+
+    #[tokio::test]
+    async fn synthea_bundles_import_with_their_counts_and_twice_changes_nothing() {
+        let folder = tempfile::tempdir().unwrap();
+        let files = synthea_subset(folder.path(), BUNDLES);
+        let store = SqliteStore::open(&folder.path().join("import.db")).unwrap();
+        let options = Options { env: Environment::Sandbox, strict: true, batch_size: 500, progress: false };
+
+        let first = import(&store, &[folder.path().to_path_buf()], options).await.unwrap();
+        assert!(first.problems.is_empty(), "{:?}", first.problems);
+        let expected = expected_counts(&files);
+        assert_eq!(stored_counts(&store, expected.keys()).await, expected);
+        assert_eq!(first.counts.created, expected.values().sum::<usize>());
+
+        let second = import(&store, &[folder.path().to_path_buf()], options).await.unwrap();
+        assert_eq!((second.counts.created, second.counts.updated), (0, 0));
+        assert_eq!(second.counts.unchanged, first.counts.total());
+        let production = store
+            .find(
+                Environment::Production,
+                &ResourceType::parse("Patient").unwrap(),
+                Criteria::parse(&fhir::search::Registry::official(), "Patient", &[]).unwrap(),
+                10,
+            )
+            .await
+            .unwrap();
+        assert!(production.is_empty(), "the import stays in its partition");
+    }
+
+    #[tokio::test]
+    async fn bad_resources_are_reported_and_strict_stops() {
+        let folder = tempfile::tempdir().unwrap();
+        let good = r#"{"resourceType":"Patient","id":"good","gender":"female"}"#;
+        let bad = r#"{"resourceType":"Patient","id":"bad","gender":"sometimes"}"#;
+        std::fs::write(folder.path().join("patients.ndjson"), format!("{good}\n{bad}\n")).unwrap();
+        std::fs::write(folder.path().join("broken.json"), "{not json").unwrap();
+        let store = SqliteStore::open(&folder.path().join("import.db")).unwrap();
+        let lenient = Options { env: Environment::Production, strict: false, batch_size: 10, progress: false };
+        let summary = import(&store, &[folder.path().to_path_buf()], lenient).await.unwrap();
+        assert_eq!(summary.counts.created, 1);
+        let locations: Vec<&str> = summary.problems.iter().map(|problem| problem.location.as_str()).collect();
+        assert!(locations.iter().any(|location| location.ends_with("patients.ndjson:2")), "{locations:?}");
+        assert!(locations.iter().any(|location| location.contains("broken.json")), "{locations:?}");
+
+        let strict = Options { strict: true, ..lenient };
+        assert!(import(&store, &[folder.path().to_path_buf()], strict).await.is_err());
     }
 }

@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod import;
+mod reindex;
 mod serve;
 
 use clap::Parser;
@@ -24,6 +25,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Import(args) => import::run(args).await,
+            Command::Reindex(args) => reindex::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });

@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use store::sqlite::SqliteStore;
+use store::{Environment, HistoryQuery, HistoryScope};
 use tokio::net::TcpListener;
 
 use crate::cli::{ServeArgs, StorageArgs};
+use crate::import;
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     check_exposure(&args)?;
@@ -25,11 +27,42 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = server::Config::new(base_url.clone());
     config.max_body_bytes = args.max_body_bytes;
     if !args.no_demo {
-        tracing::info!("demo data is not loaded yet: `ignis import` and the demo set are still to come");
+        load_demo(store.as_ref(), &args.demo_data).await?;
     }
     tracing::info!(%address, fhir_base = %format!("{base_url}/fhir"), "ignis is serving");
     server::serve(listener, server::AppState::new(store, config), shutdown_signal()).await?;
     tracing::info!("ignis stopped");
+    Ok(())
+}
+
+/// Imports the demo data into both partitions when neither holds anything yet (a first
+/// start). Resources the validator refuses are logged and left out.
+async fn load_demo(store: &dyn store::Store, folder: &std::path::Path) -> anyhow::Result<()> {
+    for env in [Environment::Production, Environment::Sandbox] {
+        let query = HistoryQuery { scope: HistoryScope::System, since: None, at: None, count: 1, before: None };
+        if !store.history(env, query).await?.entries.is_empty() {
+            return Ok(());
+        }
+    }
+    let Ok(folder) = folder.canonicalize() else {
+        tracing::warn!(folder = %folder.display(), "demo data folder not found; starting empty");
+        return Ok(());
+    };
+    for env in [Environment::Production, Environment::Sandbox] {
+        tracing::info!(environment = env.as_str(), folder = %folder.display(), "first start: importing demo data");
+        let options = import::Options { env, strict: false, batch_size: 2000, progress: false };
+        let summary = import::import(store, std::slice::from_ref(&folder), options).await?;
+        for problem in &summary.problems {
+            tracing::warn!(location = %problem.location, "demo resource left out: {}", problem.message);
+        }
+        tracing::info!(
+            environment = env.as_str(),
+            resources = summary.counts.total(),
+            left_out = summary.problems.len(),
+            seconds = summary.elapsed.as_secs_f64(),
+            "demo data imported"
+        );
+    }
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 
 use fhir::Definitions;
 use fhir::definitions::{SearchParamType, SearchParameter};
-use fhir::search::params_for;
+use fhir::search::Registry;
 use serde_json::{Value, json};
 
 /// Interactions served for every resource type (see `router.rs`).
@@ -75,9 +75,16 @@ fn resource_capability(definitions: &Definitions, resource_type: &str) -> Value 
 /// The parameters search supports on `resource_type`: those with an expression, of a kind the
 /// store can index.
 fn searchable(resource_type: &str) -> impl Iterator<Item = &'static SearchParameter> {
-    params_for(resource_type).iter().copied().filter(|param| {
-        param.expression.is_some() && !matches!(param.kind, SearchParamType::Composite | SearchParamType::Special)
-    })
+    let registry = Registry::official();
+    let searchable: Vec<&'static SearchParameter> = registry
+        .params_for(resource_type)
+        .iter()
+        .copied()
+        .filter(|param| {
+            param.expression.is_some() && !matches!(param.kind, SearchParamType::Composite | SearchParamType::Special)
+        })
+        .collect();
+    searchable.into_iter()
 }
 
 /// `Source:param` for every reference parameter of any type that can point at `resource_type`.

@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use fhir::Definitions;
 use fhir::id::{LogicalId, ResourceType};
 use fhir::outcome::IssueType;
-use fhir::search::Criteria;
+use fhir::search::{Criteria, Registry};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -44,7 +44,9 @@ pub(crate) fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, 
 /// `If-None-Exist` header. Empty criteria are refused: they would match every resource.
 pub(crate) fn parse_criteria(resource_type: &ResourceType, query: Option<&str>) -> Result<Criteria, ApiError> {
     let pairs = query_pairs(query)?;
-    let criteria = Criteria::parse(resource_type.as_str(), &pairs)
+    // FIXME: conditional criteria know the official parameters only, not custom
+    // SearchParameters; pass the store's registry once the transaction code takes one.
+    let criteria = Criteria::parse(&Registry::official(), resource_type.as_str(), &pairs)
         .map_err(|issue| ApiError::with_issues(StatusCode::BAD_REQUEST, vec![issue]))?;
     if criteria.is_empty() {
         return Err(ApiError::bad_request("conditional criteria are required here and none were given"));

@@ -258,6 +258,18 @@ pub trait Store: Send + Sync {
     /// A page of history.
     async fn history(&self, env: Environment, query: HistoryQuery) -> Result<HistoryPage, Error>;
 
+    /// The search parameters of this database (official plus custom `SearchParameter`
+    /// resources), for parsing searches.
+    fn registry(&self) -> std::sync::Arc<fhir::search::Registry>;
+
+    /// Recomputes the index rows of up to `limit` live resources after row `after` (in row
+    /// order, across partitions), for a reindex after the search parameters changed. Returns
+    /// the position to continue from, or `None` when every resource is done.
+    async fn reindex(&self, after: i64, limit: usize) -> Result<Option<i64>, Error>;
+
+    /// How many live resources the store holds, across partitions (for progress bars).
+    async fn count_resources(&self) -> Result<u64, Error>;
+
     /// A page of search results.
     async fn search(&self, env: Environment, request: SearchRequest) -> Result<SearchPage, Error>;
 

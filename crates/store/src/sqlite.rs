@@ -9,17 +9,18 @@ mod bundle;
 mod criteria;
 mod index;
 mod query;
+mod registry;
 mod schema;
 mod search;
 mod steps;
 mod write;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use fhir::id::{LogicalId, ResourceType};
-use fhir::search::Criteria;
+use fhir::search::{Criteria, Registry};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
@@ -43,6 +44,9 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: r2d2::Pool<SqliteConnectionManager>,
     clock: WriteClock,
+    /// The search parameters of this database; replaced (never edited) when a
+    /// `SearchParameter` is written, under the writer lock.
+    registry: RwLock<Arc<Registry>>,
 }
 
 impl SqliteStore {
@@ -51,6 +55,7 @@ impl SqliteStore {
         let mut writer = Connection::open(path)?;
         configure(&writer)?;
         schema::migrate(&mut writer)?;
+        let registry = registry::load(&writer)?;
         let floor: i64 =
             writer.query_row("SELECT COALESCE(MAX(last_updated), 0) FROM resource_history", [], |row| row.get(0))?;
         let manager = SqliteConnectionManager::file(path)
@@ -58,7 +63,12 @@ impl SqliteStore {
             .with_init(|connection| connection.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;"));
         let readers = r2d2::Pool::builder().max_size(READERS).build(manager)?;
         Ok(SqliteStore {
-            inner: Arc::new(Inner { writer: Mutex::new(writer), readers, clock: WriteClock::starting_after(floor) }),
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers,
+                clock: WriteClock::starting_after(floor),
+                registry: RwLock::new(registry),
+            }),
         })
     }
 
@@ -72,7 +82,16 @@ impl SqliteStore {
         run_blocking(move || {
             let mut connection =
                 inner.writer.lock().map_err(|_| Error::Database("the writer connection was poisoned".into()))?;
-            work(&mut connection, &inner.clock)
+            let registry = inner.current_registry();
+            let result = Registry::scope(&registry, || work(&mut connection, &inner.clock));
+            if registry::take_changed() {
+                let reloaded = registry::load(&connection)?;
+                match inner.registry.write() {
+                    Ok(mut current) => *current = reloaded,
+                    Err(poisoned) => *poisoned.into_inner() = reloaded,
+                }
+            }
+            result
         })
         .await
     }
@@ -92,6 +111,15 @@ impl SqliteStore {
     }
 }
 
+impl Inner {
+    fn current_registry(&self) -> Arc<Registry> {
+        match self.registry.read() {
+            Ok(registry) => Arc::clone(&registry),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}
+
 async fn run_blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
     tokio::task::spawn_blocking(work)
         .await
@@ -103,6 +131,12 @@ fn configure(connection: &Connection) -> Result<(), Error> {
     connection.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
     )?;
+    // A write touches a dozen statements (current, history, one delete and one insert per
+    // index table), more than rusqlite's default cache of 16 holds: without room they are
+    // re-parsed on every write. A 64 MiB page cache keeps large transactions (imports,
+    // Bundles) from spilling pages to the WAL before they commit.
+    connection.set_prepared_statement_cache_capacity(64);
+    connection.execute_batch("PRAGMA cache_size = -65536;")?;
     Ok(())
 }
 
@@ -204,6 +238,24 @@ impl Store for SqliteStore {
     ) -> Result<Vec<StoredResource>, Error> {
         let resource_type = resource_type.clone();
         self.read_with(move |connection| query::find(connection, env, &resource_type, &criteria, limit)).await
+    }
+
+    fn registry(&self) -> Arc<Registry> {
+        self.inner.current_registry()
+    }
+
+    async fn reindex(&self, after: i64, limit: usize) -> Result<Option<i64>, Error> {
+        let registry = self.inner.current_registry();
+        self.write(move |connection, _| registry::reindex(connection, &registry, after, limit)).await
+    }
+
+    async fn count_resources(&self) -> Result<u64, Error> {
+        self.read_with(|connection| {
+            let count: i64 =
+                connection.query_row("SELECT COUNT(*) FROM resources WHERE deleted = 0", [], |row| row.get(0))?;
+            Ok(u64::try_from(count).unwrap_or(0))
+        })
+        .await
     }
 
     async fn search(&self, env: Environment, request: SearchRequest) -> Result<SearchPage, Error> {

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::definitions::{SearchParamType, SearchParameter};
 use crate::instant;
-use crate::search::params::{ParamVariant, params_for, variant_id};
+use crate::search::params::{ParamVariant, Registry, variant_id};
 use crate::search::text::normalize;
 
 /// Every index row of one resource.
@@ -83,10 +83,16 @@ pub struct UriRow {
     pub value: String,
 }
 
-/// Computes every index row of `resource`, a `resource_type`.
+/// Computes every index row of `resource`, a `resource_type`, for the parameters of
+/// [`Registry::current`].
 pub fn index_rows(resource_type: &str, resource: &Value) -> IndexRows {
+    index_rows_with(&Registry::current(), resource_type, resource)
+}
+
+/// Computes every index row of `resource` for the parameters of `registry`.
+pub fn index_rows_with(registry: &Registry, resource_type: &str, resource: &Value) -> IndexRows {
     let mut rows = IndexRows::default();
-    for parameter in params_for(resource_type) {
+    for parameter in registry.params_for(resource_type).iter().copied() {
         for value in crate::search::nodes::evaluate(resource_type, parameter, resource) {
             add_node(&mut rows, parameter, &value);
         }

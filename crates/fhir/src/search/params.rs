@@ -2,11 +2,12 @@
 //! definition per code (R4 core first, US Core filling in codes core lacks), looked up once
 //! and cached, with stable integer ids for index rows.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::Definitions;
-use crate::definitions::SearchParameter;
+use crate::definitions::{SearchParamType, SearchParameter};
 
 /// Which index rows of a parameter: its values, or the extra rows some modifiers search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,23 +22,91 @@ pub(crate) enum ParamVariant {
     Identifier,
 }
 
-/// The search parameters of `resource_type`, one per code, sorted by code.
-pub fn params_for(resource_type: &str) -> &'static [&'static SearchParameter] {
-    static BY_TYPE: OnceLock<HashMap<String, Vec<&'static SearchParameter>>> = OnceLock::new();
-    let by_type = BY_TYPE.get_or_init(|| {
+/// The search parameters of every resource type: the official definitions plus the custom
+/// `SearchParameter` resources of one database. Each store keeps its own (see
+/// [`Registry::with_custom`]); [`Registry::official`] has the definitions alone.
+#[derive(Debug)]
+pub struct Registry {
+    by_type: HashMap<String, Vec<&'static SearchParameter>>,
+}
+
+thread_local! {
+    /// The registry of the store whose write is running on this thread, if any.
+    static CURRENT: RefCell<Option<Arc<Registry>>> = const { RefCell::new(None) };
+}
+
+impl Registry {
+    /// The official R4 and US Core search parameters.
+    pub fn official() -> Arc<Registry> {
+        static OFFICIAL: OnceLock<Arc<Registry>> = OnceLock::new();
+        Arc::clone(OFFICIAL.get_or_init(|| Arc::new(Registry::build(&[]))))
+    }
+
+    /// The official parameters plus `custom` ones (from `SearchParameter` resources). A custom
+    /// parameter only adds a code the official definitions do not have for that type.
+    pub fn with_custom(custom: Vec<SearchParameter>) -> Arc<Registry> {
+        if custom.is_empty() {
+            return Registry::official();
+        }
+        static KNOWN: Mutex<Vec<&'static SearchParameter>> = Mutex::new(Vec::new());
+        let mut current = Vec::with_capacity(custom.len());
+        if let Ok(mut known) = KNOWN.lock() {
+            for parameter in custom {
+                // Leaked once per distinct definition: custom parameters are few and
+                // long-lived, and parsed clauses hold `&'static` references to them.
+                match known.iter().find(|existing| ***existing == parameter) {
+                    Some(existing) => current.push(*existing),
+                    None => {
+                        let leaked: &'static SearchParameter = Box::leak(Box::new(parameter));
+                        known.push(leaked);
+                        current.push(leaked);
+                    }
+                }
+            }
+        }
+        Arc::new(Registry::build(&current))
+    }
+
+    /// The registry in effect on this thread: the one [`Registry::scope`] set, else the
+    /// official one.
+    pub fn current() -> Arc<Registry> {
+        CURRENT.with(|current| current.borrow().clone()).unwrap_or_else(Registry::official)
+    }
+
+    /// Runs `work` with `registry` as this thread's [`Registry::current`], so that indexing
+    /// deep inside a store's write path uses that store's parameters.
+    pub fn scope<T>(registry: &Arc<Registry>, work: impl FnOnce() -> T) -> T {
+        let previous = CURRENT.with(|current| current.replace(Some(Arc::clone(registry))));
+        let result = work();
+        CURRENT.with(|current| current.replace(previous));
+        result
+    }
+
+    /// The search parameters of `resource_type`, one per code, sorted by code.
+    pub fn params_for(&self, resource_type: &str) -> &[&'static SearchParameter] {
+        self.by_type.get(resource_type).map_or(&[], Vec::as_slice)
+    }
+
+    /// The search parameter `code` of `resource_type`.
+    pub fn find_param(&self, resource_type: &str, code: &str) -> Option<&'static SearchParameter> {
+        let params = self.params_for(resource_type);
+        params.binary_search_by(|parameter| parameter.code.as_str().cmp(code)).ok().map(|found| params[found])
+    }
+
+    /// One definition per code for every resource type: R4 core first, US Core filling in
+    /// the codes core lacks, then custom parameters for codes neither defines.
+    fn build(custom: &[&'static SearchParameter]) -> Registry {
         let definitions = Definitions::get();
-        definitions
+        let by_type = definitions
             .resource_types()
             .map(|name| {
                 let mut chosen: Vec<&'static SearchParameter> = Vec::new();
-                for parameter in definitions.search_parameters(name) {
-                    let is_core = parameter.url.starts_with("http://hl7.org/fhir/SearchParameter/");
+                let official = definitions.search_parameters(name);
+                let applicable = custom.iter().copied().filter(|param| param.base.iter().any(|base| base == name));
+                for parameter in official.into_iter().chain(applicable) {
+                    let is_core = parameter.url.starts_with(CORE);
                     match chosen.iter_mut().find(|existing| existing.code == parameter.code) {
-                        Some(existing)
-                            if is_core && !existing.url.starts_with("http://hl7.org/fhir/SearchParameter/") =>
-                        {
-                            *existing = parameter;
-                        }
+                        Some(existing) if is_core && !existing.url.starts_with(CORE) => *existing = parameter,
                         Some(_) => {}
                         None => chosen.push(parameter),
                     }
@@ -45,15 +114,52 @@ pub fn params_for(resource_type: &str) -> &'static [&'static SearchParameter] {
                 chosen.sort_by(|a, b| a.code.cmp(&b.code));
                 (name.to_owned(), chosen)
             })
-            .collect()
-    });
-    by_type.get(resource_type).map_or(&[], Vec::as_slice)
+            .collect();
+        Registry { by_type }
+    }
 }
 
-/// The search parameter `code` of `resource_type`.
-pub fn find_param(resource_type: &str, code: &str) -> Option<&'static SearchParameter> {
-    let params = params_for(resource_type);
-    params.binary_search_by(|parameter| parameter.code.as_str().cmp(code)).ok().map(|found| params[found])
+/// The URL prefix of R4 core search parameters.
+const CORE: &str = "http://hl7.org/fhir/SearchParameter/";
+
+/// Reads a `SearchParameter` resource into a definition; `None` if it lacks what search needs
+/// (url, code, base, type, an expression that parses).
+pub fn custom_from_resource(resource: &serde_json::Value) -> Option<SearchParameter> {
+    use serde_json::Value;
+    let text = |key: &str| resource.get(key).and_then(Value::as_str).map(str::to_owned);
+    let list = |key: &str| -> Vec<String> {
+        resource
+            .get(key)
+            .and_then(Value::as_array)
+            .map(|items| items.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let kind = match text("type")?.as_str() {
+        "number" => SearchParamType::Number,
+        "date" => SearchParamType::Date,
+        "string" => SearchParamType::String,
+        "token" => SearchParamType::Token,
+        "reference" => SearchParamType::Reference,
+        "quantity" => SearchParamType::Quantity,
+        "uri" => SearchParamType::Uri,
+        _ => return None,
+    };
+    let expression = text("expression")?;
+    crate::fhirpath::Expression::parse(&expression).ok()?;
+    let base = list("base");
+    if base.is_empty() {
+        return None;
+    }
+    Some(SearchParameter {
+        url: text("url")?,
+        code: text("code")?,
+        kind,
+        base,
+        expression: Some(expression),
+        target: list("target"),
+        description: text("description").unwrap_or_default(),
+        components: Vec::new(),
+    })
 }
 
 /// The stable 63-bit id of a search parameter's index rows, derived from its canonical URL
@@ -82,13 +188,14 @@ mod tests {
 
     #[test]
     fn one_definition_per_code_core_first() {
-        let params = params_for("Patient");
+        let registry = Registry::official();
+        let params = registry.params_for("Patient");
         let names: Vec<&str> = params.iter().filter(|p| p.code == "name").map(|p| p.url.as_str()).collect();
         assert_eq!(names, ["http://hl7.org/fhir/SearchParameter/Patient-name"]);
-        assert!(find_param("Patient", "birthdate").is_some());
-        assert!(find_param("Patient", "_id").is_some());
-        assert!(find_param("Patient", "nonsense").is_none());
-        assert!(find_param("Observation", "patient").is_some());
+        assert!(registry.find_param("Patient", "birthdate").is_some());
+        assert!(registry.find_param("Patient", "_id").is_some());
+        assert!(registry.find_param("Patient", "nonsense").is_none());
+        assert!(registry.find_param("Observation", "patient").is_some());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::definitions::{SearchParamType, SearchParameter};
 use crate::outcome::{Issue, IssueType};
-use crate::search::params::{ParamVariant, find_param, variant_id};
+use crate::search::params::{ParamVariant, Registry, variant_id};
 use crate::search::{
     Clause, Include, Modifier, ParamClause, Prefix, SearchValue, SortField, SortKey, Summary, TokenValue, Total,
 };
@@ -52,7 +52,12 @@ enum Problem {
 
 impl SearchQuery {
     /// Parses decoded `(name, value)` pairs of a search on `resource_type`.
-    pub fn parse(resource_type: &str, pairs: &[(String, String)], handling: Handling) -> Result<SearchQuery, Issue> {
+    pub fn parse(
+        registry: &Registry,
+        resource_type: &str,
+        pairs: &[(String, String)],
+        handling: Handling,
+    ) -> Result<SearchQuery, Issue> {
         let mut query = SearchQuery {
             clauses: Vec::new(),
             includes: Vec::new(),
@@ -79,13 +84,13 @@ impl SearchQuery {
                     query.elements = Some(split_list(value));
                     Ok(())
                 }
-                "_sort" => parse_sort(resource_type, value).map(|sort| query.sort = sort),
+                "_sort" => parse_sort(registry, resource_type, value).map(|sort| query.sort = sort),
                 _ if name.starts_with("_include") || name.starts_with("_revinclude") => {
-                    parse_include(resource_type, name, value).map(|(reverse, include)| {
+                    parse_include(registry, resource_type, name, value).map(|(reverse, include)| {
                         if reverse { query.revincludes.push(include) } else { query.includes.push(include) }
                     })
                 }
-                _ => parse_parameter(resource_type, name, value, 0).map(|clause| query.clauses.push(clause)),
+                _ => parse_parameter(registry, resource_type, name, value, 0).map(|clause| query.clauses.push(clause)),
             };
             match outcome {
                 Ok(()) => {}
@@ -110,7 +115,13 @@ fn invalid(text: String) -> Problem {
 }
 
 /// One criterion: `code[:modifier][.chain]=value`, `_has:…=value`, `_id`, `_lastUpdated`.
-fn parse_parameter(resource_type: &str, name: &str, value: &str, depth: usize) -> Result<Clause, Problem> {
+fn parse_parameter(
+    registry: &Registry,
+    resource_type: &str,
+    name: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Clause, Problem> {
     if depth > MAX_CHAIN_DEPTH {
         return Err(invalid(format!("'{name}' chains deeper than {MAX_CHAIN_DEPTH} links")));
     }
@@ -118,7 +129,7 @@ fn parse_parameter(resource_type: &str, name: &str, value: &str, depth: usize) -
         return Err(invalid(format!("search parameter '{name}' has an empty value")));
     }
     if let Some(rest) = name.strip_prefix("_has:") {
-        return parse_has(resource_type, rest, value, depth);
+        return parse_has(registry, resource_type, rest, value, depth);
     }
     let (head, chain) = match name.split_once('.') {
         Some((head, chain)) => (head, Some(chain)),
@@ -136,11 +147,12 @@ fn parse_parameter(resource_type: &str, name: &str, value: &str, depth: usize) -
         }
         _ => {}
     }
-    let param = find_param(resource_type, code)
+    let param = registry
+        .find_param(resource_type, code)
         .filter(|param| param.expression.is_some())
         .ok_or_else(|| unknown(format!("search parameter '{code}' is not supported for {resource_type}")))?;
     match chain {
-        Some(chain) => parse_chain(param, modifier, chain, value, depth),
+        Some(chain) => parse_chain(registry, param, modifier, chain, value, depth),
         None => parse_values(param, modifier, value),
     }
 }
@@ -155,6 +167,7 @@ fn parse_id(modifier: Option<&str>, value: &str) -> Result<Clause, Problem> {
 }
 
 fn parse_chain(
+    registry: &Registry,
     reference: &'static SearchParameter,
     modifier: Option<&str>,
     chain: &str,
@@ -174,7 +187,7 @@ fn parse_chain(
         if !Definitions::get().is_resource_type(&target) {
             return Err(invalid(format!("'{target}' is not a resource type")));
         }
-        match parse_parameter(&target, chain, value, depth + 1) {
+        match parse_parameter(registry, &target, chain, value, depth + 1) {
             Ok(inner) => targets.push((target, Box::new(inner))),
             Err(Problem::Invalid(issue)) => return Err(Problem::Invalid(issue)),
             Err(problem) => last_problem = Some(problem),
@@ -187,7 +200,13 @@ fn parse_chain(
 }
 
 /// `_has:Source:reference:rest=value`.
-fn parse_has(resource_type: &str, rest: &str, value: &str, depth: usize) -> Result<Clause, Problem> {
+fn parse_has(
+    registry: &Registry,
+    resource_type: &str,
+    rest: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Clause, Problem> {
     let mut parts = rest.splitn(3, ':');
     let (Some(source_type), Some(reference_code), Some(inner_name)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(invalid(format!("'_has:{rest}' must be _has:Type:reference:parameter")));
@@ -195,13 +214,14 @@ fn parse_has(resource_type: &str, rest: &str, value: &str, depth: usize) -> Resu
     if !Definitions::get().is_resource_type(source_type) {
         return Err(invalid(format!("'{source_type}' in _has is not a resource type")));
     }
-    let reference = find_param(source_type, reference_code)
+    let reference = registry
+        .find_param(source_type, reference_code)
         .filter(|param| param.kind == SearchParamType::Reference)
         .ok_or_else(|| invalid(format!("'{reference_code}' is not a reference parameter of {source_type}")))?;
     if !reference.target.is_empty() && !reference.target.iter().any(|target| target == resource_type) {
         return Err(invalid(format!("{source_type}.{reference_code} never points at {resource_type}")));
     }
-    let inner = parse_parameter(source_type, inner_name, value, depth + 1)?;
+    let inner = parse_parameter(registry, source_type, inner_name, value, depth + 1)?;
     Ok(Clause::Has {
         source_type: source_type.to_owned(),
         reference_id: variant_id(reference, ParamVariant::Value),
@@ -414,7 +434,7 @@ fn parse_total(value: &str) -> Result<Total, Problem> {
     })
 }
 
-fn parse_sort(resource_type: &str, value: &str) -> Result<Vec<SortKey>, Problem> {
+fn parse_sort(registry: &Registry, resource_type: &str, value: &str) -> Result<Vec<SortKey>, Problem> {
     split_list(value)
         .into_iter()
         .map(|key| {
@@ -426,7 +446,8 @@ fn parse_sort(resource_type: &str, value: &str) -> Result<Vec<SortKey>, Problem>
                 "_id" => SortField::Id,
                 "_lastUpdated" => SortField::LastUpdated,
                 _ => {
-                    let param = find_param(resource_type, &code)
+                    let param = registry
+                        .find_param(resource_type, &code)
                         .filter(|param| param.expression.is_some())
                         .filter(|param| !matches!(param.kind, SearchParamType::Composite | SearchParamType::Special))
                         .ok_or_else(|| unknown(format!("cannot sort {resource_type} by '{code}'")))?;
@@ -440,7 +461,12 @@ fn parse_sort(resource_type: &str, value: &str) -> Result<Vec<SortKey>, Problem>
 
 /// `_include[:iterate]=Source:param[:Target]` and `_revinclude[…]`; returns whether it is a
 /// reverse include.
-fn parse_include(resource_type: &str, name: &str, value: &str) -> Result<(bool, Include), Problem> {
+fn parse_include(
+    registry: &Registry,
+    resource_type: &str,
+    name: &str,
+    value: &str,
+) -> Result<(bool, Include), Problem> {
     let (base_name, iterate) = match name.split_once(':') {
         Some((base, "iterate" | "recurse")) => (base, true),
         Some(_) => return Err(invalid(format!("'{name}' is not a supported include modifier"))),
@@ -460,7 +486,8 @@ fn parse_include(resource_type: &str, name: &str, value: &str) -> Result<(bool, 
     if !reverse && !iterate && source_type != resource_type {
         return Err(unknown(format!("_include={value} does not start from {resource_type}")));
     }
-    let reference = find_param(source_type, code)
+    let reference = registry
+        .find_param(source_type, code)
         .filter(|param| param.kind == SearchParamType::Reference)
         .ok_or_else(|| invalid(format!("'{code}' is not a reference parameter of {source_type}")))?;
     if let Some(target) = target_type.as_ref().filter(|name| !Definitions::get().is_resource_type(name)) {

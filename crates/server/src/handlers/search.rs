@@ -90,9 +90,11 @@ pub(crate) async fn search_compartment(
         return Err(ApiError::not_found(format!("'{compartment}' is not a compartment")));
     }
     let (id, resource_type) = (parse_id(&id)?, parse_type(&type_name)?);
-    let clause = Clause::compartment(&compartment, id.as_str(), resource_type.as_str()).ok_or_else(|| {
-        ApiError::bad_request(format!("{resource_type} resources are never in a {compartment} compartment"))
-    })?;
+    let registry = context.store().registry();
+    let clause =
+        Clause::compartment(&registry, &compartment, id.as_str(), resource_type.as_str()).ok_or_else(|| {
+            ApiError::bad_request(format!("{resource_type} resources are never in a {compartment} compartment"))
+        })?;
     let pairs = query_pairs(query.as_deref())?;
     let path = format!("{compartment}/{id}/{resource_type}");
     run(&context, Scope { types: vec![resource_type], extra: Some(clause), path }, &pairs, &headers).await
@@ -118,7 +120,8 @@ async fn run(
         // several types can use.
         _ => "Parameters",
     };
-    let mut query = SearchQuery::parse(parse_as, pairs, handling(headers))
+    let registry = context.store().registry();
+    let mut query = SearchQuery::parse(&registry, parse_as, pairs, handling(headers))
         .map_err(|issue| ApiError::with_issues(StatusCode::BAD_REQUEST, vec![issue]))?;
     query.clauses.extend(scope.extra);
     if query.summary == Summary::Count {

@@ -321,3 +321,31 @@ async fn unknown_and_malformed_parameters() {
     assert_outcome(app.get("Patient?_cursor=garbage").await, StatusCode::BAD_REQUEST, "invalid").await;
     assert_outcome(app.get("Patient?gender:exact=male").await, StatusCode::BAD_REQUEST, "invalid").await;
 }
+
+#[tokio::test]
+async fn custom_search_parameters_work_after_reindex() {
+    use store::Store;
+    let app = TestApp::spawn().await;
+    let nickname = |given: &str| json!({"resourceType": "Patient", "name": [{"use": "nickname", "given": [given]}]});
+    let before = app.create(&nickname("Bo")).await;
+    let parameter = json!({
+        "resourceType": "SearchParameter", "url": "http://example.org/SearchParameter/nickname", "name": "nickname",
+        "status": "active", "description": "A patient's nickname", "code": "nickname", "base": ["Patient"],
+        "type": "string", "expression": "Patient.name.where(use = 'nickname').given"
+    });
+    app.create(&parameter).await;
+    let after = app.create(&nickname("Bobby")).await;
+    assert_eq!(
+        found(&app, "Patient?nickname=bo").await,
+        [format!("Patient/{after}")],
+        "new writes are indexed at once"
+    );
+    let mut position = 0;
+    while let Some(last) = app.store.reindex(position, 1).await.expect("reindex") {
+        position = last;
+    }
+    let mut expected = vec![format!("Patient/{before}"), format!("Patient/{after}")];
+    expected.sort();
+    assert_eq!(found(&app, "Patient?nickname=bo").await, expected, "earlier resources after a reindex");
+    assert_eq!(found(&app, "Patient?nickname=bobb").await, [format!("Patient/{after}")]);
+}

@@ -13,6 +13,8 @@ pub(crate) struct TestApp {
     /// The server root, e.g. `http://127.0.0.1:4242`.
     pub(crate) root: String,
     pub(crate) client: Client,
+    /// The store itself, for operator actions that have no HTTP endpoint (reindex).
+    pub(crate) store: Arc<store::sqlite::SqliteStore>,
     _data_dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -26,17 +28,17 @@ impl TestApp {
     /// A server whose configuration `adjust` may change first.
     pub(crate) async fn spawn_with(adjust: impl FnOnce(&mut server::Config)) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let store = store::sqlite::SqliteStore::open(&data_dir.path().join("test.db")).expect("open store");
+        let store = Arc::new(store::sqlite::SqliteStore::open(&data_dir.path().join("test.db")).expect("open store"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let root = format!("http://{}", listener.local_addr().expect("address"));
         let mut config = server::Config::new(root.clone());
         adjust(&mut config);
-        let state = server::AppState::new(Arc::new(store), config);
+        let state = server::AppState::new(Arc::clone(&store) as Arc<dyn store::Store>, config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server::serve(listener, state, async {
             let _ = stopped.await;
         }));
-        TestApp { base: format!("{root}/fhir"), root, client: Client::new(), _data_dir: data_dir, _stop: stop }
+        TestApp { base: format!("{root}/fhir"), root, client: Client::new(), store, _data_dir: data_dir, _stop: stop }
     }
 
     /// A request to `path` under the FHIR base.

@@ -133,6 +133,7 @@ pub(crate) fn write_version(
         _ => WriteKind::Created,
     };
     let rows = index_rows(resource_type.as_str(), &resource);
+    crate::sqlite::registry::note_write(resource_type.as_str());
     let version = current_version + 1;
     let last_updated = clock.next();
     let body = stamp(
@@ -166,6 +167,7 @@ pub(crate) fn write_tombstone(
 ) -> Result<u64, Error> {
     let version = current.version + 1;
     let last_updated = clock.next();
+    crate::sqlite::registry::note_write(resource_type.as_str());
     upsert_current(transaction, env, resource_type, id, version, last_updated, true, "")?;
     insert_history(transaction, env, resource_type, id, version, last_updated, Method::Delete, true, "")?;
     crate::sqlite::index::clear(transaction, current.row_id)?;

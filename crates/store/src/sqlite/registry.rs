@@ -1,0 +1,79 @@
+//! Custom search parameters: `SearchParameter` resources in the database join the official
+//! definitions in the store's `fhir::search::Registry`. It is loaded at open and again after
+//! any write that touches a `SearchParameter`; existing resources gain index rows for a new
+//! parameter when they are reindexed ([`reindex`]).
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use fhir::search::{IndexRows, Registry, custom_from_resource, index_rows_with};
+use rusqlite::{Connection, TransactionBehavior, params};
+use serde_json::Value;
+
+use crate::Error;
+
+thread_local! {
+    /// Set by a write of a `SearchParameter` on this thread (writes run on the thread that
+    /// holds the writer connection); the writer reloads the registry after the write.
+    static CHANGED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Notes that a resource of `resource_type` was written.
+pub(crate) fn note_write(resource_type: &str) {
+    if resource_type == "SearchParameter" {
+        CHANGED.with(|changed| changed.set(true));
+    }
+}
+
+/// True (once) if a `SearchParameter` was written on this thread since the last call.
+pub(crate) fn take_changed() -> bool {
+    CHANGED.with(|changed| changed.replace(false))
+}
+
+/// The registry of this database: the official parameters plus every live
+/// `SearchParameter` resource that search can use.
+pub(crate) fn load(connection: &Connection) -> Result<Arc<Registry>, Error> {
+    let mut statement =
+        connection.prepare("SELECT body FROM resources WHERE type = 'SearchParameter' AND deleted = 0")?;
+    let bodies = statement.query_map([], |row| row.get::<_, String>(0))?;
+    let mut custom = Vec::new();
+    for body in bodies {
+        let body = body?;
+        match serde_json::from_str::<Value>(&body).ok().as_ref().and_then(custom_from_resource) {
+            Some(parameter) => custom.push(parameter),
+            None => tracing::warn!(
+                "a SearchParameter resource cannot be used for search (no url, code, base, type or valid expression)"
+            ),
+        }
+    }
+    tracing::debug!(count = custom.len(), "custom search parameters registered");
+    Ok(Registry::with_custom(custom))
+}
+
+/// Recomputes the index rows of up to `limit` live resources with row ids above `after`, in
+/// one transaction. Returns the last row id done, or `None` when there were none left.
+pub(crate) fn reindex(
+    connection: &mut Connection,
+    registry: &Registry,
+    after: i64,
+    limit: usize,
+) -> Result<Option<i64>, Error> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let rows: Vec<(i64, String, String)> = {
+        let mut statement = transaction.prepare(
+            "SELECT row_id, type, body FROM resources WHERE row_id > ?1 AND deleted = 0 ORDER BY row_id LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![after, i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let Some(last) = rows.last().map(|row| row.0) else { return Ok(None) };
+    for (row_id, resource_type, body) in &rows {
+        let resource: Value = serde_json::from_str(body).map_err(|error| Error::Database(error.to_string()))?;
+        let index: IndexRows = index_rows_with(registry, resource_type, &resource);
+        crate::sqlite::index::replace(&transaction, *row_id, &index)?;
+    }
+    transaction.commit()?;
+    Ok(Some(last))
+}
