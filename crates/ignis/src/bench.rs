@@ -3,6 +3,7 @@
 //! With `--bundles`, it measures loading Bundles instead (`bench/bundles.rs`).
 
 mod bundles;
+mod search;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,9 @@ struct Measurement {
 }
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.search {
+        return search::run(path, args.resources, args.requests, args.clients).await;
+    }
     if let Some(path) = &args.bundles {
         return bundles::run(path, args.clients).await;
     }

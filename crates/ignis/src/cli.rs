@@ -76,6 +76,16 @@ pub(crate) struct BenchArgs {
     /// `--clients` clients.
     #[arg(long)]
     pub(crate) bundles: Option<PathBuf>,
+    /// Instead, load these Bundles (copied with new ids until `--resources` is reached) and
+    /// measure a fixed mix of US Core searches over HTTP.
+    #[arg(long)]
+    pub(crate) search: Option<PathBuf>,
+    /// With `--search`: how many resources to load at least.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) resources: usize,
+    /// With `--search`: how many searches to run.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) requests: usize,
 }
 
 #[derive(Debug, Args)]

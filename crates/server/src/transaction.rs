@@ -4,20 +4,36 @@
 //! Entries are parsed and validated here, off the async workers; the store runs them (in the
 //! spec's order, resolving placeholders and conditional references inside its transaction);
 //! `response.rs` writes the response Bundle in the request's entry order.
+//!
+//! Search entries (`GET [type]?…`) go through the search handler after the store has
+//! committed the rest, so they see the transaction's writes; a failed search is reported in
+//! its own entry, since the writes before it are already committed.
 
 mod entry;
 mod response;
 
 use fhir::outcome::IssueType;
 use serde_json::Value;
-use store::{EntryOutcome, TransactionError, TransactionRequest};
+use store::{TransactionError, TransactionRequest};
 
-use axum::http::StatusCode;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 
 use crate::error::ApiError;
 use crate::state::FhirContext;
 
+use response::Answer;
 pub(crate) use response::Detail;
+
+/// What each entry of a transaction turned into, in entry order.
+enum Slot {
+    /// The next of the store's outcomes.
+    Store,
+    Search {
+        type_name: String,
+        query: Option<String>,
+    },
+}
 
 /// Runs a posted Bundle and returns the response Bundle's JSON.
 pub(crate) async fn process(context: &FhirContext, mut bundle: Value, detail: Detail) -> Result<String, ApiError> {
@@ -43,22 +59,56 @@ pub(crate) async fn process(context: &FhirContext, mut bundle: Value, detail: De
 
 async fn transaction(context: &FhirContext, entries: Vec<Value>, detail: Detail) -> Result<String, ApiError> {
     let base = context.base.to_string();
-    let request =
+    let (request, slots) =
         tokio::task::spawn_blocking(move || parse_all(&base, entries)).await.map_err(ApiError::internal)??;
-    let outcomes = context.store().transaction(context.env, request).await.map_err(entry_error)?;
-    let results: Vec<Result<EntryOutcome, ApiError>> = outcomes.into_iter().map(Ok).collect();
+    let mut outcomes = context.store().transaction(context.env, request).await.map_err(entry_error)?.into_iter();
+    let mut results = Vec::with_capacity(slots.len());
+    for (index, slot) in slots.into_iter().enumerate() {
+        results.push(match slot {
+            Slot::Store => outcomes
+                .next()
+                .map(Answer::Stored)
+                .ok_or_else(|| ApiError::internal("the store returned fewer outcomes than entries")),
+            Slot::Search { type_name, query } => search(context, index, type_name, query).await,
+        });
+    }
     response::bundle(&context.base, "transaction-response", &results, detail)
 }
 
 /// Parses and validates every entry; the first bad one fails the whole transaction.
-fn parse_all(base: &str, entries: Vec<Value>) -> Result<TransactionRequest, ApiError> {
+fn parse_all(base: &str, entries: Vec<Value>) -> Result<(TransactionRequest, Vec<Slot>), ApiError> {
     let mut request = TransactionRequest::default();
+    let mut slots = Vec::with_capacity(entries.len());
     for (index, mut entry) in entries.into_iter().enumerate() {
-        let parsed = entry::parse(base, index, &mut entry).map_err(|error| error.in_entry(index))?;
-        request.entries.push(parsed.entry);
-        request.conditional_references.extend(parsed.conditional_references);
+        match entry::parse(base, index, &mut entry).map_err(|error| error.in_entry(index))? {
+            entry::Request::Store(parsed) => {
+                request.entries.push(parsed.entry);
+                request.conditional_references.extend(parsed.conditional_references);
+                slots.push(Slot::Store);
+            }
+            entry::Request::Search { type_name, query } => slots.push(Slot::Search { type_name, query }),
+        }
     }
-    Ok(request)
+    Ok((request, slots))
+}
+
+/// A search entry: the searchset Bundle the search handler answers with.
+async fn search(
+    context: &FhirContext,
+    index: usize,
+    type_name: String,
+    query: Option<String>,
+) -> Result<Answer, ApiError> {
+    let response = crate::handlers::search::search_type(
+        State(context.clone()),
+        Path(type_name),
+        RawQuery(query),
+        HeaderMap::new(),
+    )
+    .await
+    .map_err(|error| error.in_entry(index))?;
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.map_err(ApiError::internal)?;
+    String::from_utf8(bytes.to_vec()).map(Answer::Searchset).map_err(ApiError::internal)
 }
 
 async fn batch(context: &FhirContext, entries: Vec<Value>, detail: Detail) -> Result<String, ApiError> {
@@ -70,12 +120,18 @@ async fn batch(context: &FhirContext, entries: Vec<Value>, detail: Detail) -> Re
 }
 
 /// One batch entry in its own database transaction.
-async fn batch_entry(context: &FhirContext, index: usize, entry: &mut Value) -> Result<EntryOutcome, ApiError> {
-    let parsed = entry::parse(&context.base, index, entry).map_err(|error| error.in_entry(index))?;
+async fn batch_entry(context: &FhirContext, index: usize, entry: &mut Value) -> Result<Answer, ApiError> {
+    let parsed = match entry::parse(&context.base, index, entry).map_err(|error| error.in_entry(index))? {
+        entry::Request::Store(parsed) => parsed,
+        entry::Request::Search { type_name, query } => return search(context, index, type_name, query).await,
+    };
     let request =
         TransactionRequest { entries: vec![parsed.entry], conditional_references: parsed.conditional_references };
     let mut outcomes = context.store().transaction(context.env, request).await.map_err(entry_error)?;
-    outcomes.pop().ok_or_else(|| ApiError::internal("the store returned no outcome for a batch entry"))
+    outcomes
+        .pop()
+        .map(Answer::Stored)
+        .ok_or_else(|| ApiError::internal("the store returned no outcome for a batch entry"))
 }
 
 fn entry_error(error: TransactionError) -> ApiError {

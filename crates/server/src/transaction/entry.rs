@@ -14,6 +14,14 @@ use crate::error::ApiError;
 use crate::handlers::{check_resource, parse_criteria, parse_id, parse_type};
 use crate::negotiation::parse_etag;
 
+/// What an entry asks for.
+pub(crate) enum Request {
+    /// An interaction the store runs.
+    Store(ParsedEntry),
+    /// A search (`GET [type]?…`), run through the search handler.
+    Search { type_name: String, query: Option<String> },
+}
+
 /// An entry ready for the store, with the conditional references found in its resource.
 pub(crate) struct ParsedEntry {
     pub(crate) entry: TransactionEntry,
@@ -22,7 +30,7 @@ pub(crate) struct ParsedEntry {
 
 /// Parses entry `index` of a Bundle posted to `base`. The entry's resource is moved out of
 /// `entry`.
-pub(crate) fn parse(base: &str, index: usize, entry: &mut Value) -> Result<ParsedEntry, ApiError> {
+pub(crate) fn parse(base: &str, index: usize, entry: &mut Value) -> Result<Request, ApiError> {
     let request = entry.get("request").ok_or_else(|| ApiError::bad_request("the entry has no request"))?;
     let method = text(request, "method")?.to_owned();
     let url = relative_url(base, text(request, "url")?);
@@ -70,11 +78,15 @@ pub(crate) fn parse(base: &str, index: usize, entry: &mut Value) -> Result<Parse
             let version = version.parse().map_err(|_| ApiError::not_found(format!("'{version}' is not a version")))?;
             Operation::Read { resource_type: parse_type(type_name)?, id: parse_id(id)?, version: Some(version) }
         }
+        ("GET" | "HEAD", [type_name], query) => {
+            parse_type(type_name)?;
+            return Ok(Request::Search { type_name: (*type_name).to_owned(), query });
+        }
         ("GET" | "HEAD" | "PATCH", _, _) => return Err(not_supported(&method, &url)),
         _ => return Err(ApiError::bad_request(format!("'{method} {url}' is not a valid Bundle entry request"))),
     };
     let conditional_references = conditional_references(index, &operation)?;
-    Ok(ParsedEntry { entry: TransactionEntry { placeholder, operation }, conditional_references })
+    Ok(Request::Store(ParsedEntry { entry: TransactionEntry { placeholder, operation }, conditional_references }))
 }
 
 /// The URL relative to the FHIR base: absolute URLs on this base lose the base.
@@ -121,7 +133,9 @@ fn not_supported(method: &str, url: &str) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
         IssueType::NotSupported,
-        format!("'{method} {url}' is not supported inside a Bundle yet (read, vread, create, update and delete are)"),
+        format!(
+            "'{method} {url}' is not supported inside a Bundle yet (read, vread, search, create, update and delete are)"
+        ),
     )
 }
 

@@ -9,6 +9,14 @@ use store::{EntryOutcome, StoredResource, WriteKind};
 
 use crate::error::ApiError;
 
+/// What one entry produced.
+pub(crate) enum Answer {
+    /// The outcome of an interaction the store ran.
+    Stored(EntryOutcome),
+    /// A search's `searchset` Bundle, as JSON text.
+    Searchset(String),
+}
+
 /// What each response entry carries besides its status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Detail {
@@ -55,13 +63,14 @@ struct Response {
 pub(crate) fn bundle(
     base: &str,
     bundle_type: &'static str,
-    results: &[Result<EntryOutcome, ApiError>],
+    results: &[Result<Answer, ApiError>],
     detail: Detail,
 ) -> Result<String, ApiError> {
     let entry = results
         .iter()
         .map(|result| match result {
-            Ok(outcome) => entry(base, outcome, detail),
+            Ok(Answer::Stored(outcome)) => entry(base, outcome, detail),
+            Ok(Answer::Searchset(bundle)) => searchset(bundle),
             Err(error) => Ok(failed(error)),
         })
         .collect::<Result<_, _>>()?;
@@ -120,6 +129,11 @@ fn versioned<'a>(
             outcome: None,
         },
     }
+}
+
+fn searchset(bundle: &str) -> Result<Entry<'_>, ApiError> {
+    let response = Response { status: "200 OK".into(), location: None, etag: None, last_modified: None, outcome: None };
+    Ok(Entry { full_url: None, resource: Some(serde_json::from_str(bundle).map_err(ApiError::internal)?), response })
 }
 
 fn failed(error: &ApiError) -> Entry<'static> {

@@ -155,6 +155,7 @@ async fn entries_run_delete_then_post_then_put_then_get() {
             json!({"resource": updated, "request": {"method": "PUT", "url": format!("Patient/{kept}")}}),
             create_again,
             request_entry("DELETE", &format!("Patient/{doomed}")),
+            request_entry("GET", "Patient?identifier=urn:test|doomed"),
         ],
     );
     let (status, response) = post_bundle(&app, &body).await;
@@ -166,6 +167,10 @@ async fn entries_run_delete_then_post_then_put_then_get() {
     assert_eq!(entries[2]["response"]["status"], "201 Created", "the DELETE ran before the conditional POST");
     assert_ne!(id_from_location(&entries[2]), doomed);
     assert_eq!(entries[3]["response"]["status"], "204 No Content");
+    let searchset = &entries[4]["resource"];
+    assert_eq!(searchset["type"], "searchset", "{searchset}");
+    assert_eq!(searchset["entry"].as_array().map(Vec::len), Some(1), "only the new one: {searchset}");
+    assert_eq!(searchset["entry"][0]["resource"]["id"], id_from_location(&entries[2]).as_str());
     assert_eq!(app.get(&format!("Patient/{doomed}")).await.status(), StatusCode::GONE);
 }
 
@@ -231,6 +236,8 @@ async fn batch_entries_succeed_or_fail_on_their_own() {
             request_entry("GET", "Patient/does-not-exist"),
             request_entry("DELETE", &format!("Patient/{existing}")),
             request_entry("PATCH", &format!("Patient/{existing}")),
+            request_entry("GET", "Patient?birthdate=not-a-date"),
+            request_entry("GET", "Patient?identifier=urn:test|new"),
         ],
     );
     let (status, response) = post_bundle(&app, &body).await;
@@ -242,7 +249,19 @@ async fn batch_entries_succeed_or_fail_on_their_own() {
         .iter()
         .map(|entry| entry["response"]["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["201 Created", "400 Bad Request", "404 Not Found", "204 No Content", "400 Bad Request"]);
+    assert_eq!(
+        statuses,
+        [
+            "201 Created",
+            "400 Bad Request",
+            "404 Not Found",
+            "204 No Content",
+            "400 Bad Request",
+            "400 Bad Request",
+            "200 OK"
+        ]
+    );
+    assert_eq!(response["entry"][6]["resource"]["entry"].as_array().map(Vec::len), Some(1));
     assert_eq!(response["entry"][1]["response"]["outcome"]["resourceType"], "OperationOutcome");
     assert_eq!(response["entry"][4]["response"]["outcome"]["issue"][0]["code"], "not-supported");
     let created = id_from_location(&response["entry"][0]);

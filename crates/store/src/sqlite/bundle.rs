@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::body::stamp;
 use crate::clock::WriteClock;
-use crate::sqlite::write::{current_resource, write_version};
+use crate::sqlite::write::{current_resource, current_row, write_version};
 use crate::sqlite::{query, steps};
 use crate::{
     ConditionalReference, EntryOutcome, Environment, Error, ExpectedVersion, ImportCounts, ImportResource, Method,
@@ -66,9 +66,9 @@ fn import_one(
     item: ImportResource,
 ) -> Result<Option<WriteKind>, Error> {
     let ImportResource { resource_type, id, resource } = item;
-    if let Some(current) = query::read(transaction, env, &resource_type, &id)?
-        && !current.deleted
-    {
+    // Most imported resources are new: a key lookup settles that before any body is read.
+    let live = current_row(transaction, env, &resource_type, id.as_str())?.is_some_and(|current| !current.deleted);
+    if live && let Some(current) = query::read(transaction, env, &resource_type, &id)? {
         let last_updated = fhir::instant::format(current.last_updated);
         let restamped = stamp(resource.clone(), resource_type.as_str(), id.as_str(), current.version, &last_updated)?;
         if restamped == current.body {

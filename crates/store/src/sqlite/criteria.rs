@@ -1,8 +1,12 @@
 //! Compiling search clauses to SQL over the index tables.
 //!
-//! Each clause becomes `alias.row_id IN (SELECT resource_row FROM <index> WHERE param = … AND
-//! (value OR value …))`, so SQLite drives the search from the index and probes `resources`
-//! by row id. Chains and `_has` nest the same shape through `reference_index`.
+//! The most selective clause (an id, a reference, a code, …) becomes `alias.row_id IN (SELECT
+//! resource_row FROM <index> WHERE param = … AND (value OR value …))`, so SQLite drives the
+//! search from that index and fetches `resources` by row id. Every other parameter clause
+//! becomes a correlated `EXISTS` on `(resource_row, param)`, checked only for the driver's
+//! candidates: building the full row set of a broad clause (`date=ge2010`, a common
+//! category) for every search is what made such searches slow. Chains and `_has` nest
+//! through `reference_index`.
 
 use fhir::definitions::SearchParamType;
 use fhir::search::{Clause, Modifier, ParamClause, Prefix, SearchValue, TokenValue, normalize};
@@ -32,11 +36,66 @@ impl Sql {
     }
 }
 
-/// Appends ` AND <clause>` for every clause, over the `resources` row `alias` in `partition`.
-pub(crate) fn push_clauses(sql: &mut Sql, clauses: &[Clause], alias: &str, partition: &str) {
-    for clause in clauses {
+/// Appends `FROM … WHERE …` for the live `resources r` rows of `partition` matching every
+/// clause. The driver clause's rows come first (`CROSS JOIN` keeps SQLite from reordering
+/// the join), and `resources` is reached by row id from them.
+pub(crate) fn push_matching(sql: &mut Sql, clauses: &[Clause], partition: &str) {
+    let has_id = clauses.iter().any(|clause| matches!(clause, Clause::Id { negate: false, .. }));
+    let driver = if has_id {
+        // The unique (partition, type, logical_id) index is the best driver there is.
+        None
+    } else {
+        clauses.iter().enumerate().filter_map(|(index, clause)| selectivity(clause).map(|rank| (rank, index))).min()
+    };
+    match driver.map(|(_, index)| &clauses[index]) {
+        Some(Clause::Param(param)) => {
+            sql.push(" FROM (");
+            push_driver_rows(sql, param);
+            sql.push(") AS d CROSS JOIN resources r ON r.row_id = d.row");
+        }
+        _ => sql.push(" FROM resources r"),
+    }
+    sql.push(" WHERE r.partition = ");
+    sql.bind(partition.to_owned());
+    sql.push(" AND r.deleted = 0");
+    for (index, clause) in clauses.iter().enumerate() {
+        if driver.is_some_and(|(_, driver)| driver == index) {
+            continue;
+        }
         sql.push(" AND ");
-        push_clause(sql, clause, alias, partition);
+        push_clause(sql, clause, "r", partition);
+    }
+}
+
+/// The distinct rows matching the driver parameter, straight from its lookup index.
+fn push_driver_rows(sql: &mut Sql, param: &ParamClause) {
+    let table = table(param);
+    sql.push(&format!("SELECT DISTINCT x.resource_row AS row FROM {table} x WHERE x.param = {} AND ", param.rows));
+    let modifier = &param.modifier;
+    push_any(sql, &param.values, |sql, value| push_value(sql, value, modifier, "x"));
+}
+
+/// How narrow a clause usually is (lower is narrower); `None` for clauses that are never
+/// worth driving a search from (negations, `:missing`, open-ended ranges).
+fn selectivity(clause: &Clause) -> Option<u8> {
+    match clause {
+        Clause::Id { .. } | Clause::LastUpdated(_) | Clause::Compartment { .. } => None,
+        Clause::Param(param) => match (&param.modifier, param.param.kind) {
+            (Modifier::Not | Modifier::Missing(_), _) => None,
+            (_, SearchParamType::Reference) => Some(1),
+            (_, SearchParamType::Token)
+                if param
+                    .values
+                    .iter()
+                    .all(|value| matches!(value, SearchValue::Token(token) if token.code.is_some())) =>
+            {
+                Some(2)
+            }
+            (Modifier::Exact, _) | (_, SearchParamType::Uri) => Some(3),
+            (Modifier::None, SearchParamType::String) => Some(4),
+            _ => None,
+        },
+        Clause::Chain { .. } | Clause::Has { .. } => None,
     }
 }
 
@@ -133,16 +192,16 @@ fn table(param: &ParamClause) -> &'static str {
     }
 }
 
+/// A parameter clause checked per candidate row: a correlated `[NOT] EXISTS` on the
+/// `(resource_row, param)` index.
 fn push_param(sql: &mut Sql, param: &ParamClause, alias: &str) {
     let table = table(param);
     let rows = param.rows;
-    let membership = match param.modifier {
-        Modifier::Missing(true) | Modifier::Not => "NOT IN",
-        _ => "IN",
-    };
+    let negated = matches!(param.modifier, Modifier::Missing(true) | Modifier::Not);
     let x = sql.fresh_alias("x");
+    let exists = if negated { "NOT EXISTS" } else { "EXISTS" };
     sql.push(&format!(
-        "{alias}.row_id {membership} (SELECT {x}.resource_row FROM {table} {x} WHERE {x}.param = {rows}"
+        "{exists} (SELECT 1 FROM {table} {x} WHERE {x}.resource_row = {alias}.row_id AND {x}.param = {rows}"
     ));
     if !matches!(param.modifier, Modifier::Missing(_)) {
         sql.push(" AND ");

@@ -6,7 +6,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use crate::clock::{from_micros, micros};
-use crate::sqlite::criteria::{Sql, push_clauses};
+use crate::sqlite::criteria::{Sql, push_matching};
 use crate::{Environment, Error, HistoryEntry, HistoryPage, HistoryQuery, HistoryScope, Method, StoredResource};
 
 pub(crate) const RESOURCE_COLUMNS: &str = "type, logical_id, version, last_updated, deleted, body";
@@ -48,7 +48,7 @@ pub(crate) fn find(
     criteria: &Criteria,
     limit: usize,
 ) -> Result<Vec<StoredResource>, Error> {
-    let sql = matching_sql(&format!("SELECT {RESOURCE_COLUMNS} FROM resources r"), env, resource_type, criteria, limit);
+    let sql = matching_sql(&format!("SELECT {RESOURCE_COLUMNS}"), env, resource_type, criteria, limit);
     let mut statement = connection.prepare(&sql.text)?;
     let rows = statement.query_map(params_from_iter(sql.values), stored_resource)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -63,7 +63,7 @@ pub(crate) fn matching_rows(
     criteria: &Criteria,
     limit: usize,
 ) -> Result<Vec<(i64, String)>, Error> {
-    let sql = matching_sql("SELECT r.row_id, r.logical_id FROM resources r", env, resource_type, criteria, limit);
+    let sql = matching_sql("SELECT r.row_id, r.logical_id", env, resource_type, criteria, limit);
     let mut statement = connection.prepare(&sql.text)?;
     let rows = statement.query_map(params_from_iter(sql.values), |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -78,12 +78,9 @@ fn matching_sql(
 ) -> Sql {
     let mut sql = Sql::default();
     sql.push(select);
-    sql.push(" WHERE r.partition = ");
-    sql.bind(env.as_str().to_owned());
+    push_matching(&mut sql, criteria.clauses(), env.as_str());
     sql.push(" AND r.type = ");
     sql.bind(resource_type.as_str().to_owned());
-    sql.push(" AND r.deleted = 0");
-    push_clauses(&mut sql, criteria.clauses(), "r", env.as_str());
     sql.push(" ORDER BY r.row_id LIMIT ");
     sql.bind(i64::try_from(limit).unwrap_or(i64::MAX));
     sql

@@ -13,7 +13,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params_from_iter};
 use serde_json::Value;
 
-use crate::sqlite::criteria::{Sql, push_clauses};
+use crate::sqlite::criteria::{Sql, push_matching};
 use crate::sqlite::query::stored_resource_at;
 use crate::{Environment, Error, SearchPage, SearchRequest, StoredResource};
 
@@ -75,9 +75,8 @@ pub(crate) fn search(connection: &Connection, env: Environment, request: &Search
 
 /// The base query: live resources of the requested types in `env` matching every clause.
 fn push_base(sql: &mut Sql, env: Environment, request: &SearchRequest) {
-    sql.push(" FROM resources r WHERE r.partition = ");
-    sql.bind(env.as_str().to_owned());
-    sql.push(" AND r.deleted = 0 AND r.type IN (");
+    push_matching(sql, &request.query.clauses, env.as_str());
+    sql.push(" AND r.type IN (");
     for (index, resource_type) in request.types.iter().enumerate() {
         if index > 0 {
             sql.push(", ");
@@ -85,7 +84,6 @@ fn push_base(sql: &mut Sql, env: Environment, request: &SearchRequest) {
         sql.bind(resource_type.as_str().to_owned());
     }
     sql.push(")");
-    push_clauses(sql, &request.query.clauses, "r", env.as_str());
 }
 
 fn count(connection: &Connection, env: Environment, request: &SearchRequest) -> Result<u64, Error> {

@@ -1,0 +1,247 @@
+//! `ignis bench --search PATH`: loads the Bundles at PATH (the Synthea set) as many times as
+//! it takes to reach `--resources` (each copy with new ids), then runs a fixed mix of US Core
+//! searches over HTTP and prints p50/p99 latency and searches/s per kind and overall.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use regex::Regex;
+use serde_json::Value;
+use store::Environment;
+use store::sqlite::SqliteStore;
+use tokio::net::TcpListener;
+
+use crate::import::{self, Options, source};
+
+/// What one patient offers the query mix.
+struct PatientFacts {
+    id: String,
+    family: String,
+    birth_date: String,
+    identifier: String,
+    observation_code: Option<String>,
+}
+
+pub(crate) async fn run(path: &Path, resources_wanted: usize, requests: usize, clients: usize) -> anyhow::Result<()> {
+    let bundles = read_texts(path)?;
+    let per_copy: usize = bundles.iter().map(|text| text.matches("\"request\"").count()).sum();
+    let copies = resources_wanted.div_ceil(per_copy.max(1)).max(1);
+    let data_dir = tempfile::tempdir()?;
+    let copies_dir = data_dir.path().join("copies");
+    let patients = write_copies(&bundles, copies, &copies_dir)?;
+    let database = data_dir.path().join("bench.db");
+    let store = Arc::new(SqliteStore::open(&database)?);
+    let options = Options { env: Environment::Production, strict: false, batch_size: 2000, progress: true };
+    let summary = import::import(store.as_ref(), &[copies_dir], options).await?;
+    let loaded = summary.counts.total();
+    let database_bytes = std::fs::metadata(&database).map(|meta| meta.len()).unwrap_or(0)
+        + std::fs::metadata(database.with_extension("db-wal")).map(|meta| meta.len()).unwrap_or(0);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let root = format!("http://{}", listener.local_addr()?);
+    let state = server::AppState::new(store, server::Config::new(root.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let mix = query_mix(&patients);
+    let results = run_mix(&format!("{root}/fhir"), &mix, requests, clients).await?;
+    let _ = stop.send(());
+    server.await??;
+    print_table(&results, loaded, database_bytes, clients);
+    Ok(())
+}
+
+fn read_texts(path: &Path) -> anyhow::Result<Vec<String>> {
+    let mut texts = Vec::new();
+    for file in source::files(&[path.to_path_buf()])? {
+        source::documents(&file, &mut |document| {
+            if let Ok(document) = document {
+                texts.push(String::from_utf8_lossy(&document.bytes).into_owned());
+            }
+            true
+        });
+    }
+    if texts.is_empty() {
+        bail!("no Bundles found in {}", path.display());
+    }
+    Ok(texts)
+}
+
+/// Writes `copies` copies of every Bundle, each UUID (ids, references, identifiers) suffixed
+/// with the copy number, and returns the facts of every patient written.
+fn write_copies(bundles: &[String], copies: usize, folder: &Path) -> anyhow::Result<Vec<PatientFacts>> {
+    let uuid = Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")?;
+    let mut patients = Vec::new();
+    for copy in 0..copies {
+        let copy_folder = folder.join(copy.to_string());
+        std::fs::create_dir_all(&copy_folder)?;
+        for (index, text) in bundles.iter().enumerate() {
+            let renamed = uuid.replace_all(text, |found: &regex::Captures<'_>| format!("{}-{copy}", &found[0]));
+            std::fs::write(copy_folder.join(format!("{index}.json")), renamed.as_bytes())?;
+            if let Ok(bundle) = serde_json::from_str::<Value>(&renamed) {
+                patients.extend(patient_facts(&bundle));
+            }
+        }
+    }
+    Ok(patients)
+}
+
+fn patient_facts(bundle: &Value) -> Option<PatientFacts> {
+    let entries = bundle["entry"].as_array()?;
+    let patient =
+        entries.iter().map(|entry| &entry["resource"]).find(|resource| resource["resourceType"] == "Patient")?;
+    let identifier = patient["identifier"].as_array()?.iter().find(|identifier| identifier["system"].is_string())?;
+    let id = patient["id"].as_str()?.to_owned();
+    let observation_code = entries
+        .iter()
+        .map(|entry| &entry["resource"])
+        .find(|resource| resource["resourceType"] == "Observation")
+        .and_then(|observation| observation["code"]["coding"][0]["code"].as_str())
+        .map(str::to_owned);
+    Some(PatientFacts {
+        id,
+        family: patient["name"][0]["family"].as_str()?.to_owned(),
+        birth_date: patient["birthDate"].as_str()?.to_owned(),
+        identifier: format!("{}|{}", identifier["system"].as_str()?, identifier["value"].as_str()?),
+        observation_code,
+    })
+}
+
+/// The fixed mix: `(kind, query)` pairs cycling through the patients.
+fn query_mix(patients: &[PatientFacts]) -> Vec<(&'static str, String)> {
+    let encode = |pairs: &[(&str, &str)]| serde_urlencoded::to_string(pairs).unwrap_or_default();
+    let mut mix = Vec::new();
+    for patient in patients.iter().take(200) {
+        let id = patient.id.as_str();
+        mix.push(("Patient?identifier", format!("Patient?{}", encode(&[("identifier", &patient.identifier)]))));
+        mix.push(("Patient?name", format!("Patient?{}", encode(&[("name", &patient.family)]))));
+        mix.push((
+            "Patient?birthdate&name",
+            format!("Patient?{}", encode(&[("birthdate", &patient.birth_date), ("name", &patient.family)])),
+        ));
+        mix.push((
+            "Observation?patient&category",
+            format!("Observation?{}", encode(&[("patient", id), ("category", "laboratory")])),
+        ));
+        if let Some(code) = &patient.observation_code {
+            let code = format!("http://loinc.org|{code}");
+            mix.push((
+                "Observation?patient&code",
+                format!("Observation?{}", encode(&[("patient", id), ("code", &code)])),
+            ));
+        }
+        mix.push((
+            "Observation?patient&category&date",
+            format!(
+                "Observation?{}",
+                encode(&[("patient", id), ("category", "vital-signs"), ("date", "ge2015-01-01")])
+            ),
+        ));
+        mix.push(("Condition?patient", format!("Condition?{}", encode(&[("patient", id)]))));
+        mix.push((
+            "Encounter?patient&date",
+            format!("Encounter?{}", encode(&[("patient", id), ("date", "ge2010-01-01")])),
+        ));
+        mix.push((
+            "MedicationRequest?patient&intent",
+            format!("MedicationRequest?{}", encode(&[("patient", id), ("intent", "order")])),
+        ));
+        mix.push(("Procedure?patient", format!("Procedure?{}", encode(&[("patient", id)]))));
+        mix.push(("Immunization?patient", format!("Immunization?{}", encode(&[("patient", id)]))));
+    }
+    mix
+}
+
+/// Latencies and match counts per kind.
+type Results = BTreeMap<&'static str, (Vec<Duration>, usize)>;
+
+async fn run_mix(
+    base: &str,
+    mix: &[(&'static str, String)],
+    requests: usize,
+    clients: usize,
+) -> anyhow::Result<(Results, Duration)> {
+    let client = reqwest::Client::new();
+    let mix = Arc::new(mix.to_vec());
+    let started = Instant::now();
+    let clients = clients.max(1);
+    let tasks: Vec<_> = (0..clients)
+        .map(|worker| {
+            let (client, mix, base) = (client.clone(), Arc::clone(&mix), base.to_owned());
+            tokio::spawn(async move {
+                let mut results: Results = BTreeMap::new();
+                let mut index = worker;
+                while index < requests {
+                    let (kind, query) = &mix[index % mix.len()];
+                    let sent = Instant::now();
+                    let response = client.get(format!("{base}/{query}")).send().await?;
+                    if !response.status().is_success() {
+                        bail!("{query} answered {}", response.status());
+                    }
+                    let body = response.bytes().await?;
+                    let latency = sent.elapsed();
+                    let matches = count_matches(&body);
+                    let entry = results.entry(kind).or_default();
+                    entry.0.push(latency);
+                    entry.1 += matches;
+                    index += clients;
+                }
+                anyhow::Ok(results)
+            })
+        })
+        .collect();
+    let mut merged: Results = BTreeMap::new();
+    for task in tasks {
+        for (kind, (latencies, matches)) in task.await?? {
+            let entry = merged.entry(kind).or_default();
+            entry.0.extend(latencies);
+            entry.1 += matches;
+        }
+    }
+    Ok((merged, started.elapsed()))
+}
+
+fn count_matches(body: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(body);
+    text.matches("\"mode\":\"match\"").count()
+}
+
+#[allow(clippy::print_stdout)] // The table is the command's output.
+fn print_table(results: &(Results, Duration), resources: usize, database_bytes: u64, clients: usize) {
+    let (per_kind, elapsed) = results;
+    println!("{resources} resources loaded; database {:.1} MiB; {clients} clients", database_bytes as f64 / 1048576.0);
+    println!("| search | requests | p50 ms | p99 ms | matches/search |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut all = Vec::new();
+    for (kind, (latencies, matches)) in per_kind {
+        let mut sorted = latencies.clone();
+        sorted.sort();
+        println!(
+            "| {kind} | {} | {:.2} | {:.2} | {:.1} |",
+            sorted.len(),
+            percentile(&sorted, 0.5),
+            percentile(&sorted, 0.99),
+            *matches as f64 / sorted.len().max(1) as f64
+        );
+        all.extend(sorted);
+    }
+    all.sort();
+    println!(
+        "| **all** | {} | {:.2} | {:.2} | {:.0} searches/s |",
+        all.len(),
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+        all.len() as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+}
+
+fn percentile(sorted: &[Duration], quantile: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * quantile).round() as usize;
+    sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
