@@ -13,10 +13,11 @@ pub(crate) mod source;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fhir::search::Registry;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use store::{Environment, ImportCounts, ImportResource, Store};
 use tokio::sync::mpsc;
@@ -68,7 +69,8 @@ pub(crate) async fn import(store: &dyn Store, paths: &[PathBuf], options: Option
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let producer = {
         let stop = std::sync::Arc::clone(&stop);
-        std::thread::spawn(move || produce(files, &sender, &stop))
+        let registry = store.registry();
+        std::thread::spawn(move || produce(files, &sender, &stop, &registry))
     };
     let progress = progress_bar(options.progress);
     let mut summary = Summary::default();
@@ -138,9 +140,9 @@ async fn write(
     Ok(())
 }
 
-/// Reads every document of `files` and parses them on worker threads, sending the results
-/// until `stop` is set.
-fn produce(files: Vec<PathBuf>, parsed: &mpsc::Sender<Parsed>, stop: &AtomicBool) {
+/// Reads every document of `files` and parses, validates and indexes them on worker threads
+/// (with the store's `registry`), sending the results until `stop` is set.
+fn produce(files: Vec<PathBuf>, parsed: &mpsc::Sender<Parsed>, stop: &AtomicBool, registry: &Arc<Registry>) {
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     let (documents, queue) = std::sync::mpsc::sync_channel::<source::Document>(workers * 2);
     let queue = Mutex::new(queue);
@@ -149,7 +151,8 @@ fn produce(files: Vec<PathBuf>, parsed: &mpsc::Sender<Parsed>, stop: &AtomicBool
             scope.spawn(|| {
                 // Workers drain the queue even after a stop, so the reader never blocks.
                 while let Some(document) = queue.lock().ok().and_then(|queue| queue.recv().ok()) {
-                    if !stop.load(Ordering::Relaxed) && parsed.blocking_send(parse::parse(&document)).is_err() {
+                    let document = Registry::scope(registry, || parse::parse(&document));
+                    if !stop.load(Ordering::Relaxed) && parsed.blocking_send(document).is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }
                 }

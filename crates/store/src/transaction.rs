@@ -107,6 +107,9 @@ pub struct ImportResource {
     pub resource_type: ResourceType,
     pub id: LogicalId,
     pub resource: Value,
+    /// The resource's index rows when the caller computed them already (in parallel, off the
+    /// writer); `None` to have the store compute them.
+    pub index: Option<fhir::search::IndexRows>,
 }
 
 /// What an import call wrote.

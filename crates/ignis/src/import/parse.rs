@@ -127,7 +127,9 @@ fn checked(mut resource: Value, id: Option<String>) -> Result<ImportResource, St
     if !errors.is_empty() {
         return Err(format!("{}/{} is invalid: {}", resource_type, id, errors.join("; ")));
     }
-    Ok(ImportResource { resource_type, id, resource })
+    // Index rows are computed here, on the worker threads, so the single writer only inserts.
+    let index = Some(fhir::search::index_rows(resource_type.as_str(), &resource));
+    Ok(ImportResource { resource_type, id, resource, index })
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::body::stamp;
 use crate::clock::WriteClock;
-use crate::sqlite::write::{current_resource, current_row, write_version};
+use crate::sqlite::write::{VersionWrite, current_resource, current_row, write_version, write_version_indexed};
 use crate::sqlite::{query, steps};
 use crate::{
     ConditionalReference, EntryOutcome, Environment, Error, ExpectedVersion, ImportCounts, ImportResource, Method,
@@ -65,7 +65,7 @@ fn import_one(
     env: Environment,
     item: ImportResource,
 ) -> Result<Option<WriteKind>, Error> {
-    let ImportResource { resource_type, id, resource } = item;
+    let ImportResource { resource_type, id, resource, index } = item;
     // Most imported resources are new: a key lookup settles that before any body is read.
     let live = current_row(transaction, env, &resource_type, id.as_str())?.is_some_and(|current| !current.deleted);
     if live && let Some(current) = query::read(transaction, env, &resource_type, &id)? {
@@ -75,7 +75,8 @@ fn import_one(
             return Ok(None);
         }
     }
-    let outcome = write_version(transaction, clock, env, &resource_type, &id, resource, None, Method::Put)?;
+    let write = VersionWrite { resource_type: &resource_type, id: &id, expected: None, method: Method::Put };
+    let outcome = write_version_indexed(transaction, clock, env, write, resource, index)?;
     Ok(Some(outcome.kind))
 }
 

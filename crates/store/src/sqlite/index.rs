@@ -20,9 +20,12 @@ pub(crate) fn clear(transaction: &Transaction<'_>, row_id: i64) -> Result<(), Er
     Ok(())
 }
 
-/// Replaces the index rows of `row_id` with `rows`.
-pub(crate) fn replace(transaction: &Transaction<'_>, row_id: i64, rows: &IndexRows) -> Result<(), Error> {
-    clear(transaction, row_id)?;
+/// Replaces the index rows of `row_id` with `rows`; `fresh` (a row just inserted) skips
+/// clearing rows that cannot exist.
+pub(crate) fn replace(transaction: &Transaction<'_>, row_id: i64, rows: &IndexRows, fresh: bool) -> Result<(), Error> {
+    if !fresh {
+        clear(transaction, row_id)?;
+    }
     let mut insert = transaction
         .prepare_cached("INSERT INTO token_index (resource_row, param, system, code) VALUES (?1, ?2, ?3, ?4)")?;
     for row in &rows.tokens {

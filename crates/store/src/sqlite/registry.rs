@@ -72,7 +72,7 @@ pub(crate) fn reindex(
     for (row_id, resource_type, body) in &rows {
         let resource: Value = serde_json::from_str(body).map_err(|error| Error::Database(error.to_string()))?;
         let index: IndexRows = index_rows_with(registry, resource_type, &resource);
-        crate::sqlite::index::replace(&transaction, *row_id, &index)?;
+        crate::sqlite::index::replace(&transaction, *row_id, &index, false)?;
     }
     transaction.commit()?;
     Ok(Some(last))

@@ -111,6 +111,13 @@ CREATE INDEX quantity_index_by_resource ON quantity_index (resource_row, param, 
 DROP INDEX uri_index_by_resource;
 CREATE INDEX uri_index_by_resource ON uri_index (resource_row, param, value);
 ",
+    r"
+-- Fewer b-trees to update per write: reverse includes and _has look targets up through
+-- reference_index_lookup (param first), and only absolute or canonical references have a url.
+DROP INDEX reference_index_target;
+DROP INDEX reference_index_url;
+CREATE INDEX reference_index_url ON reference_index (param, url) WHERE url IS NOT NULL;
+",
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.

@@ -3,7 +3,7 @@
 //! the index rows together.
 
 use fhir::id::{LogicalId, ResourceType};
-use fhir::search::{Criteria, index_rows};
+use fhir::search::{Criteria, IndexRows, index_rows};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::Value;
 
@@ -112,6 +112,29 @@ pub(crate) fn write_version(
     expected: ExpectedVersion,
     method: Method,
 ) -> Result<WriteOutcome, Error> {
+    let write = VersionWrite { resource_type, id, expected, method };
+    write_version_indexed(transaction, clock, env, write, resource, None)
+}
+
+/// Which version write: the resource, the `If-Match` it must meet and the interaction.
+pub(crate) struct VersionWrite<'a> {
+    pub(crate) resource_type: &'a ResourceType,
+    pub(crate) id: &'a LogicalId,
+    pub(crate) expected: ExpectedVersion,
+    pub(crate) method: Method,
+}
+
+/// [`write_version`] with the index rows computed beforehand when `index` is given (imports
+/// compute them in parallel, outside the single writer).
+pub(crate) fn write_version_indexed(
+    transaction: &Transaction<'_>,
+    clock: &WriteClock,
+    env: Environment,
+    write: VersionWrite<'_>,
+    resource: Value,
+    index: Option<IndexRows>,
+) -> Result<WriteOutcome, Error> {
+    let VersionWrite { resource_type, id, expected, method } = write;
     let current = current_row(transaction, env, resource_type, id.as_str())?;
     let current_version = match &current {
         Some(current) => {
@@ -132,7 +155,7 @@ pub(crate) fn write_version(
         Some(current) if !current.deleted => WriteKind::Updated,
         _ => WriteKind::Created,
     };
-    let rows = index_rows(resource_type.as_str(), &resource);
+    let rows = index.unwrap_or_else(|| index_rows(resource_type.as_str(), &resource));
     crate::sqlite::registry::note_write(resource_type.as_str());
     let version = current_version + 1;
     let last_updated = clock.next();
@@ -145,7 +168,9 @@ pub(crate) fn write_version(
     )?;
     let row_id = upsert_current(transaction, env, resource_type, id.as_str(), version, last_updated, false, &body)?;
     insert_history(transaction, env, resource_type, id.as_str(), version, last_updated, method, false, &body)?;
-    crate::sqlite::index::replace(transaction, row_id, &rows)?;
+    // A resource seen for the first time has no index rows to clear.
+    let fresh = current.is_none();
+    crate::sqlite::index::replace(transaction, row_id, &rows, fresh)?;
     let resource = StoredResource {
         resource_type: resource_type.to_string(),
         id: id.to_string(),
