@@ -42,11 +42,13 @@ pub(crate) fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, 
 
 /// Conditional criteria from a query string (conditional update and delete) or an
 /// `If-None-Exist` header. Empty criteria are refused: they would match every resource.
-pub(crate) fn parse_criteria(resource_type: &ResourceType, query: Option<&str>) -> Result<Criteria, ApiError> {
+pub(crate) fn parse_criteria(
+    registry: &Registry,
+    resource_type: &ResourceType,
+    query: Option<&str>,
+) -> Result<Criteria, ApiError> {
     let pairs = query_pairs(query)?;
-    // FIXME: conditional criteria know the official parameters only, not custom
-    // SearchParameters; pass the store's registry once the transaction code takes one.
-    let criteria = Criteria::parse(&Registry::official(), resource_type.as_str(), &pairs)
+    let criteria = Criteria::parse(registry, resource_type.as_str(), &pairs)
         .map_err(|issue| ApiError::with_issues(StatusCode::BAD_REQUEST, vec![issue]))?;
     if criteria.is_empty() {
         return Err(ApiError::bad_request("conditional criteria are required here and none were given"));

@@ -13,6 +13,7 @@ mod entry;
 mod response;
 
 use fhir::outcome::IssueType;
+use fhir::search::Registry;
 use serde_json::Value;
 use store::{TransactionError, TransactionRequest};
 
@@ -59,8 +60,10 @@ pub(crate) async fn process(context: &FhirContext, mut bundle: Value, detail: De
 
 async fn transaction(context: &FhirContext, entries: Vec<Value>, detail: Detail) -> Result<String, ApiError> {
     let base = context.base.to_string();
-    let (request, slots) =
-        tokio::task::spawn_blocking(move || parse_all(&base, entries)).await.map_err(ApiError::internal)??;
+    let registry = context.store().registry();
+    let (request, slots) = tokio::task::spawn_blocking(move || parse_all(&registry, &base, entries))
+        .await
+        .map_err(ApiError::internal)??;
     let mut outcomes = context.store().transaction(context.env, request).await.map_err(entry_error)?.into_iter();
     let mut results = Vec::with_capacity(slots.len());
     for (index, slot) in slots.into_iter().enumerate() {
@@ -76,11 +79,15 @@ async fn transaction(context: &FhirContext, entries: Vec<Value>, detail: Detail)
 }
 
 /// Parses and validates every entry; the first bad one fails the whole transaction.
-fn parse_all(base: &str, entries: Vec<Value>) -> Result<(TransactionRequest, Vec<Slot>), ApiError> {
+fn parse_all(
+    registry: &Registry,
+    base: &str,
+    entries: Vec<Value>,
+) -> Result<(TransactionRequest, Vec<Slot>), ApiError> {
     let mut request = TransactionRequest::default();
     let mut slots = Vec::with_capacity(entries.len());
     for (index, mut entry) in entries.into_iter().enumerate() {
-        match entry::parse(base, index, &mut entry).map_err(|error| error.in_entry(index))? {
+        match entry::parse(registry, base, index, &mut entry).map_err(|error| error.in_entry(index))? {
             entry::Request::Store(parsed) => {
                 request.entries.push(parsed.entry);
                 request.conditional_references.extend(parsed.conditional_references);
@@ -121,7 +128,9 @@ async fn batch(context: &FhirContext, entries: Vec<Value>, detail: Detail) -> Re
 
 /// One batch entry in its own database transaction.
 async fn batch_entry(context: &FhirContext, index: usize, entry: &mut Value) -> Result<Answer, ApiError> {
-    let parsed = match entry::parse(&context.base, index, entry).map_err(|error| error.in_entry(index))? {
+    let parsed = match entry::parse(&context.store().registry(), &context.base, index, entry)
+        .map_err(|error| error.in_entry(index))?
+    {
         entry::Request::Store(parsed) => parsed,
         entry::Request::Search { type_name, query } => return search(context, index, type_name, query).await,
     };

@@ -5,6 +5,7 @@
 use fhir::id::ResourceType;
 use fhir::outcome::IssueType;
 use fhir::references;
+use fhir::search::Registry;
 use serde_json::Value;
 use store::{ConditionalReference, Method, Operation, TransactionEntry};
 
@@ -30,7 +31,7 @@ pub(crate) struct ParsedEntry {
 
 /// Parses entry `index` of a Bundle posted to `base`. The entry's resource is moved out of
 /// `entry`.
-pub(crate) fn parse(base: &str, index: usize, entry: &mut Value) -> Result<Request, ApiError> {
+pub(crate) fn parse(registry: &Registry, base: &str, index: usize, entry: &mut Value) -> Result<Request, ApiError> {
     let request = entry.get("request").ok_or_else(|| ApiError::bad_request("the entry has no request"))?;
     let method = text(request, "method")?.to_owned();
     let url = relative_url(base, text(request, "url")?);
@@ -49,7 +50,7 @@ pub(crate) fn parse(base: &str, index: usize, entry: &mut Value) -> Result<Reque
             let resource_type = parse_type(type_name)?;
             let resource = checked(&resource_type, resource)?;
             let condition = if_none_exist
-                .map(|query| parse_criteria(&resource_type, Some(query.rsplit('?').next().unwrap_or(""))))
+                .map(|query| parse_criteria(registry, &resource_type, Some(query.rsplit('?').next().unwrap_or(""))))
                 .transpose()?;
             Operation::Create { resource_type, resource, condition }
         }
@@ -61,7 +62,7 @@ pub(crate) fn parse(base: &str, index: usize, entry: &mut Value) -> Result<Reque
         }
         ("PUT", [type_name], Some(query)) => {
             let resource_type = parse_type(type_name)?;
-            let criteria = parse_criteria(&resource_type, Some(&query))?;
+            let criteria = parse_criteria(registry, &resource_type, Some(&query))?;
             Operation::ConditionalUpdate { resource: checked(&resource_type, resource)?, resource_type, criteria }
         }
         ("DELETE", [type_name, id], None) => {
@@ -69,7 +70,10 @@ pub(crate) fn parse(base: &str, index: usize, entry: &mut Value) -> Result<Reque
         }
         ("DELETE", [type_name], Some(query)) => {
             let resource_type = parse_type(type_name)?;
-            Operation::ConditionalDelete { criteria: parse_criteria(&resource_type, Some(&query))?, resource_type }
+            Operation::ConditionalDelete {
+                criteria: parse_criteria(registry, &resource_type, Some(&query))?,
+                resource_type,
+            }
         }
         ("GET" | "HEAD", [type_name, id], None) => {
             Operation::Read { resource_type: parse_type(type_name)?, id: parse_id(id)?, version: None }
@@ -85,7 +89,7 @@ pub(crate) fn parse(base: &str, index: usize, entry: &mut Value) -> Result<Reque
         ("GET" | "HEAD" | "PATCH", _, _) => return Err(not_supported(&method, &url)),
         _ => return Err(ApiError::bad_request(format!("'{method} {url}' is not a valid Bundle entry request"))),
     };
-    let conditional_references = conditional_references(index, &operation)?;
+    let conditional_references = conditional_references(registry, index, &operation)?;
     Ok(Request::Store(ParsedEntry { entry: TransactionEntry { placeholder, operation }, conditional_references }))
 }
 
@@ -140,7 +144,11 @@ fn not_supported(method: &str, url: &str) -> ApiError {
 }
 
 /// Every search-style reference (`Patient?identifier=…`) in the entry's resource.
-fn conditional_references(index: usize, operation: &Operation) -> Result<Vec<ConditionalReference>, ApiError> {
+fn conditional_references(
+    registry: &Registry,
+    index: usize,
+    operation: &Operation,
+) -> Result<Vec<ConditionalReference>, ApiError> {
     let resource = match operation {
         Operation::Create { resource, .. }
         | Operation::Update { resource, .. }
@@ -154,7 +162,7 @@ fn conditional_references(index: usize, operation: &Operation) -> Result<Vec<Con
             continue;
         }
         let resource_type = parse_type(type_name)?;
-        let criteria = parse_criteria(&resource_type, Some(query))?;
+        let criteria = parse_criteria(registry, &resource_type, Some(query))?;
         found.push(ConditionalReference { reference: reference.to_owned(), resource_type, criteria, entry: index });
     }
     Ok(found)
