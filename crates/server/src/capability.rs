@@ -81,7 +81,9 @@ fn searchable(resource_type: &str) -> impl Iterator<Item = &'static SearchParame
         .iter()
         .copied()
         .filter(|param| {
-            param.expression.is_some() && !matches!(param.kind, SearchParamType::Composite | SearchParamType::Special)
+            let composite_pair = param.kind == SearchParamType::Composite && param.components.len() == 2;
+            param.expression.is_some()
+                && (composite_pair || !matches!(param.kind, SearchParamType::Composite | SearchParamType::Special))
         })
         .collect();
     searchable.into_iter()

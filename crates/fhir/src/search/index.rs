@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::definitions::{SearchParamType, SearchParameter};
 use crate::instant;
-use crate::search::params::{ParamVariant, Registry, variant_id};
+use crate::search::params::{ParamVariant, Registry, composite_id, definition_by_url, variant_id};
 use crate::search::text::normalize;
 
 /// Every index row of one resource.
@@ -94,7 +94,11 @@ pub fn index_rows_with(registry: &Registry, resource_type: &str, resource: &Valu
     let mut rows = IndexRows::default();
     for parameter in registry.params_for(resource_type).iter().copied() {
         for value in crate::search::nodes::evaluate(resource_type, parameter, resource) {
-            add_node(&mut rows, parameter, &value);
+            if parameter.kind == SearchParamType::Composite {
+                add_composite(&mut rows, parameter, &value, resource);
+            } else {
+                add_node(&mut rows, parameter, variant_id(parameter, ParamVariant::Value), &value);
+            }
         }
     }
     rows.tokens.sort();
@@ -110,8 +114,35 @@ pub fn index_rows_with(registry: &Registry, resource_type: &str, resource: &Valu
     rows
 }
 
-fn add_node(rows: &mut IndexRows, parameter: &SearchParameter, node: &Value) {
-    let param = variant_id(parameter, ParamVariant::Value);
+/// The rows of one node of a composite parameter whose first component is a token: the
+/// second component's values, filed under an id that folds in each code of the first (see
+/// [`composite_id`]), so both come from the same node (the same `Observation.component`).
+fn add_composite(rows: &mut IndexRows, parameter: &SearchParameter, node: &Value, resource: &Value) {
+    let [first, second] = parameter.components.as_slice() else { return };
+    let Some(second_definition) = definition_by_url(&second.definition) else { return };
+    let mut codes = IndexRows::default();
+    for value in relative(&first.expression, node, resource) {
+        add_token(&mut codes, parameter, 0, &value);
+    }
+    let values = relative(&second.expression, node, resource);
+    for token in codes.tokens.iter().filter(|token| token.param == 0) {
+        let mut ids = vec![composite_id(parameter, None, &token.code)];
+        if let Some(system) = &token.system {
+            ids.push(composite_id(parameter, Some(system), &token.code));
+        }
+        for id in ids {
+            for value in &values {
+                add_node(rows, second_definition, id, value);
+            }
+        }
+    }
+}
+
+fn relative<'a>(expression: &str, node: &'a Value, resource: &'a Value) -> Vec<std::borrow::Cow<'a, Value>> {
+    crate::search::nodes::evaluate_relative(expression, node, resource)
+}
+
+fn add_node(rows: &mut IndexRows, parameter: &SearchParameter, param: i64, node: &Value) {
     match parameter.kind {
         SearchParamType::Token => add_token(rows, parameter, param, node),
         SearchParamType::String => add_strings(rows, param, node),
@@ -320,6 +351,26 @@ mod tests {
         assert!(rows.quantities.iter().any(|row| row.value == 72.5 && row.code.as_deref() == Some("/min")));
         assert!(rows.dates.iter().any(|row| row.high > row.low + 86_400_000_000));
         assert!(rows.strings.iter().any(|row| row.normalized == "heart rate"), "code:text rows");
+    }
+
+    #[test]
+    fn composite_rows_pair_components_of_one_node() {
+        let observation = json!({
+            "resourceType": "Observation", "status": "final", "code": {"text": "BP"},
+            "component": [
+                {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]}, "valueQuantity": {"value": 120}},
+                {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]}, "valueQuantity": {"value": 80}}
+            ]
+        });
+        let rows = index_rows("Observation", &observation);
+        let parameter = crate::search::params::definition_by_url(
+            "http://hl7.org/fhir/SearchParameter/Observation-component-code-value-quantity",
+        )
+        .unwrap();
+        let systolic = composite_id(parameter, Some("http://loinc.org"), "8480-6");
+        let values: Vec<f64> =
+            rows.quantities.iter().filter(|row| row.param == systolic).map(|row| row.value).collect();
+        assert_eq!(values, [120.0], "only the systolic component's value");
     }
 
     #[test]

@@ -36,6 +36,35 @@ fn item_value(item: Item<'_>) -> Option<std::borrow::Cow<'_, Value>> {
     }
 }
 
+/// The values `expression` (relative to `focus`, a node of `resource`) reaches: the components
+/// of a composite parameter, evaluated on each node the composite's own expression found.
+pub(crate) fn evaluate_relative<'a>(
+    expression: &str,
+    focus: &'a Value,
+    resource: &'a Value,
+) -> Vec<std::borrow::Cow<'a, Value>> {
+    let Some(expression) = compiled_text(expression) else { return Vec::new() };
+    let context = crate::fhirpath::Context::new(resource);
+    let Ok(items) = expression.evaluate_with(focus, &context) else { return Vec::new() };
+    items.into_iter().filter_map(item_value).collect()
+}
+
+/// `text` compiled once.
+fn compiled_text(text: &str) -> Option<&'static Expression> {
+    type Cache = Mutex<HashMap<String, Option<&'static Expression>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(found) = cache.lock().ok().and_then(|cache| cache.get(text).copied()) {
+        return found;
+    }
+    // Leaked once per distinct component expression: a bounded set from the definitions.
+    let expression = Expression::parse(text).ok().map(|expression| &*Box::leak(Box::new(expression)));
+    if let Ok(mut cache) = cache.lock() {
+        cache.insert(text.to_owned(), expression);
+    }
+    expression
+}
+
 /// The expression of `parameter` restricted to `resource_type`, compiled once; `None` when
 /// no branch applies or the expression does not parse.
 fn compiled(resource_type: &str, parameter: &SearchParameter) -> Option<&'static Expression> {

@@ -119,6 +119,30 @@ impl Registry {
     }
 }
 
+/// The official search parameter with canonical URL `url` (composite parameters name their
+/// components this way).
+pub(crate) fn definition_by_url(url: &str) -> Option<&'static SearchParameter> {
+    static BY_URL: OnceLock<HashMap<&'static str, &'static SearchParameter>> = OnceLock::new();
+    let by_url = BY_URL.get_or_init(|| {
+        let definitions = Definitions::get();
+        definitions
+            .resource_types()
+            .flat_map(|name| definitions.search_parameters(name))
+            .map(|parameter| (parameter.url.as_str(), parameter))
+            .collect()
+    });
+    by_url.get(url).copied()
+}
+
+/// The id of a composite parameter's rows for one value of its first (token) component:
+/// `code`, or `system|code` when the system is known.
+pub(crate) fn composite_id(parameter: &SearchParameter, system: Option<&str>, code: &str) -> i64 {
+    match system {
+        Some(system) => param_id(&format!("{}#{system}|{code}", parameter.url)),
+        None => param_id(&format!("{}#{code}", parameter.url)),
+    }
+}
+
 /// The URL prefix of R4 core search parameters.
 const CORE: &str = "http://hl7.org/fhir/SearchParameter/";
 

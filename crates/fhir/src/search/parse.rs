@@ -2,7 +2,7 @@
 
 use crate::definitions::{SearchParamType, SearchParameter};
 use crate::outcome::{Issue, IssueType};
-use crate::search::params::{ParamVariant, Registry, variant_id};
+use crate::search::params::{ParamVariant, Registry, composite_id, definition_by_url, variant_id};
 use crate::search::{
     Clause, Include, Modifier, ParamClause, Prefix, SearchValue, SortField, SortKey, Summary, TokenValue, Total,
 };
@@ -298,11 +298,53 @@ fn parse_values(param: &'static SearchParameter, modifier: Option<&str>, value: 
             let values = raw.into_iter().map(|value| SearchValue::Uri(unescape(value))).collect();
             Ok(clause(param, own_rows, modifier, values))
         }
+        (SearchParamType::Composite, None) => parse_composite(param, &raw),
         (SearchParamType::Composite | SearchParamType::Special, _) => {
             Err(unknown(format!("'{}' is a {:?} parameter, which is not supported yet", param.code, param.kind)))
         }
         (_, Some(modifier)) => Err(unsupported(modifier)),
     }
+}
+
+/// A composite parameter of two components whose first is a token: `code$value` (or
+/// `system|code$value`) searches the second component's rows filed under that code (see
+/// `index::add_composite`). Comma-separated pairs are alternatives.
+fn parse_composite(param: &'static SearchParameter, raw: &[&str]) -> Result<Clause, Problem> {
+    let [_, second] = param.components.as_slice() else {
+        return Err(unknown(format!(
+            "'{}' has {} components; only two are supported",
+            param.code,
+            param.components.len()
+        )));
+    };
+    let second_definition = definition_by_url(&second.definition)
+        .ok_or_else(|| unknown(format!("'{}' has a component this server does not know", param.code)))?;
+    let mut alternatives = Vec::with_capacity(raw.len());
+    for value in raw {
+        let Some(dollar) = find_unescaped(value, '$') else {
+            return Err(invalid(format!("'{}' takes pairs written code$value, not '{value}'", param.code)));
+        };
+        let token = parse_token(&value[..dollar]);
+        let Some(code) = token.code.as_deref() else {
+            return Err(invalid(format!("the first part of '{value}' needs a code")));
+        };
+        let system = token.system.as_deref().filter(|system| !system.is_empty());
+        let rows = composite_id(param, system, code);
+        let second_value = match second_definition.kind {
+            SearchParamType::Token => SearchValue::Token(parse_token(&value[dollar + 1..])),
+            SearchParamType::Quantity => parse_quantity(&value[dollar + 1..])?,
+            SearchParamType::Date => parse_date(&value[dollar + 1..])?,
+            SearchParamType::Number => parse_number(&value[dollar + 1..])?,
+            SearchParamType::String => SearchValue::String(unescape(&value[dollar + 1..])),
+            SearchParamType::Uri => SearchValue::Uri(unescape(&value[dollar + 1..])),
+            SearchParamType::Reference => parse_reference(None, &value[dollar + 1..])?,
+            SearchParamType::Composite | SearchParamType::Special => {
+                return Err(unknown(format!("'{}' nests a composite", param.code)));
+            }
+        };
+        alternatives.push(clause(second_definition, rows, Modifier::None, vec![second_value]));
+    }
+    Ok(if alternatives.len() == 1 { alternatives.remove(0) } else { Clause::AnyOf(alternatives) })
 }
 
 fn clause(param: &'static SearchParameter, rows: i64, modifier: Modifier, values: Vec<SearchValue>) -> Clause {

@@ -349,3 +349,34 @@ async fn custom_search_parameters_work_after_reindex() {
     assert_eq!(found(&app, "Patient?nickname=bo").await, expected, "earlier resources after a reindex");
     assert_eq!(found(&app, "Patient?nickname=bobb").await, [format!("Patient/{after}")]);
 }
+
+#[tokio::test]
+async fn composite_parameters_pair_values_of_one_component() {
+    let app = TestApp::spawn().await;
+    let blood_pressure = |systolic: i64, diastolic: i64| {
+        json!({"resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "component": [
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+             "valueQuantity": {"value": systolic, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+             "valueQuantity": {"value": diastolic, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}
+        ]})
+    };
+    let high = app.create(&blood_pressure(150, 95)).await;
+    let normal = app.create(&blood_pressure(118, 76)).await;
+    let query = "Observation?component-code-value-quantity=http://loinc.org%7C8480-6$gt140";
+    assert_eq!(found(&app, query).await, [format!("Observation/{high}")]);
+    // 95 is a diastolic value: a systolic search must not pair it with the systolic code.
+    assert_eq!(found(&app, "Observation?component-code-value-quantity=8480-6$lt100").await, Vec::<String>::new());
+    let either = "Observation?component-code-value-quantity=8480-6$lt120,8462-4$gt90";
+    let mut expected = vec![format!("Observation/{high}"), format!("Observation/{normal}")];
+    expected.sort();
+    assert_eq!(found(&app, either).await, expected);
+    assert_outcome(
+        app.get("Observation?component-code-value-quantity=8480-6").await,
+        StatusCode::BAD_REQUEST,
+        "invalid",
+    )
+    .await;
+}

@@ -95,7 +95,7 @@ fn selectivity(clause: &Clause) -> Option<u8> {
             (Modifier::None, SearchParamType::String) => Some(4),
             _ => None,
         },
-        Clause::Chain { .. } | Clause::Has { .. } => None,
+        Clause::Chain { .. } | Clause::Has { .. } | Clause::AnyOf(_) => None,
     }
 }
 
@@ -117,6 +117,16 @@ fn push_clause(sql: &mut Sql, clause: &Clause, alias: &str, partition: &str) {
         }
         Clause::Param(param) => push_param(sql, param, alias),
         Clause::Chain { reference_id, targets, .. } => push_chain(sql, *reference_id, targets, alias, partition),
+        Clause::AnyOf(alternatives) => {
+            sql.push("(");
+            for (index, alternative) in alternatives.iter().enumerate() {
+                if index > 0 {
+                    sql.push(" OR ");
+                }
+                push_clause(sql, alternative, alias, partition);
+            }
+            sql.push(")");
+        }
         Clause::Compartment { reference_ids, target_type, id } => {
             let link = sql.fresh_alias("l");
             sql.push(&format!(
