@@ -57,13 +57,36 @@ const WRITE_ATTEMPTS: u32 = 12;
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
+/// The pool, closed off the async runtime: closing a synchronous `postgres` client blocks on
+/// a runtime of its own, which panics on a thread that drives async tasks (where the last
+/// handle to the store is often dropped).
+struct Connections(Option<Pool>);
+
+impl std::ops::Deref for Connections {
+    type Target = Pool;
+
+    fn deref(&self) -> &Pool {
+        self.0.as_ref().expect("the pool is only taken when the store is dropped")
+    }
+}
+
+impl Drop for Connections {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::Builder::new().name("ignis-pool-close".into()).spawn(move || drop(pool));
+        }
+    }
+}
+
 /// A store in a PostgreSQL database (or one schema of it).
 pub struct PostgresStore {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    pool: Pool,
+    pool: Connections,
     /// Keeps instants increasing within this process; across processes the previous
     /// version's instant is the floor (see [`write::next_instant`]).
     clock: WriteClock,
@@ -109,7 +132,7 @@ impl PostgresStore {
         let (registry, mark) = registry::load(&mut *client)?;
         drop(client);
         let inner = Arc::new(Inner {
-            pool,
+            pool: Connections(Some(pool)),
             clock: WriteClock::default(),
             registry: RwLock::new(registry),
             registry_mark: AtomicI64::new(mark),

@@ -90,6 +90,14 @@ impl TestApp {
         TestApp::serve(database, store, adjust).await
     }
 
+    /// A server over a fresh schema of the PostgreSQL database at `url`.
+    pub(crate) async fn spawn_postgres(url: &str) -> TestApp {
+        let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let database = Arc::new(Database::Postgres { url: url.to_owned(), schema });
+        let store = database.open().await;
+        TestApp::serve(database, store, |_| {}).await
+    }
+
     /// A second server over this one's database with a store of its own, as a second
     /// process would have it.
     pub(crate) async fn spawn_sharing(&self) -> TestApp {
