@@ -34,7 +34,8 @@ pub(crate) struct StorageArgs {
     /// The data folder (SQLite database, bulk files).
     #[arg(long, env = "IGNIS_DATA_DIR", default_value = "./ignis-data")]
     pub(crate) data_dir: PathBuf,
-    /// Database URL; default SQLite inside the data folder (`sqlite://<data-dir>/ignis.db`).
+    /// Database URL: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`; default
+    /// SQLite inside the data folder (`sqlite://<data-dir>/ignis.db`).
     #[arg(long, env = "IGNIS_DATABASE_URL")]
     pub(crate) database_url: Option<String>,
 }

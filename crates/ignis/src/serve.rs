@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use store::postgres::PostgresStore;
 use store::sqlite::SqliteStore;
 use store::{Environment, HistoryQuery, HistoryScope};
 use tokio::net::TcpListener;
@@ -83,13 +84,24 @@ fn check_exposure(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the store the storage flags name.
+/// Opens the store the storage flags name: SQLite in the data folder by default, or the
+/// database a `sqlite://PATH` or `postgres://…` URL names.
 pub(crate) fn open_store(storage: &StorageArgs) -> anyhow::Result<Arc<dyn store::Store>> {
     let path = match storage.database_url.as_deref() {
         None => {
             std::fs::create_dir_all(&storage.data_dir)
                 .with_context(|| format!("cannot create the data folder {}", storage.data_dir.display()))?;
             storage.data_dir.join("ignis.db")
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            // The PostgreSQL client blocks: keep it off the async runtime's threads.
+            let open = || PostgresStore::open(url);
+            let store = match tokio::runtime::Handle::try_current() {
+                Ok(_) => tokio::task::block_in_place(open),
+                Err(_) => open(),
+            };
+            let store = store.with_context(|| format!("cannot open the PostgreSQL database {}", redact(url)))?;
+            return Ok(Arc::new(store));
         }
         Some(url) => sqlite_path(url)?,
     };
@@ -100,10 +112,21 @@ pub(crate) fn open_store(storage: &StorageArgs) -> anyhow::Result<Arc<dyn store:
 fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {
     match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
-        _ if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            bail!("PostgreSQL is not supported yet; use sqlite://PATH")
+        _ => bail!("unsupported database URL '{}': expected sqlite://PATH or postgres://…", redact(url)),
+    }
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
         }
-        _ => bail!("unsupported database URL '{url}': expected sqlite://PATH"),
+        _ => url.to_owned(),
     }
 }
 

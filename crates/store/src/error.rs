@@ -46,3 +46,27 @@ impl From<r2d2::Error> for Error {
         Error::Unavailable(error.to_string())
     }
 }
+
+/// How an [`Error::Unavailable`] message starts when PostgreSQL aborted a transaction to keep
+/// it serializable (or to break a deadlock): the whole transaction may simply be retried.
+pub(crate) const SERIALIZATION_FAILURE: &str = "serialization failure";
+
+impl From<postgres::Error> for Error {
+    fn from(error: postgres::Error) -> Error {
+        use postgres::error::SqlState;
+        if let Some(code) = error.code() {
+            if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED {
+                return Error::Unavailable(format!("{SERIALIZATION_FAILURE}: {error}"));
+            }
+            // Class 08 is connection trouble, 57 an operator intervention (shutdown, a
+            // statement timeout), 53 insufficient resources (too many connections).
+            let class = &code.code()[..2];
+            if matches!(class, "08" | "57" | "53") {
+                return Error::Unavailable(error.to_string());
+            }
+            return Error::Database(error.to_string());
+        }
+        let io = std::error::Error::source(&error).is_some_and(|source| source.is::<std::io::Error>());
+        if error.is_closed() || io { Error::Unavailable(error.to_string()) } else { Error::Database(error.to_string()) }
+    }
+}

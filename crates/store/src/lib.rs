@@ -14,6 +14,8 @@
 mod body;
 mod clock;
 mod error;
+pub mod postgres;
+mod sql;
 pub mod sqlite;
 mod transaction;
 

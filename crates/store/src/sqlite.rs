@@ -6,7 +6,6 @@
 //! tokio's blocking pool.
 
 mod bundle;
-mod criteria;
 mod index;
 mod query;
 mod registry;

@@ -1,5 +1,6 @@
-//! Integration tests: each test starts a real server on `127.0.0.1:0` over a fresh SQLite
-//! database and speaks HTTP to it, as a client would.
+//! Integration tests: each test starts a real server on `127.0.0.1:0` over a fresh database
+//! and speaks HTTP to it, as a client would. The database is SQLite, or a fresh schema in
+//! PostgreSQL when `IGNIS_TEST_POSTGRES_URL` names one (`.ci/with-postgres` starts one).
 //!
 //! - `crud`: read, vread, create, update, delete, patch, conditional interactions, headers.
 //! - `history`: instance, type and system history with `_since`, `_at`, `_count` and paging.
@@ -9,12 +10,14 @@
 //! - `transaction`: transaction and batch Bundles posted to the base.
 //! - `search`: every parameter type, modifier, chain, include, sort and paging.
 //! - `us_core`: the (g)(10) US Core searches over the conformance patients.
+//! - `postgres`: several servers over one PostgreSQL database (skipped on SQLite).
 
 mod capability;
 mod crud;
 mod errors;
 mod examples;
 mod history;
+mod postgres;
 mod search;
 mod support;
 mod transaction;

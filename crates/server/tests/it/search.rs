@@ -324,7 +324,6 @@ async fn unknown_and_malformed_parameters() {
 
 #[tokio::test]
 async fn custom_search_parameters_work_after_reindex() {
-    use store::Store;
     let app = TestApp::spawn().await;
     let nickname = |given: &str| json!({"resourceType": "Patient", "name": [{"use": "nickname", "given": [given]}]});
     let before = app.create(&nickname("Bo")).await;

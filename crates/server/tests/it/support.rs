@@ -14,9 +14,67 @@ pub(crate) struct TestApp {
     pub(crate) root: String,
     pub(crate) client: Client,
     /// The store itself, for operator actions that have no HTTP endpoint (reindex).
-    pub(crate) store: Arc<store::sqlite::SqliteStore>,
-    _data_dir: tempfile::TempDir,
+    pub(crate) store: Arc<dyn store::Store>,
+    database: Arc<Database>,
     _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The database behind a test server: a fresh SQLite file, or (when
+/// `IGNIS_TEST_POSTGRES_URL` is set) a fresh schema in that PostgreSQL database. Removed when
+/// the last server using it is dropped.
+enum Database {
+    Sqlite(tempfile::TempDir),
+    Postgres { url: String, schema: String },
+}
+
+/// The PostgreSQL database the suite runs against, if any.
+pub(crate) fn postgres_url() -> Option<String> {
+    std::env::var("IGNIS_TEST_POSTGRES_URL").ok().filter(|url| !url.is_empty())
+}
+
+impl Database {
+    fn fresh() -> Database {
+        match postgres_url() {
+            Some(url) => Database::Postgres { url, schema: format!("test_{}", uuid::Uuid::new_v4().simple()) },
+            None => Database::Sqlite(tempfile::tempdir().expect("temp dir")),
+        }
+    }
+
+    /// A new store over this database (each call a separate store, as a separate process
+    /// would have).
+    async fn open(&self) -> Arc<dyn store::Store> {
+        match self {
+            Database::Sqlite(folder) => {
+                Arc::new(store::sqlite::SqliteStore::open(&folder.path().join("test.db")).expect("open store"))
+            }
+            Database::Postgres { url, schema } => {
+                let (url, schema) = (url.clone(), schema.clone());
+                let store =
+                    tokio::task::spawn_blocking(move || store::postgres::PostgresStore::open_in_schema(&url, &schema))
+                        .await
+                        .expect("open task")
+                        .expect("open PostgreSQL store");
+                Arc::new(store)
+            }
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Database::Postgres { url, schema } = self {
+            // The synchronous client cannot run inside the test's runtime: use a thread.
+            let (url, name) = (url.clone(), schema.clone());
+            let dropped = std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+                client.batch_execute(&format!("SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {name} CASCADE"))
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("could not drop the test schema {schema}");
+            }
+        }
+    }
 }
 
 impl TestApp {
@@ -27,18 +85,41 @@ impl TestApp {
 
     /// A server whose configuration `adjust` may change first.
     pub(crate) async fn spawn_with(adjust: impl FnOnce(&mut server::Config)) -> TestApp {
-        let data_dir = tempfile::tempdir().expect("temp dir");
-        let store = Arc::new(store::sqlite::SqliteStore::open(&data_dir.path().join("test.db")).expect("open store"));
+        let database = Arc::new(Database::fresh());
+        let store = database.open().await;
+        TestApp::serve(database, store, adjust).await
+    }
+
+    /// A server over a fresh schema of the PostgreSQL database at `url`.
+    pub(crate) async fn spawn_postgres(url: &str) -> TestApp {
+        let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let database = Arc::new(Database::Postgres { url: url.to_owned(), schema });
+        let store = database.open().await;
+        TestApp::serve(database, store, |_| {}).await
+    }
+
+    /// A second server over this one's database with a store of its own, as a second
+    /// process would have it.
+    pub(crate) async fn spawn_sharing(&self) -> TestApp {
+        let store = self.database.open().await;
+        TestApp::serve(Arc::clone(&self.database), store, |_| {}).await
+    }
+
+    async fn serve(
+        database: Arc<Database>,
+        store: Arc<dyn store::Store>,
+        adjust: impl FnOnce(&mut server::Config),
+    ) -> TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let root = format!("http://{}", listener.local_addr().expect("address"));
         let mut config = server::Config::new(root.clone());
         adjust(&mut config);
-        let state = server::AppState::new(Arc::clone(&store) as Arc<dyn store::Store>, config);
+        let state = server::AppState::new(Arc::clone(&store), config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server::serve(listener, state, async {
             let _ = stopped.await;
         }));
-        TestApp { base: format!("{root}/fhir"), root, client: Client::new(), store, _data_dir: data_dir, _stop: stop }
+        TestApp { base: format!("{root}/fhir"), root, client: Client::new(), store, database, _stop: stop }
     }
 
     /// A request to `path` under the FHIR base.

@@ -6,7 +6,8 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use crate::clock::{from_micros, micros};
-use crate::sqlite::criteria::{Sql, push_matching};
+use crate::sql::Sql;
+use crate::sql::criteria::push_matching;
 use crate::{Environment, Error, HistoryEntry, HistoryPage, HistoryQuery, HistoryScope, Method, StoredResource};
 
 pub(crate) const RESOURCE_COLUMNS: &str = "type, logical_id, version, last_updated, deleted, body";

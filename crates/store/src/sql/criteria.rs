@@ -10,31 +10,8 @@
 
 use fhir::definitions::SearchParamType;
 use fhir::search::{Clause, Modifier, ParamClause, Prefix, SearchValue, TokenValue, normalize};
-use rusqlite::types::Value as SqlValue;
 
-/// SQL text with its bound values, in placeholder order.
-#[derive(Debug, Default)]
-pub(crate) struct Sql {
-    pub(crate) text: String,
-    pub(crate) values: Vec<SqlValue>,
-    aliases: usize,
-}
-
-impl Sql {
-    pub(crate) fn push(&mut self, text: &str) {
-        self.text.push_str(text);
-    }
-
-    pub(crate) fn bind(&mut self, value: impl Into<SqlValue>) {
-        self.text.push('?');
-        self.values.push(value.into());
-    }
-
-    fn fresh_alias(&mut self, stem: &str) -> String {
-        self.aliases += 1;
-        format!("{stem}{}", self.aliases)
-    }
-}
+use crate::sql::{Bind, Dialect, Sql};
 
 /// Appends `FROM … WHERE …` for the live `resources r` rows of `partition` matching every
 /// clause. The driver clause's rows come first (`CROSS JOIN` keeps SQLite from reordering
@@ -51,7 +28,10 @@ pub(crate) fn push_matching(sql: &mut Sql, clauses: &[Clause], partition: &str) 
         Some(Clause::Param(param)) => {
             sql.push(" FROM (");
             push_driver_rows(sql, param);
-            sql.push(") AS d CROSS JOIN resources r ON r.row_id = d.row");
+            // SQLite's CROSS JOIN keeps the planner from reordering the join; PostgreSQL
+            // has no such spelling and plans the driver first on its own.
+            let join = if sql.dialect == Dialect::Sqlite { "CROSS JOIN" } else { "JOIN" };
+            sql.push(&format!(") AS d {join} resources r ON r.row_id = d.row"));
         }
         _ => sql.push(" FROM resources r"),
     }
@@ -231,7 +211,7 @@ fn push_any(sql: &mut Sql, values: &[SearchValue], mut each: impl FnMut(&mut Sql
         each(sql, value);
     }
     if values.is_empty() {
-        sql.push("0");
+        sql.push("FALSE");
     }
     sql.push(")");
 }
@@ -268,9 +248,8 @@ fn push_value(sql: &mut Sql, value: &SearchValue, modifier: &Modifier, x: &str) 
                 sql.push(&format!(", 1, length({x}.value)) = {x}.value"));
             }
             Modifier::Below => {
-                sql.push(&format!("substr({x}.value, 1, "));
-                sql.bind(i64::try_from(uri.chars().count()).unwrap_or(i64::MAX));
-                sql.push(") = ");
+                // The length is a literal: PostgreSQL's substr takes an INTEGER, not a BIGINT.
+                sql.push(&format!("substr({x}.value, 1, {}) = ", uri.chars().count()));
                 sql.bind(uri.clone());
             }
             _ => {
@@ -308,7 +287,7 @@ fn push_token(sql: &mut Sql, token: &TokenValue, x: &str) {
         }
     }
     if first {
-        sql.push("1");
+        sql.push("TRUE");
     }
     sql.push(")");
 }
@@ -343,7 +322,7 @@ fn escape_like(text: &str) -> String {
 /// A date comparison between the query range and a stored `[low, high]` range.
 fn push_date(sql: &mut Sql, value: &SearchValue, low: &str, high: &str) {
     let SearchValue::Date { prefix, low: query_low, high: query_high } = value else {
-        sql.push("0");
+        sql.push("FALSE");
         return;
     };
     let (query_low, query_high) = (*query_low, *query_high);
@@ -406,24 +385,17 @@ fn push_reference(sql: &mut Sql, target_type: &Option<String>, id: &Option<Strin
         sql.push(")");
     }
     if url.is_none() && id.is_none() {
-        sql.push("0");
+        sql.push("FALSE");
     }
     sql.push(")");
 }
 
-fn bind1(sql: &mut Sql, before: &str, value: impl Into<SqlValue>) {
+fn bind1(sql: &mut Sql, before: &str, value: impl Into<Bind>) {
     sql.push(before);
     sql.bind(value);
 }
 
-fn bind2(
-    sql: &mut Sql,
-    before: &str,
-    first: impl Into<SqlValue>,
-    middle: &str,
-    second: impl Into<SqlValue>,
-    after: &str,
-) {
+fn bind2(sql: &mut Sql, before: &str, first: impl Into<Bind>, middle: &str, second: impl Into<Bind>, after: &str) {
     sql.push(before);
     sql.bind(first);
     sql.push(middle);

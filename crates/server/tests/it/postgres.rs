@@ -1,0 +1,157 @@
+//! PostgreSQL only (the tests return at once without `IGNIS_TEST_POSTGRES_URL`): several
+//! servers, each with its own store, as separate processes would have, over one database.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, assert_outcome, postgres_url, status_and_json};
+
+/// Two servers over one fresh database, or `None` when the suite runs on SQLite.
+async fn two_servers() -> Option<(TestApp, TestApp)> {
+    postgres_url()?;
+    let first = TestApp::spawn().await;
+    let second = first.spawn_sharing().await;
+    Some((first, second))
+}
+
+fn patient(family: &str, identifier: &str) -> Value {
+    json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:test", "value": identifier}],
+        "name": [{"family": family}],
+    })
+}
+
+#[tokio::test]
+async fn a_write_through_one_server_is_read_and_searched_through_the_other() {
+    let Some((first, second)) = two_servers().await else { return };
+    let id = first.create(&patient("Shared", "shared-1")).await;
+
+    let (status, read) = status_and_json(second.get(&format!("Patient/{id}")).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read["name"][0]["family"], "Shared");
+    let (_, found) = status_and_json(second.get("Patient?family=shared").await).await;
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["entry"][0]["resource"]["id"], id.as_str());
+
+    // An update through the second server is a new version for the first, after the first
+    // version in time even though another store's clock stamped it.
+    let mut changed = read.clone();
+    changed["name"][0]["family"] = json!("Changed");
+    assert_eq!(second.put(&format!("Patient/{id}"), &changed).await.status(), StatusCode::OK);
+    let (_, history) = status_and_json(first.get(&format!("Patient/{id}/_history")).await).await;
+    let entries = history["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{history}");
+    let instants: Vec<&str> =
+        entries.iter().map(|entry| entry["resource"]["meta"]["lastUpdated"].as_str().unwrap_or("")).collect();
+    assert!(instants[0] > instants[1], "newest first, strictly later: {instants:?}");
+    let (_, found) = status_and_json(first.get("Patient?family=changed").await).await;
+    assert_eq!(found["total"], 1, "{found}");
+
+    assert_eq!(first.delete(&format!("Patient/{id}")).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(second.get(&format!("Patient/{id}")).await.status(), StatusCode::GONE);
+}
+
+#[tokio::test]
+async fn concurrent_conditional_creates_across_servers_make_one_resource() {
+    let Some((first, second)) = two_servers().await else { return };
+    let servers = std::sync::Arc::new([first, second]);
+    let mut tasks = Vec::new();
+    for task in 0..16 {
+        let servers = std::sync::Arc::clone(&servers);
+        tasks.push(tokio::spawn(async move {
+            let response = servers[task % 2]
+                .request(reqwest::Method::POST, "Patient")
+                .header("content-type", "application/fhir+json")
+                .header("if-none-exist", "identifier=urn:test|race")
+                .body(patient("Race", "race").to_string())
+                .send()
+                .await
+                .expect("send");
+            let (status, body) = status_and_json(response).await;
+            assert!(status.is_success(), "{status}: {body}");
+            body["id"].as_str().expect("id").to_owned()
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.expect("task"));
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every create found the one resource: {ids:?}");
+    for server in servers.iter() {
+        let (_, found) = status_and_json(server.get("Patient?identifier=urn:test|race").await).await;
+        assert_eq!(found["total"], 1, "{found}");
+        let (_, history) = status_and_json(server.get("Patient/_history").await).await;
+        assert_eq!(history["entry"].as_array().map(Vec::len), Some(1), "one version: {history}");
+    }
+}
+
+// Multi-threaded: dropping the app drops its schema through the proxy from a blocking thread,
+// which must not stop the proxy's tasks from running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_goes_away_gives_503_and_the_server_recovers() {
+    let Some(url) = postgres_url() else { return };
+    let config: postgres::Config = url.parse().expect("IGNIS_TEST_POSTGRES_URL");
+    let upstream = match (config.get_hosts().first(), config.get_ports().first()) {
+        (Some(postgres::config::Host::Tcp(host)), Some(port)) => format!("{host}:{port}"),
+        _ => panic!("IGNIS_TEST_POSTGRES_URL needs a TCP host and port"),
+    };
+    let mut proxy = Proxy::start(upstream.clone(), "127.0.0.1:0".parse().expect("address")).await;
+    let app = TestApp::spawn_postgres(&url.replacen(&upstream, &proxy.address.to_string(), 1)).await;
+    let id = app.create(&patient("Outage", "outage")).await;
+
+    let address = proxy.address;
+    proxy.stop();
+    let response = app.get(&format!("Patient/{id}")).await;
+    assert!(response.headers().contains_key("retry-after"), "Retry-After on a 503");
+    assert_outcome(response, StatusCode::SERVICE_UNAVAILABLE, "transient").await;
+
+    let proxy = Proxy::start(upstream, address).await;
+    let (status, read) = status_and_json(app.get(&format!("Patient/{id}")).await).await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(app.post("Patient", &patient("Back", "back")).await.status(), StatusCode::CREATED);
+    drop(app);
+    drop(proxy);
+}
+
+/// A TCP forwarder to the database that the test can cut off, connections and all.
+struct Proxy {
+    address: std::net::SocketAddr,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: String, address: std::net::SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind(address).await.expect("bind the proxy");
+        let address = listener.local_addr().expect("proxy address");
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections = std::sync::Arc::clone(&tasks);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let connection = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                connections.lock().expect("tasks").push(connection);
+            }
+        });
+        tasks.lock().expect("tasks").push(accept);
+        Proxy { address, tasks }
+    }
+
+    /// Stops listening and drops every forwarded connection.
+    fn stop(&mut self) {
+        for task in self.tasks.lock().expect("tasks").drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

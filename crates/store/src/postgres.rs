@@ -1,0 +1,438 @@
+//! The PostgreSQL store, for deployments where several `ignis` processes share one database.
+//!
+//! It mirrors the SQLite store module for module, with the synchronous `postgres` client and
+//! an r2d2 pool on tokio's blocking pool. The search SQL is shared ([`crate::sql`]).
+//!
+//! Concurrency: every write runs in a `SERIALIZABLE` transaction and is retried (a few
+//! times, with a short random backoff) when PostgreSQL reports a serialization failure or a
+//! deadlock, so a conditional create racing another process's conditional create (or a
+//! transaction Bundle racing anything) commits as if they had run one after the other.
+//! Nothing in the process has to agree with other processes: the write clock takes
+//! `max(now, previous version + 1 µs)` inside the transaction, and the search-parameter
+//! registry is reloaded after this process writes a `SearchParameter` and otherwise when a
+//! background check (every [`REGISTRY_CHECK`]) sees another process wrote one.
+//!
+//! Failures to reach the database (refused connection, a pool with no free connection
+//! within [`CONNECT_TIMEOUT`], a server shutting down, a statement over
+//! [`STATEMENT_TIMEOUT`]) are [`Error::Unavailable`]; the pool checks connections on
+//! checkout, so the store recovers by itself when the database comes back.
+//!
+//! The `postgres` client runs its own small runtime, so [`PostgresStore::open`] must be
+//! called outside an async context (e.g. in `spawn_blocking`).
+
+mod bundle;
+mod index;
+mod query;
+mod registry;
+mod schema;
+mod write;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fhir::id::{LogicalId, ResourceType};
+use fhir::search::{Criteria, Registry};
+use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
+use r2d2_postgres::PostgresConnectionManager;
+use serde_json::Value;
+
+use crate::clock::WriteClock;
+use crate::{
+    EntryOutcome, Environment, Error, ExpectedVersion, HistoryPage, HistoryQuery, ImportCounts, ImportResource, Method,
+    SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteOutcome,
+};
+
+/// How many connections one process keeps at most.
+const POOL_SIZE: u32 = 16;
+/// How long a call waits for a connection before the database counts as unavailable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest any one statement may run.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the store looks for `SearchParameter` writes by other processes.
+pub const REGISTRY_CHECK: Duration = Duration::from_secs(2);
+/// How many times a write is attempted when it keeps losing serialization races.
+const WRITE_ATTEMPTS: u32 = 12;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// The pool, closed off the async runtime: closing a synchronous `postgres` client blocks on
+/// a runtime of its own, which panics on a thread that drives async tasks (where the last
+/// handle to the store is often dropped).
+struct Connections(Option<Pool>);
+
+impl std::ops::Deref for Connections {
+    type Target = Pool;
+
+    fn deref(&self) -> &Pool {
+        self.0.as_ref().expect("the pool is only taken when the store is dropped")
+    }
+}
+
+impl Drop for Connections {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::Builder::new().name("ignis-pool-close".into()).spawn(move || drop(pool));
+        }
+    }
+}
+
+/// A store in a PostgreSQL database (or one schema of it).
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Connections,
+    /// Keeps instants increasing within this process; across processes the previous
+    /// version's instant is the floor (see [`write::next_instant`]).
+    clock: WriteClock,
+    registry: RwLock<Arc<Registry>>,
+    /// The newest `SearchParameter` history row the registry reflects.
+    registry_mark: AtomicI64,
+    /// Resources this process's imports created, for deciding when to `ANALYZE`.
+    imported: AtomicU64,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database?…`), applies any
+    /// pending migrations and loads the search-parameter registry. Blocking.
+    pub fn open(url: &str) -> Result<PostgresStore, Error> {
+        PostgresStore::open_config(parse_url(url)?)
+    }
+
+    /// Like [`PostgresStore::open`], with every table in `schema` (created when missing)
+    /// rather than in the connection's default `search_path`.
+    pub fn open_in_schema(url: &str, schema: &str) -> Result<PostgresStore, Error> {
+        if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(Error::Database(format!("'{schema}' is not a plain schema name")));
+        }
+        let mut config = parse_url(url)?;
+        let mut client = config.connect(NoTls)?;
+        client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))?;
+        drop(client);
+        config.options(&format!("-c search_path={schema}"));
+        PostgresStore::open_config(config)
+    }
+
+    fn open_config(mut config: Config) -> Result<PostgresStore, Error> {
+        config.connect_timeout(CONNECT_TIMEOUT);
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .connection_customizer(Box::new(Session))
+            .build(manager)?;
+        let mut client = pool.get()?;
+        schema::migrate(&mut client)?;
+        let (registry, mark) = registry::load(&mut *client)?;
+        drop(client);
+        let inner = Arc::new(Inner {
+            pool: Connections(Some(pool)),
+            clock: WriteClock::default(),
+            registry: RwLock::new(registry),
+            registry_mark: AtomicI64::new(mark),
+            imported: AtomicU64::new(0),
+        });
+        watch_registry(Arc::downgrade(&inner));
+        Ok(PostgresStore { inner })
+    }
+
+    /// Runs `work` in a `SERIALIZABLE` transaction on the blocking pool, again on a
+    /// serialization failure. `work` may run several times, so it takes its inputs by
+    /// reference.
+    async fn write<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Transaction<'_>, &WriteClock) -> Result<T, Error> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        run_blocking(move || {
+            let mut client = inner.pool.get()?;
+            let registry = inner.current_registry();
+            let mut attempt = 1;
+            let result = loop {
+                let result = Registry::scope(&registry, || {
+                    let mut transaction =
+                        client.build_transaction().isolation_level(IsolationLevel::Serializable).start()?;
+                    let value = work(&mut transaction, &inner.clock)?;
+                    transaction.commit()?;
+                    Ok(value)
+                });
+                match result {
+                    Err(error) if is_serialization_failure(&error) && attempt < WRITE_ATTEMPTS => {
+                        tracing::debug!(attempt, "write lost a serialization race; retrying");
+                        std::thread::sleep(backoff(attempt));
+                        attempt += 1;
+                    }
+                    result => break result,
+                }
+            };
+            if registry::take_changed() {
+                inner.reload_registry(&mut client)?;
+            }
+            result
+        })
+        .await
+    }
+
+    /// Runs `work` with a pooled connection on the blocking pool.
+    async fn read_with<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Client) -> Result<T, Error> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        run_blocking(move || {
+            let mut client = inner.pool.get()?;
+            work(&mut client)
+        })
+        .await
+    }
+}
+
+impl Inner {
+    fn current_registry(&self) -> Arc<Registry> {
+        match self.registry.read() {
+            Ok(registry) => Arc::clone(&registry),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn reload_registry(&self, client: &mut Client) -> Result<(), Error> {
+        let (reloaded, mark) = registry::load(client)?;
+        match self.registry.write() {
+            Ok(mut current) => *current = reloaded,
+            Err(poisoned) => *poisoned.into_inner() = reloaded,
+        }
+        self.registry_mark.store(mark, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reloads the registry if another process wrote a `SearchParameter` since it was loaded.
+    fn refresh_registry(&self) -> Result<(), Error> {
+        let mut client = self.pool.get()?;
+        if registry::mark(&mut *client)? != self.registry_mark.load(Ordering::Relaxed) {
+            tracing::info!("search parameters changed in the database; reloading them");
+            self.reload_registry(&mut client)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks for other processes' `SearchParameter` writes every [`REGISTRY_CHECK`] until the
+/// store is dropped.
+fn watch_registry(inner: Weak<Inner>) {
+    let spawned = std::thread::Builder::new().name("ignis-registry-watch".into()).spawn(move || {
+        loop {
+            std::thread::sleep(REGISTRY_CHECK);
+            let Some(inner) = inner.upgrade() else { return };
+            if let Err(error) = inner.refresh_registry() {
+                tracing::debug!(%error, "cannot check the search parameters for changes");
+            }
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start the search-parameter watcher; other processes' changes need a restart");
+    }
+}
+
+/// Per-connection settings, applied when the pool opens a connection.
+#[derive(Debug)]
+struct Session;
+
+impl r2d2::CustomizeConnection<Client, postgres::Error> for Session {
+    fn on_acquire(&self, client: &mut Client) -> Result<(), postgres::Error> {
+        client.batch_execute(&format!("SET statement_timeout = {}", STATEMENT_TIMEOUT.as_millis()))
+    }
+}
+
+fn parse_url(url: &str) -> Result<Config, Error> {
+    url.parse::<Config>().map_err(|error| Error::Database(format!("invalid PostgreSQL connection string: {error}")))
+}
+
+/// True for the errors a retry of the whole transaction fixes.
+fn is_serialization_failure(error: &Error) -> bool {
+    matches!(error, Error::Unavailable(message) if message.starts_with(crate::error::SERIALIZATION_FAILURE))
+}
+
+/// A random pause that grows with the attempt, so racing writers spread out.
+fn backoff(attempt: u32) -> Duration {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let ceiling = 2u64.pow(attempt.min(7)) * 1_000;
+    Duration::from_micros(u64::from(nanos) % ceiling + 500)
+}
+
+async fn run_blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| Error::Database(format!("database task failed: {error}")))?
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn read(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        id: &LogicalId,
+    ) -> Result<Option<StoredResource>, Error> {
+        let (resource_type, id) = (resource_type.clone(), id.clone());
+        self.read_with(move |client| query::read(client, env, &resource_type, &id)).await
+    }
+
+    async fn vread(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        id: &LogicalId,
+        version: u64,
+    ) -> Result<Option<StoredResource>, Error> {
+        let (resource_type, id) = (resource_type.clone(), id.clone());
+        self.read_with(move |client| query::vread(client, env, &resource_type, &id, version)).await
+    }
+
+    async fn create(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        resource: Value,
+        condition: Option<Criteria>,
+    ) -> Result<WriteOutcome, Error> {
+        let resource_type = resource_type.clone();
+        self.write(move |transaction, clock| {
+            write::create(transaction, clock, env, &resource_type, resource.clone(), condition.as_ref())
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        id: &LogicalId,
+        resource: Value,
+        expected: ExpectedVersion,
+        method: Method,
+    ) -> Result<WriteOutcome, Error> {
+        let (resource_type, id) = (resource_type.clone(), id.clone());
+        self.write(move |transaction, clock| {
+            write::write_version(transaction, clock, env, &resource_type, &id, resource.clone(), expected, method)
+        })
+        .await
+    }
+
+    async fn conditional_update(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        criteria: Criteria,
+        resource: Value,
+    ) -> Result<WriteOutcome, Error> {
+        let resource_type = resource_type.clone();
+        self.write(move |transaction, clock| {
+            write::conditional_update(transaction, clock, env, &resource_type, &criteria, resource.clone())
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        id: &LogicalId,
+        expected: ExpectedVersion,
+    ) -> Result<Option<u64>, Error> {
+        let (resource_type, id) = (resource_type.clone(), id.clone());
+        self.write(move |transaction, clock| write::delete(transaction, clock, env, &resource_type, &id, expected))
+            .await
+    }
+
+    async fn conditional_delete(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        criteria: Criteria,
+    ) -> Result<usize, Error> {
+        let resource_type = resource_type.clone();
+        self.write(move |transaction, clock| {
+            write::conditional_delete(transaction, clock, env, &resource_type, &criteria)
+        })
+        .await
+    }
+
+    async fn find(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        criteria: Criteria,
+        limit: usize,
+    ) -> Result<Vec<StoredResource>, Error> {
+        let resource_type = resource_type.clone();
+        self.read_with(move |client| query::find(client, env, &resource_type, &criteria, limit)).await
+    }
+
+    fn registry(&self) -> Arc<Registry> {
+        self.inner.current_registry()
+    }
+
+    async fn reindex(&self, after: i64, limit: usize) -> Result<Option<i64>, Error> {
+        let registry = self.inner.current_registry();
+        self.write(move |transaction, _| registry::reindex(transaction, &registry, after, limit)).await
+    }
+
+    async fn count_resources(&self) -> Result<u64, Error> {
+        self.read_with(|client| {
+            let count: i64 = client.query_one("SELECT COUNT(*) FROM resources WHERE deleted = 0", &[])?.get(0);
+            Ok(u64::try_from(count).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn search(&self, env: Environment, request: SearchRequest) -> Result<SearchPage, Error> {
+        self.read_with(move |client| query::search(client, env, &request)).await
+    }
+
+    async fn history(&self, env: Environment, history: HistoryQuery) -> Result<HistoryPage, Error> {
+        self.read_with(move |client| query::history(client, env, &history)).await
+    }
+
+    async fn transaction(
+        &self,
+        env: Environment,
+        request: TransactionRequest,
+    ) -> Result<Vec<EntryOutcome>, TransactionError> {
+        // A failed transaction must roll back, so its error leaves the closure as `Err`; the
+        // entry it names travels beside it.
+        let failed_entry = Arc::new(std::sync::Mutex::new(None));
+        let entry = Arc::clone(&failed_entry);
+        let outcome = self
+            .write(move |transaction, clock| {
+                bundle::transaction(transaction, clock, env, request.clone()).map_err(|failure| {
+                    if let Ok(mut entry) = entry.lock() {
+                        *entry = failure.entry;
+                    }
+                    failure.error
+                })
+            })
+            .await;
+        outcome.map_err(|error| TransactionError { entry: failed_entry.lock().ok().and_then(|entry| *entry), error })
+    }
+
+    async fn import(&self, env: Environment, resources: Vec<ImportResource>) -> Result<ImportCounts, Error> {
+        let counts = self.write(move |transaction, clock| bundle::import(transaction, clock, env, &resources)).await?;
+        // Fresh statistics keep the planner on the indexes as the tables grow: analyze
+        // each time this process's imports double the rows they created (from 4096 on).
+        let before = self.inner.imported.fetch_add(counts.created as u64, Ordering::Relaxed);
+        let after = before + counts.created as u64;
+        if after >= 4096 && before.leading_zeros() != after.leading_zeros() {
+            self.read_with(|client| Ok(client.batch_execute("ANALYZE")?)).await?;
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,83 @@
+//! Custom search parameters: `SearchParameter` resources in the database join the official
+//! definitions in the store's `fhir::search::Registry`. Loaded at open, after this process
+//! writes a `SearchParameter`, and when the newest `SearchParameter` history row differs from
+//! the one the registry was loaded at (another process wrote one; see
+//! `PostgresStore`'s watcher).
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use fhir::search::{IndexRows, Registry, custom_from_resource, index_rows_with};
+use postgres::{GenericClient, Transaction};
+use serde_json::Value;
+
+use crate::Error;
+
+thread_local! {
+    /// Set by a write of a `SearchParameter` on this thread; the store reloads the registry
+    /// after the write.
+    static CHANGED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Notes that a resource of `resource_type` was written.
+pub(crate) fn note_write(resource_type: &str) {
+    if resource_type == "SearchParameter" {
+        CHANGED.with(|changed| changed.set(true));
+    }
+}
+
+/// True (once) if a `SearchParameter` was written on this thread since the last call.
+pub(crate) fn take_changed() -> bool {
+    CHANGED.with(|changed| changed.replace(false))
+}
+
+/// The newest `SearchParameter` history row (0 for none): changes whenever one is written.
+pub(crate) fn mark(client: &mut impl GenericClient) -> Result<i64, Error> {
+    let row = client
+        .query_one("SELECT COALESCE(MAX(history_id), 0) FROM resource_history WHERE type = 'SearchParameter'", &[])?;
+    Ok(row.try_get(0)?)
+}
+
+/// The registry of this database (the official parameters plus every live
+/// `SearchParameter` resource that search can use) and the [`mark`] it reflects.
+pub(crate) fn load(client: &mut impl GenericClient) -> Result<(Arc<Registry>, i64), Error> {
+    let mut transaction = client.transaction()?;
+    let mark = mark(&mut transaction)?;
+    let rows = transaction.query("SELECT body FROM resources WHERE type = 'SearchParameter' AND deleted = 0", &[])?;
+    transaction.commit()?;
+    let mut custom = Vec::new();
+    for row in rows {
+        let body: String = row.try_get(0)?;
+        match serde_json::from_str::<Value>(&body).ok().as_ref().and_then(custom_from_resource) {
+            Some(parameter) => custom.push(parameter),
+            None => tracing::warn!(
+                "a SearchParameter resource cannot be used for search (no url, code, base, type or valid expression)"
+            ),
+        }
+    }
+    tracing::debug!(count = custom.len(), "custom search parameters registered");
+    Ok((Registry::with_custom(custom), mark))
+}
+
+/// Recomputes the index rows of up to `limit` live resources with row ids above `after`, in
+/// the caller's transaction. Returns the last row id done, or `None` when there were none left.
+pub(crate) fn reindex(
+    transaction: &mut Transaction<'_>,
+    registry: &Registry,
+    after: i64,
+    limit: usize,
+) -> Result<Option<i64>, Error> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = transaction.query(
+        "SELECT row_id, type, body FROM resources WHERE row_id > $1 AND deleted = 0 ORDER BY row_id LIMIT $2 FOR UPDATE",
+        &[&after, &limit],
+    )?;
+    let Some(last) = rows.last().map(|row| row.try_get::<_, i64>(0)).transpose()? else { return Ok(None) };
+    for row in &rows {
+        let (row_id, resource_type, body): (i64, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let resource: Value = serde_json::from_str(&body).map_err(|error| Error::Database(error.to_string()))?;
+        let index: IndexRows = index_rows_with(registry, &resource_type, &resource);
+        crate::postgres::index::replace(transaction, row_id, &index, false)?;
+    }
+    Ok(Some(last))
+}
