@@ -59,7 +59,8 @@ fn import_one(
     env: Environment,
     item: ImportResource,
 ) -> Result<Option<WriteKind>, Error> {
-    let ImportResource { resource_type, id, resource } = item;
+    // FIXME: use the rows the import workers computed (`index`), as the SQLite store does.
+    let ImportResource { resource_type, id, resource, index: _ } = item;
     // Most imported resources are new: a key lookup settles that before any body is read.
     let live = current_row(transaction, env, &resource_type, id.as_str())?.is_some_and(|current| !current.deleted);
     if live && let Some(current) = query::read(transaction, env, &resource_type, &id)? {
