@@ -24,7 +24,7 @@ struct Measurement {
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.search {
-        return search::run(path, args.resources, args.requests, args.clients).await;
+        return search::run(path, args.resources, args.requests, args.clients, args.database_url.clone()).await;
     }
     if let Some(path) = &args.bundles {
         return bundles::run(path, args.clients).await;

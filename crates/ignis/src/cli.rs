@@ -87,6 +87,10 @@ pub(crate) struct BenchArgs {
     /// With `--search`: how many searches to run.
     #[arg(long, default_value_t = 5000)]
     pub(crate) requests: usize,
+    /// With `--search`: an empty database to use instead of a throw-away SQLite file (e.g. a
+    /// `postgres://` URL).
+    #[arg(long)]
+    pub(crate) database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

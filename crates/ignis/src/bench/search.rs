@@ -14,7 +14,9 @@ use store::Environment;
 use store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
+use crate::cli::StorageArgs;
 use crate::import::{self, Options, source};
+use crate::serve::open_store;
 
 /// What one patient offers the query mix.
 struct PatientFacts {
@@ -25,7 +27,13 @@ struct PatientFacts {
     observation_code: Option<String>,
 }
 
-pub(crate) async fn run(path: &Path, resources_wanted: usize, requests: usize, clients: usize) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    path: &Path,
+    resources_wanted: usize,
+    requests: usize,
+    clients: usize,
+    database_url: Option<String>,
+) -> anyhow::Result<()> {
     let bundles = read_texts(path)?;
     let per_copy: usize = bundles.iter().map(|text| text.matches("\"request\"").count()).sum();
     let copies = resources_wanted.div_ceil(per_copy.max(1)).max(1);
@@ -33,9 +41,15 @@ pub(crate) async fn run(path: &Path, resources_wanted: usize, requests: usize, c
     let copies_dir = data_dir.path().join("copies");
     let patients = write_copies(&bundles, copies, &copies_dir)?;
     let database = data_dir.path().join("bench.db");
-    let store = Arc::new(SqliteStore::open(&database)?);
+    let backend = if database_url.is_some() { "PostgreSQL" } else { "SQLite" };
+    let store: Arc<dyn store::Store> = match database_url {
+        Some(url) => open_store(&StorageArgs { data_dir: data_dir.path().to_owned(), database_url: Some(url) })?,
+        None => Arc::new(SqliteStore::open(&database)?),
+    };
     let options = Options { env: Environment::Production, strict: false, batch_size: 2000, progress: true };
+    let started = Instant::now();
     let summary = import::import(store.as_ref(), &[copies_dir], options).await?;
+    let import_seconds = started.elapsed().as_secs_f64();
     let loaded = summary.counts.total();
     let database_bytes = std::fs::metadata(&database).map(|meta| meta.len()).unwrap_or(0)
         + std::fs::metadata(database.with_extension("db-wal")).map(|meta| meta.len()).unwrap_or(0);
@@ -50,6 +64,13 @@ pub(crate) async fn run(path: &Path, resources_wanted: usize, requests: usize, c
     let results = run_mix(&format!("{root}/fhir"), &mix, requests, clients).await?;
     let _ = stop.send(());
     server.await??;
+    #[allow(clippy::print_stdout)] // Part of the command's output.
+    {
+        println!(
+            "{backend}: imported {loaded} resources in {import_seconds:.1} s ({:.0} resources/s)",
+            loaded as f64 / import_seconds.max(1e-9)
+        );
+    }
     print_table(&results, loaded, database_bytes, clients);
     Ok(())
 }
