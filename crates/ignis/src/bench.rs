@@ -31,13 +31,8 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let data_dir = tempfile::tempdir()?;
     let store = Arc::new(SqliteStore::open(&data_dir.path().join("bench.db"))?);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}/fhir", listener.local_addr()?);
-    let state = server::AppState::new(store, server::Config::new(base.trim_end_matches("/fhir")));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, state, async {
-        let _ = stopped.await;
-    }));
+    let server = BenchServer::start(store).await?;
+    let base = server.base.clone();
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
     let mut rows = Vec::new();
     let patients = create_many(&client, &base, "Patient", &args, patient).await?;
@@ -47,8 +42,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     rows.push(observations.0);
     rows.push(read_many(&client, &base, "Patient", &patients.1, args.clients).await?);
     rows.push(read_many(&client, &base, "Observation", &observations.1, args.clients).await?);
-    let _ = stop.send(());
-    server.await??;
+    server.stop().await?;
     print_table(&rows, args.clients);
     Ok(())
 }
@@ -194,6 +188,35 @@ fn print_table(rows: &[Measurement], clients: usize) {
     }
 }
 
+/// A throw-away server on a loopback port, over `store`.
+struct BenchServer {
+    /// The production FHIR base, e.g. `http://127.0.0.1:4242/fhir`.
+    base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl BenchServer {
+    async fn start(store: Arc<dyn store::Store>) -> anyhow::Result<BenchServer> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let root = format!("http://{}", listener.local_addr()?);
+        let state = server::AppState::new(store, server::Config::new(root.clone()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Ok(BenchServer { base: format!("{root}/fhir"), stop, task })
+    }
+
+    /// Shuts the server down and waits for it.
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
+}
+
+/// The `quantile` latency of `sorted` latencies, in milliseconds.
 fn percentile(sorted: &[Duration], quantile: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;

@@ -15,6 +15,7 @@ mod body;
 mod clock;
 mod error;
 pub mod postgres;
+mod registry;
 mod sql;
 pub mod sqlite;
 mod transaction;

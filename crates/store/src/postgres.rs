@@ -172,7 +172,7 @@ impl PostgresStore {
                     result => break result,
                 }
             };
-            if registry::take_changed() {
+            if crate::registry::take_changed() {
                 inner.reload_registry(&mut client)?;
             }
             result

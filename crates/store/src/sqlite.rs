@@ -83,7 +83,7 @@ impl SqliteStore {
                 inner.writer.lock().map_err(|_| Error::Database("the writer connection was poisoned".into()))?;
             let registry = inner.current_registry();
             let result = Registry::scope(&registry, || work(&mut connection, &inner.clock));
-            if registry::take_changed() {
+            if crate::registry::take_changed() {
                 let reloaded = registry::load(&connection)?;
                 match inner.registry.write() {
                     Ok(mut current) => *current = reloaded,

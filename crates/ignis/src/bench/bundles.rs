@@ -10,8 +10,8 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use store::Environment;
 use store::sqlite::SqliteStore;
-use tokio::net::TcpListener;
 
+use crate::bench::BenchServer;
 use crate::import::{self, Options, source};
 
 /// One row of the result table.
@@ -82,16 +82,9 @@ async fn import_row(path: &Path) -> anyhow::Result<Row> {
 /// Posts every Bundle to a fresh server from `clients` concurrent clients.
 async fn post_all(bundles: &[(Arc<String>, usize)], clients: usize) -> anyhow::Result<Duration> {
     let folder = tempfile::tempdir()?;
-    let store = Arc::new(SqliteStore::open(&folder.path().join("bench.db"))?);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let root = format!("http://{}", listener.local_addr()?);
-    let state = server::AppState::new(store, server::Config::new(root.clone()));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, state, async {
-        let _ = stopped.await;
-    }));
+    let server = BenchServer::start(Arc::new(SqliteStore::open(&folder.path().join("bench.db"))?)).await?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
-    let url = format!("{root}/fhir");
+    let url = server.base.clone();
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|worker| {
@@ -119,8 +112,7 @@ async fn post_all(bundles: &[(Arc<String>, usize)], clients: usize) -> anyhow::R
         task.await??;
     }
     let elapsed = started.elapsed();
-    let _ = stop.send(());
-    server.await??;
+    server.stop().await?;
     Ok(elapsed)
 }
 

@@ -12,8 +12,8 @@ use regex::Regex;
 use serde_json::Value;
 use store::Environment;
 use store::sqlite::SqliteStore;
-use tokio::net::TcpListener;
 
+use crate::bench::{BenchServer, percentile};
 use crate::cli::StorageArgs;
 use crate::import::{self, Options, source};
 use crate::serve::open_store;
@@ -53,17 +53,10 @@ pub(crate) async fn run(
     let loaded = summary.counts.total();
     let database_bytes = std::fs::metadata(&database).map(|meta| meta.len()).unwrap_or(0)
         + std::fs::metadata(database.with_extension("db-wal")).map(|meta| meta.len()).unwrap_or(0);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let root = format!("http://{}", listener.local_addr()?);
-    let state = server::AppState::new(store, server::Config::new(root.clone()));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, state, async {
-        let _ = stopped.await;
-    }));
+    let server = BenchServer::start(store).await?;
     let mix = query_mix(&patients);
-    let results = run_mix(&format!("{root}/fhir"), &mix, requests, clients).await?;
-    let _ = stop.send(());
-    server.await??;
+    let results = run_mix(&server.base, &mix, requests, clients).await?;
+    server.stop().await?;
     #[allow(clippy::print_stdout)] // Part of the command's output.
     {
         println!(
@@ -257,12 +250,4 @@ fn print_table(results: &(Results, Duration), resources: usize, database_bytes: 
         percentile(&all, 0.99),
         all.len() as f64 / elapsed.as_secs_f64().max(1e-9)
     );
-}
-
-fn percentile(sorted: &[Duration], quantile: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * quantile).round() as usize;
-    sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }

@@ -4,32 +4,13 @@
 //! the one the registry was loaded at (another process wrote one; see
 //! `PostgresStore`'s watcher).
 
-use std::cell::Cell;
 use std::sync::Arc;
 
-use fhir::search::{IndexRows, Registry, custom_from_resource, index_rows_with};
+use fhir::search::{IndexRows, Registry, index_rows_with};
 use postgres::{GenericClient, Transaction};
 use serde_json::Value;
 
 use crate::Error;
-
-thread_local! {
-    /// Set by a write of a `SearchParameter` on this thread; the store reloads the registry
-    /// after the write.
-    static CHANGED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Notes that a resource of `resource_type` was written.
-pub(crate) fn note_write(resource_type: &str) {
-    if resource_type == "SearchParameter" {
-        CHANGED.with(|changed| changed.set(true));
-    }
-}
-
-/// True (once) if a `SearchParameter` was written on this thread since the last call.
-pub(crate) fn take_changed() -> bool {
-    CHANGED.with(|changed| changed.replace(false))
-}
 
 /// The newest `SearchParameter` history row (0 for none): changes whenever one is written.
 pub(crate) fn mark(client: &mut impl GenericClient) -> Result<i64, Error> {
@@ -45,18 +26,8 @@ pub(crate) fn load(client: &mut impl GenericClient) -> Result<(Arc<Registry>, i6
     let mark = mark(&mut transaction)?;
     let rows = transaction.query("SELECT body FROM resources WHERE type = 'SearchParameter' AND deleted = 0", &[])?;
     transaction.commit()?;
-    let mut custom = Vec::new();
-    for row in rows {
-        let body: String = row.try_get(0)?;
-        match serde_json::from_str::<Value>(&body).ok().as_ref().and_then(custom_from_resource) {
-            Some(parameter) => custom.push(parameter),
-            None => tracing::warn!(
-                "a SearchParameter resource cannot be used for search (no url, code, base, type or valid expression)"
-            ),
-        }
-    }
-    tracing::debug!(count = custom.len(), "custom search parameters registered");
-    Ok((Registry::with_custom(custom), mark))
+    let bodies = rows.iter().map(|row| row.try_get::<_, String>(0)).collect::<Result<Vec<_>, _>>()?;
+    Ok((crate::registry::from_bodies(bodies), mark))
 }
 
 /// Recomputes the index rows of up to `limit` live resources with row ids above `after`, in

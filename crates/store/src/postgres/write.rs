@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use crate::body::stamp;
 use crate::clock::{WriteClock, from_micros};
+use crate::postgres::index;
 use crate::postgres::query::matching_rows;
-use crate::postgres::{index, registry};
 use crate::{Environment, Error, ExpectedVersion, Method, StoredResource, WriteKind, WriteOutcome};
 
 /// The current row of a resource, as far as a write needs to know it.
@@ -158,7 +158,7 @@ pub(crate) fn write_version(
         _ => WriteKind::Created,
     };
     let rows = index_rows(resource_type.as_str(), &resource);
-    registry::note_write(resource_type.as_str());
+    crate::registry::note_write(resource_type.as_str());
     let version = current_version + 1;
     let last_updated = next_instant(clock, current.as_ref());
     let body = stamp(
@@ -194,7 +194,7 @@ fn write_tombstone(
 ) -> Result<u64, Error> {
     let version = current.version + 1;
     let last_updated = next_instant(clock, Some(current));
-    registry::note_write(resource_type.as_str());
+    crate::registry::note_write(resource_type.as_str());
     upsert_current(transaction, env, resource_type, id, version, last_updated, true, "")?;
     insert_history(transaction, env, resource_type, id, version, last_updated, Method::Delete, true, "")?;
     index::clear(transaction, current.row_id)?;

@@ -3,51 +3,21 @@
 //! any write that touches a `SearchParameter`; existing resources gain index rows for a new
 //! parameter when they are reindexed ([`reindex`]).
 
-use std::cell::Cell;
 use std::sync::Arc;
 
-use fhir::search::{IndexRows, Registry, custom_from_resource, index_rows_with};
+use fhir::search::{IndexRows, Registry, index_rows_with};
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::Value;
 
 use crate::Error;
-
-thread_local! {
-    /// Set by a write of a `SearchParameter` on this thread (writes run on the thread that
-    /// holds the writer connection); the writer reloads the registry after the write.
-    static CHANGED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Notes that a resource of `resource_type` was written.
-pub(crate) fn note_write(resource_type: &str) {
-    if resource_type == "SearchParameter" {
-        CHANGED.with(|changed| changed.set(true));
-    }
-}
-
-/// True (once) if a `SearchParameter` was written on this thread since the last call.
-pub(crate) fn take_changed() -> bool {
-    CHANGED.with(|changed| changed.replace(false))
-}
 
 /// The registry of this database: the official parameters plus every live
 /// `SearchParameter` resource that search can use.
 pub(crate) fn load(connection: &Connection) -> Result<Arc<Registry>, Error> {
     let mut statement =
         connection.prepare("SELECT body FROM resources WHERE type = 'SearchParameter' AND deleted = 0")?;
-    let bodies = statement.query_map([], |row| row.get::<_, String>(0))?;
-    let mut custom = Vec::new();
-    for body in bodies {
-        let body = body?;
-        match serde_json::from_str::<Value>(&body).ok().as_ref().and_then(custom_from_resource) {
-            Some(parameter) => custom.push(parameter),
-            None => tracing::warn!(
-                "a SearchParameter resource cannot be used for search (no url, code, base, type or valid expression)"
-            ),
-        }
-    }
-    tracing::debug!(count = custom.len(), "custom search parameters registered");
-    Ok(Registry::with_custom(custom))
+    let bodies = statement.query_map([], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(crate::registry::from_bodies(bodies))
 }
 
 /// Recomputes the index rows of up to `limit` live resources with row ids above `after`, in

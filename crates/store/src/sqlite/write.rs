@@ -156,7 +156,7 @@ pub(crate) fn write_version_indexed(
         _ => WriteKind::Created,
     };
     let rows = index.unwrap_or_else(|| index_rows(resource_type.as_str(), &resource));
-    crate::sqlite::registry::note_write(resource_type.as_str());
+    crate::registry::note_write(resource_type.as_str());
     let version = current_version + 1;
     let last_updated = clock.next();
     let body = stamp(
@@ -192,7 +192,7 @@ pub(crate) fn write_tombstone(
 ) -> Result<u64, Error> {
     let version = current.version + 1;
     let last_updated = clock.next();
-    crate::sqlite::registry::note_write(resource_type.as_str());
+    crate::registry::note_write(resource_type.as_str());
     upsert_current(transaction, env, resource_type, id, version, last_updated, true, "")?;
     insert_history(transaction, env, resource_type, id, version, last_updated, Method::Delete, true, "")?;
     crate::sqlite::index::clear(transaction, current.row_id)?;
