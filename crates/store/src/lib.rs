@@ -26,6 +26,7 @@ use fhir::search::Criteria;
 use serde_json::Value;
 use time::OffsetDateTime;
 
+pub use body::PreparedBody;
 pub use error::Error;
 pub use transaction::{
     ConditionalReference, EntryOutcome, ImportCounts, ImportResource, Operation, TransactionEntry, TransactionError,

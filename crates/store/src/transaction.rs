@@ -3,10 +3,10 @@
 //! transaction) and bulk imports (many resources at their own ids in one transaction).
 
 use fhir::id::{LogicalId, ResourceType};
-use fhir::search::Criteria;
+use fhir::search::{Criteria, IndexRows, index_rows};
 use serde_json::Value;
 
-use crate::{Error, ExpectedVersion, Method, StoredResource, WriteOutcome};
+use crate::{Error, ExpectedVersion, Method, PreparedBody, StoredResource, WriteOutcome};
 
 /// A FHIR transaction: every entry, plus the conditional references found in their bodies.
 #[derive(Debug, Clone, Default)]
@@ -101,15 +101,24 @@ impl From<Error> for TransactionError {
     }
 }
 
-/// One resource to import at its own id (an upsert).
+/// One resource to import at its own id (an upsert), prepared off the writer: serialized and
+/// indexed already, so the single writer only splices in the version and inserts rows.
 #[derive(Debug, Clone)]
 pub struct ImportResource {
     pub resource_type: ResourceType,
     pub id: LogicalId,
-    pub resource: Value,
-    /// The resource's index rows when the caller computed them already (in parallel, off the
-    /// writer); `None` to have the store compute them.
-    pub index: Option<fhir::search::IndexRows>,
+    pub body: PreparedBody,
+    pub index: IndexRows,
+}
+
+impl ImportResource {
+    /// Prepares a validated `resource` for import at `resource_type`/`id`, indexing it with
+    /// the search parameters of the current [`fhir::search::Registry`] scope.
+    pub fn new(resource_type: ResourceType, id: LogicalId, resource: Value) -> Result<ImportResource, Error> {
+        let index = index_rows(resource_type.as_str(), &resource);
+        let body = PreparedBody::new(resource, resource_type.as_str(), id.as_str())?;
+        Ok(ImportResource { resource_type, id, body, index })
+    }
 }
 
 /// What an import call wrote.

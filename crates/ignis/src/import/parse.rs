@@ -127,9 +127,8 @@ fn checked(mut resource: Value, id: Option<String>) -> Result<ImportResource, St
     if !errors.is_empty() {
         return Err(format!("{}/{} is invalid: {}", resource_type, id, errors.join("; ")));
     }
-    // Index rows are computed here, on the worker threads, so the single writer only inserts.
-    let index = Some(fhir::search::index_rows(resource_type.as_str(), &resource));
-    Ok(ImportResource { resource_type, id, resource, index })
+    // Serialized and indexed here, on the worker threads, so the single writer only inserts.
+    ImportResource::new(resource_type, id, resource).map_err(|error| error.to_string())
 }
 
 #[cfg(test)]
@@ -158,7 +157,8 @@ mod tests {
         assert_eq!(parsed.resources.len(), 2);
         assert_eq!(parsed.resources[0].id.as_str(), "p1");
         assert_eq!(parsed.resources[1].id.as_str(), "5d1c7a52-0000-4000-8000-000000000002");
-        assert_eq!(parsed.resources[1].resource["subject"]["reference"], "Patient/p1");
+        let stored = parsed.resources[1].body.stamp(1, "t");
+        assert!(stored.contains(r#""subject":{"reference":"Patient/p1"}"#), "{stored}");
         assert_eq!(parsed.problems.len(), 1);
         assert!(parsed.problems[0].location.ends_with("entry[2]"), "{:?}", parsed.problems);
     }

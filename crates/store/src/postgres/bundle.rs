@@ -14,10 +14,11 @@ use fhir::id::{LogicalId, ResourceType};
 use postgres::Transaction;
 use serde_json::Value;
 
-use crate::body::stamp;
 use crate::clock::WriteClock;
 use crate::postgres::query;
-use crate::postgres::write::{self as steps, current_resource, current_row, write_version};
+use crate::postgres::write::{
+    self as steps, VersionWrite, current_resource, current_row, write_prepared, write_version,
+};
 use crate::{
     ConditionalReference, EntryOutcome, Environment, Error, ExpectedVersion, ImportCounts, ImportResource, Method,
     Operation, TransactionError, TransactionRequest, WriteKind, WriteOutcome,
@@ -59,18 +60,17 @@ fn import_one(
     env: Environment,
     item: ImportResource,
 ) -> Result<Option<WriteKind>, Error> {
-    // FIXME: use the rows the import workers computed (`index`), as the SQLite store does.
-    let ImportResource { resource_type, id, resource, index: _ } = item;
+    let ImportResource { resource_type, id, body, index } = item;
     // Most imported resources are new: a key lookup settles that before any body is read.
     let live = current_row(transaction, env, &resource_type, id.as_str())?.is_some_and(|current| !current.deleted);
     if live && let Some(current) = query::read(transaction, env, &resource_type, &id)? {
         let last_updated = fhir::instant::format(current.last_updated);
-        let restamped = stamp(resource.clone(), resource_type.as_str(), id.as_str(), current.version, &last_updated)?;
-        if restamped == current.body {
+        if body.stamp(current.version, &last_updated) == current.body {
             return Ok(None);
         }
     }
-    let outcome = write_version(transaction, clock, env, &resource_type, &id, resource, None, Method::Put)?;
+    let write = VersionWrite { resource_type: &resource_type, id: &id, expected: None, method: Method::Put };
+    let outcome = write_prepared(transaction, clock, env, write, &body, &index)?;
     Ok(Some(outcome.kind))
 }
 

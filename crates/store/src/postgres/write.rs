@@ -3,15 +3,14 @@
 //! `bundle.rs`. Mirrors `sqlite/write.rs` and `sqlite/steps.rs`.
 
 use fhir::id::{LogicalId, ResourceType};
-use fhir::search::{Criteria, index_rows};
+use fhir::search::{Criteria, IndexRows, index_rows};
 use postgres::Transaction;
 use serde_json::Value;
 
-use crate::body::stamp;
 use crate::clock::{WriteClock, from_micros};
 use crate::postgres::index;
 use crate::postgres::query::matching_rows;
-use crate::{Environment, Error, ExpectedVersion, Method, StoredResource, WriteKind, WriteOutcome};
+use crate::{Environment, Error, ExpectedVersion, Method, PreparedBody, StoredResource, WriteKind, WriteOutcome};
 
 /// The current row of a resource, as far as a write needs to know it.
 pub(crate) struct Current {
@@ -137,6 +136,29 @@ pub(crate) fn write_version(
     expected: ExpectedVersion,
     method: Method,
 ) -> Result<WriteOutcome, Error> {
+    let rows = index_rows(resource_type.as_str(), &resource);
+    let body = PreparedBody::new(resource, resource_type.as_str(), id.as_str())?;
+    write_prepared(transaction, clock, env, VersionWrite { resource_type, id, expected, method }, &body, &rows)
+}
+
+/// Which version write: the resource, the `If-Match` it must meet and the interaction.
+pub(crate) struct VersionWrite<'a> {
+    pub(crate) resource_type: &'a ResourceType,
+    pub(crate) id: &'a LogicalId,
+    pub(crate) expected: ExpectedVersion,
+    pub(crate) method: Method,
+}
+
+/// [`write_version`] of a body serialized and indexed beforehand (by import workers).
+pub(crate) fn write_prepared(
+    transaction: &mut Transaction<'_>,
+    clock: &WriteClock,
+    env: Environment,
+    write: VersionWrite<'_>,
+    body: &PreparedBody,
+    rows: &IndexRows,
+) -> Result<WriteOutcome, Error> {
+    let VersionWrite { resource_type, id, expected, method } = write;
     let current = current_row(transaction, env, resource_type, id.as_str())?;
     let current_version = match &current {
         Some(current) => {
@@ -157,22 +179,15 @@ pub(crate) fn write_version(
         Some(current) if !current.deleted => WriteKind::Updated,
         _ => WriteKind::Created,
     };
-    let rows = index_rows(resource_type.as_str(), &resource);
     crate::registry::note_write(resource_type.as_str());
     let version = current_version + 1;
     let last_updated = next_instant(clock, current.as_ref());
-    let body = stamp(
-        resource,
-        resource_type.as_str(),
-        id.as_str(),
-        version,
-        &fhir::instant::format(from_micros(last_updated)),
-    )?;
+    let body = body.stamp(version, &fhir::instant::format(from_micros(last_updated)));
     let row_id = upsert_current(transaction, env, resource_type, id.as_str(), version, last_updated, false, &body)?;
     insert_history(transaction, env, resource_type, id.as_str(), version, last_updated, method, false, &body)?;
     // A new or deleted resource has no index rows to remove.
     let fresh = current.as_ref().is_none_or(|current| current.deleted);
-    index::replace(transaction, row_id, &rows, fresh)?;
+    index::replace(transaction, row_id, rows, fresh)?;
     let resource = StoredResource {
         resource_type: resource_type.to_string(),
         id: id.to_string(),

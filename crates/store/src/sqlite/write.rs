@@ -7,10 +7,9 @@ use fhir::search::{Criteria, IndexRows, index_rows};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::Value;
 
-use crate::body::stamp;
 use crate::clock::{WriteClock, from_micros};
 use crate::sqlite::steps;
-use crate::{Environment, Error, ExpectedVersion, Method, StoredResource, WriteKind, WriteOutcome};
+use crate::{Environment, Error, ExpectedVersion, Method, PreparedBody, StoredResource, WriteKind, WriteOutcome};
 
 /// The current row of a resource, as far as a write needs to know it.
 pub(crate) struct Current {
@@ -112,8 +111,10 @@ pub(crate) fn write_version(
     expected: ExpectedVersion,
     method: Method,
 ) -> Result<WriteOutcome, Error> {
+    let rows = index_rows(resource_type.as_str(), &resource);
+    let body = PreparedBody::new(resource, resource_type.as_str(), id.as_str())?;
     let write = VersionWrite { resource_type, id, expected, method };
-    write_version_indexed(transaction, clock, env, write, resource, None)
+    write_prepared(transaction, clock, env, write, &body, &rows)
 }
 
 /// Which version write: the resource, the `If-Match` it must meet and the interaction.
@@ -124,15 +125,15 @@ pub(crate) struct VersionWrite<'a> {
     pub(crate) method: Method,
 }
 
-/// [`write_version`] with the index rows computed beforehand when `index` is given (imports
-/// compute them in parallel, outside the single writer).
-pub(crate) fn write_version_indexed(
+/// [`write_version`] of a body serialized and indexed beforehand (imports prepare them in
+/// parallel, outside the single writer).
+pub(crate) fn write_prepared(
     transaction: &Transaction<'_>,
     clock: &WriteClock,
     env: Environment,
     write: VersionWrite<'_>,
-    resource: Value,
-    index: Option<IndexRows>,
+    body: &PreparedBody,
+    rows: &IndexRows,
 ) -> Result<WriteOutcome, Error> {
     let VersionWrite { resource_type, id, expected, method } = write;
     let current = current_row(transaction, env, resource_type, id.as_str())?;
@@ -155,22 +156,15 @@ pub(crate) fn write_version_indexed(
         Some(current) if !current.deleted => WriteKind::Updated,
         _ => WriteKind::Created,
     };
-    let rows = index.unwrap_or_else(|| index_rows(resource_type.as_str(), &resource));
     crate::registry::note_write(resource_type.as_str());
     let version = current_version + 1;
     let last_updated = clock.next();
-    let body = stamp(
-        resource,
-        resource_type.as_str(),
-        id.as_str(),
-        version,
-        &fhir::instant::format(from_micros(last_updated)),
-    )?;
+    let body = body.stamp(version, &fhir::instant::format(from_micros(last_updated)));
     let row_id = upsert_current(transaction, env, resource_type, id.as_str(), version, last_updated, false, &body)?;
     insert_history(transaction, env, resource_type, id.as_str(), version, last_updated, method, false, &body)?;
     // A resource seen for the first time has no index rows to clear.
     let fresh = current.is_none();
-    crate::sqlite::index::replace(transaction, row_id, &rows, fresh)?;
+    crate::sqlite::index::replace(transaction, row_id, rows, fresh)?;
     let resource = StoredResource {
         resource_type: resource_type.to_string(),
         id: id.to_string(),
