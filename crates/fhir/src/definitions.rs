@@ -7,8 +7,10 @@
 
 mod model;
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use fnv::FnvBuildHasher;
 use regex::Regex;
 
 pub(crate) use model::{Element, JsonKind, MANY, Model, Profile, ProfileConstraint, TypeDef, TypeKind, ValueSet};
@@ -23,6 +25,9 @@ pub struct Definitions {
     /// The compiled value regex of each entry of `model.types` (same index); `None` for
     /// non-primitive types and primitives without a usable regex.
     regexes: Vec<Option<Regex>>,
+    /// The index in `model.types` of each type name: validation and FHIRPath navigation look
+    /// types up by name for every element they visit, so this is a hash lookup, not a search.
+    type_indexes: HashMap<String, usize, FnvBuildHasher>,
 }
 
 impl Definitions {
@@ -112,7 +117,7 @@ impl Definitions {
     }
 
     fn type_index(&self, name: &str) -> Option<usize> {
-        self.model.types.binary_search_by(|ty| ty.name.as_str().cmp(name)).ok()
+        self.type_indexes.get(name).copied()
     }
 
     /// `resource_type` and the types it specializes (`DomainResource`, `Resource`).
@@ -134,7 +139,8 @@ impl Definitions {
     fn decode() -> Definitions {
         let model: Model = postcard::from_bytes(ENCODED).expect("definitions blob written by build.rs decodes");
         let regexes = model.types.iter().map(|ty| ty.regex.as_deref().and_then(compile_regex)).collect();
-        Definitions { model, regexes }
+        let type_indexes = model.types.iter().enumerate().map(|(index, ty)| (ty.name.clone(), index)).collect();
+        Definitions { model, regexes, type_indexes }
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::definitions::{SearchParamType, SearchParameter};
 use crate::instant;
-use crate::search::params::{ParamVariant, Registry, composite_id, definition_by_url, variant_id};
+use crate::search::params::{Registry, VariantIds, composite_id, definition_by_url};
 use crate::search::text::normalize;
 
 /// Every index row of one resource.
@@ -92,12 +92,14 @@ pub fn index_rows(resource_type: &str, resource: &Value) -> IndexRows {
 /// Computes every index row of `resource` for the parameters of `registry`.
 pub fn index_rows_with(registry: &Registry, resource_type: &str, resource: &Value) -> IndexRows {
     let mut rows = IndexRows::default();
-    for parameter in registry.params_for(resource_type).iter().copied() {
-        for value in crate::search::nodes::evaluate(resource_type, parameter, resource) {
+    for indexed in registry.indexing(resource_type) {
+        let Some(expression) = indexed.expression else { continue };
+        let parameter = indexed.parameter;
+        for value in crate::search::nodes::evaluate(expression, resource) {
             if parameter.kind == SearchParamType::Composite {
                 add_composite(&mut rows, parameter, &value, resource);
             } else {
-                add_node(&mut rows, parameter, variant_id(parameter, ParamVariant::Value), &value);
+                add_node(&mut rows, parameter.kind, &indexed.ids, indexed.ids.value, &value);
             }
         }
     }
@@ -120,9 +122,10 @@ pub fn index_rows_with(registry: &Registry, resource_type: &str, resource: &Valu
 fn add_composite(rows: &mut IndexRows, parameter: &SearchParameter, node: &Value, resource: &Value) {
     let [first, second] = parameter.components.as_slice() else { return };
     let Some(second_definition) = definition_by_url(&second.definition) else { return };
+    let second_ids = VariantIds::of(second_definition);
     let mut codes = IndexRows::default();
     for value in relative(&first.expression, node, resource) {
-        add_token(&mut codes, parameter, 0, &value);
+        add_token(&mut codes, &VariantIds::of(parameter), 0, &value);
     }
     let values = relative(&second.expression, node, resource);
     for token in codes.tokens.iter().filter(|token| token.param == 0) {
@@ -132,7 +135,7 @@ fn add_composite(rows: &mut IndexRows, parameter: &SearchParameter, node: &Value
         }
         for id in ids {
             for value in &values {
-                add_node(rows, second_definition, id, value);
+                add_node(rows, second_definition.kind, &second_ids, id, value);
             }
         }
     }
@@ -142,9 +145,11 @@ fn relative<'a>(expression: &str, node: &'a Value, resource: &'a Value) -> Vec<s
     crate::search::nodes::evaluate_relative(expression, node, resource)
 }
 
-fn add_node(rows: &mut IndexRows, parameter: &SearchParameter, param: i64, node: &Value) {
-    match parameter.kind {
-        SearchParamType::Token => add_token(rows, parameter, param, node),
+/// The rows of one value of a parameter of type `kind`, filed under `param` (and, for the
+/// extra rows of some modifiers, under the parameter's other `ids`).
+fn add_node(rows: &mut IndexRows, kind: SearchParamType, ids: &VariantIds, param: i64, node: &Value) {
+    match kind {
+        SearchParamType::Token => add_token(rows, ids, param, node),
         SearchParamType::String => add_strings(rows, param, node),
         SearchParamType::Date => add_date(rows, param, node),
         SearchParamType::Number => {
@@ -153,7 +158,7 @@ fn add_node(rows: &mut IndexRows, parameter: &SearchParameter, param: i64, node:
             }
         }
         SearchParamType::Quantity => add_quantity(rows, param, node),
-        SearchParamType::Reference => add_reference(rows, parameter, param, node),
+        SearchParamType::Reference => add_reference(rows, ids, param, node),
         SearchParamType::Uri => {
             if let Some(text) = node.as_str() {
                 rows.uris.push(UriRow { param, value: text.to_owned() });
@@ -163,12 +168,12 @@ fn add_node(rows: &mut IndexRows, parameter: &SearchParameter, param: i64, node:
     }
 }
 
-fn add_token(rows: &mut IndexRows, parameter: &SearchParameter, param: i64, node: &Value) {
+fn add_token(rows: &mut IndexRows, ids: &VariantIds, param: i64, node: &Value) {
     match node {
         Value::String(code) => rows.tokens.push(TokenRow { param, system: None, code: code.clone() }),
         Value::Bool(flag) => rows.tokens.push(TokenRow { param, system: None, code: flag.to_string() }),
         Value::Object(map) => {
-            let text_param = variant_id(parameter, ParamVariant::Text);
+            let text_param = ids.text;
             let mut push_text = |text: &str| {
                 rows.strings.push(StringRow { param: text_param, normalized: normalize(text), exact: text.to_owned() })
             };
@@ -180,7 +185,7 @@ fn add_token(rows: &mut IndexRows, parameter: &SearchParameter, param: i64, node
             }
             if let Some(Value::Array(codings)) = map.get("coding") {
                 for coding in codings {
-                    add_token(rows, parameter, param, coding);
+                    add_token(rows, ids, param, coding);
                 }
                 return;
             }
@@ -189,7 +194,7 @@ fn add_token(rows: &mut IndexRows, parameter: &SearchParameter, param: i64, node
             let system = map.get("system").and_then(Value::as_str).map(str::to_owned);
             rows.tokens.push(TokenRow { param, system, code: code.to_owned() });
             if let Some(Value::Array(type_codings)) = map.get("type").and_then(|kind| kind.get("coding")) {
-                let of_type = variant_id(parameter, ParamVariant::OfType);
+                let of_type = ids.of_type;
                 for coding in type_codings {
                     let Some(type_code) = coding.get("code").and_then(Value::as_str) else { continue };
                     let system = coding.get("system").and_then(Value::as_str).map(str::to_owned);
@@ -261,7 +266,7 @@ fn add_quantity(rows: &mut IndexRows, param: i64, node: &Value) {
     rows.quantities.push(QuantityRow { param, value, system: text("system"), code, unit: text("unit") });
 }
 
-fn add_reference(rows: &mut IndexRows, parameter: &SearchParameter, param: i64, node: &Value) {
+fn add_reference(rows: &mut IndexRows, ids: &VariantIds, param: i64, node: &Value) {
     match node {
         Value::String(canonical) => push_reference(rows, param, canonical),
         Value::Object(map) => {
@@ -269,7 +274,7 @@ fn add_reference(rows: &mut IndexRows, parameter: &SearchParameter, param: i64, 
                 push_reference(rows, param, reference);
             }
             if let Some(identifier) = map.get("identifier") {
-                let identifier_param = variant_id(parameter, ParamVariant::Identifier);
+                let identifier_param = ids.identifier;
                 let system = identifier.get("system").and_then(Value::as_str).map(str::to_owned);
                 if let Some(value) = identifier.get("value").and_then(Value::as_str) {
                     rows.tokens.push(TokenRow { param: identifier_param, system, code: value.to_owned() });

@@ -13,14 +13,9 @@ use serde_json::Value;
 use crate::definitions::SearchParameter;
 use crate::fhirpath::{Expression, Item};
 
-/// The values `parameter`'s expression reaches in `resource` (a `resource_type`): JSON nodes
+/// The values a parameter's `expression` (see [`compiled`]) reaches in `resource`: JSON nodes
 /// of the resource, or computed values (strings, numbers, booleans) turned into JSON.
-pub(crate) fn evaluate<'a>(
-    resource_type: &str,
-    parameter: &SearchParameter,
-    resource: &'a Value,
-) -> Vec<std::borrow::Cow<'a, Value>> {
-    let Some(expression) = compiled(resource_type, parameter) else { return Vec::new() };
+pub(crate) fn evaluate<'a>(expression: &'a Expression, resource: &'a Value) -> Vec<std::borrow::Cow<'a, Value>> {
     let Ok(items) = expression.evaluate(resource) else { return Vec::new() };
     items.into_iter().filter_map(item_value).collect()
 }
@@ -67,7 +62,7 @@ fn compiled_text(text: &str) -> Option<&'static Expression> {
 
 /// The expression of `parameter` restricted to `resource_type`, compiled once; `None` when
 /// no branch applies or the expression does not parse.
-fn compiled(resource_type: &str, parameter: &SearchParameter) -> Option<&'static Expression> {
+pub(crate) fn compiled(resource_type: &str, parameter: &SearchParameter) -> Option<&'static Expression> {
     type Cache = Mutex<HashMap<(String, String), Option<&'static Expression>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));

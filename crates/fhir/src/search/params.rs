@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::Definitions;
 use crate::definitions::{SearchParamType, SearchParameter};
+use crate::fhirpath::Expression;
 
 /// Which index rows of a parameter: its values, or the extra rows some modifiers search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,46 @@ pub(crate) enum ParamVariant {
 /// [`Registry::with_custom`]); [`Registry::official`] has the definitions alone.
 #[derive(Debug)]
 pub struct Registry {
-    by_type: HashMap<String, Vec<&'static SearchParameter>>,
+    by_type: HashMap<String, TypeParams>,
+}
+
+/// The parameters of one resource type.
+#[derive(Debug)]
+struct TypeParams {
+    params: Vec<&'static SearchParameter>,
+    /// What indexing needs of each parameter, worked out on the first write of the type.
+    indexing: OnceLock<Vec<Indexed>>,
+}
+
+/// A parameter as indexing uses it: its expression compiled for one resource type, and the
+/// ids of its rows. Every write indexes every parameter of its type, so none of this is
+/// recomputed per resource.
+#[derive(Debug)]
+pub(crate) struct Indexed {
+    pub(crate) parameter: &'static SearchParameter,
+    /// `None` when no branch of the expression applies to the type.
+    pub(crate) expression: Option<&'static Expression>,
+    pub(crate) ids: VariantIds,
+}
+
+/// The row ids of each [`ParamVariant`] of one parameter.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct VariantIds {
+    pub(crate) value: i64,
+    pub(crate) text: i64,
+    pub(crate) of_type: i64,
+    pub(crate) identifier: i64,
+}
+
+impl VariantIds {
+    pub(crate) fn of(parameter: &SearchParameter) -> VariantIds {
+        VariantIds {
+            value: variant_id(parameter, ParamVariant::Value),
+            text: variant_id(parameter, ParamVariant::Text),
+            of_type: variant_id(parameter, ParamVariant::OfType),
+            identifier: variant_id(parameter, ParamVariant::Identifier),
+        }
+    }
 }
 
 thread_local! {
@@ -84,7 +124,23 @@ impl Registry {
 
     /// The search parameters of `resource_type`, one per code, sorted by code.
     pub fn params_for(&self, resource_type: &str) -> &[&'static SearchParameter] {
-        self.by_type.get(resource_type).map_or(&[], Vec::as_slice)
+        self.by_type.get(resource_type).map_or(&[], |params| params.params.as_slice())
+    }
+
+    /// The parameters of `resource_type` ready for indexing (see [`Indexed`]).
+    pub(crate) fn indexing(&self, resource_type: &str) -> &[Indexed] {
+        let Some(params) = self.by_type.get(resource_type) else { return &[] };
+        params.indexing.get_or_init(|| {
+            params
+                .params
+                .iter()
+                .map(|&parameter| Indexed {
+                    parameter,
+                    expression: crate::search::nodes::compiled(resource_type, parameter),
+                    ids: VariantIds::of(parameter),
+                })
+                .collect()
+        })
     }
 
     /// The search parameter `code` of `resource_type`.
@@ -112,7 +168,7 @@ impl Registry {
                     }
                 }
                 chosen.sort_by(|a, b| a.code.cmp(&b.code));
-                (name.to_owned(), chosen)
+                (name.to_owned(), TypeParams { params: chosen, indexing: OnceLock::new() })
             })
             .collect();
         Registry { by_type }
