@@ -316,4 +316,30 @@ mod tests {
         let strict = Options { strict: true, ..lenient };
         assert!(import(&store, &[folder.path().to_path_buf()], strict).await.is_err());
     }
+
+    #[tokio::test]
+    async fn a_resource_twice_in_one_batch_keeps_the_later_version_and_its_index_rows() {
+        let folder = tempfile::tempdir().unwrap();
+        let first = r#"{"resourceType":"Patient","id":"twice","gender":"female","name":[{"family":"Before"}]}"#;
+        let second = r#"{"resourceType":"Patient","id":"twice","gender":"male","name":[{"family":"After"}]}"#;
+        let other = r#"{"resourceType":"Patient","id":"other","gender":"female"}"#;
+        std::fs::write(folder.path().join("patients.ndjson"), format!("{first}\n{other}\n{second}\n")).unwrap();
+        let store = SqliteStore::open(&folder.path().join("import.db")).unwrap();
+        let options = Options { env: Environment::Production, strict: true, batch_size: 100, progress: false };
+        let summary = import(&store, &[folder.path().to_path_buf()], options).await.unwrap();
+        assert_eq!((summary.counts.created, summary.counts.updated), (2, 1));
+
+        let patient = ResourceType::parse("Patient").unwrap();
+        let find = |query: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let criteria = Criteria::parse(&fhir::search::Registry::official(), "Patient", &pairs).unwrap();
+            store.find(Environment::Production, &patient, criteria, 10)
+        };
+        let ids = |found: Vec<store::StoredResource>| found.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(find(&[("family", "after")]).await.unwrap()), ["twice"]);
+        assert!(find(&[("family", "before")]).await.unwrap().is_empty(), "the first version's rows are gone");
+        assert_eq!(ids(find(&[("gender", "female")]).await.unwrap()), ["other"]);
+        let stored = store.read(Environment::Production, &patient, &fhir::id::LogicalId::parse("twice").unwrap()).await;
+        assert_eq!(stored.unwrap().unwrap().version, 2);
+    }
 }

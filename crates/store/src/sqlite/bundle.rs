@@ -16,7 +16,8 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use serde_json::Value;
 
 use crate::clock::WriteClock;
-use crate::sqlite::write::{VersionWrite, current_resource, current_row, write_prepared, write_version};
+use crate::sqlite::index::Pending;
+use crate::sqlite::write::{VersionWrite, current_resource, current_row, write_rows, write_version};
 use crate::sqlite::{query, steps};
 use crate::{
     ConditionalReference, EntryOutcome, Environment, Error, ExpectedVersion, ImportCounts, ImportResource, Method,
@@ -45,13 +46,15 @@ pub(crate) fn import(
 ) -> Result<ImportCounts, Error> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut counts = ImportCounts::default();
+    let mut pending = Pending::default();
     for resource in resources {
-        match import_one(&transaction, clock, env, resource)? {
+        match import_one(&transaction, clock, env, resource, &mut pending)? {
             Some(WriteKind::Created) => counts.created += 1,
             Some(_) => counts.updated += 1,
             None => counts.unchanged += 1,
         }
     }
+    pending.flush(&transaction)?;
     transaction.commit()?;
     Ok(counts)
 }
@@ -63,6 +66,7 @@ fn import_one(
     clock: &WriteClock,
     env: Environment,
     item: ImportResource,
+    pending: &mut Pending,
 ) -> Result<Option<WriteKind>, Error> {
     let ImportResource { resource_type, id, body, index } = item;
     // Most imported resources are new: a key lookup settles that before any body is read.
@@ -74,8 +78,9 @@ fn import_one(
         }
     }
     let write = VersionWrite { resource_type: &resource_type, id: &id, expected: None, method: Method::Put };
-    let outcome = write_prepared(transaction, clock, env, write, &body, &index)?;
-    Ok(Some(outcome.kind))
+    let written = write_rows(transaction, clock, env, write, &body)?;
+    pending.replace(transaction, written.row_id, index, written.fresh)?;
+    Ok(Some(written.outcome.kind))
 }
 
 /// A POST or PUT entry once its id is known.

@@ -1,14 +1,21 @@
 //! Writing a resource's index rows: every row of the previous version is replaced in the same
 //! transaction as the resource itself.
+//!
+//! Rows go in with multi-row `INSERT`s of [`CHUNK`] rows where there are that many: for
+//! SQLite, running one statement per row costs about as much as the b-tree insert itself.
+//! Imports gather the rows of a whole batch in [`Pending`] to fill those statements.
 
 use fhir::search::IndexRows;
-use rusqlite::{Transaction, params};
+use rusqlite::{ToSql, Transaction, params};
 
 use crate::Error;
 
 /// The index tables, each holding rows keyed by `resource_row`.
 pub(crate) const INDEX_TABLES: &[&str] =
     &["token_index", "string_index", "date_index", "number_index", "quantity_index", "reference_index", "uri_index"];
+
+/// Rows per multi-row `INSERT`.
+const CHUNK: usize = 64;
 
 /// Removes every index row of `row_id`.
 pub(crate) fn clear(transaction: &Transaction<'_>, row_id: i64) -> Result<(), Error> {
@@ -26,42 +33,134 @@ pub(crate) fn replace(transaction: &Transaction<'_>, row_id: i64, rows: &IndexRo
     if !fresh {
         clear(transaction, row_id)?;
     }
-    let mut insert = transaction
-        .prepare_cached("INSERT INTO token_index (resource_row, param, system, code) VALUES (?1, ?2, ?3, ?4)")?;
-    for row in &rows.tokens {
-        insert.execute(params![row_id, row.param, row.system, row.code])?;
+    insert(transaction, &[(row_id, rows)])
+}
+
+/// Index rows written later, together, in one transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    rows: Vec<(i64, IndexRows)>,
+}
+
+impl Pending {
+    /// [`replace`], deferred until [`Pending::flush`] (rows of an updated resource are
+    /// cleared now, after anything pending for it was written).
+    pub(crate) fn replace(
+        &mut self,
+        transaction: &Transaction<'_>,
+        row_id: i64,
+        rows: IndexRows,
+        fresh: bool,
+    ) -> Result<(), Error> {
+        if !fresh {
+            self.flush(transaction)?;
+            clear(transaction, row_id)?;
+        }
+        self.rows.push((row_id, rows));
+        Ok(())
     }
-    let mut insert = transaction
-        .prepare_cached("INSERT INTO string_index (resource_row, param, normalized, exact) VALUES (?1, ?2, ?3, ?4)")?;
-    for row in &rows.strings {
-        insert.execute(params![row_id, row.param, row.normalized, row.exact])?;
+
+    /// Inserts every pending row.
+    pub(crate) fn flush(&mut self, transaction: &Transaction<'_>) -> Result<(), Error> {
+        let resources: Vec<(i64, &IndexRows)> = self.rows.iter().map(|(row_id, rows)| (*row_id, rows)).collect();
+        insert(transaction, &resources)?;
+        self.rows.clear();
+        Ok(())
     }
-    let mut insert = transaction
-        .prepare_cached("INSERT INTO date_index (resource_row, param, low, high) VALUES (?1, ?2, ?3, ?4)")?;
-    for row in &rows.dates {
-        insert.execute(params![row_id, row.param, row.low, row.high])?;
+}
+
+/// Inserts the index rows of each `(resource_row, rows)`, table by table.
+fn insert(transaction: &Transaction<'_>, resources: &[(i64, &IndexRows)]) -> Result<(), Error> {
+    let tokens = flatten(resources, |rows| &rows.tokens);
+    insert_table(transaction, "token_index", &["param", "system", "code"], &tokens, |row, values| {
+        values.extend([&row.param as &dyn ToSql, &row.system, &row.code]);
+    })?;
+    let strings = flatten(resources, |rows| &rows.strings);
+    insert_table(transaction, "string_index", &["param", "normalized", "exact"], &strings, |row, values| {
+        values.extend([&row.param as &dyn ToSql, &row.normalized, &row.exact]);
+    })?;
+    let dates = flatten(resources, |rows| &rows.dates);
+    insert_table(transaction, "date_index", &["param", "low", "high"], &dates, |row, values| {
+        values.extend([&row.param as &dyn ToSql, &row.low, &row.high]);
+    })?;
+    let numbers = flatten(resources, |rows| &rows.numbers);
+    insert_table(transaction, "number_index", &["param", "value"], &numbers, |row, values| {
+        values.extend([&row.param as &dyn ToSql, &row.value]);
+    })?;
+    let quantities = flatten(resources, |rows| &rows.quantities);
+    let columns = ["param", "value", "system", "code", "unit"];
+    insert_table(transaction, "quantity_index", &columns, &quantities, |row, values| {
+        values.extend([&row.param as &dyn ToSql, &row.value, &row.system, &row.code, &row.unit]);
+    })?;
+    let references = flatten(resources, |rows| &rows.references);
+    let columns = ["param", "target_type", "target_id", "url"];
+    insert_table(transaction, "reference_index", &columns, &references, |row, values| {
+        values.extend([&row.param as &dyn ToSql, &row.target_type, &row.target_id, &row.url]);
+    })?;
+    let uris = flatten(resources, |rows| &rows.uris);
+    insert_table(transaction, "uri_index", &["param", "value"], &uris, |row, values| {
+        values.extend([&row.param as &dyn ToSql, &row.value]);
+    })
+}
+
+/// The rows of one table across `resources`, each with its resource row.
+fn flatten<'a, R>(
+    resources: &'a [(i64, &'a IndexRows)],
+    table: impl Fn(&'a IndexRows) -> &'a Vec<R>,
+) -> Vec<(&'a i64, &'a R)> {
+    resources.iter().flat_map(|(row_id, rows)| table(rows).iter().map(move |row| (row_id, row))).collect()
+}
+
+/// Inserts `rows` into `table`, whose `columns` follow `resource_row`; `bind` pushes a row's
+/// values in column order.
+fn insert_table<'a, R>(
+    transaction: &Transaction<'_>,
+    table: &str,
+    columns: &[&str],
+    rows: &[(&'a i64, &'a R)],
+    bind: impl Fn(&'a R, &mut Vec<&'a dyn ToSql>),
+) -> Result<(), Error> {
+    let mut values: Vec<&'a dyn ToSql> = Vec::with_capacity(CHUNK * (columns.len() + 1));
+    let mut chunks = rows.chunks_exact(CHUNK);
+    if chunks.len() > 0 {
+        let mut statement = transaction.prepare_cached(&insert_sql(table, columns, CHUNK))?;
+        for chunk in &mut chunks {
+            values.clear();
+            for (row_id, row) in chunk {
+                values.push(*row_id);
+                bind(*row, &mut values);
+            }
+            statement.execute(values.as_slice())?;
+        }
     }
-    let mut insert =
-        transaction.prepare_cached("INSERT INTO number_index (resource_row, param, value) VALUES (?1, ?2, ?3)")?;
-    for row in &rows.numbers {
-        insert.execute(params![row_id, row.param, row.value])?;
-    }
-    let mut insert = transaction.prepare_cached(
-        "INSERT INTO quantity_index (resource_row, param, value, system, code, unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    for row in &rows.quantities {
-        insert.execute(params![row_id, row.param, row.value, row.system, row.code, row.unit])?;
-    }
-    let mut insert = transaction.prepare_cached(
-        "INSERT INTO reference_index (resource_row, param, target_type, target_id, url) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for row in &rows.references {
-        insert.execute(params![row_id, row.param, row.target_type, row.target_id, row.url])?;
-    }
-    let mut insert =
-        transaction.prepare_cached("INSERT INTO uri_index (resource_row, param, value) VALUES (?1, ?2, ?3)")?;
-    for row in &rows.uris {
-        insert.execute(params![row_id, row.param, row.value])?;
+    if !chunks.remainder().is_empty() {
+        let mut statement = transaction.prepare_cached(&insert_sql(table, columns, 1))?;
+        for (row_id, row) in chunks.remainder() {
+            values.clear();
+            values.push(*row_id);
+            bind(*row, &mut values);
+            statement.execute(values.as_slice())?;
+        }
     }
     Ok(())
+}
+
+/// `INSERT INTO table (resource_row, columns…) VALUES (?, …), …` for `rows` rows.
+fn insert_sql(table: &str, columns: &[&str], rows: usize) -> String {
+    let row = format!("(?{})", ", ?".repeat(columns.len()));
+    let values = vec![row; rows].join(", ");
+    format!("INSERT INTO {table} (resource_row, {}) VALUES {values}", columns.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_row_insert_sql() {
+        assert_eq!(
+            insert_sql("uri_index", &["param", "value"], 2),
+            "INSERT INTO uri_index (resource_row, param, value) VALUES (?, ?, ?), (?, ?, ?)"
+        );
+    }
 }

@@ -125,8 +125,7 @@ pub(crate) struct VersionWrite<'a> {
     pub(crate) method: Method,
 }
 
-/// [`write_version`] of a body serialized and indexed beforehand (imports prepare them in
-/// parallel, outside the single writer).
+/// [`write_version`] of a body serialized and indexed beforehand.
 pub(crate) fn write_prepared(
     transaction: &Transaction<'_>,
     clock: &WriteClock,
@@ -135,6 +134,29 @@ pub(crate) fn write_prepared(
     body: &PreparedBody,
     rows: &IndexRows,
 ) -> Result<WriteOutcome, Error> {
+    let written = write_rows(transaction, clock, env, write, body)?;
+    crate::sqlite::index::replace(transaction, written.row_id, rows, written.fresh)?;
+    Ok(written.outcome)
+}
+
+/// What [`write_rows`] wrote.
+pub(crate) struct Written {
+    pub(crate) outcome: WriteOutcome,
+    /// The resource's row, which its index rows point at.
+    pub(crate) row_id: i64,
+    /// True when the resource had no row before, so it has no index rows to clear.
+    pub(crate) fresh: bool,
+}
+
+/// The current and history rows of a version write, without its index rows (imports prepare
+/// them in parallel, outside the single writer, and insert a whole batch's at once).
+pub(crate) fn write_rows(
+    transaction: &Transaction<'_>,
+    clock: &WriteClock,
+    env: Environment,
+    write: VersionWrite<'_>,
+    body: &PreparedBody,
+) -> Result<Written, Error> {
     let VersionWrite { resource_type, id, expected, method } = write;
     let current = current_row(transaction, env, resource_type, id.as_str())?;
     let current_version = match &current {
@@ -162,9 +184,6 @@ pub(crate) fn write_prepared(
     let body = body.stamp(version, &fhir::instant::format(from_micros(last_updated)));
     let row_id = upsert_current(transaction, env, resource_type, id.as_str(), version, last_updated, false, &body)?;
     insert_history(transaction, env, resource_type, id.as_str(), version, last_updated, method, false, &body)?;
-    // A resource seen for the first time has no index rows to clear.
-    let fresh = current.is_none();
-    crate::sqlite::index::replace(transaction, row_id, rows, fresh)?;
     let resource = StoredResource {
         resource_type: resource_type.to_string(),
         id: id.to_string(),
@@ -173,7 +192,7 @@ pub(crate) fn write_prepared(
         deleted: false,
         body,
     };
-    Ok(WriteOutcome { kind, resource })
+    Ok(Written { outcome: WriteOutcome { kind, resource }, row_id, fresh: current.is_none() })
 }
 
 pub(crate) fn write_tombstone(
