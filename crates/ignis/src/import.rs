@@ -134,7 +134,9 @@ async fn write(
         return Ok(());
     }
     let batch = std::mem::take(pending);
+    let (size, started) = (batch.len(), Instant::now());
     let counts = store.import(env, batch).await?;
+    tracing::debug!(resources = size, elapsed = ?started.elapsed(), "import batch written");
     summary.counts.add(counts);
     progress.set_position(summary.counts.total() as u64);
     Ok(())

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::definitions::{SearchParamType, SearchParameter};
 use crate::instant;
-use crate::search::params::{Registry, VariantIds, composite_id, definition_by_url};
+use crate::search::nodes::evaluate_relative;
+use crate::search::params::{Composite, Registry, VariantIds, composite_id};
 use crate::search::text::normalize;
 
 /// Every index row of one resource.
@@ -97,7 +98,9 @@ pub fn index_rows_with(registry: &Registry, resource_type: &str, resource: &Valu
         let parameter = indexed.parameter;
         for value in crate::search::nodes::evaluate(expression, resource) {
             if parameter.kind == SearchParamType::Composite {
-                add_composite(&mut rows, parameter, &value, resource);
+                if let Some(composite) = &indexed.composite {
+                    add_composite(&mut rows, parameter, composite, &value, resource);
+                }
             } else {
                 add_node(&mut rows, parameter.kind, &indexed.ids, indexed.ids.value, &value);
             }
@@ -119,15 +122,18 @@ pub fn index_rows_with(registry: &Registry, resource_type: &str, resource: &Valu
 /// The rows of one node of a composite parameter whose first component is a token: the
 /// second component's values, filed under an id that folds in each code of the first (see
 /// [`composite_id`]), so both come from the same node (the same `Observation.component`).
-fn add_composite(rows: &mut IndexRows, parameter: &SearchParameter, node: &Value, resource: &Value) {
-    let [first, second] = parameter.components.as_slice() else { return };
-    let Some(second_definition) = definition_by_url(&second.definition) else { return };
-    let second_ids = VariantIds::of(second_definition);
+fn add_composite(
+    rows: &mut IndexRows,
+    parameter: &SearchParameter,
+    composite: &Composite,
+    node: &Value,
+    resource: &Value,
+) {
     let mut codes = IndexRows::default();
-    for value in relative(&first.expression, node, resource) {
-        add_token(&mut codes, &VariantIds::of(parameter), 0, &value);
+    for value in evaluate_relative(composite.first, node, resource) {
+        add_token(&mut codes, &NO_VARIANTS, 0, &value);
     }
-    let values = relative(&second.expression, node, resource);
+    let values = evaluate_relative(composite.second, node, resource);
     for token in codes.tokens.iter().filter(|token| token.param == 0) {
         let mut ids = vec![composite_id(parameter, None, &token.code)];
         if let Some(system) = &token.system {
@@ -135,15 +141,15 @@ fn add_composite(rows: &mut IndexRows, parameter: &SearchParameter, node: &Value
         }
         for id in ids {
             for value in &values {
-                add_node(rows, second_definition.kind, &second_ids, id, value);
+                add_node(rows, composite.second_definition.kind, &composite.second_ids, id, value);
             }
         }
     }
 }
 
-fn relative<'a>(expression: &str, node: &'a Value, resource: &'a Value) -> Vec<std::borrow::Cow<'a, Value>> {
-    crate::search::nodes::evaluate_relative(expression, node, resource)
-}
+/// Row ids for values whose extra rows are not kept (the codes of a composite's first
+/// component, of which only the `param == 0` tokens are read).
+const NO_VARIANTS: VariantIds = VariantIds { value: 0, text: -1, of_type: -1, identifier: -1 };
 
 /// The rows of one value of a parameter of type `kind`, filed under `param` (and, for the
 /// extra rows of some modifiers, under the parameter's other `ids`).
@@ -376,6 +382,14 @@ mod tests {
         let values: Vec<f64> =
             rows.quantities.iter().filter(|row| row.param == systolic).map(|row| row.value).collect();
         assert_eq!(values, [120.0], "only the systolic component's value");
+    }
+
+    #[test]
+    fn ids_and_last_updated_are_columns_not_rows() {
+        let patient = json!({"resourceType": "Patient", "id": "p1", "meta": {"lastUpdated": "2024-01-01T00:00:00Z"}});
+        let rows = index_rows("Patient", &patient);
+        assert!(rows.tokens.iter().all(|row| row.code != "p1"), "{:?}", rows.tokens);
+        assert!(rows.dates.is_empty(), "{:?}", rows.dates);
     }
 
     #[test]

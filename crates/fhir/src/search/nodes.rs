@@ -34,18 +34,17 @@ fn item_value(item: Item<'_>) -> Option<std::borrow::Cow<'_, Value>> {
 /// The values `expression` (relative to `focus`, a node of `resource`) reaches: the components
 /// of a composite parameter, evaluated on each node the composite's own expression found.
 pub(crate) fn evaluate_relative<'a>(
-    expression: &str,
+    expression: &'a Expression,
     focus: &'a Value,
     resource: &'a Value,
 ) -> Vec<std::borrow::Cow<'a, Value>> {
-    let Some(expression) = compiled_text(expression) else { return Vec::new() };
     let context = crate::fhirpath::Context::new(resource);
     let Ok(items) = expression.evaluate_with(focus, &context) else { return Vec::new() };
     items.into_iter().filter_map(item_value).collect()
 }
 
 /// `text` compiled once.
-fn compiled_text(text: &str) -> Option<&'static Expression> {
+pub(crate) fn compiled_text(text: &str) -> Option<&'static Expression> {
     type Cache = Mutex<HashMap<String, Option<&'static Expression>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));

@@ -48,7 +48,38 @@ pub(crate) struct Indexed {
     /// `None` when no branch of the expression applies to the type.
     pub(crate) expression: Option<&'static Expression>,
     pub(crate) ids: VariantIds,
+    /// For a composite parameter of two components, those components ready to evaluate.
+    pub(crate) composite: Option<Composite>,
 }
+
+/// The two components of a composite parameter: each one's expression (relative to a node
+/// the parameter's own expression reached), and the definition and row ids of the second,
+/// whose values the rows hold.
+#[derive(Debug)]
+pub(crate) struct Composite {
+    pub(crate) first: &'static Expression,
+    pub(crate) second: &'static Expression,
+    pub(crate) second_definition: &'static SearchParameter,
+    pub(crate) second_ids: VariantIds,
+}
+
+impl Composite {
+    /// `None` unless `parameter` has two components that both compile.
+    fn of(parameter: &SearchParameter) -> Option<Composite> {
+        let [first, second] = parameter.components.as_slice() else { return None };
+        let second_definition = definition_by_url(&second.definition)?;
+        Some(Composite {
+            first: crate::search::nodes::compiled_text(&first.expression)?,
+            second: crate::search::nodes::compiled_text(&second.expression)?,
+            second_definition,
+            second_ids: VariantIds::of(second_definition),
+        })
+    }
+}
+
+/// Parameters whose values are columns of every stored resource (its id and its
+/// `meta.lastUpdated`): search reads those columns (see `parse.rs`), so they get no index rows.
+const IN_COLUMNS: &[&str] = &["_id", "_lastUpdated"];
 
 /// The row ids of each [`ParamVariant`] of one parameter.
 #[derive(Debug, Clone, Copy)]
@@ -136,8 +167,15 @@ impl Registry {
                 .iter()
                 .map(|&parameter| Indexed {
                     parameter,
-                    expression: crate::search::nodes::compiled(resource_type, parameter),
+                    expression: if IN_COLUMNS.contains(&parameter.code.as_str()) {
+                        None
+                    } else {
+                        crate::search::nodes::compiled(resource_type, parameter)
+                    },
                     ids: VariantIds::of(parameter),
+                    composite: (parameter.kind == SearchParamType::Composite)
+                        .then(|| Composite::of(parameter))
+                        .flatten(),
                 })
                 .collect()
         })

@@ -7,6 +7,11 @@ use unicode_normalization::char::is_combining_mark;
 /// Lower-cases `text` and strips combining marks after canonical decomposition
 /// (`Müller` → `muller`).
 pub fn normalize(text: &str) -> String {
+    // Most indexed text (codes' display names, names, addresses) is ASCII, where folding is
+    // only lower-casing; decomposition is for the rest.
+    if text.is_ascii() {
+        return text.to_ascii_lowercase();
+    }
     text.nfd().filter(|character| !is_combining_mark(*character)).flat_map(char::to_lowercase).collect()
 }
 
@@ -18,5 +23,6 @@ mod tests {
     fn folds_case_and_accents() {
         assert_eq!(normalize("Zoë Müller"), "zoe muller");
         assert_eq!(normalize("ÉLAN"), "elan");
+        assert_eq!(normalize("Blood Pressure 2"), "blood pressure 2");
     }
 }
