@@ -61,9 +61,10 @@ pub(crate) async fn process(context: &FhirContext, mut bundle: Value, detail: De
 async fn transaction(context: &FhirContext, entries: Vec<Value>, detail: Detail) -> Result<String, ApiError> {
     let base = context.base.to_string();
     let registry = context.store().registry();
-    let (request, slots) = tokio::task::spawn_blocking(move || parse_all(&registry, &base, entries))
+    let (entries, slots) = tokio::task::spawn_blocking(move || parse_all(&registry, &base, entries))
         .await
         .map_err(ApiError::internal)??;
+    let request = resolve(context, entries).await?;
     let mut outcomes = context.store().transaction(context.env, request).await.map_err(entry_error)?.into_iter();
     let mut results = Vec::with_capacity(slots.len());
     for (index, slot) in slots.into_iter().enumerate() {
@@ -78,25 +79,59 @@ async fn transaction(context: &FhirContext, entries: Vec<Value>, detail: Detail)
     response::bundle(&context.base, "transaction-response", &results, detail)
 }
 
+/// An entry for the store, in entry order: ready, or a patch still to apply.
+enum StoreEntry {
+    Ready(entry::ParsedEntry),
+    Patch { index: usize, patch: entry::PatchEntry },
+}
+
 /// Parses and validates every entry; the first bad one fails the whole transaction.
-fn parse_all(
-    registry: &Registry,
-    base: &str,
-    entries: Vec<Value>,
-) -> Result<(TransactionRequest, Vec<Slot>), ApiError> {
-    let mut request = TransactionRequest::default();
+fn parse_all(registry: &Registry, base: &str, entries: Vec<Value>) -> Result<(Vec<StoreEntry>, Vec<Slot>), ApiError> {
+    let mut stored = Vec::with_capacity(entries.len());
     let mut slots = Vec::with_capacity(entries.len());
     for (index, mut entry) in entries.into_iter().enumerate() {
         match entry::parse(registry, base, index, &mut entry).map_err(|error| error.in_entry(index))? {
             entry::Request::Store(parsed) => {
-                request.entries.push(parsed.entry);
-                request.conditional_references.extend(parsed.conditional_references);
+                stored.push(StoreEntry::Ready(parsed));
+                slots.push(Slot::Store);
+            }
+            entry::Request::Patch(patch) => {
+                stored.push(StoreEntry::Patch { index, patch });
                 slots.push(Slot::Store);
             }
             entry::Request::Search { type_name, query } => slots.push(Slot::Search { type_name, query }),
         }
     }
-    Ok((request, slots))
+    Ok((stored, slots))
+}
+
+/// The store's request: patches applied to the versions they find now (the store then fails
+/// the transaction if any of those versions changed before it runs).
+async fn resolve(context: &FhirContext, entries: Vec<StoreEntry>) -> Result<TransactionRequest, ApiError> {
+    let mut request = TransactionRequest::default();
+    for entry in entries {
+        let parsed = match entry {
+            StoreEntry::Ready(parsed) => parsed,
+            StoreEntry::Patch { index, patch } => {
+                patched(context, patch).await.map_err(|error| error.in_entry(index))?
+            }
+        };
+        request.entries.push(parsed.entry);
+        request.conditional_references.extend(parsed.conditional_references);
+    }
+    Ok(request)
+}
+
+/// A PATCH entry as the update of the patched current version.
+async fn patched(context: &FhirContext, patch: entry::PatchEntry) -> Result<entry::ParsedEntry, ApiError> {
+    let current = context
+        .store()
+        .read(context.env, &patch.resource_type, &patch.id)
+        .await?
+        .filter(|current| !current.deleted)
+        .ok_or_else(|| ApiError::not_found(format!("{}/{} is not known", patch.resource_type, patch.id)))?;
+    let (resource, expected) = crate::handlers::patch::apply(&current, patch.if_match, &patch.operations)?;
+    Ok(patch.into_entry(resource, expected))
 }
 
 /// A search entry: the searchset Bundle the search handler answers with.
@@ -132,6 +167,7 @@ async fn batch_entry(context: &FhirContext, index: usize, entry: &mut Value) -> 
         .map_err(|error| error.in_entry(index))?
     {
         entry::Request::Store(parsed) => parsed,
+        entry::Request::Patch(patch) => patched(context, patch).await.map_err(|error| error.in_entry(index))?,
         entry::Request::Search { type_name, query } => return search(context, index, type_name, query).await,
     };
     let request =

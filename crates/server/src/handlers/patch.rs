@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use fhir::outcome::IssueType;
 use serde_json::Value;
-use store::Method;
+use store::{Method, StoredResource};
 
 use crate::error::ApiError;
 use crate::handlers::update::respond;
@@ -33,31 +33,43 @@ pub(crate) async fn patch(
         .await?
         .filter(|current| !current.deleted)
         .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
-    let expected = if_match(&headers)?.unwrap_or(current.version);
+    let (resource, expected) = apply(&current, if_match(&headers)?, &operations)?;
+    let outcome =
+        context.store().update(context.env, &resource_type, &id, resource, Some(expected), Method::Patch).await?;
+    Ok(respond(&context, &headers, &outcome))
+}
+
+/// The resource `current` becomes under `operations`, validated, and the version the write
+/// must find (`expected`, else the version read), so that a write in between fails it.
+pub(crate) fn apply(
+    current: &StoredResource,
+    expected: Option<u64>,
+    operations: &json_patch::Patch,
+) -> Result<(Value, u64), ApiError> {
+    let expected = expected.unwrap_or(current.version);
     if expected != current.version {
         return Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
             IssueType::Conflict,
-            format!("{resource_type}/{id} is at version {}, not {expected}", current.version),
+            format!("{}/{} is at version {}, not {expected}", current.resource_type, current.id, current.version),
         ));
     }
     let mut resource: Value = serde_json::from_str(&current.body).map_err(ApiError::internal)?;
-    json_patch::patch(&mut resource, &operations).map_err(|error| {
+    json_patch::patch(&mut resource, operations).map_err(|error| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             IssueType::Processing,
             format!("the patch could not be applied: {error}"),
         )
     })?;
-    if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+    if resource.get("id").and_then(Value::as_str) != Some(current.id.as_str()) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             IssueType::BusinessRule,
             "a patch may not change or remove the resource's id",
         ));
     }
+    let resource_type = parse_type(&current.resource_type)?;
     check_resource(&resource_type, &resource)?;
-    let outcome =
-        context.store().update(context.env, &resource_type, &id, resource, Some(expected), Method::Patch).await?;
-    Ok(respond(&context, &headers, &outcome))
+    Ok((resource, expected))
 }

@@ -2,7 +2,8 @@
 //! method and URL, `ifMatch`, `ifNoneExist`, validation of the resource, and the conditional
 //! references its body holds.
 
-use fhir::id::ResourceType;
+use base64::Engine as _;
+use fhir::id::{LogicalId, ResourceType};
 use fhir::outcome::IssueType;
 use fhir::references;
 use fhir::search::Registry;
@@ -21,6 +22,36 @@ pub(crate) enum Request {
     Store(ParsedEntry),
     /// A search (`GET [type]?…`), run through the search handler.
     Search { type_name: String, query: Option<String> },
+    /// A JSON Patch, applied to the current version before the store runs the entry.
+    Patch(PatchEntry),
+}
+
+/// `PATCH [type]/[id]` with a JSON Patch document (a `Binary` of type
+/// `application/json-patch+json`, as the spec has Bundles carry patches).
+pub(crate) struct PatchEntry {
+    pub(crate) resource_type: ResourceType,
+    pub(crate) id: LogicalId,
+    pub(crate) operations: json_patch::Patch,
+    pub(crate) if_match: Option<u64>,
+    pub(crate) placeholder: Option<String>,
+}
+
+impl PatchEntry {
+    /// The entry as the store runs it: an update to `resource` (the patched current version,
+    /// validated) that fails if the resource is no longer at `expected`.
+    pub(crate) fn into_entry(self, resource: Value, expected: u64) -> ParsedEntry {
+        let operation = Operation::Update {
+            resource_type: self.resource_type,
+            id: self.id,
+            resource,
+            expected: Some(expected),
+            method: Method::Patch,
+        };
+        ParsedEntry {
+            entry: TransactionEntry { placeholder: self.placeholder, operation },
+            conditional_references: Vec::new(),
+        }
+    }
 }
 
 /// An entry ready for the store, with the conditional references found in its resource.
@@ -86,11 +117,38 @@ pub(crate) fn parse(registry: &Registry, base: &str, index: usize, entry: &mut V
             parse_type(type_name)?;
             return Ok(Request::Search { type_name: (*type_name).to_owned(), query });
         }
+        ("PATCH", [type_name, id], None) => {
+            let (resource_type, id) = (parse_type(type_name)?, parse_id(id)?);
+            let operations = json_patch(resource)?;
+            return Ok(Request::Patch(PatchEntry { resource_type, id, operations, if_match, placeholder }));
+        }
         ("GET" | "HEAD" | "PATCH", _, _) => return Err(not_supported(&method, &url)),
         _ => return Err(ApiError::bad_request(format!("'{method} {url}' is not a valid Bundle entry request"))),
     };
     let conditional_references = conditional_references(registry, index, &operation)?;
     Ok(Request::Store(ParsedEntry { entry: TransactionEntry { placeholder, operation }, conditional_references }))
+}
+
+/// The JSON Patch document a PATCH entry carries as a `Binary` (base64 `data`).
+fn json_patch(resource: Option<Value>) -> Result<json_patch::Patch, ApiError> {
+    let resource = resource.ok_or_else(|| ApiError::bad_request("a PATCH entry needs a Binary with the patch"))?;
+    let content_type = resource.get("contentType").and_then(Value::as_str).unwrap_or("");
+    if resource.get("resourceType").and_then(Value::as_str) != Some("Binary")
+        || content_type.split(';').next().map(str::trim) != Some("application/json-patch+json")
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            IssueType::NotSupported,
+            "a PATCH entry's resource must be a Binary of contentType application/json-patch+json (FHIRPath Patch is not supported)",
+        ));
+    }
+    let data = resource.get("data").and_then(Value::as_str).unwrap_or("");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|error| ApiError::bad_request(format!("the patch Binary's data is not base64: {error}")))?;
+    serde_json::from_slice(&bytes).map_err(|error| {
+        ApiError::bad_request(format!("the patch Binary's data is not a JSON Patch document: {error}"))
+    })
 }
 
 /// The URL relative to the FHIR base: absolute URLs on this base lose the base.
@@ -138,7 +196,7 @@ fn not_supported(method: &str, url: &str) -> ApiError {
         StatusCode::BAD_REQUEST,
         IssueType::NotSupported,
         format!(
-            "'{method} {url}' is not supported inside a Bundle yet (read, vread, search, create, update and delete are)"
+            "'{method} {url}' is not supported inside a Bundle (read, vread, search, create, update, patch and delete are)"
         ),
     )
 }

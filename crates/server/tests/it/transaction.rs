@@ -42,6 +42,29 @@ fn request_entry(method: &str, url: &str) -> Value {
     json!({"request": {"method": method, "url": url}})
 }
 
+/// A PATCH entry carrying `operations` (JSON Patch) as a Binary, as the spec has it.
+fn patch_entry(url: &str, operations: Value, if_match: Option<&str>) -> Value {
+    use base64::Engine as _;
+    let data = base64::engine::general_purpose::STANDARD.encode(operations.to_string());
+    let mut entry = json!({
+        "resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": data},
+        "request": {"method": "PATCH", "url": url},
+    });
+    if let Some(if_match) = if_match {
+        entry["request"]["ifMatch"] = json!(if_match);
+    }
+    entry
+}
+
+/// A PATCH entry with a FHIRPath Patch (`Parameters`), which the server does not support.
+fn fhirpath_patch_entry(url: &str) -> Value {
+    json!({
+        "resource": {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+            {"name": "type", "valueCode": "delete"}, {"name": "path", "valueString": "Patient.gender"}]}]},
+        "request": {"method": "PATCH", "url": url},
+    })
+}
+
 /// Posts `body` to the FHIR base itself (`POST [base]`, no trailing slash).
 async fn to_base(app: &TestApp, body: &Value) -> reqwest::Response {
     app.client
@@ -235,7 +258,7 @@ async fn batch_entries_succeed_or_fail_on_their_own() {
             post_entry(None, invalid),
             request_entry("GET", "Patient/does-not-exist"),
             request_entry("DELETE", &format!("Patient/{existing}")),
-            request_entry("PATCH", &format!("Patient/{existing}")),
+            fhirpath_patch_entry(&format!("Patient/{existing}")),
             request_entry("GET", "Patient?birthdate=not-a-date"),
             request_entry("GET", "Patient?identifier=urn:test|new"),
         ],
@@ -288,4 +311,56 @@ async fn only_transactions_and_batches_are_processed() {
     assert_outcome(to_base(&app, &patient("x")).await, StatusCode::BAD_REQUEST, "invalid").await;
     let (status, response) = post_bundle(&app, &bundle("transaction", vec![])).await;
     assert_eq!((status, response["entry"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
+}
+
+#[tokio::test]
+async fn patch_entries_apply_json_patch_inside_the_transaction() {
+    let app = TestApp::spawn().await;
+    let existing = app.create(&patient("patch-me")).await;
+    let operations = json!([
+        {"op": "replace", "path": "/gender", "value": "male"},
+        {"op": "add", "path": "/birthDate", "value": "1970-01-02"},
+    ]);
+    let body = bundle(
+        "transaction",
+        vec![
+            patch_entry(&format!("Patient/{existing}"), operations, Some("W/\"1\"")),
+            post_entry(None, patient("beside-the-patch")),
+        ],
+    );
+    let (status, response) = post_bundle(&app, &body).await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    assert_eq!(response["entry"][0]["response"]["status"], "200 OK", "{response}");
+    assert_eq!(response["entry"][0]["response"]["etag"], "W/\"2\"", "{response}");
+    let (_, read) = status_and_json(app.get(&format!("Patient/{existing}")).await).await;
+    assert_eq!((read["gender"].as_str(), read["birthDate"].as_str()), (Some("male"), Some("1970-01-02")));
+    assert_eq!(read["name"][0]["family"], "patch-me", "untouched elements stay");
+    let (_, found) = status_and_json(app.get("Patient?gender=male&birthdate=1970-01-02").await).await;
+    assert_eq!(found["total"], 1, "the patched version is indexed: {found}");
+}
+
+#[tokio::test]
+async fn a_failing_patch_entry_rolls_the_transaction_back() {
+    let app = TestApp::spawn().await;
+    let existing = app.create(&patient("patch-fails")).await;
+    let url = format!("Patient/{existing}");
+    let stale = json!([{"op": "replace", "path": "/gender", "value": "male"}]);
+    let invalid = json!([{"op": "replace", "path": "/gender", "value": "sometimes"}]);
+    let unappliable = json!([{"op": "remove", "path": "/deceasedBoolean"}]);
+    let cases = [
+        (patch_entry(&url, stale, Some("W/\"7\"")), StatusCode::PRECONDITION_FAILED, "conflict"),
+        (patch_entry(&url, invalid, None), StatusCode::BAD_REQUEST, "code-invalid"),
+        (patch_entry(&url, unappliable, None), StatusCode::UNPROCESSABLE_ENTITY, "processing"),
+        (patch_entry("Patient/nobody", json!([]), None), StatusCode::NOT_FOUND, "not-found"),
+    ];
+    for (entry, status, code) in cases {
+        let body = bundle("transaction", vec![post_entry(None, patient("rolled-back")), entry]);
+        let response = to_base(&app, &body).await;
+        let outcome = assert_outcome(response, status, code).await;
+        assert!(outcome.to_string().contains("Bundle.entry[1]"), "names the entry: {outcome}");
+    }
+    let (_, found) = status_and_json(app.get("Patient?identifier=urn:test|rolled-back").await).await;
+    assert_eq!(found["total"], 0, "no entry of a failed transaction is written: {found}");
+    let (_, read) = status_and_json(app.get(&url).await).await;
+    assert_eq!((read["meta"]["versionId"].as_str(), read["gender"].as_str()), (Some("1"), Some("female")));
 }
