@@ -93,3 +93,29 @@ async fn history_of_unknown_resource_is_not_found() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["resourceType"], "OperationOutcome");
 }
+
+#[tokio::test]
+async fn every_version_keeps_its_own_body_across_updates_deletes_and_recreation() {
+    let app = TestApp::spawn().await;
+    let genders = ["female", "male", "other"];
+    for gender in genders {
+        app.put("Patient/v", &json!({"resourceType": "Patient", "id": "v", "gender": gender})).await;
+    }
+    app.delete("Patient/v").await;
+    app.put("Patient/v", &json!({"resourceType": "Patient", "id": "v", "gender": "unknown"})).await;
+    for (version, gender) in [(1, "female"), (2, "male"), (3, "other"), (5, "unknown")] {
+        let (status, read) = status_and_json(app.get(&format!("Patient/v/_history/{version}")).await).await;
+        assert_eq!(status, StatusCode::OK, "version {version}: {read}");
+        assert_eq!(
+            (read["gender"].as_str(), read["meta"]["versionId"].as_str()),
+            (Some(gender), Some(&*version.to_string()))
+        );
+    }
+    assert_eq!(app.get("Patient/v/_history/4").await.status(), StatusCode::GONE);
+    let (_, bundle) = status_and_json(app.get("Patient/v/_history").await).await;
+    let listed = entries(&bundle);
+    let shown: Vec<Option<&str>> =
+        listed.iter().map(|entry| entry.get("resource").and_then(|resource| resource["gender"].as_str())).collect();
+    let expected = [Some("unknown"), None, Some("other"), Some("male"), Some("female")];
+    assert_eq!(shown, expected, "{bundle}");
+}

@@ -12,6 +12,14 @@ use crate::{Environment, Error, HistoryEntry, HistoryPage, HistoryQuery, History
 
 pub(crate) const RESOURCE_COLUMNS: &str = "type, logical_id, version, last_updated, deleted, body";
 
+/// [`RESOURCE_COLUMNS`] of a `resource_history` row `h`. The row of a resource's current
+/// version holds no body (`''`, not deleted): that body is in `resources`, and is copied to
+/// the history row when a later version replaces it (see `write.rs`), so each body is
+/// written once per version rather than twice.
+const HISTORY_COLUMNS: &str = "h.type, h.logical_id, h.version, h.last_updated, h.deleted, \
+     CASE WHEN h.body = '' AND h.deleted = 0 THEN (SELECT c.body FROM resources c \
+     WHERE c.partition = h.partition AND c.type = h.type AND c.logical_id = h.logical_id) ELSE h.body END";
+
 pub(crate) fn read(
     connection: &Connection,
     env: Environment,
@@ -32,7 +40,7 @@ pub(crate) fn vread(
     version: u64,
 ) -> Result<Option<StoredResource>, Error> {
     let sql = format!(
-        "SELECT {RESOURCE_COLUMNS} FROM resource_history WHERE partition = ?1 AND type = ?2 AND logical_id = ?3 AND version = ?4"
+        "SELECT {HISTORY_COLUMNS} FROM resource_history h WHERE partition = ?1 AND type = ?2 AND logical_id = ?3 AND version = ?4"
     );
     let mut statement = connection.prepare_cached(&sql)?;
     let version = i64::try_from(version).unwrap_or(i64::MAX);
@@ -89,7 +97,7 @@ fn matching_sql(
 
 /// One page of history, newest first.
 pub(crate) fn history(connection: &Connection, env: Environment, query: &HistoryQuery) -> Result<HistoryPage, Error> {
-    let mut sql = format!("SELECT history_id, method, {RESOURCE_COLUMNS} FROM resource_history h WHERE partition = ?");
+    let mut sql = format!("SELECT history_id, method, {HISTORY_COLUMNS} FROM resource_history h WHERE partition = ?");
     let mut values = vec![SqlValue::from(env.as_str().to_owned())];
     match &query.scope {
         HistoryScope::System => {}

@@ -182,8 +182,11 @@ pub(crate) fn write_rows(
     let version = current_version + 1;
     let last_updated = clock.next();
     let body = body.stamp(version, &fhir::instant::format(from_micros(last_updated)));
+    if let Some(current) = &current {
+        keep_replaced_body(transaction, env, resource_type, id.as_str(), current)?;
+    }
     let row_id = upsert_current(transaction, env, resource_type, id.as_str(), version, last_updated, false, &body)?;
-    insert_history(transaction, env, resource_type, id.as_str(), version, last_updated, method, false, &body)?;
+    insert_history(transaction, env, resource_type, id.as_str(), version, last_updated, method, false)?;
     let resource = StoredResource {
         resource_type: resource_type.to_string(),
         id: id.to_string(),
@@ -206,8 +209,9 @@ pub(crate) fn write_tombstone(
     let version = current.version + 1;
     let last_updated = clock.next();
     crate::registry::note_write(resource_type.as_str());
+    keep_replaced_body(transaction, env, resource_type, id, current)?;
     upsert_current(transaction, env, resource_type, id, version, last_updated, true, "")?;
-    insert_history(transaction, env, resource_type, id, version, last_updated, Method::Delete, true, "")?;
+    insert_history(transaction, env, resource_type, id, version, last_updated, Method::Delete, true)?;
     crate::sqlite::index::clear(transaction, current.row_id)?;
     Ok(version)
 }
@@ -281,6 +285,8 @@ fn upsert_current(
         })?)
 }
 
+/// Adds the version's row to `resource_history`, without a body: the body of the current
+/// version lives in `resources` only (see `query::HISTORY_COLUMNS`).
 #[allow(clippy::too_many_arguments)] // One argument per column.
 fn insert_history(
     transaction: &Transaction<'_>,
@@ -291,10 +297,9 @@ fn insert_history(
     last_updated: i64,
     method: Method,
     deleted: bool,
-    body: &str,
 ) -> Result<(), Error> {
     let mut statement = transaction.prepare_cached(
-        "INSERT INTO resource_history (partition, type, logical_id, version, last_updated, method, deleted, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO resource_history (partition, type, logical_id, version, last_updated, method, deleted, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '')",
     )?;
     let version = i64::try_from(version).map_err(|_| Error::Database("version overflow".into()))?;
     statement.execute(params![
@@ -304,8 +309,28 @@ fn insert_history(
         version,
         last_updated,
         method.as_str(),
-        deleted,
-        body
+        deleted
     ])?;
+    Ok(())
+}
+
+/// Copies the body of the version about to be replaced into its history row, which held none
+/// while it was current (rows written before that rule already have theirs).
+fn keep_replaced_body(
+    transaction: &Transaction<'_>,
+    env: Environment,
+    resource_type: &ResourceType,
+    id: &str,
+    current: &Current,
+) -> Result<(), Error> {
+    if current.deleted {
+        return Ok(());
+    }
+    let mut statement = transaction.prepare_cached(
+        "UPDATE resource_history SET body = (SELECT body FROM resources WHERE row_id = ?1) \
+         WHERE partition = ?2 AND type = ?3 AND logical_id = ?4 AND version = ?5 AND body = ''",
+    )?;
+    let version = i64::try_from(current.version).map_err(|_| Error::Database("version overflow".into()))?;
+    statement.execute(params![current.row_id, env.as_str(), resource_type.as_str(), id, version])?;
     Ok(())
 }
