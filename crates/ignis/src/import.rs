@@ -145,7 +145,8 @@ async fn write(
 /// Reads every document of `files` and parses, validates and indexes them on worker threads
 /// (with the store's `registry`), sending the results until `stop` is set.
 fn produce(files: Vec<PathBuf>, parsed: &mpsc::Sender<Parsed>, stop: &AtomicBool, registry: &Arc<Registry>) {
-    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    // The store's single writer is the one serial stage: it keeps a core to itself.
+    let workers = std::thread::available_parallelism().map_or(1, |cores| usize::from(cores).saturating_sub(1).max(1));
     let (documents, queue) = std::sync::mpsc::sync_channel::<source::Document>(workers * 2);
     let queue = Mutex::new(queue);
     std::thread::scope(|scope| {

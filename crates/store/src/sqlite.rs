@@ -128,9 +128,10 @@ async fn run_blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Error>
 
 fn configure(connection: &Connection) -> Result<(), Error> {
     // FULL makes every acknowledged write survive power loss, not only a process crash.
-    connection.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-    )?;
+    // Foreign keys stay unenforced (SQLite's default): the only ones are from index rows to
+    // their resource row, which is written in the same transaction and never deleted (a
+    // delete writes a tombstone), and checking them cost every index row a lookup.
+    connection.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
     // A write touches a dozen statements (current, history, one delete and one insert per
     // index table), more than rusqlite's default cache of 16 holds: without room they are
     // re-parsed on every write. A 64 MiB page cache keeps large transactions (imports,
