@@ -3,7 +3,7 @@
 //! the index rows together.
 
 use fhir::id::{LogicalId, ResourceType};
-use fhir::search::{Criteria, IndexRows, index_rows};
+use fhir::search::{Criteria, index_rows};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::Value;
 
@@ -114,7 +114,9 @@ pub(crate) fn write_version(
     let rows = index_rows(resource_type.as_str(), &resource);
     let body = PreparedBody::new(resource, resource_type.as_str(), id.as_str())?;
     let write = VersionWrite { resource_type, id, expected, method };
-    write_prepared(transaction, clock, env, write, &body, &rows)
+    let written = write_rows(transaction, clock, env, write, &body)?;
+    crate::sqlite::index::replace(transaction, written.row_id, &rows, written.fresh)?;
+    Ok(written.outcome)
 }
 
 /// Which version write: the resource, the `If-Match` it must meet and the interaction.
@@ -123,20 +125,6 @@ pub(crate) struct VersionWrite<'a> {
     pub(crate) id: &'a LogicalId,
     pub(crate) expected: ExpectedVersion,
     pub(crate) method: Method,
-}
-
-/// [`write_version`] of a body serialized and indexed beforehand.
-pub(crate) fn write_prepared(
-    transaction: &Transaction<'_>,
-    clock: &WriteClock,
-    env: Environment,
-    write: VersionWrite<'_>,
-    body: &PreparedBody,
-    rows: &IndexRows,
-) -> Result<WriteOutcome, Error> {
-    let written = write_rows(transaction, clock, env, write, body)?;
-    crate::sqlite::index::replace(transaction, written.row_id, rows, written.fresh)?;
-    Ok(written.outcome)
 }
 
 /// What [`write_rows`] wrote.
