@@ -196,7 +196,12 @@ fn push_param(sql: &mut Sql, param: &ParamClause, alias: &str) {
     if !matches!(param.modifier, Modifier::Missing(_)) {
         sql.push(" AND ");
         let modifier = &param.modifier;
-        push_any(sql, &param.values, |sql, value| push_value(sql, value, modifier, &x));
+        // SQLite's index tables are keyed by (resource_row, param): a unary `+` on the value
+        // columns keeps its planner, which has no statistics, from probing each candidate
+        // through the value index instead (scanning every row of a common code or a date
+        // range).
+        let values = if sql.dialect == Dialect::Sqlite { format!("+{x}") } else { x.clone() };
+        push_any(sql, &param.values, |sql, value| push_value(sql, value, modifier, &values));
     }
     sql.push(")");
 }

@@ -103,53 +103,59 @@ fn insert(transaction: &Transaction<'_>, resources: &[(i64, &IndexRows)]) -> Res
     })
 }
 
-/// The rows of one table across `resources`, each with its resource row.
+/// The rows of one table across `resources`, each with its resource row and its position
+/// among that resource's rows (the `seq` that makes the table's key unique).
 fn flatten<'a, R>(
     resources: &'a [(i64, &'a IndexRows)],
     table: impl Fn(&'a IndexRows) -> &'a Vec<R>,
-) -> Vec<(&'a i64, &'a R)> {
-    resources.iter().flat_map(|(row_id, rows)| table(rows).iter().map(move |row| (row_id, row))).collect()
+) -> Vec<(&'a i64, i64, &'a R)> {
+    let mut flat = Vec::new();
+    for (row_id, rows) in resources {
+        flat.extend(table(rows).iter().zip(0_i64..).map(|(row, seq)| (row_id, seq, row)));
+    }
+    flat
 }
 
-/// Inserts `rows` into `table`, whose `columns` follow `resource_row`; `bind` pushes a row's
-/// values in column order.
+/// Inserts `rows` into `table`, whose `columns` follow `resource_row` and `seq`; `bind` pushes
+/// a row's values in column order.
 fn insert_table<'a, R>(
     transaction: &Transaction<'_>,
     table: &str,
     columns: &[&str],
-    rows: &[(&'a i64, &'a R)],
+    rows: &'a [(&'a i64, i64, &'a R)],
     bind: impl Fn(&'a R, &mut Vec<&'a dyn ToSql>),
 ) -> Result<(), Error> {
-    let mut values: Vec<&'a dyn ToSql> = Vec::with_capacity(CHUNK * (columns.len() + 1));
+    let mut values: Vec<&'a dyn ToSql> = Vec::with_capacity(CHUNK * (columns.len() + 2));
+    let push = |values: &mut Vec<&'a dyn ToSql>, (row_id, seq, row): &'a (&'a i64, i64, &'a R)| {
+        values.push(*row_id);
+        values.push(seq);
+        bind(row, values);
+    };
     let mut chunks = rows.chunks_exact(CHUNK);
     if chunks.len() > 0 {
         let mut statement = transaction.prepare_cached(&insert_sql(table, columns, CHUNK))?;
         for chunk in &mut chunks {
             values.clear();
-            for (row_id, row) in chunk {
-                values.push(*row_id);
-                bind(*row, &mut values);
-            }
+            chunk.iter().for_each(|row| push(&mut values, row));
             statement.execute(values.as_slice())?;
         }
     }
     if !chunks.remainder().is_empty() {
         let mut statement = transaction.prepare_cached(&insert_sql(table, columns, 1))?;
-        for (row_id, row) in chunks.remainder() {
+        for row in chunks.remainder() {
             values.clear();
-            values.push(*row_id);
-            bind(*row, &mut values);
+            push(&mut values, row);
             statement.execute(values.as_slice())?;
         }
     }
     Ok(())
 }
 
-/// `INSERT INTO table (resource_row, columns…) VALUES (?, …), …` for `rows` rows.
+/// `INSERT INTO table (resource_row, seq, columns…) VALUES (?, …), …` for `rows` rows.
 fn insert_sql(table: &str, columns: &[&str], rows: usize) -> String {
-    let row = format!("(?{})", ", ?".repeat(columns.len()));
+    let row = format!("(?, ?{})", ", ?".repeat(columns.len()));
     let values = vec![row; rows].join(", ");
-    format!("INSERT INTO {table} (resource_row, {}) VALUES {values}", columns.join(", "))
+    format!("INSERT INTO {table} (resource_row, seq, {}) VALUES {values}", columns.join(", "))
 }
 
 #[cfg(test)]
@@ -160,7 +166,7 @@ mod tests {
     fn multi_row_insert_sql() {
         assert_eq!(
             insert_sql("uri_index", &["param", "value"], 2),
-            "INSERT INTO uri_index (resource_row, param, value) VALUES (?, ?, ?), (?, ?, ?)"
+            "INSERT INTO uri_index (resource_row, seq, param, value) VALUES (?, ?, ?, ?), (?, ?, ?, ?)"
         );
     }
 }
