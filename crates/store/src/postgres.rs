@@ -21,6 +21,7 @@
 //! called outside an async context (e.g. in `spawn_blocking`).
 
 mod bundle;
+mod import;
 mod index;
 mod query;
 mod registry;
@@ -107,9 +108,7 @@ impl PostgresStore {
     /// Like [`PostgresStore::open`], with every table in `schema` (created when missing)
     /// rather than in the connection's default `search_path`.
     pub fn open_in_schema(url: &str, schema: &str) -> Result<PostgresStore, Error> {
-        if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(Error::Database(format!("'{schema}' is not a plain schema name")));
-        }
+        check_schema_name(schema)?;
         let mut config = parse_url(url)?;
         let mut client = config.connect(NoTls)?;
         client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))?;
@@ -249,6 +248,14 @@ impl r2d2::CustomizeConnection<Client, postgres::Error> for Session {
     fn on_acquire(&self, client: &mut Client) -> Result<(), postgres::Error> {
         client.batch_execute(&format!("SET statement_timeout = {}", STATEMENT_TIMEOUT.as_millis()))
     }
+}
+
+/// Schema names are spliced into SQL, so only plain ones are accepted.
+fn check_schema_name(schema: &str) -> Result<(), Error> {
+    if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(Error::Database(format!("'{schema}' is not a plain schema name")));
+    }
+    Ok(())
 }
 
 fn parse_url(url: &str) -> Result<Config, Error> {
@@ -425,7 +432,7 @@ impl Store for PostgresStore {
     }
 
     async fn import(&self, env: Environment, resources: Vec<ImportResource>) -> Result<ImportCounts, Error> {
-        let counts = self.write(move |transaction, clock| bundle::import(transaction, clock, env, &resources)).await?;
+        let counts = self.write(move |transaction, clock| import::import(transaction, clock, env, &resources)).await?;
         // Fresh statistics keep the planner on the indexes as the tables grow: analyze
         // each time this process's imports double the rows they created (from 4096 on).
         let before = self.inner.imported.fetch_add(counts.created as u64, Ordering::Relaxed);
