@@ -1,6 +1,8 @@
 //! `ignis bench`: creates and reads over real HTTP against a throw-away server on loopback,
 //! and prints a table of throughput and latency. Bounded in count; it stops by itself.
-//! With `--bundles`, it measures loading Bundles instead (`bench/bundles.rs`).
+//! With `--bundles`, it measures loading Bundles instead (`bench/bundles.rs`), and with
+//! `--search` a mix of searches (`bench/search.rs`); both run on SQLite, or on PostgreSQL
+//! with `--database-url`.
 
 mod bundles;
 mod search;
@@ -27,7 +29,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return search::run(path, args.resources, args.requests, args.clients, args.database_url.clone()).await;
     }
     if let Some(path) = &args.bundles {
-        return bundles::run(path, args.clients).await;
+        return bundles::run(path, args.clients, args.database_url.clone()).await;
     }
     let data_dir = tempfile::tempdir()?;
     let store = Arc::new(SqliteStore::open(&data_dir.path().join("bench.db"))?);

@@ -117,6 +117,15 @@ impl PostgresStore {
         PostgresStore::open_config(config)
     }
 
+    /// Drops `schema` and everything in it: the clean-up of a throw-away schema opened with
+    /// [`PostgresStore::open_in_schema`] (by benchmarks), once no store uses it. Blocking.
+    pub fn drop_schema(url: &str, schema: &str) -> Result<(), Error> {
+        check_schema_name(schema)?;
+        let mut client = parse_url(url)?.connect(NoTls)?;
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
+        Ok(())
+    }
+
     fn open_config(mut config: Config) -> Result<PostgresStore, Error> {
         config.connect_timeout(CONNECT_TIMEOUT);
         let manager = PostgresConnectionManager::new(config, NoTls);
