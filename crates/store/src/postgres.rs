@@ -40,6 +40,7 @@ use r2d2_postgres::PostgresConnectionManager;
 use serde_json::Value;
 
 use crate::clock::WriteClock;
+use crate::migrate::SchemaVersions;
 use crate::{
     EntryOutcome, Environment, Error, ExpectedVersion, HistoryPage, HistoryQuery, ImportCounts, ImportResource, Method,
     SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteOutcome,
@@ -247,6 +248,18 @@ fn watch_registry(inner: Weak<Inner>) {
     if let Err(error) = spawned {
         tracing::warn!(%error, "cannot start the search-parameter watcher; other processes' changes need a restart");
     }
+}
+
+/// Applies any pending migrations to the database at `url` (over one connection, without
+/// opening a store) and returns its schema version before and after. Blocking.
+pub(crate) fn migrate(url: &str) -> Result<SchemaVersions, Error> {
+    let mut config = parse_url(url)?;
+    config.connect_timeout(CONNECT_TIMEOUT);
+    let mut client = config.connect(NoTls)?;
+    let before = schema::version(&mut client)?;
+    schema::migrate(&mut client)?;
+    let after = schema::version(&mut client)?;
+    Ok(SchemaVersions { before, after })
 }
 
 /// Per-connection settings, applied when the pool opens a connection.

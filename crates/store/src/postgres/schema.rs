@@ -98,6 +98,17 @@ CREATE INDEX uri_index_lookup ON uri_index (param, value, resource_row);
 CREATE INDEX uri_index_by_resource ON uri_index (resource_row, param, value);
 "#];
 
+/// The schema version of the database behind `client`: the number of migrations applied, 0
+/// for a database ignis never opened.
+pub(crate) fn version(client: &mut Client) -> Result<u32, Error> {
+    let tracked: bool = client.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?.try_get(0)?;
+    if !tracked {
+        return Ok(0);
+    }
+    let version: i32 = client.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?.try_get(0)?;
+    Ok(u32::try_from(version).unwrap_or(0))
+}
+
 /// An arbitrary constant: the advisory lock that keeps two processes from migrating at once.
 const MIGRATION_LOCK: i64 = 0x6967_6e69_735f_6d67;
 
