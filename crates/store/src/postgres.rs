@@ -151,6 +151,13 @@ impl PostgresStore {
         Ok(PostgresStore { inner })
     }
 
+    /// Diagnostics: the PostgreSQL plans (`EXPLAIN` output, one text per statement) of the
+    /// statements a search runs, without running them, for checking that the generated SQL
+    /// can use the indexes. Includes are left out: their statements depend on a page's rows.
+    pub async fn explain_search(&self, env: Environment, request: SearchRequest) -> Result<Vec<String>, Error> {
+        self.read_with(move |client| query::explain_search(client, env, &request)).await
+    }
+
     /// Runs `work` in a `SERIALIZABLE` transaction on the blocking pool, again on a
     /// serialization failure. `work` may run several times, so it takes its inputs by
     /// reference.

@@ -168,6 +168,50 @@ pub(crate) fn search(
     crate::sql::search::search(&mut Postgres(client), env, request)
 }
 
+/// The plans (`EXPLAIN`) of the statements [`search`] would run for `request`, one text per
+/// statement, without running them: a diagnostic for checking that searches use the indexes.
+/// Include queries depend on a page's matches, so they are not among them.
+pub(crate) fn explain_search(
+    client: &mut impl GenericClient,
+    env: Environment,
+    request: &SearchRequest,
+) -> Result<Vec<String>, Error> {
+    let mut explain = Explain { client, plans: Vec::new() };
+    crate::sql::search::search(&mut explain, env, request)?;
+    Ok(explain.plans)
+}
+
+/// A search connection that explains each statement and answers as if nothing matched.
+struct Explain<'c, C> {
+    client: &'c mut C,
+    plans: Vec<String>,
+}
+
+impl<C: GenericClient> Explain<'_, C> {
+    fn explain(&mut self, sql: &Sql) -> Result<(), Error> {
+        let rows = self.client.query_typed(&format!("EXPLAIN {}", sql.text), &params(&sql.values))?;
+        let lines = rows.iter().map(|row| row.try_get::<_, String>(0)).collect::<Result<Vec<_>, _>>()?;
+        self.plans.push(lines.join("\n"));
+        Ok(())
+    }
+}
+
+impl<C: GenericClient> SearchConnection for Explain<'_, C> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn count(&mut self, sql: &Sql) -> Result<i64, Error> {
+        self.explain(sql)?;
+        Ok(0)
+    }
+
+    fn rows(&mut self, sql: &Sql, _keys: usize) -> Result<Vec<Found>, Error> {
+        self.explain(sql)?;
+        Ok(Vec::new())
+    }
+}
+
 struct Postgres<'c, C>(&'c mut C);
 
 impl<C: GenericClient> SearchConnection for Postgres<'_, C> {
