@@ -28,7 +28,7 @@ mod registry;
 mod schema;
 mod write;
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -97,7 +97,19 @@ struct Inner {
     registry_mark: AtomicI64,
     /// Resources this process's imports created, for deciding when to `ANALYZE`.
     imported: AtomicU64,
+    /// The background `ANALYZE`: [`IDLE`], [`ANALYZING`], or [`ANALYZE_AGAIN`] when asked for
+    /// while one runs (the running one then runs once more).
+    analyze: AtomicU8,
 }
+
+const IDLE: u8 = 0;
+const ANALYZING: u8 = 1;
+const ANALYZE_AGAIN: u8 = 2;
+
+/// What `ANALYZE` covers: this store's tables (as the search path finds them), not every
+/// schema of the database.
+const TABLES: &str = "resources, resource_history, token_index, string_index, date_index, number_index, \
+     quantity_index, reference_index, uri_index";
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://user:password@host:port/database?…`), applies any
@@ -146,6 +158,7 @@ impl PostgresStore {
             registry: RwLock::new(registry),
             registry_mark: AtomicI64::new(mark),
             imported: AtomicU64::new(0),
+            analyze: AtomicU8::new(IDLE),
         });
         watch_registry(Arc::downgrade(&inner));
         Ok(PostgresStore { inner })
@@ -237,6 +250,38 @@ impl Inner {
             self.reload_registry(&mut client)?;
         }
         Ok(())
+    }
+}
+
+/// Runs `ANALYZE` on a thread of its own, or, when one is running, has it run once more
+/// after (the tables grew since it sampled them).
+fn analyze_in_background(inner: &Arc<Inner>) {
+    let previous = inner.analyze.fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+        Some(if state == IDLE { ANALYZING } else { ANALYZE_AGAIN })
+    });
+    if previous != Ok(IDLE) {
+        return;
+    }
+    let worker = Arc::clone(inner);
+    let spawned = std::thread::Builder::new().name("ignis-analyze".into()).spawn(move || {
+        loop {
+            let analyzed = worker.pool.get().map_err(Error::from).and_then(|mut client| {
+                client.batch_execute(&format!("ANALYZE {TABLES}"))?;
+                Ok(())
+            });
+            if let Err(error) = analyzed {
+                tracing::warn!(%error, "cannot analyze the tables after an import");
+            }
+            // Done unless someone asked again meanwhile; then once more.
+            match worker.analyze.compare_exchange(ANALYZING, IDLE, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return,
+                Err(_) => worker.analyze.store(ANALYZING, Ordering::Release),
+            }
+        }
+    });
+    if let Err(error) = spawned {
+        inner.analyze.store(IDLE, Ordering::Release);
+        tracing::warn!(%error, "cannot start a background ANALYZE");
     }
 }
 
@@ -463,11 +508,12 @@ impl Store for PostgresStore {
     async fn import(&self, env: Environment, resources: Vec<ImportResource>) -> Result<ImportCounts, Error> {
         let counts = self.write(move |transaction, clock| import::import(transaction, clock, env, &resources)).await?;
         // Fresh statistics keep the planner on the indexes as the tables grow: analyze
-        // each time this process's imports double the rows they created (from 4096 on).
+        // each time this process's imports double the rows they created (from 4096 on), on a
+        // connection of its own while the import goes on.
         let before = self.inner.imported.fetch_add(counts.created as u64, Ordering::Relaxed);
         let after = before + counts.created as u64;
         if after >= 4096 && before.leading_zeros() != after.leading_zeros() {
-            self.read_with(|client| Ok(client.batch_execute("ANALYZE")?)).await?;
+            analyze_in_background(&self.inner);
         }
         Ok(counts)
     }
