@@ -160,7 +160,13 @@ pub(crate) fn write_prepared(
     rows: &IndexRows,
 ) -> Result<WriteOutcome, Error> {
     let VersionWrite { resource_type, id, expected, method } = write;
-    let current = current_row(transaction, env, resource_type, id.as_str())?;
+    // A POST writes at an id generated just now, where nothing can be stored. Not looking
+    // keeps concurrent creates from failing each other: under SERIALIZABLE, reading a missing
+    // key locks the index page it would be on, and the other creates insert into that page.
+    let current = match method {
+        Method::Post => None,
+        _ => current_row(transaction, env, resource_type, id.as_str())?,
+    };
     let current_version = match &current {
         Some(current) => {
             check_expected(resource_type, id, current, expected)?;
