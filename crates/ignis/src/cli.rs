@@ -90,7 +90,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 5000)]
     pub(crate) requests: usize,
     /// With `--search`: an empty database to use instead of a throw-away SQLite file (e.g. a
-    /// `postgres://` URL). With `--bundles`: a PostgreSQL database in which each run gets a
+    /// `postgres://` URL). Otherwise: a PostgreSQL database in which each run gets a
     /// throw-away schema of its own, instead of a throw-away SQLite file.
     #[arg(long)]
     pub(crate) database_url: Option<String>,

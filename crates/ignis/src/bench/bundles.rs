@@ -5,16 +5,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
 use store::Environment;
-use store::postgres::PostgresStore;
-use store::sqlite::SqliteStore;
 
-use crate::bench::BenchServer;
+use crate::bench::{Backend, BenchServer};
 use crate::import::{self, Options, source};
 
 /// One row of the result table.
@@ -28,10 +25,7 @@ struct Row {
 pub(crate) async fn run(path: &Path, clients: usize, database_url: Option<String>) -> anyhow::Result<()> {
     let bundles = read_bundles(path)?;
     let resources: usize = bundles.iter().map(|(_, count)| count).sum();
-    let backend = match database_url {
-        Some(url) => Backend::Postgres { url },
-        None => Backend::Sqlite,
-    };
+    let backend = Backend::new(database_url);
     let mut rows = vec![import_row(path, &backend).await?];
     for clients in [1, clients.max(1)] {
         rows.push(Row {
@@ -43,72 +37,6 @@ pub(crate) async fn run(path: &Path, clients: usize, database_url: Option<String
     }
     print_table(&rows, bundles.len(), backend.name());
     Ok(())
-}
-
-/// The database kind each run gets a fresh database of.
-enum Backend {
-    Sqlite,
-    /// A schema of its own in this database per run.
-    Postgres {
-        url: String,
-    },
-}
-
-impl Backend {
-    fn name(&self) -> &'static str {
-        match self {
-            Backend::Sqlite => "SQLite",
-            Backend::Postgres { .. } => "PostgreSQL",
-        }
-    }
-
-    /// A store over a database nothing else uses.
-    async fn fresh(&self) -> anyhow::Result<Fresh> {
-        match self {
-            Backend::Sqlite => {
-                let folder = tempfile::tempdir()?;
-                let store = Arc::new(SqliteStore::open(&folder.path().join("bench.db"))?);
-                Ok(Fresh { store, place: Place::Folder(folder) })
-            }
-            Backend::Postgres { url } => {
-                let schema = format!("ignis_bench_{}_{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
-                let (opened_url, opened_schema) = (url.clone(), schema.clone());
-                // The PostgreSQL client blocks: keep it off the async runtime's threads.
-                let store =
-                    tokio::task::spawn_blocking(move || PostgresStore::open_in_schema(&opened_url, &opened_schema))
-                        .await??;
-                Ok(Fresh { store: Arc::new(store), place: Place::Schema { url: url.clone(), schema } })
-            }
-        }
-    }
-}
-
-/// Numbers the throw-away schemas of this process.
-static RUNS: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh store and where its data lives.
-struct Fresh {
-    store: Arc<dyn store::Store>,
-    place: Place,
-}
-
-enum Place {
-    Folder(tempfile::TempDir),
-    Schema { url: String, schema: String },
-}
-
-impl Fresh {
-    /// Drops the store, then its data.
-    async fn remove(self) -> anyhow::Result<()> {
-        drop(self.store);
-        match self.place {
-            Place::Folder(folder) => folder.close()?,
-            Place::Schema { url, schema } => {
-                tokio::task::spawn_blocking(move || PostgresStore::drop_schema(&url, &schema)).await??;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Every Bundle's text and its number of entries.
