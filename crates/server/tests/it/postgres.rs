@@ -90,6 +90,33 @@ async fn concurrent_conditional_creates_across_servers_make_one_resource() {
     }
 }
 
+/// Plain creates never conflict: many at once through two servers all succeed. (When a
+/// create looked its fresh id up first, SERIALIZABLE made concurrent creates fail each other
+/// until they ran out of retries.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_plain_creates_across_servers_all_succeed() {
+    let Some((first, second)) = two_servers().await else { return };
+    let servers = std::sync::Arc::new([first, second]);
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let servers = std::sync::Arc::clone(&servers);
+        tasks.push(tokio::spawn(async move {
+            for index in 0..25 {
+                let response = servers[(task + index) % 2]
+                    .post("Patient", &patient("Many", &format!("many-{task}-{index}")))
+                    .await;
+                let (status, body) = status_and_json(response).await;
+                assert_eq!(status, StatusCode::CREATED, "{body}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let (_, found) = status_and_json(servers[0].get("Patient?family=many&_total=accurate&_count=1").await).await;
+    assert_eq!(found["total"], 200, "{found}");
+}
+
 // Multi-threaded: dropping the app drops its schema through the proxy from a blocking thread,
 // which must not stop the proxy's tasks from running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
