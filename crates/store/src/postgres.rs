@@ -43,7 +43,7 @@ use crate::clock::WriteClock;
 use crate::migrate::SchemaVersions;
 use crate::{
     EntryOutcome, Environment, Error, ExpectedVersion, HistoryPage, HistoryQuery, ImportCounts, ImportResource, Method,
-    SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteOutcome,
+    SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteKind, WriteOutcome,
 };
 
 /// How many connections one process keeps at most.
@@ -95,12 +95,15 @@ struct Inner {
     registry: RwLock<Arc<Registry>>,
     /// The newest `SearchParameter` history row the registry reflects.
     registry_mark: AtomicI64,
-    /// Resources this process's imports created, for deciding when to `ANALYZE`.
-    imported: AtomicU64,
+    /// Resources this process created (by any write), for deciding when to `ANALYZE`.
+    created: AtomicU64,
     /// The background `ANALYZE`: [`IDLE`], [`ANALYZING`], or [`ANALYZE_AGAIN`] when asked for
     /// while one runs (the running one then runs once more).
     analyze: AtomicU8,
 }
+
+/// How many resources this process creates before it first analyzes the tables.
+const ANALYZE_FROM: u64 = 1024;
 
 const IDLE: u8 = 0;
 const ANALYZING: u8 = 1;
@@ -157,7 +160,7 @@ impl PostgresStore {
             clock: WriteClock::default(),
             registry: RwLock::new(registry),
             registry_mark: AtomicI64::new(mark),
-            imported: AtomicU64::new(0),
+            created: AtomicU64::new(0),
             analyze: AtomicU8::new(IDLE),
         });
         watch_registry(Arc::downgrade(&inner));
@@ -240,6 +243,20 @@ impl Inner {
         }
         self.registry_mark.store(mark, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Counts `count` resources this process created. Fresh statistics keep the planner on
+    /// the right indexes as the tables grow (without any, it may read a resource by id through
+    /// `resources_by_type_updated`, scanning every resource of the type): the tables are
+    /// analyzed each time the resources this process created double, from
+    /// [`ANALYZE_FROM`] on, in the background.
+    fn note_created(self: &Arc<Self>, count: usize) {
+        let count = count as u64;
+        let before = self.created.fetch_add(count, Ordering::Relaxed);
+        let after = before + count;
+        if after >= ANALYZE_FROM && before.leading_zeros() != after.leading_zeros() {
+            analyze_in_background(self);
+        }
     }
 
     /// Reloads the registry if another process wrote a `SearchParameter` since it was loaded.
@@ -386,10 +403,13 @@ impl Store for PostgresStore {
         condition: Option<Criteria>,
     ) -> Result<WriteOutcome, Error> {
         let resource_type = resource_type.clone();
-        self.write(move |transaction, clock| {
-            write::create(transaction, clock, env, &resource_type, resource.clone(), condition.as_ref())
-        })
-        .await
+        let outcome = self
+            .write(move |transaction, clock| {
+                write::create(transaction, clock, env, &resource_type, resource.clone(), condition.as_ref())
+            })
+            .await?;
+        self.inner.note_created(usize::from(outcome.kind == WriteKind::Created));
+        Ok(outcome)
     }
 
     async fn update(
@@ -402,10 +422,13 @@ impl Store for PostgresStore {
         method: Method,
     ) -> Result<WriteOutcome, Error> {
         let (resource_type, id) = (resource_type.clone(), id.clone());
-        self.write(move |transaction, clock| {
-            write::write_version(transaction, clock, env, &resource_type, &id, resource.clone(), expected, method)
-        })
-        .await
+        let outcome = self
+            .write(move |transaction, clock| {
+                write::write_version(transaction, clock, env, &resource_type, &id, resource.clone(), expected, method)
+            })
+            .await?;
+        self.inner.note_created(usize::from(outcome.kind == WriteKind::Created));
+        Ok(outcome)
     }
 
     async fn conditional_update(
@@ -502,19 +525,19 @@ impl Store for PostgresStore {
                 })
             })
             .await;
-        outcome.map_err(|error| TransactionError { entry: failed_entry.lock().ok().and_then(|entry| *entry), error })
+        let outcomes = outcome
+            .map_err(|error| TransactionError { entry: failed_entry.lock().ok().and_then(|entry| *entry), error })?;
+        let created = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, EntryOutcome::Written(written) if written.kind == WriteKind::Created))
+            .count();
+        self.inner.note_created(created);
+        Ok(outcomes)
     }
 
     async fn import(&self, env: Environment, resources: Vec<ImportResource>) -> Result<ImportCounts, Error> {
         let counts = self.write(move |transaction, clock| import::import(transaction, clock, env, &resources)).await?;
-        // Fresh statistics keep the planner on the indexes as the tables grow: analyze
-        // each time this process's imports double the rows they created (from 4096 on), on a
-        // connection of its own while the import goes on.
-        let before = self.inner.imported.fetch_add(counts.created as u64, Ordering::Relaxed);
-        let after = before + counts.created as u64;
-        if after >= 4096 && before.leading_zeros() != after.leading_zeros() {
-            analyze_in_background(&self.inner);
-        }
+        self.inner.note_created(counts.created);
         Ok(counts)
     }
 }
