@@ -1,15 +1,20 @@
-//! `ignis bench`: creates and reads over real HTTP against a throw-away server on loopback,
-//! and prints a table of throughput and latency. Bounded in count; it stops by itself.
-//! With `--bundles`, it measures loading Bundles instead (`bench/bundles.rs`).
+//! `ignis bench`: creates and reads over real HTTP against a throw-away server on loopback
+//! (over a throw-away SQLite file, or a throw-away schema of the `--database-url` PostgreSQL
+//! database), and prints a table of throughput and latency. Bounded in count; it stops by itself.
+//! With `--bundles`, it measures loading Bundles instead (`bench/bundles.rs`), and with
+//! `--search` a mix of searches (`bench/search.rs`); both run on SQLite, or on PostgreSQL
+//! with `--database-url`.
 
 mod bundles;
 mod search;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
+use store::postgres::PostgresStore;
 use store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
@@ -27,11 +32,11 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return search::run(path, args.resources, args.requests, args.clients, args.database_url.clone()).await;
     }
     if let Some(path) = &args.bundles {
-        return bundles::run(path, args.clients).await;
+        return bundles::run(path, args.clients, args.database_url.clone()).await;
     }
-    let data_dir = tempfile::tempdir()?;
-    let store = Arc::new(SqliteStore::open(&data_dir.path().join("bench.db"))?);
-    let server = BenchServer::start(store).await?;
+    let backend = Backend::new(args.database_url.clone());
+    let fresh = backend.fresh().await?;
+    let server = BenchServer::start(Arc::clone(&fresh.store)).await?;
     let base = server.base.clone();
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
     let mut rows = Vec::new();
@@ -43,7 +48,8 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     rows.push(read_many(&client, &base, "Patient", &patients.1, args.clients).await?);
     rows.push(read_many(&client, &base, "Observation", &observations.1, args.clients).await?);
     server.stop().await?;
-    print_table(&rows, args.clients);
+    fresh.remove().await?;
+    print_table(&rows, args.clients, backend.name());
     Ok(())
 }
 
@@ -168,8 +174,8 @@ fn observation(index: usize, patients: &[String]) -> Value {
 }
 
 #[allow(clippy::print_stdout)] // The table is the command's output.
-fn print_table(rows: &[Measurement], clients: usize) {
-    println!("| operation | requests | clients | seconds | requests/s | p50 ms | p99 ms |");
+fn print_table(rows: &[Measurement], clients: usize, backend: &str) {
+    println!("| operation ({backend}) | requests | clients | seconds | requests/s | p50 ms | p99 ms |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let mut sorted = row.latencies.clone();
@@ -185,6 +191,80 @@ fn print_table(rows: &[Measurement], clients: usize) {
             percentile(&sorted, 0.50),
             percentile(&sorted, 0.99)
         );
+    }
+}
+
+/// The database kind each run gets a fresh database of.
+pub(crate) enum Backend {
+    Sqlite,
+    /// A schema of its own in this database per run.
+    Postgres {
+        url: String,
+    },
+}
+
+impl Backend {
+    /// PostgreSQL when a `database_url` is given, else SQLite.
+    pub(crate) fn new(database_url: Option<String>) -> Backend {
+        match database_url {
+            Some(url) => Backend::Postgres { url },
+            None => Backend::Sqlite,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres { .. } => "PostgreSQL",
+        }
+    }
+
+    /// A store over a database nothing else uses.
+    pub(crate) async fn fresh(&self) -> anyhow::Result<Fresh> {
+        match self {
+            Backend::Sqlite => {
+                let folder = tempfile::tempdir()?;
+                let store = Arc::new(SqliteStore::open(&folder.path().join("bench.db"))?);
+                Ok(Fresh { store, place: Place::Folder(folder) })
+            }
+            Backend::Postgres { url } => {
+                let schema = format!("ignis_bench_{}_{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
+                let (opened_url, opened_schema) = (url.clone(), schema.clone());
+                // The PostgreSQL client blocks: keep it off the async runtime's threads.
+                let store =
+                    tokio::task::spawn_blocking(move || PostgresStore::open_in_schema(&opened_url, &opened_schema))
+                        .await??;
+                Ok(Fresh { store: Arc::new(store), place: Place::Schema { url: url.clone(), schema } })
+            }
+        }
+    }
+}
+
+/// Numbers the throw-away schemas of this process.
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh store and where its data lives.
+pub(crate) struct Fresh {
+    pub(crate) store: Arc<dyn store::Store>,
+    place: Place,
+}
+
+enum Place {
+    Folder(tempfile::TempDir),
+    Schema { url: String, schema: String },
+}
+
+impl Fresh {
+    /// Drops the store, then its data.
+    pub(crate) async fn remove(self) -> anyhow::Result<()> {
+        drop(self.store);
+        match self.place {
+            Place::Folder(folder) => folder.close()?,
+            Place::Schema { url, schema } => {
+                tokio::task::spawn_blocking(move || PostgresStore::drop_schema(&url, &schema)).await??;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -24,6 +24,8 @@ pub(crate) enum Command {
     Import(ImportArgs),
     /// Recompute every resource's search index rows (after adding a custom SearchParameter).
     Reindex(ReindexArgs),
+    /// Apply pending database schema migrations and print the schema version before and after.
+    Migrate(MigrateArgs),
     /// Measure creates/s and reads/s over HTTP against a throw-away server.
     Bench(BenchArgs),
 }
@@ -88,7 +90,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 5000)]
     pub(crate) requests: usize,
     /// With `--search`: an empty database to use instead of a throw-away SQLite file (e.g. a
-    /// `postgres://` URL).
+    /// `postgres://` URL). Otherwise: a PostgreSQL database in which each run gets a
+    /// throw-away schema of its own, instead of a throw-away SQLite file.
     #[arg(long)]
     pub(crate) database_url: Option<String>,
 }
@@ -135,4 +138,10 @@ pub(crate) struct ReindexArgs {
     /// Resources reindexed per database transaction.
     #[arg(long, default_value_t = 1000)]
     pub(crate) batch_size: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MigrateArgs {
+    #[command(flatten)]
+    pub(crate) storage: StorageArgs,
 }

@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod import;
+mod migrate;
 mod reindex;
 mod serve;
 
@@ -31,6 +32,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Import(args) => import::run(args).await,
             Command::Reindex(args) => reindex::run(args).await,
+            Command::Migrate(args) => migrate::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });

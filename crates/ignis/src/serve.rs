@@ -84,29 +84,61 @@ fn check_exposure(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the store the storage flags name: SQLite in the data folder by default, or the
-/// database a `sqlite://PATH` or `postgres://…` URL names.
+/// The database the storage flags name.
+pub(crate) enum Database {
+    /// A SQLite file (its folder exists).
+    Sqlite(PathBuf),
+    /// A `postgres://…` URL.
+    Postgres(String),
+}
+
+impl Database {
+    /// The database for `storage`: SQLite in the data folder by default (the folder is
+    /// created), or the one a `sqlite://PATH` or `postgres://…` URL names.
+    pub(crate) fn from_args(storage: &StorageArgs) -> anyhow::Result<Database> {
+        match storage.database_url.as_deref() {
+            None => {
+                std::fs::create_dir_all(&storage.data_dir)
+                    .with_context(|| format!("cannot create the data folder {}", storage.data_dir.display()))?;
+                Ok(Database::Sqlite(storage.data_dir.join("ignis.db")))
+            }
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Database::Postgres(url.to_owned()))
+            }
+            Some(url) => Ok(Database::Sqlite(sqlite_path(url)?)),
+        }
+    }
+
+    /// How messages name the database (without a password).
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(path) => path.display().to_string(),
+            Database::Postgres(url) => redact(url),
+        }
+    }
+}
+
+/// Runs blocking database work (the PostgreSQL client blocks) off the async runtime's threads.
+pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::block_in_place(work),
+        Err(_) => work(),
+    }
+}
+
+/// Opens the store the storage flags name (see [`Database::from_args`]).
 pub(crate) fn open_store(storage: &StorageArgs) -> anyhow::Result<Arc<dyn store::Store>> {
-    let path = match storage.database_url.as_deref() {
-        None => {
-            std::fs::create_dir_all(&storage.data_dir)
-                .with_context(|| format!("cannot create the data folder {}", storage.data_dir.display()))?;
-            storage.data_dir.join("ignis.db")
-        }
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            // The PostgreSQL client blocks: keep it off the async runtime's threads.
-            let open = || PostgresStore::open(url);
-            let store = match tokio::runtime::Handle::try_current() {
-                Ok(_) => tokio::task::block_in_place(open),
-                Err(_) => open(),
-            };
-            let store = store.with_context(|| format!("cannot open the PostgreSQL database {}", redact(url)))?;
-            return Ok(Arc::new(store));
-        }
-        Some(url) => sqlite_path(url)?,
+    let database = Database::from_args(storage)?;
+    let store: Arc<dyn store::Store> = match &database {
+        Database::Postgres(url) => Arc::new(
+            blocking(|| PostgresStore::open(url))
+                .with_context(|| format!("cannot open the PostgreSQL database {}", database.describe()))?,
+        ),
+        Database::Sqlite(path) => Arc::new(
+            SqliteStore::open(path).with_context(|| format!("cannot open the database {}", database.describe()))?,
+        ),
     };
-    let store = SqliteStore::open(&path).with_context(|| format!("cannot open the database {}", path.display()))?;
-    Ok(Arc::new(store))
+    Ok(store)
 }
 
 fn sqlite_path(url: &str) -> anyhow::Result<PathBuf> {

@@ -14,6 +14,7 @@
 mod body;
 mod clock;
 mod error;
+pub mod migrate;
 pub mod postgres;
 mod registry;
 mod sql;

@@ -21,13 +21,14 @@
 //! called outside an async context (e.g. in `spawn_blocking`).
 
 mod bundle;
+mod import;
 mod index;
 mod query;
 mod registry;
 mod schema;
 mod write;
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -39,9 +40,10 @@ use r2d2_postgres::PostgresConnectionManager;
 use serde_json::Value;
 
 use crate::clock::WriteClock;
+use crate::migrate::SchemaVersions;
 use crate::{
     EntryOutcome, Environment, Error, ExpectedVersion, HistoryPage, HistoryQuery, ImportCounts, ImportResource, Method,
-    SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteOutcome,
+    SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteKind, WriteOutcome,
 };
 
 /// How many connections one process keeps at most.
@@ -93,9 +95,24 @@ struct Inner {
     registry: RwLock<Arc<Registry>>,
     /// The newest `SearchParameter` history row the registry reflects.
     registry_mark: AtomicI64,
-    /// Resources this process's imports created, for deciding when to `ANALYZE`.
-    imported: AtomicU64,
+    /// Resources this process created (by any write), for deciding when to `ANALYZE`.
+    created: AtomicU64,
+    /// The background `ANALYZE`: [`IDLE`], [`ANALYZING`], or [`ANALYZE_AGAIN`] when asked for
+    /// while one runs (the running one then runs once more).
+    analyze: AtomicU8,
 }
+
+/// How many resources this process creates before it first analyzes the tables.
+const ANALYZE_FROM: u64 = 1024;
+
+const IDLE: u8 = 0;
+const ANALYZING: u8 = 1;
+const ANALYZE_AGAIN: u8 = 2;
+
+/// What `ANALYZE` covers: this store's tables (as the search path finds them), not every
+/// schema of the database.
+const TABLES: &str = "resources, resource_history, token_index, string_index, date_index, number_index, \
+     quantity_index, reference_index, uri_index";
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://user:password@host:port/database?…`), applies any
@@ -107,15 +124,22 @@ impl PostgresStore {
     /// Like [`PostgresStore::open`], with every table in `schema` (created when missing)
     /// rather than in the connection's default `search_path`.
     pub fn open_in_schema(url: &str, schema: &str) -> Result<PostgresStore, Error> {
-        if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(Error::Database(format!("'{schema}' is not a plain schema name")));
-        }
+        check_schema_name(schema)?;
         let mut config = parse_url(url)?;
         let mut client = config.connect(NoTls)?;
         client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))?;
         drop(client);
         config.options(&format!("-c search_path={schema}"));
         PostgresStore::open_config(config)
+    }
+
+    /// Drops `schema` and everything in it: the clean-up of a throw-away schema opened with
+    /// [`PostgresStore::open_in_schema`] (by benchmarks), once no store uses it. Blocking.
+    pub fn drop_schema(url: &str, schema: &str) -> Result<(), Error> {
+        check_schema_name(schema)?;
+        let mut client = parse_url(url)?.connect(NoTls)?;
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
+        Ok(())
     }
 
     fn open_config(mut config: Config) -> Result<PostgresStore, Error> {
@@ -136,10 +160,18 @@ impl PostgresStore {
             clock: WriteClock::default(),
             registry: RwLock::new(registry),
             registry_mark: AtomicI64::new(mark),
-            imported: AtomicU64::new(0),
+            created: AtomicU64::new(0),
+            analyze: AtomicU8::new(IDLE),
         });
         watch_registry(Arc::downgrade(&inner));
         Ok(PostgresStore { inner })
+    }
+
+    /// Diagnostics: the PostgreSQL plans (`EXPLAIN` output, one text per statement) of the
+    /// statements a search runs, without running them, for checking that the generated SQL
+    /// can use the indexes. Includes are left out: their statements depend on a page's rows.
+    pub async fn explain_search(&self, env: Environment, request: SearchRequest) -> Result<Vec<String>, Error> {
+        self.read_with(move |client| query::explain_search(client, env, &request)).await
     }
 
     /// Runs `work` in a `SERIALIZABLE` transaction on the blocking pool, again on a
@@ -213,6 +245,20 @@ impl Inner {
         Ok(())
     }
 
+    /// Counts `count` resources this process created. Fresh statistics keep the planner on
+    /// the right indexes as the tables grow (without any, it may read a resource by id through
+    /// `resources_by_type_updated`, scanning every resource of the type): the tables are
+    /// analyzed each time the resources this process created double, from
+    /// [`ANALYZE_FROM`] on, in the background.
+    fn note_created(self: &Arc<Self>, count: usize) {
+        let count = count as u64;
+        let before = self.created.fetch_add(count, Ordering::Relaxed);
+        let after = before + count;
+        if after >= ANALYZE_FROM && before.leading_zeros() != after.leading_zeros() {
+            analyze_in_background(self);
+        }
+    }
+
     /// Reloads the registry if another process wrote a `SearchParameter` since it was loaded.
     fn refresh_registry(&self) -> Result<(), Error> {
         let mut client = self.pool.get()?;
@@ -221,6 +267,38 @@ impl Inner {
             self.reload_registry(&mut client)?;
         }
         Ok(())
+    }
+}
+
+/// Runs `ANALYZE` on a thread of its own, or, when one is running, has it run once more
+/// after (the tables grew since it sampled them).
+fn analyze_in_background(inner: &Arc<Inner>) {
+    let previous = inner.analyze.fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+        Some(if state == IDLE { ANALYZING } else { ANALYZE_AGAIN })
+    });
+    if previous != Ok(IDLE) {
+        return;
+    }
+    let worker = Arc::clone(inner);
+    let spawned = std::thread::Builder::new().name("ignis-analyze".into()).spawn(move || {
+        loop {
+            let analyzed = worker.pool.get().map_err(Error::from).and_then(|mut client| {
+                client.batch_execute(&format!("ANALYZE {TABLES}"))?;
+                Ok(())
+            });
+            if let Err(error) = analyzed {
+                tracing::warn!(%error, "cannot analyze the tables after an import");
+            }
+            // Done unless someone asked again meanwhile; then once more.
+            match worker.analyze.compare_exchange(ANALYZING, IDLE, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return,
+                Err(_) => worker.analyze.store(ANALYZING, Ordering::Release),
+            }
+        }
+    });
+    if let Err(error) = spawned {
+        inner.analyze.store(IDLE, Ordering::Release);
+        tracing::warn!(%error, "cannot start a background ANALYZE");
     }
 }
 
@@ -241,6 +319,18 @@ fn watch_registry(inner: Weak<Inner>) {
     }
 }
 
+/// Applies any pending migrations to the database at `url` (over one connection, without
+/// opening a store) and returns its schema version before and after. Blocking.
+pub(crate) fn migrate(url: &str) -> Result<SchemaVersions, Error> {
+    let mut config = parse_url(url)?;
+    config.connect_timeout(CONNECT_TIMEOUT);
+    let mut client = config.connect(NoTls)?;
+    let before = schema::version(&mut client)?;
+    schema::migrate(&mut client)?;
+    let after = schema::version(&mut client)?;
+    Ok(SchemaVersions { before, after })
+}
+
 /// Per-connection settings, applied when the pool opens a connection.
 #[derive(Debug)]
 struct Session;
@@ -249,6 +339,14 @@ impl r2d2::CustomizeConnection<Client, postgres::Error> for Session {
     fn on_acquire(&self, client: &mut Client) -> Result<(), postgres::Error> {
         client.batch_execute(&format!("SET statement_timeout = {}", STATEMENT_TIMEOUT.as_millis()))
     }
+}
+
+/// Schema names are spliced into SQL, so only plain ones are accepted.
+fn check_schema_name(schema: &str) -> Result<(), Error> {
+    if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(Error::Database(format!("'{schema}' is not a plain schema name")));
+    }
+    Ok(())
 }
 
 fn parse_url(url: &str) -> Result<Config, Error> {
@@ -305,10 +403,13 @@ impl Store for PostgresStore {
         condition: Option<Criteria>,
     ) -> Result<WriteOutcome, Error> {
         let resource_type = resource_type.clone();
-        self.write(move |transaction, clock| {
-            write::create(transaction, clock, env, &resource_type, resource.clone(), condition.as_ref())
-        })
-        .await
+        let outcome = self
+            .write(move |transaction, clock| {
+                write::create(transaction, clock, env, &resource_type, resource.clone(), condition.as_ref())
+            })
+            .await?;
+        self.inner.note_created(usize::from(outcome.kind == WriteKind::Created));
+        Ok(outcome)
     }
 
     async fn update(
@@ -321,10 +422,13 @@ impl Store for PostgresStore {
         method: Method,
     ) -> Result<WriteOutcome, Error> {
         let (resource_type, id) = (resource_type.clone(), id.clone());
-        self.write(move |transaction, clock| {
-            write::write_version(transaction, clock, env, &resource_type, &id, resource.clone(), expected, method)
-        })
-        .await
+        let outcome = self
+            .write(move |transaction, clock| {
+                write::write_version(transaction, clock, env, &resource_type, &id, resource.clone(), expected, method)
+            })
+            .await?;
+        self.inner.note_created(usize::from(outcome.kind == WriteKind::Created));
+        Ok(outcome)
     }
 
     async fn conditional_update(
@@ -421,18 +525,19 @@ impl Store for PostgresStore {
                 })
             })
             .await;
-        outcome.map_err(|error| TransactionError { entry: failed_entry.lock().ok().and_then(|entry| *entry), error })
+        let outcomes = outcome
+            .map_err(|error| TransactionError { entry: failed_entry.lock().ok().and_then(|entry| *entry), error })?;
+        let created = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, EntryOutcome::Written(written) if written.kind == WriteKind::Created))
+            .count();
+        self.inner.note_created(created);
+        Ok(outcomes)
     }
 
     async fn import(&self, env: Environment, resources: Vec<ImportResource>) -> Result<ImportCounts, Error> {
-        let counts = self.write(move |transaction, clock| bundle::import(transaction, clock, env, &resources)).await?;
-        // Fresh statistics keep the planner on the indexes as the tables grow: analyze
-        // each time this process's imports double the rows they created (from 4096 on).
-        let before = self.inner.imported.fetch_add(counts.created as u64, Ordering::Relaxed);
-        let after = before + counts.created as u64;
-        if after >= 4096 && before.leading_zeros() != after.leading_zeros() {
-            self.read_with(|client| Ok(client.batch_execute("ANALYZE")?)).await?;
-        }
+        let counts = self.write(move |transaction, clock| import::import(transaction, clock, env, &resources)).await?;
+        self.inner.note_created(counts.created);
         Ok(counts)
     }
 }

@@ -1,6 +1,7 @@
 //! `ignis bench --bundles PATH`: resources/s for loading the same Bundles (a) with
 //! `ignis import` and (b) posted as transactions over HTTP by 1 and by N clients, each run
-//! against a fresh database.
+//! against a fresh database: a throw-away SQLite file, or with `--database-url` a throw-away
+//! schema in that PostgreSQL database (dropped after the run).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,9 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 use store::Environment;
-use store::sqlite::SqliteStore;
 
-use crate::bench::BenchServer;
+use crate::bench::{Backend, BenchServer};
 use crate::import::{self, Options, source};
 
 /// One row of the result table.
@@ -22,19 +22,20 @@ struct Row {
     elapsed: Duration,
 }
 
-pub(crate) async fn run(path: &Path, clients: usize) -> anyhow::Result<()> {
+pub(crate) async fn run(path: &Path, clients: usize, database_url: Option<String>) -> anyhow::Result<()> {
     let bundles = read_bundles(path)?;
     let resources: usize = bundles.iter().map(|(_, count)| count).sum();
-    let mut rows = vec![import_row(path).await?];
+    let backend = Backend::new(database_url);
+    let mut rows = vec![import_row(path, &backend).await?];
     for clients in [1, clients.max(1)] {
         rows.push(Row {
             method: "POST [base] transaction".into(),
             clients,
             resources,
-            elapsed: post_all(&bundles, clients).await?,
+            elapsed: post_all(&bundles, clients, &backend).await?,
         });
     }
-    print_table(&rows, bundles.len());
+    print_table(&rows, bundles.len(), backend.name());
     Ok(())
 }
 
@@ -68,11 +69,12 @@ fn bundle(bytes: &[u8]) -> anyhow::Result<(Arc<String>, usize)> {
     Ok((Arc::new(text), entries))
 }
 
-async fn import_row(path: &Path) -> anyhow::Result<Row> {
-    let folder = tempfile::tempdir()?;
-    let store = SqliteStore::open(&folder.path().join("bench.db"))?;
+async fn import_row(path: &Path, backend: &Backend) -> anyhow::Result<Row> {
+    let fresh = backend.fresh().await?;
     let options = Options { env: Environment::Production, strict: false, batch_size: 2000, progress: false };
-    let summary = import::import(&store, &[PathBuf::from(path)], options).await?;
+    let summary = import::import(fresh.store.as_ref(), &[PathBuf::from(path)], options).await;
+    fresh.remove().await?;
+    let summary = summary?;
     if !summary.problems.is_empty() {
         bail!("the import reported {} problems", summary.problems.len());
     }
@@ -80,15 +82,22 @@ async fn import_row(path: &Path) -> anyhow::Result<Row> {
 }
 
 /// Posts every Bundle to a fresh server from `clients` concurrent clients.
-async fn post_all(bundles: &[(Arc<String>, usize)], clients: usize) -> anyhow::Result<Duration> {
-    let folder = tempfile::tempdir()?;
-    let server = BenchServer::start(Arc::new(SqliteStore::open(&folder.path().join("bench.db"))?)).await?;
+async fn post_all(bundles: &[(Arc<String>, usize)], clients: usize, backend: &Backend) -> anyhow::Result<Duration> {
+    let fresh = backend.fresh().await?;
+    let server = BenchServer::start(Arc::clone(&fresh.store)).await?;
+    let posted = post_to(&server.base, bundles, clients).await;
+    server.stop().await?;
+    fresh.remove().await?;
+    posted
+}
+
+/// Posts every Bundle to `url` from `clients` concurrent clients; the time it took.
+async fn post_to(url: &str, bundles: &[(Arc<String>, usize)], clients: usize) -> anyhow::Result<Duration> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
-    let url = server.base.clone();
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|worker| {
-            let (client, url) = (client.clone(), url.clone());
+            let (client, url) = (client.clone(), url.to_owned());
             let mine: Vec<Arc<String>> =
                 bundles.iter().skip(worker).step_by(clients).map(|(text, _)| Arc::clone(text)).collect();
             tokio::spawn(async move {
@@ -111,14 +120,12 @@ async fn post_all(bundles: &[(Arc<String>, usize)], clients: usize) -> anyhow::R
     for task in tasks {
         task.await??;
     }
-    let elapsed = started.elapsed();
-    server.stop().await?;
-    Ok(elapsed)
+    Ok(started.elapsed())
 }
 
 #[allow(clippy::print_stdout)] // The table is the command's output.
-fn print_table(rows: &[Row], bundles: usize) {
-    println!("| load {bundles} Bundles | clients | resources | seconds | resources/s |");
+fn print_table(rows: &[Row], bundles: usize, backend: &str) {
+    println!("| load {bundles} Bundles ({backend}) | clients | resources | seconds | resources/s |");
     println!("|---|---:|---:|---:|---:|");
     for row in rows {
         let seconds = row.elapsed.as_secs_f64();

@@ -51,8 +51,11 @@ pub(crate) async fn run(
     let summary = import::import(store.as_ref(), &[copies_dir], options).await?;
     let import_seconds = started.elapsed().as_secs_f64();
     let loaded = summary.counts.total();
-    let database_bytes = std::fs::metadata(&database).map(|meta| meta.len()).unwrap_or(0)
-        + std::fs::metadata(database.with_extension("db-wal")).map(|meta| meta.len()).unwrap_or(0);
+    // The size of a SQLite file; a PostgreSQL database's size is the server's to tell.
+    let database_bytes = (backend == "SQLite").then(|| {
+        std::fs::metadata(&database).map(|meta| meta.len()).unwrap_or(0)
+            + std::fs::metadata(database.with_extension("db-wal")).map(|meta| meta.len()).unwrap_or(0)
+    });
     let server = BenchServer::start(store).await?;
     let mix = query_mix(&patients);
     let results = run_mix(&server.base, &mix, requests, clients).await?;
@@ -224,9 +227,14 @@ fn count_matches(body: &[u8]) -> usize {
 }
 
 #[allow(clippy::print_stdout)] // The table is the command's output.
-fn print_table(results: &(Results, Duration), resources: usize, database_bytes: u64, clients: usize) {
+fn print_table(results: &(Results, Duration), resources: usize, database_bytes: Option<u64>, clients: usize) {
     let (per_kind, elapsed) = results;
-    println!("{resources} resources loaded; database {:.1} MiB; {clients} clients", database_bytes as f64 / 1048576.0);
+    match database_bytes {
+        Some(bytes) => {
+            println!("{resources} resources loaded; database {:.1} MiB; {clients} clients", bytes as f64 / 1048576.0)
+        }
+        None => println!("{resources} resources loaded; {clients} clients"),
+    }
     println!("| search | requests | p50 ms | p99 ms | matches/search |");
     println!("|---|---:|---:|---:|---:|");
     let mut all = Vec::new();

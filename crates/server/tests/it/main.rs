@@ -4,6 +4,7 @@
 //!
 //! - `crud`: read, vread, create, update, delete, patch, conditional interactions, headers.
 //! - `history`: instance, type and system history with `_since`, `_at`, `_count` and paging.
+//! - `import`: bulk import through the store, checked over HTTP.
 //! - `errors`: bad input of every kind gets the right status and an OperationOutcome.
 //! - `examples`: the official R4 examples round-trip through create and read.
 //! - `capability`: the generated CapabilityStatement.
@@ -17,6 +18,7 @@ mod crud;
 mod errors;
 mod examples;
 mod history;
+mod import;
 mod postgres;
 mod search;
 mod support;

@@ -60,6 +60,32 @@ impl Database {
     }
 }
 
+impl Database {
+    /// A PostgreSQL store of its own over this database, `None` on SQLite.
+    async fn open_postgres(&self) -> Option<store::postgres::PostgresStore> {
+        let Database::Postgres { url, schema } = self else { return None };
+        let (url, schema) = (url.clone(), schema.clone());
+        let store = tokio::task::spawn_blocking(move || store::postgres::PostgresStore::open_in_schema(&url, &schema))
+            .await
+            .expect("open task")
+            .expect("open PostgreSQL store");
+        Some(store)
+    }
+
+    /// Runs `statement` in this PostgreSQL schema; does nothing on SQLite.
+    async fn execute(&self, statement: &str) {
+        let Database::Postgres { url, schema } = self else { return };
+        let mut config: postgres::Config = url.parse().expect("IGNIS_TEST_POSTGRES_URL");
+        config.options(&format!("-c search_path={schema}"));
+        let statement = statement.to_owned();
+        // The synchronous client cannot run inside the test's runtime: use a thread.
+        tokio::task::spawn_blocking(move || config.connect(postgres::NoTls)?.batch_execute(&statement))
+            .await
+            .expect("statement task")
+            .expect("run the statement");
+    }
+}
+
 impl Drop for Database {
     fn drop(&mut self) {
         if let Database::Postgres { url, schema } = self {
@@ -120,6 +146,18 @@ impl TestApp {
             let _ = stopped.await;
         }));
         TestApp { base: format!("{root}/fhir"), root, client: Client::new(), store, database, _stop: stop }
+    }
+
+    /// A PostgreSQL store of its own over this server's database, for diagnostics only
+    /// PostgreSQL has (`explain_search`); `None` when the suite runs on SQLite.
+    pub(crate) async fn postgres_store(&self) -> Option<store::postgres::PostgresStore> {
+        self.database.open_postgres().await
+    }
+
+    /// Runs one `statement` (e.g. `VACUUM ANALYZE`) in this server's PostgreSQL schema;
+    /// nothing on SQLite.
+    pub(crate) async fn postgres_execute(&self, statement: &str) {
+        self.database.execute(statement).await;
     }
 
     /// A request to `path` under the FHIR base.

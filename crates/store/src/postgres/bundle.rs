@@ -1,5 +1,5 @@
-//! Multi-entry writes in the caller's `SERIALIZABLE` transaction: FHIR transactions (all or
-//! nothing) and bulk imports. The same steps as `sqlite/bundle.rs`.
+//! FHIR transactions (all or nothing) in the caller's `SERIALIZABLE` transaction: the same
+//! steps as `sqlite/bundle.rs`. Bulk imports have their own batched path (`import.rs`).
 //!
 //! A transaction runs in the spec's order. Deletes first; then every POST and PUT entry gets
 //! its final id (conditional creates and updates are matched now, new resources get a fresh
@@ -16,12 +16,10 @@ use serde_json::Value;
 
 use crate::clock::WriteClock;
 use crate::postgres::query;
-use crate::postgres::write::{
-    self as steps, VersionWrite, current_resource, current_row, write_prepared, write_version,
-};
+use crate::postgres::write::{self as steps, current_resource, write_version};
 use crate::{
-    ConditionalReference, EntryOutcome, Environment, Error, ExpectedVersion, ImportCounts, ImportResource, Method,
-    Operation, TransactionError, TransactionRequest, WriteKind, WriteOutcome,
+    ConditionalReference, EntryOutcome, Environment, Error, ExpectedVersion, Method, Operation, TransactionError,
+    TransactionRequest, WriteKind, WriteOutcome,
 };
 
 /// Runs `request` in one database transaction; on any failure nothing is written.
@@ -32,46 +30,6 @@ pub(crate) fn transaction(
     request: TransactionRequest,
 ) -> Result<Vec<EntryOutcome>, TransactionError> {
     Run { transaction, clock, env }.entries(request)
-}
-
-/// Upserts `resources` in one database transaction, skipping those whose content is unchanged.
-pub(crate) fn import(
-    transaction: &mut Transaction<'_>,
-    clock: &WriteClock,
-    env: Environment,
-    resources: &[ImportResource],
-) -> Result<ImportCounts, Error> {
-    let mut counts = ImportCounts::default();
-    for resource in resources {
-        match import_one(transaction, clock, env, resource.clone())? {
-            Some(WriteKind::Created) => counts.created += 1,
-            Some(_) => counts.updated += 1,
-            None => counts.unchanged += 1,
-        }
-    }
-    Ok(counts)
-}
-
-/// Writes one imported resource unless the stored version already has the same content;
-/// returns what was written, `None` for nothing.
-fn import_one(
-    transaction: &mut Transaction<'_>,
-    clock: &WriteClock,
-    env: Environment,
-    item: ImportResource,
-) -> Result<Option<WriteKind>, Error> {
-    let ImportResource { resource_type, id, body, index } = item;
-    // Most imported resources are new: a key lookup settles that before any body is read.
-    let live = current_row(transaction, env, &resource_type, id.as_str())?.is_some_and(|current| !current.deleted);
-    if live && let Some(current) = query::read(transaction, env, &resource_type, &id)? {
-        let last_updated = fhir::instant::format(current.last_updated);
-        if body.stamp(current.version, &last_updated) == current.body {
-            return Ok(None);
-        }
-    }
-    let write = VersionWrite { resource_type: &resource_type, id: &id, expected: None, method: Method::Put };
-    let outcome = write_prepared(transaction, clock, env, write, &body, &index)?;
-    Ok(Some(outcome.kind))
 }
 
 /// A POST or PUT entry once its id is known.

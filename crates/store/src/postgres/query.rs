@@ -24,7 +24,10 @@ pub(crate) fn read(
 ) -> Result<Option<StoredResource>, Error> {
     let sql =
         format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE partition = $1 AND type = $2 AND logical_id = $3");
-    let row = client.query_opt(&sql, &[&env.as_str(), &resource_type.as_str(), &id.as_str()])?;
+    let row = client.query_typed_opt(
+        &sql,
+        &[(&env.as_str(), Type::TEXT), (&resource_type.as_str(), Type::TEXT), (&id.as_str(), Type::TEXT)],
+    )?;
     row.map(|row| stored_resource_at(&row, 0)).transpose()
 }
 
@@ -39,7 +42,15 @@ pub(crate) fn vread(
         "SELECT {RESOURCE_COLUMNS} FROM resource_history WHERE partition = $1 AND type = $2 AND logical_id = $3 AND version = $4"
     );
     let version = i64::try_from(version).unwrap_or(i64::MAX);
-    let row = client.query_opt(&sql, &[&env.as_str(), &resource_type.as_str(), &id.as_str(), &version])?;
+    let row = client.query_typed_opt(
+        &sql,
+        &[
+            (&env.as_str(), Type::TEXT),
+            (&resource_type.as_str(), Type::TEXT),
+            (&id.as_str(), Type::TEXT),
+            (&version, Type::INT8),
+        ],
+    )?;
     row.map(|row| stored_resource_at(&row, 0)).transpose()
 }
 
@@ -52,7 +63,7 @@ pub(crate) fn find(
     limit: usize,
 ) -> Result<Vec<StoredResource>, Error> {
     let sql = matching_sql(&format!("SELECT {RESOURCE_COLUMNS}"), env, resource_type, criteria, limit);
-    let rows = client.query(&sql.text, &params(&sql.values))?;
+    let rows = client.query_typed(&sql.text, &params(&sql.values))?;
     rows.iter().map(|row| stored_resource_at(row, 0)).collect()
 }
 
@@ -66,7 +77,7 @@ pub(crate) fn matching_rows(
     limit: usize,
 ) -> Result<Vec<(i64, String)>, Error> {
     let sql = matching_sql("SELECT r.row_id, r.logical_id", env, resource_type, criteria, limit);
-    let rows = client.query(&sql.text, &params(&sql.values))?;
+    let rows = client.query_typed(&sql.text, &params(&sql.values))?;
     rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
 }
 
@@ -130,7 +141,7 @@ pub(crate) fn history(
     }
     sql.push(" ORDER BY history_id DESC LIMIT ");
     sql.bind(i64::try_from(query.count + 1).unwrap_or(i64::MAX));
-    let rows = client.query(&sql.text, &params(&sql.values))?;
+    let rows = client.query_typed(&sql.text, &params(&sql.values))?;
     let mut entries = rows
         .iter()
         .map(|row| {
@@ -157,6 +168,50 @@ pub(crate) fn search(
     crate::sql::search::search(&mut Postgres(client), env, request)
 }
 
+/// The plans (`EXPLAIN`) of the statements [`search`] would run for `request`, one text per
+/// statement, without running them: a diagnostic for checking that searches use the indexes.
+/// Include queries depend on a page's matches, so they are not among them.
+pub(crate) fn explain_search(
+    client: &mut impl GenericClient,
+    env: Environment,
+    request: &SearchRequest,
+) -> Result<Vec<String>, Error> {
+    let mut explain = Explain { client, plans: Vec::new() };
+    crate::sql::search::search(&mut explain, env, request)?;
+    Ok(explain.plans)
+}
+
+/// A search connection that explains each statement and answers as if nothing matched.
+struct Explain<'c, C> {
+    client: &'c mut C,
+    plans: Vec<String>,
+}
+
+impl<C: GenericClient> Explain<'_, C> {
+    fn explain(&mut self, sql: &Sql) -> Result<(), Error> {
+        let rows = self.client.query_typed(&format!("EXPLAIN {}", sql.text), &params(&sql.values))?;
+        let lines = rows.iter().map(|row| row.try_get::<_, String>(0)).collect::<Result<Vec<_>, _>>()?;
+        self.plans.push(lines.join("\n"));
+        Ok(())
+    }
+}
+
+impl<C: GenericClient> SearchConnection for Explain<'_, C> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn count(&mut self, sql: &Sql) -> Result<i64, Error> {
+        self.explain(sql)?;
+        Ok(0)
+    }
+
+    fn rows(&mut self, sql: &Sql, _keys: usize) -> Result<Vec<Found>, Error> {
+        self.explain(sql)?;
+        Ok(Vec::new())
+    }
+}
+
 struct Postgres<'c, C>(&'c mut C);
 
 impl<C: GenericClient> SearchConnection for Postgres<'_, C> {
@@ -165,11 +220,11 @@ impl<C: GenericClient> SearchConnection for Postgres<'_, C> {
     }
 
     fn count(&mut self, sql: &Sql) -> Result<i64, Error> {
-        Ok(self.0.query_one(&sql.text, &params(&sql.values))?.try_get(0)?)
+        Ok(self.0.query_typed_one(&sql.text, &params(&sql.values))?.try_get(0)?)
     }
 
     fn rows(&mut self, sql: &Sql, keys: usize) -> Result<Vec<Found>, Error> {
-        let rows = self.0.query(&sql.text, &params(&sql.values))?;
+        let rows = self.0.query_typed(&sql.text, &params(&sql.values))?;
         rows.iter()
             .map(|row| {
                 let keys = (7..7 + keys)
@@ -190,14 +245,15 @@ impl<C: GenericClient> SearchConnection for Postgres<'_, C> {
     }
 }
 
-/// The bound values of a statement as `postgres` parameters.
-pub(crate) fn params(values: &[Bind]) -> Vec<&(dyn ToSql + Sync)> {
+/// The bound values of a statement as typed `postgres` parameters: with their types known,
+/// a statement goes out in one round trip (parse, bind, execute) instead of two.
+pub(crate) fn params(values: &[Bind]) -> Vec<(&(dyn ToSql + Sync), Type)> {
     values
         .iter()
         .map(|value| match value {
-            Bind::Integer(value) => value as &(dyn ToSql + Sync),
-            Bind::Real(value) => value as &(dyn ToSql + Sync),
-            Bind::Text(value) => value as &(dyn ToSql + Sync),
+            Bind::Integer(value) => (value as &(dyn ToSql + Sync), Type::INT8),
+            Bind::Real(value) => (value as &(dyn ToSql + Sync), Type::FLOAT8),
+            Bind::Text(value) => (value as &(dyn ToSql + Sync), Type::TEXT),
         })
         .collect()
 }

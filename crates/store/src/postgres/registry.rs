@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use fhir::search::{IndexRows, Registry, index_rows_with};
+use postgres::types::Type;
 use postgres::{GenericClient, Transaction};
 use serde_json::Value;
 
@@ -14,8 +15,10 @@ use crate::Error;
 
 /// The newest `SearchParameter` history row (0 for none): changes whenever one is written.
 pub(crate) fn mark(client: &mut impl GenericClient) -> Result<i64, Error> {
-    let row = client
-        .query_one("SELECT COALESCE(MAX(history_id), 0) FROM resource_history WHERE type = 'SearchParameter'", &[])?;
+    let row = client.query_typed_one(
+        "SELECT COALESCE(MAX(history_id), 0) FROM resource_history WHERE type = 'SearchParameter'",
+        &[],
+    )?;
     Ok(row.try_get(0)?)
 }
 
@@ -39,16 +42,21 @@ pub(crate) fn reindex(
     limit: usize,
 ) -> Result<Option<i64>, Error> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = transaction.query(
+    let rows = transaction.query_typed(
         "SELECT row_id, type, body FROM resources WHERE row_id > $1 AND deleted = 0 ORDER BY row_id LIMIT $2 FOR UPDATE",
-        &[&after, &limit],
+        &[(&after, Type::INT8), (&limit, Type::INT8)],
     )?;
     let Some(last) = rows.last().map(|row| row.try_get::<_, i64>(0)).transpose()? else { return Ok(None) };
+    let mut indexed: Vec<(i64, IndexRows)> = Vec::with_capacity(rows.len());
     for row in &rows {
         let (row_id, resource_type, body): (i64, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
         let resource: Value = serde_json::from_str(&body).map_err(|error| Error::Database(error.to_string()))?;
-        let index: IndexRows = index_rows_with(registry, &resource_type, &resource);
-        crate::postgres::index::replace(transaction, row_id, &index, false)?;
+        indexed.push((row_id, index_rows_with(registry, &resource_type, &resource)));
     }
+    // The whole batch in a few statements: its old rows go, then its new rows come.
+    let row_ids: Vec<i64> = indexed.iter().map(|(row_id, _)| *row_id).collect();
+    crate::postgres::index::clear(transaction, &row_ids)?;
+    let resources: Vec<(i64, &IndexRows)> = indexed.iter().map(|(row_id, index)| (*row_id, index)).collect();
+    crate::postgres::index::insert(transaction, &resources)?;
     Ok(Some(last))
 }

@@ -5,6 +5,7 @@
 use fhir::id::{LogicalId, ResourceType};
 use fhir::search::{Criteria, IndexRows, index_rows};
 use postgres::Transaction;
+use postgres::types::Type;
 use serde_json::Value;
 
 use crate::clock::{WriteClock, from_micros};
@@ -159,7 +160,13 @@ pub(crate) fn write_prepared(
     rows: &IndexRows,
 ) -> Result<WriteOutcome, Error> {
     let VersionWrite { resource_type, id, expected, method } = write;
-    let current = current_row(transaction, env, resource_type, id.as_str())?;
+    // A POST writes at an id generated just now, where nothing can be stored. Not looking
+    // keeps concurrent creates from failing each other: under SERIALIZABLE, reading a missing
+    // key locks the index page it would be on, and the other creates insert into that page.
+    let current = match method {
+        Method::Post => None,
+        _ => current_row(transaction, env, resource_type, id.as_str())?,
+    };
     let current_version = match &current {
         Some(current) => {
             check_expected(resource_type, id, current, expected)?;
@@ -183,8 +190,16 @@ pub(crate) fn write_prepared(
     let version = current_version + 1;
     let last_updated = next_instant(clock, current.as_ref());
     let body = body.stamp(version, &fhir::instant::format(from_micros(last_updated)));
-    let row_id = upsert_current(transaction, env, resource_type, id.as_str(), version, last_updated, false, &body)?;
-    insert_history(transaction, env, resource_type, id.as_str(), version, last_updated, method, false, &body)?;
+    let row = VersionRow {
+        resource_type: resource_type.as_str(),
+        id: id.as_str(),
+        version,
+        last_updated,
+        method,
+        deleted: false,
+        body: &body,
+    };
+    let row_id = write_row(transaction, env, &row)?;
     // A new or deleted resource has no index rows to remove.
     let fresh = current.as_ref().is_none_or(|current| current.deleted);
     index::replace(transaction, row_id, rows, fresh)?;
@@ -210,15 +225,23 @@ fn write_tombstone(
     let version = current.version + 1;
     let last_updated = next_instant(clock, Some(current));
     crate::registry::note_write(resource_type.as_str());
-    upsert_current(transaction, env, resource_type, id, version, last_updated, true, "")?;
-    insert_history(transaction, env, resource_type, id, version, last_updated, Method::Delete, true, "")?;
-    index::clear(transaction, current.row_id)?;
+    let row = VersionRow {
+        resource_type: resource_type.as_str(),
+        id,
+        version,
+        last_updated,
+        method: Method::Delete,
+        deleted: true,
+        body: "",
+    };
+    write_row(transaction, env, &row)?;
+    index::clear(transaction, &[current.row_id])?;
     Ok(version)
 }
 
 /// The instant of a new version: this process's clock, but always after the version it
 /// replaces, which another process (with another clock) may have written.
-fn next_instant(clock: &WriteClock, current: Option<&Current>) -> i64 {
+pub(crate) fn next_instant(clock: &WriteClock, current: Option<&Current>) -> i64 {
     let now = clock.next();
     current.map_or(now, |current| now.max(current.last_updated + 1))
 }
@@ -247,10 +270,10 @@ pub(crate) fn current_row(
     resource_type: &ResourceType,
     id: &str,
 ) -> Result<Option<Current>, Error> {
-    let row = transaction.query_opt(
+    let row = transaction.query_typed_opt(
         "SELECT row_id, version, last_updated, deleted FROM resources \
          WHERE partition = $1 AND type = $2 AND logical_id = $3 FOR UPDATE",
-        &[&env.as_str(), &resource_type.as_str(), &id],
+        &[(&env.as_str(), Type::TEXT), (&resource_type.as_str(), Type::TEXT), (&id, Type::TEXT)],
     )?;
     row.map(|row| {
         let version: i64 = row.try_get(1)?;
@@ -276,47 +299,46 @@ pub(crate) fn current_resource(
         .ok_or_else(|| Error::Database(format!("matched {resource_type}/{id} vanished inside its transaction")))
 }
 
-#[allow(clippy::too_many_arguments)] // One argument per column.
-fn upsert_current(
-    transaction: &mut Transaction<'_>,
-    env: Environment,
-    resource_type: &ResourceType,
-    id: &str,
-    version: u64,
-    last_updated: i64,
-    deleted: bool,
-    body: &str,
-) -> Result<i64, Error> {
-    let version = i64::try_from(version).map_err(|_| Error::Database("version overflow".into()))?;
-    let deleted = i16::from(deleted);
-    let row = transaction.query_one(
-        "INSERT INTO resources (partition, type, logical_id, version, last_updated, deleted, body) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (partition, type, logical_id) DO UPDATE SET version = excluded.version, \
-         last_updated = excluded.last_updated, deleted = excluded.deleted, body = excluded.body RETURNING row_id",
-        &[&env.as_str(), &resource_type.as_str(), &id, &version, &last_updated, &deleted, &body],
-    )?;
-    Ok(row.try_get(0)?)
+/// A new version of a resource as it goes into `resources` (replacing the current row) and
+/// `resource_history`.
+pub(crate) struct VersionRow<'a> {
+    pub(crate) resource_type: &'a str,
+    pub(crate) id: &'a str,
+    pub(crate) version: u64,
+    pub(crate) last_updated: i64,
+    pub(crate) method: Method,
+    pub(crate) deleted: bool,
+    pub(crate) body: &'a str,
 }
 
-#[allow(clippy::too_many_arguments)] // One argument per column.
-fn insert_history(
+/// Writes `row` as the current row and as a history row, in one statement (one round trip);
+/// returns the current row's id.
+pub(crate) fn write_row(
     transaction: &mut Transaction<'_>,
     env: Environment,
-    resource_type: &ResourceType,
-    id: &str,
-    version: u64,
-    last_updated: i64,
-    method: Method,
-    deleted: bool,
-    body: &str,
-) -> Result<(), Error> {
-    let version = i64::try_from(version).map_err(|_| Error::Database("version overflow".into()))?;
-    let deleted = i16::from(deleted);
-    transaction.execute(
-        "INSERT INTO resource_history (partition, type, logical_id, version, last_updated, method, deleted, body) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[&env.as_str(), &resource_type.as_str(), &id, &version, &last_updated, &method.as_str(), &deleted, &body],
+    row: &VersionRow<'_>,
+) -> Result<i64, Error> {
+    const WRITE: &str = "WITH history AS (INSERT INTO resource_history \
+         (partition, type, logical_id, version, last_updated, method, deleted, body) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)) \
+         INSERT INTO resources (partition, type, logical_id, version, last_updated, deleted, body) \
+         VALUES ($1, $2, $3, $4, $5, $7, $8) \
+         ON CONFLICT (partition, type, logical_id) DO UPDATE SET version = excluded.version, \
+         last_updated = excluded.last_updated, deleted = excluded.deleted, body = excluded.body RETURNING row_id";
+    let version = i64::try_from(row.version).map_err(|_| Error::Database("version overflow".into()))?;
+    let deleted = i16::from(row.deleted);
+    let written = transaction.query_typed_one(
+        WRITE,
+        &[
+            (&env.as_str(), Type::TEXT),
+            (&row.resource_type, Type::TEXT),
+            (&row.id, Type::TEXT),
+            (&version, Type::INT8),
+            (&row.last_updated, Type::INT8),
+            (&row.method.as_str(), Type::TEXT),
+            (&deleted, Type::INT2),
+            (&row.body, Type::TEXT),
+        ],
     )?;
-    Ok(())
+    Ok(written.try_get(0)?)
 }

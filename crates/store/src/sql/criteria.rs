@@ -203,6 +203,13 @@ fn push_param(sql: &mut Sql, param: &ParamClause, alias: &str) {
         let values = if sql.dialect == Dialect::Sqlite { format!("+{x}") } else { x.clone() };
         push_any(sql, &param.values, |sql, value| push_value(sql, value, modifier, &values));
     }
+    if sql.dialect == Dialect::Postgres {
+        // PostgreSQL would turn the EXISTS into a join and, misled by estimates that treat
+        // `param` and the value as independent, often hash every row of a common value
+        // (`intent=order`) instead of probing the driver's few candidates; `OFFSET 0` keeps
+        // it a per-candidate check, as in SQLite (10 ms against 1 ms over 112k resources).
+        sql.push(" OFFSET 0");
+    }
     sql.push(")");
 }
 

@@ -1,0 +1,307 @@
+//! The `ignis` binary as an operator runs it: real processes, real sockets.
+//!
+//! - `migrate` reports the schema version before and after, on SQLite and (when
+//!   `IGNIS_TEST_POSTGRES_URL` names a database) on PostgreSQL.
+//! - Two `ignis serve` processes over one PostgreSQL database (skipped without
+//!   `IGNIS_TEST_POSTGRES_URL`; `.ci/with-postgres` provides one): what one writes the other
+//!   reads and finds, and conditional creates racing across both make one resource.
+//!
+//! Every PostgreSQL test works in a fresh schema of the database (selected with the URL's
+//! `options=-c search_path=…`), dropped at the end. Children are killed when their handle is
+//! dropped, so a failing test leaves no server behind. Nothing waits on a timer: a server is
+//! ready once it has logged its address and answers `/healthz`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// How long a server may take to start before the test fails.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The PostgreSQL database the tests may use, if any.
+fn postgres_url() -> Option<String> {
+    std::env::var("IGNIS_TEST_POSTGRES_URL").ok().filter(|url| !url.is_empty())
+}
+
+/// A fresh, empty schema of the test database, dropped with the value.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+/// Numbers the schemas of this test process.
+static SCHEMAS: AtomicUsize = AtomicUsize::new(0);
+
+impl Schema {
+    fn create(url: &str) -> Schema {
+        let name = format!("test_cli_{}_{}", std::process::id(), SCHEMAS.fetch_add(1, Ordering::Relaxed));
+        let statement = format!("CREATE SCHEMA {name}");
+        run_sql(url, &statement);
+        Schema { url: url.to_owned(), name }
+    }
+
+    /// The database URL with this schema as the search path.
+    fn url(&self) -> String {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}options=-c%20search_path%3D{}", self.url, self.name)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        run_sql(&self.url, &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+    }
+}
+
+/// Runs `statement` on a connection of its own, on a thread of its own: the synchronous
+/// client must not run on the test's async runtime.
+fn run_sql(url: &str, statement: &str) {
+    let (url, statement) = (url.to_owned(), statement.to_owned());
+    let outcome = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        client.batch_execute(&statement)
+    })
+    .join();
+    assert!(matches!(outcome, Ok(Ok(()))), "{outcome:?}");
+}
+
+/// A running `ignis serve` process, killed when dropped.
+struct Server {
+    child: Child,
+    /// The production FHIR base, e.g. `http://127.0.0.1:4242/fhir`.
+    base: String,
+}
+
+impl Server {
+    /// Starts `ignis serve` on a free loopback port over `database_url` and waits until it
+    /// answers `/healthz`.
+    async fn start(database_url: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ignis"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-demo", "--database-url", database_url])
+            .env("IGNIS_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ignis serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (address_sender, address) = std::sync::mpsc::channel::<String>();
+        // The log is read to its end, so the child never blocks on a full pipe; the address
+        // comes from the line announcing that the server is serving.
+        std::thread::spawn(move || {
+            let mut log = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let line = strip_ansi(&line);
+                if line.contains("ignis is serving")
+                    && let Some(address) = field(&line, "address")
+                {
+                    let _ = address_sender.send(address);
+                }
+                log.push(line);
+            }
+            // The process ended: anything it said helps whoever reads the failure.
+            if log.iter().all(|line| !line.contains("ignis is serving")) {
+                eprintln!("ignis serve ended before serving:\n{}", log.join("\n"));
+            }
+        });
+        let address = tokio::task::spawn_blocking(move || address.recv_timeout(START_DEADLINE))
+            .await
+            .expect("address task")
+            .expect("ignis serve logs its address");
+        let server = Server { child, base: format!("http://{address}/fhir") };
+        server.wait_healthy().await;
+        server
+    }
+
+    /// Asks `/healthz` until it answers 200 (the listener is bound before the address is
+    /// logged, so this normally succeeds at once).
+    async fn wait_healthy(&self) {
+        let url = self.base.replace("/fhir", "/healthz");
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            match client.get(&url).send().await {
+                Ok(response) if response.status() == StatusCode::OK => return,
+                outcome => {
+                    assert!(started.elapsed() < START_DEADLINE, "{url} never became healthy: {outcome:?}");
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip to the end of the escape sequence (a letter).
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// The value of `name=value` in a log line.
+fn field(line: &str, name: &str) -> Option<String> {
+    let start = line.find(&format!("{name}="))? + name.len() + 1;
+    line[start..].split_whitespace().next().map(str::to_owned)
+}
+
+fn patient(family: &str, identifier: &str) -> Value {
+    json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:test", "value": identifier}],
+        "name": [{"family": family}],
+    })
+}
+
+async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.expect("send");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
+}
+
+fn post(client: &reqwest::Client, url: String, body: &Value) -> reqwest::RequestBuilder {
+    client.post(url).header("content-type", "application/fhir+json").body(body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_processes_share_one_postgres_database() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::create(&url);
+    // Both start on an empty schema: they migrate it at once, one waiting for the other.
+    let database_url = schema.url();
+    let (first, second) = tokio::join!(Server::start(&database_url), Server::start(&database_url));
+    let client = reqwest::Client::new();
+
+    // Written through the first process, read and searched through the second.
+    let (status, created) = send(post(&client, format!("{}/Patient", first.base), &patient("Twoproc", "two-1"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let (status, read) = send(client.get(format!("{}/Patient/{id}", second.base))).await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read["name"][0]["family"], "Twoproc");
+    let (_, found) = send(client.get(format!("{}/Patient?family=twoproc", second.base))).await;
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["entry"][0]["resource"]["id"], id.as_str());
+
+    // Updated through the second, listed through the first: two versions, the second later.
+    let mut changed = read.clone();
+    changed["name"][0]["family"] = json!("Twoprocchanged");
+    let update = client
+        .put(format!("{}/Patient/{id}", second.base))
+        .header("content-type", "application/fhir+json")
+        .body(changed.to_string());
+    let (status, updated) = send(update).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let (_, history) = send(client.get(format!("{}/Patient/{id}/_history", first.base))).await;
+    let entries = history["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{history}");
+    let instants: Vec<&str> =
+        entries.iter().map(|entry| entry["resource"]["meta"]["lastUpdated"].as_str().unwrap_or("")).collect();
+    assert!(instants[0] > instants[1], "newest first, strictly later: {instants:?}");
+    let (_, found) = send(client.get(format!("{}/Patient?family=twoprocchanged", first.base))).await;
+    assert_eq!(found["total"], 1, "{found}");
+
+    // Conditional creates with one If-None-Exist, racing across both processes.
+    let bases = Arc::new([first.base.clone(), second.base.clone()]);
+    let mut tasks = Vec::new();
+    for task in 0..16 {
+        let (client, bases) = (client.clone(), Arc::clone(&bases));
+        tasks.push(tokio::spawn(async move {
+            let request = post(&client, format!("{}/Patient", bases[task % 2]), &patient("Race", "race"))
+                .header("if-none-exist", "identifier=urn:test|race");
+            let (status, body) = send(request).await;
+            assert!(status == StatusCode::CREATED || status == StatusCode::OK, "{status}: {body}");
+            body["id"].as_str().expect("id").to_owned()
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.expect("task"));
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every create found the one resource: {ids:?}");
+    for base in bases.iter() {
+        let (_, found) = send(client.get(format!("{base}/Patient?identifier=urn:test|race"))).await;
+        assert_eq!(found["total"], 1, "{found}");
+        assert_eq!(found["entry"][0]["resource"]["id"], ids[0].as_str());
+    }
+    let (_, history) = send(client.get(format!("{}/Patient/{}/_history", second.base, ids[0]))).await;
+    assert_eq!(history["entry"].as_array().map(Vec::len), Some(1), "one version: {history}");
+
+    drop((first, second));
+    drop(schema);
+}
+
+/// Runs `ignis migrate` with `args` and returns what it printed.
+fn migrate(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_ignis"))
+        .arg("migrate")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run ignis migrate");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "ignis migrate {args:?}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+/// The `before -> after` versions (or the one version when up to date) in `migrate`'s output.
+fn versions(output: &str) -> (u32, u32) {
+    let text = output.split("schema version ").nth(1).unwrap_or_else(|| panic!("no version in {output:?}"));
+    let number =
+        |text: &str| text.trim_start().split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok());
+    let before: u32 = number(text).unwrap_or_else(|| panic!("no version in {output:?}"));
+    match text.split_once("->") {
+        Some((_, after)) => (before, number(after).unwrap_or_else(|| panic!("no version in {output:?}"))),
+        None => {
+            assert!(text.contains("up to date"), "{output:?}");
+            (before, before)
+        }
+    }
+}
+
+#[test]
+fn migrate_reports_the_schema_version_before_and_after_on_sqlite() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let data_dir = folder.path().to_str().expect("UTF-8 path");
+    let (before, after) = versions(&migrate(&["--data-dir", data_dir]));
+    assert_eq!(before, 0, "a new database");
+    assert!(after > 0);
+    assert!(folder.path().join("ignis.db").exists());
+    assert_eq!(versions(&migrate(&["--data-dir", data_dir])), (after, after));
+}
+
+#[test]
+fn migrate_reports_the_schema_version_before_and_after_on_postgres() {
+    let Some(url) = postgres_url() else { return };
+    let schema = Schema::create(&url);
+    let (before, after) = versions(&migrate(&["--database-url", &schema.url()]));
+    assert_eq!(before, 0, "a new schema");
+    assert!(after > 0);
+    assert_eq!(versions(&migrate(&["--database-url", &schema.url()])), (after, after));
+}
