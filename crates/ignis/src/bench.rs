@@ -2,8 +2,8 @@
 //! (over a throw-away SQLite file, or a throw-away schema of the `--database-url` PostgreSQL
 //! database), and prints a table of throughput and latency. Bounded in count; it stops by itself.
 //! With `--bundles`, it measures loading Bundles instead (`bench/bundles.rs`), and with
-//! `--search` a mix of searches (`bench/search.rs`); both run on SQLite, or on PostgreSQL
-//! with `--database-url`.
+//! `--search` a mix of searches (`bench/search.rs`); both run on SQLite and, given
+//! `--database-url`, on PostgreSQL too, printing the two side by side.
 
 mod bundles;
 mod search;
@@ -212,6 +212,12 @@ impl Backend {
         }
     }
 
+    /// SQLite, and PostgreSQL beside it when a `database_url` is given: the modes that load
+    /// data measure both, so that the two backends are compared on one run.
+    pub(crate) fn compared(database_url: Option<String>) -> Vec<Backend> {
+        std::iter::once(Backend::Sqlite).chain(database_url.map(|url| Backend::Postgres { url })).collect()
+    }
+
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Backend::Sqlite => "SQLite",
@@ -255,6 +261,14 @@ enum Place {
 }
 
 impl Fresh {
+    /// The size of a SQLite database (with its WAL); PostgreSQL's is the server's to tell.
+    pub(crate) fn sqlite_bytes(&self) -> Option<u64> {
+        let Place::Folder(folder) = &self.place else { return None };
+        let database = folder.path().join("bench.db");
+        let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
+        Some(size(&database) + size(&database.with_extension("db-wal")))
+    }
+
     /// Drops the store, then its data.
     pub(crate) async fn remove(self) -> anyhow::Result<()> {
         drop(self.store);

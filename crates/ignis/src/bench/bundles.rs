@@ -25,17 +25,20 @@ struct Row {
 pub(crate) async fn run(path: &Path, clients: usize, database_url: Option<String>) -> anyhow::Result<()> {
     let bundles = read_bundles(path)?;
     let resources: usize = bundles.iter().map(|(_, count)| count).sum();
-    let backend = Backend::new(database_url);
-    let mut rows = vec![import_row(path, &backend).await?];
-    for clients in [1, clients.max(1)] {
-        rows.push(Row {
-            method: "POST [base] transaction".into(),
-            clients,
-            resources,
-            elapsed: post_all(&bundles, clients, &backend).await?,
-        });
+    let mut columns = Vec::new();
+    for backend in Backend::compared(database_url) {
+        let mut rows = vec![import_row(path, &backend).await?];
+        for clients in [1, clients.max(1)] {
+            rows.push(Row {
+                method: "POST [base] transaction".into(),
+                clients,
+                resources,
+                elapsed: post_all(&bundles, clients, &backend).await?,
+            });
+        }
+        columns.push((backend.name(), rows));
     }
-    print_table(&rows, bundles.len(), backend.name());
+    print_table(&columns, bundles.len());
     Ok(())
 }
 
@@ -124,18 +127,20 @@ async fn post_to(url: &str, bundles: &[(Arc<String>, usize)], clients: usize) ->
 }
 
 #[allow(clippy::print_stdout)] // The table is the command's output.
-fn print_table(rows: &[Row], bundles: usize, backend: &str) {
-    println!("| load {bundles} Bundles ({backend}) | clients | resources | seconds | resources/s |");
-    println!("|---|---:|---:|---:|---:|");
-    for row in rows {
-        let seconds = row.elapsed.as_secs_f64();
-        println!(
-            "| {} | {} | {} | {:.2} | {:.0} |",
-            row.method,
-            row.clients,
-            row.resources,
-            seconds,
-            row.resources as f64 / seconds.max(1e-9)
-        );
+fn print_table(columns: &[(&str, Vec<Row>)], bundles: usize) {
+    let Some((_, first)) = columns.first() else { return };
+    let names: Vec<String> = columns.iter().map(|(name, _)| format!(" {name} s | {name} resources/s |")).collect();
+    println!("| load {bundles} Bundles | clients | resources |{}", names.concat());
+    println!("|---|---:|---:|{}", "---:|---:|".repeat(columns.len()));
+    for (index, row) in first.iter().enumerate() {
+        let cells: Vec<String> = columns
+            .iter()
+            .filter_map(|(_, rows)| rows.get(index))
+            .map(|row| {
+                let seconds = row.elapsed.as_secs_f64();
+                format!(" {seconds:.2} | {:.0} |", row.resources as f64 / seconds.max(1e-9))
+            })
+            .collect();
+        println!("| {} | {} | {} |{}", row.method, row.clients, row.resources, cells.concat());
     }
 }

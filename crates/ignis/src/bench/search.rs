@@ -11,12 +11,9 @@ use anyhow::bail;
 use regex::Regex;
 use serde_json::Value;
 use store::Environment;
-use store::sqlite::SqliteStore;
 
-use crate::bench::{BenchServer, percentile};
-use crate::cli::StorageArgs;
+use crate::bench::{Backend, BenchServer, percentile};
 use crate::import::{self, Options, source};
-use crate::serve::open_store;
 
 /// What one patient offers the query mix.
 struct PatientFacts {
@@ -40,35 +37,50 @@ pub(crate) async fn run(
     let data_dir = tempfile::tempdir()?;
     let copies_dir = data_dir.path().join("copies");
     let patients = write_copies(&bundles, copies, &copies_dir)?;
-    let database = data_dir.path().join("bench.db");
-    let backend = if database_url.is_some() { "PostgreSQL" } else { "SQLite" };
-    let store: Arc<dyn store::Store> = match database_url {
-        Some(url) => open_store(&StorageArgs { data_dir: data_dir.path().to_owned(), database_url: Some(url) })?,
-        None => Arc::new(SqliteStore::open(&database)?),
-    };
+    let mix = query_mix(&patients);
+    let mut measured = Vec::new();
+    for backend in Backend::compared(database_url) {
+        measured.push(measure(&backend, &copies_dir, &mix, requests, clients).await?);
+    }
+    print_table(&measured, clients);
+    Ok(())
+}
+
+/// One backend's run: the import of the copies, then the search mix over HTTP.
+struct Measured {
+    backend: &'static str,
+    loaded: usize,
+    import_seconds: f64,
+    database_bytes: Option<u64>,
+    results: Results,
+    elapsed: Duration,
+}
+
+async fn measure(
+    backend: &Backend,
+    copies: &Path,
+    mix: &[(&'static str, String)],
+    requests: usize,
+    clients: usize,
+) -> anyhow::Result<Measured> {
+    let fresh = backend.fresh().await?;
     let options = Options { env: Environment::Production, strict: false, batch_size: 2000, progress: true };
     let started = Instant::now();
-    let summary = import::import(store.as_ref(), &[copies_dir], options).await?;
+    let summary = import::import(fresh.store.as_ref(), &[copies.to_path_buf()], options).await?;
     let import_seconds = started.elapsed().as_secs_f64();
-    let loaded = summary.counts.total();
-    // The size of a SQLite file; a PostgreSQL database's size is the server's to tell.
-    let database_bytes = (backend == "SQLite").then(|| {
-        std::fs::metadata(&database).map(|meta| meta.len()).unwrap_or(0)
-            + std::fs::metadata(database.with_extension("db-wal")).map(|meta| meta.len()).unwrap_or(0)
-    });
-    let server = BenchServer::start(store).await?;
-    let mix = query_mix(&patients);
-    let results = run_mix(&server.base, &mix, requests, clients).await?;
+    let database_bytes = fresh.sqlite_bytes();
+    let server = BenchServer::start(Arc::clone(&fresh.store)).await?;
+    let (results, elapsed) = run_mix(&server.base, mix, requests, clients).await?;
     server.stop().await?;
-    #[allow(clippy::print_stdout)] // Part of the command's output.
-    {
-        println!(
-            "{backend}: imported {loaded} resources in {import_seconds:.1} s ({:.0} resources/s)",
-            loaded as f64 / import_seconds.max(1e-9)
-        );
-    }
-    print_table(&results, loaded, database_bytes, clients);
-    Ok(())
+    fresh.remove().await?;
+    Ok(Measured {
+        backend: backend.name(),
+        loaded: summary.counts.total(),
+        import_seconds,
+        database_bytes,
+        results,
+        elapsed,
+    })
 }
 
 fn read_texts(path: &Path) -> anyhow::Result<Vec<String>> {
@@ -227,35 +239,45 @@ fn count_matches(body: &[u8]) -> usize {
 }
 
 #[allow(clippy::print_stdout)] // The table is the command's output.
-fn print_table(results: &(Results, Duration), resources: usize, database_bytes: Option<u64>, clients: usize) {
-    let (per_kind, elapsed) = results;
-    match database_bytes {
-        Some(bytes) => {
-            println!("{resources} resources loaded; database {:.1} MiB; {clients} clients", bytes as f64 / 1048576.0)
-        }
-        None => println!("{resources} resources loaded; {clients} clients"),
-    }
-    println!("| search | requests | p50 ms | p99 ms | matches/search |");
-    println!("|---|---:|---:|---:|---:|");
-    let mut all = Vec::new();
-    for (kind, (latencies, matches)) in per_kind {
-        let mut sorted = latencies.clone();
-        sorted.sort();
+fn print_table(measured: &[Measured], clients: usize) {
+    let Some(first) = measured.first() else { return };
+    for run in measured {
+        let size = run.database_bytes.map(|bytes| format!("; database {:.1} MiB", bytes as f64 / 1048576.0));
         println!(
-            "| {kind} | {} | {:.2} | {:.2} | {:.1} |",
-            sorted.len(),
-            percentile(&sorted, 0.5),
-            percentile(&sorted, 0.99),
-            *matches as f64 / sorted.len().max(1) as f64
+            "{}: imported {} resources in {:.1} s ({:.0} resources/s){}",
+            run.backend,
+            run.loaded,
+            run.import_seconds,
+            run.loaded as f64 / run.import_seconds.max(1e-9),
+            size.unwrap_or_default()
         );
-        all.extend(sorted);
     }
-    all.sort();
-    println!(
-        "| **all** | {} | {:.2} | {:.2} | {:.0} searches/s |",
-        all.len(),
-        percentile(&all, 0.5),
-        percentile(&all, 0.99),
-        all.len() as f64 / elapsed.as_secs_f64().max(1e-9)
-    );
+    println!("{clients} clients; latencies in ms");
+    let names: Vec<String> = measured.iter().map(|run| format!(" {0} p50 | {0} p99 |", run.backend)).collect();
+    println!("| search | requests |{} matches/search |", names.concat());
+    println!("|---|---:|{}---:|", "---:|---:|".repeat(measured.len()));
+    for (kind, (latencies, matches)) in &first.results {
+        let cells: Vec<String> = measured
+            .iter()
+            .map(|run| {
+                let mut sorted = run.results.get(kind).map(|(latencies, _)| latencies.clone()).unwrap_or_default();
+                sorted.sort();
+                format!(" {:.2} | {:.2} |", percentile(&sorted, 0.5), percentile(&sorted, 0.99))
+            })
+            .collect();
+        let per_search = *matches as f64 / latencies.len().max(1) as f64;
+        println!("| {kind} | {} |{} {per_search:.1} |", latencies.len(), cells.concat());
+    }
+    let mut rates = Vec::new();
+    let cells: Vec<String> = measured
+        .iter()
+        .map(|run| {
+            let mut all: Vec<Duration> = run.results.values().flat_map(|(latencies, _)| latencies.clone()).collect();
+            all.sort();
+            rates.push(format!("{} {:.0}", run.backend, all.len() as f64 / run.elapsed.as_secs_f64().max(1e-9)));
+            format!(" {:.2} | {:.2} |", percentile(&all, 0.5), percentile(&all, 0.99))
+        })
+        .collect();
+    let total: usize = first.results.values().map(|(latencies, _)| latencies.len()).sum();
+    println!("| **all** | {total} |{} searches/s: {} |", cells.concat(), rates.join(", "));
 }
