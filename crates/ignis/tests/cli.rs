@@ -305,3 +305,24 @@ fn migrate_reports_the_schema_version_before_and_after_on_postgres() {
     assert!(after > 0);
     assert_eq!(versions(&migrate(&["--database-url", &schema.url()])), (after, after));
 }
+
+#[test]
+fn bad_database_urls_fail_with_a_clear_message() {
+    let cases = [
+        ("mysql://host/db", "unsupported database URL"),
+        ("postgres://user@127.0.0.1:5432/db?sslmode=sometimes", "invalid PostgreSQL connection string"),
+        // Nothing listens on port 1: refused at once.
+        ("postgres://user@127.0.0.1:1/db", "the database is unavailable"),
+    ];
+    for (url, expected) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_ignis"))
+            .args(["migrate", "--database-url", url])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run ignis migrate");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{url} was accepted");
+        assert!(stderr.contains(expected), "{url}: expected '{expected}' in {stderr:?}");
+        assert!(!stderr.contains("panicked"), "{url}: {stderr}");
+    }
+}
