@@ -69,7 +69,7 @@ pub(crate) async fn import(store: &dyn Store, paths: &[PathBuf], options: Option
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let producer = {
         let stop = std::sync::Arc::clone(&stop);
-        let registry = store.registry();
+        let registry = store.registry(options.env);
         std::thread::spawn(move || produce(files, &sender, &stop, &registry))
     };
     let progress = progress_bar(options.progress);

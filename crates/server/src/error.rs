@@ -58,6 +58,14 @@ impl ApiError {
         operation_outcome(&self.issues)
     }
 
+    /// 503 with `Retry-After`: the server is at a limit that frees up soon.
+    pub(crate) fn unavailable(diagnostics: impl Into<String>, retry_after: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient, diagnostics)
+        }
+    }
+
     /// 500 that reveals nothing; the cause is logged.
     pub(crate) fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %cause, "request failed with an internal error");
@@ -80,16 +88,10 @@ impl From<store::Error> for ApiError {
             E::InvalidTransaction(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, IssueType::Processing, error.to_string())
             }
+            E::TooCostly(_) => ApiError::new(StatusCode::BAD_REQUEST, IssueType::TooCostly, error.to_string()),
             E::Unavailable(_) => {
                 tracing::warn!(error = %error, "database unavailable");
-                ApiError {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    issues: vec![Issue::error(
-                        IssueType::Transient,
-                        "the database is busy or unavailable; retry later",
-                    )],
-                    retry_after: Some(1),
-                }
+                ApiError::unavailable("the database is busy or unavailable; retry later", 1)
             }
             E::Database(_) => ApiError::internal(error),
         }

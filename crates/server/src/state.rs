@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use store::{Environment, Store};
+use store::{Environment, SearchLimits, Store};
+use tokio::sync::Semaphore;
 
 /// Server settings that handlers need.
 #[derive(Debug, Clone)]
@@ -15,6 +16,13 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Requests that take longer are answered with 408.
     pub request_timeout: Duration,
+    /// Bounds on each search's database work and page size.
+    pub search_limits: SearchLimits,
+    /// Searches that may run at once; more wait up to [`Config::search_queue_wait`] for a
+    /// slot and then get 503 with `Retry-After`.
+    pub max_concurrent_searches: usize,
+    /// How long a search waits for a slot.
+    pub search_queue_wait: Duration,
 }
 
 impl Config {
@@ -24,6 +32,9 @@ impl Config {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
+            search_limits: SearchLimits::default(),
+            max_concurrent_searches: 32,
+            search_queue_wait: Duration::from_secs(2),
         }
     }
 }
@@ -33,12 +44,15 @@ impl Config {
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
+    /// One permit per search that may run at once ([`Config::max_concurrent_searches`]).
+    pub(crate) search_slots: Arc<Semaphore>,
 }
 
 impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: Arc<dyn Store>, config: Config) -> AppState {
-        AppState { store, config: Arc::new(config) }
+        let search_slots = Arc::new(Semaphore::new(config.max_concurrent_searches));
+        AppState { store, config: Arc::new(config), search_slots }
     }
 }
 

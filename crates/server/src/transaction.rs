@@ -60,7 +60,7 @@ pub(crate) async fn process(context: &FhirContext, mut bundle: Value, detail: De
 
 async fn transaction(context: &FhirContext, entries: Vec<Value>, detail: Detail) -> Result<String, ApiError> {
     let base = context.base.to_string();
-    let registry = context.store().registry();
+    let registry = context.store().registry(context.env);
     let (entries, slots) = tokio::task::spawn_blocking(move || parse_all(&registry, &base, entries))
         .await
         .map_err(ApiError::internal)??;
@@ -163,7 +163,7 @@ async fn batch(context: &FhirContext, entries: Vec<Value>, detail: Detail) -> Re
 
 /// One batch entry in its own database transaction.
 async fn batch_entry(context: &FhirContext, index: usize, entry: &mut Value) -> Result<Answer, ApiError> {
-    let parsed = match entry::parse(&context.store().registry(), &context.base, index, entry)
+    let parsed = match entry::parse(&context.store().registry(context.env), &context.base, index, entry)
         .map_err(|error| error.in_entry(index))?
     {
         entry::Request::Store(parsed) => parsed,

@@ -22,6 +22,9 @@ pub enum Error {
     /// A search that cannot be run as asked (e.g. a cursor this server never issued).
     #[error("invalid search: {0}")]
     InvalidQuery(String),
+    /// A search ran past one of its [`crate::SearchLimits`]; the text names the limit.
+    #[error("{0}")]
+    TooCostly(String),
     /// The database could not be reached or is busy; the call may succeed later.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
@@ -36,6 +39,8 @@ impl From<rusqlite::Error> for Error {
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
                 Error::Unavailable(error.to_string())
             }
+            // Only a search's time limit interrupts a statement.
+            Some(rusqlite::ErrorCode::OperationInterrupted) => Error::TooCostly(TIME_LIMIT.into()),
             _ => Error::Database(error.to_string()),
         }
     }
@@ -47,6 +52,10 @@ impl From<r2d2::Error> for Error {
     }
 }
 
+/// What [`Error::TooCostly`] says when the database stopped a statement at its time limit;
+/// a search replaces it with a text that names its limit.
+pub(crate) const TIME_LIMIT: &str = "the statement ran past its time limit";
+
 /// How an [`Error::Unavailable`] message starts when PostgreSQL aborted a transaction to keep
 /// it serializable (or to break a deadlock): the whole transaction may simply be retried.
 pub(crate) const SERIALIZATION_FAILURE: &str = "serialization failure";
@@ -55,6 +64,9 @@ impl From<postgres::Error> for Error {
     fn from(error: postgres::Error) -> Error {
         use postgres::error::SqlState;
         if let Some(code) = error.code() {
+            if *code == SqlState::QUERY_CANCELED {
+                return Error::TooCostly(TIME_LIMIT.into());
+            }
             if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED {
                 return Error::Unavailable(format!("{SERIALIZATION_FAILURE}: {error}"));
             }

@@ -15,6 +15,7 @@ mod body;
 mod clock;
 mod error;
 pub mod migrate;
+mod panic_guard;
 pub mod postgres;
 mod registry;
 mod sql;
@@ -29,6 +30,8 @@ use time::OffsetDateTime;
 
 pub use body::PreparedBody;
 pub use error::Error;
+#[cfg(feature = "test-hooks")]
+pub use panic_guard::panic_on_write;
 pub use transaction::{
     ConditionalReference, EntryOutcome, ImportCounts, ImportResource, Operation, TransactionEntry, TransactionError,
     TransactionRequest,
@@ -157,6 +160,33 @@ pub struct SearchRequest {
     pub query: fhir::search::SearchQuery,
     /// Matches per page; 0 asks only for the total.
     pub count: usize,
+    /// How much work the search may do.
+    pub limits: SearchLimits,
+}
+
+/// Bounds on one search's work, so that no query can hold a connection or memory for long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchLimits {
+    /// The database work (every statement of the search together on SQLite, each statement on
+    /// PostgreSQL) is stopped after this long and the search fails with
+    /// [`Error::TooCostly`].
+    pub time: std::time::Duration,
+    /// The resource bytes one page may hold, matches and includes together: a page that
+    /// would exceed it is cut (see [`SearchPage::cut`]).
+    pub page_bytes: usize,
+}
+
+impl SearchLimits {
+    /// The default time limit of a search.
+    pub const DEFAULT_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+    /// The default byte budget of a page.
+    pub const DEFAULT_PAGE_BYTES: usize = 32 * 1024 * 1024;
+}
+
+impl Default for SearchLimits {
+    fn default() -> SearchLimits {
+        SearchLimits { time: SearchLimits::DEFAULT_TIME, page_bytes: SearchLimits::DEFAULT_PAGE_BYTES }
+    }
 }
 
 /// One page of search results.
@@ -172,6 +202,9 @@ pub struct SearchPage {
     pub next: Option<String>,
     /// The opaque `_cursor` of the previous page, when there is one.
     pub previous: Option<String>,
+    /// True when the page was cut to stay within [`SearchLimits::page_bytes`]: it holds
+    /// fewer matches than asked (the rest are on the next page) or leaves includes out.
+    pub cut: bool,
 }
 
 /// A write precondition from `If-Match`: the version the client last saw.
@@ -263,9 +296,9 @@ pub trait Store: Send + Sync {
     /// A page of history.
     async fn history(&self, env: Environment, query: HistoryQuery) -> Result<HistoryPage, Error>;
 
-    /// The search parameters of this database (official plus custom `SearchParameter`
-    /// resources), for parsing searches.
-    fn registry(&self) -> std::sync::Arc<fhir::search::Registry>;
+    /// The search parameters of partition `env` (official plus that partition's custom
+    /// `SearchParameter` resources), for parsing searches.
+    fn registry(&self, env: Environment) -> std::sync::Arc<fhir::search::Registry>;
 
     /// Recomputes the index rows of up to `limit` live resources after row `after` (in row
     /// order, across partitions), for a reindex after the search parameters changed. Returns

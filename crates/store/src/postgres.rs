@@ -29,7 +29,7 @@ mod schema;
 mod write;
 
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,6 +41,8 @@ use serde_json::Value;
 
 use crate::clock::WriteClock;
 use crate::migrate::SchemaVersions;
+use crate::panic_guard;
+use crate::registry::Registries;
 use crate::{
     EntryOutcome, Environment, Error, ExpectedVersion, HistoryPage, HistoryQuery, ImportCounts, ImportResource, Method,
     SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteKind, WriteOutcome,
@@ -92,7 +94,8 @@ struct Inner {
     /// Keeps instants increasing within this process; across processes the previous
     /// version's instant is the floor (see [`write::next_instant`]).
     clock: WriteClock,
-    registry: RwLock<Arc<Registry>>,
+    /// The search parameters of each partition.
+    registries: Registries,
     /// The newest `SearchParameter` history row the registry reflects.
     registry_mark: AtomicI64,
     /// Resources this process created (by any write), for deciding when to `ANALYZE`.
@@ -153,12 +156,17 @@ impl PostgresStore {
             .build(manager)?;
         let mut client = pool.get()?;
         schema::migrate(&mut client)?;
-        let (registry, mark) = registry::load(&mut *client)?;
+        let mut registries = None;
+        let mark = registry::load(&mut *client, |load| {
+            registries = Some(Registries::load(load)?);
+            Ok(())
+        })?;
+        let registries = registries.ok_or_else(|| Error::Database("the search parameters were not loaded".into()))?;
         drop(client);
         let inner = Arc::new(Inner {
             pool: Connections(Some(pool)),
             clock: WriteClock::default(),
-            registry: RwLock::new(registry),
+            registries,
             registry_mark: AtomicI64::new(mark),
             created: AtomicU64::new(0),
             analyze: AtomicU8::new(IDLE),
@@ -177,7 +185,7 @@ impl PostgresStore {
     /// Runs `work` in a `SERIALIZABLE` transaction on the blocking pool, again on a
     /// serialization failure. `work` may run several times, so it takes its inputs by
     /// reference.
-    async fn write<T, F>(&self, work: F) -> Result<T, Error>
+    async fn write<T, F>(&self, env: Environment, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: Fn(&mut Transaction<'_>, &WriteClock) -> Result<T, Error> + Send + 'static,
@@ -185,15 +193,18 @@ impl PostgresStore {
         let inner = Arc::clone(&self.inner);
         run_blocking(move || {
             let mut client = inner.pool.get()?;
-            let registry = inner.current_registry();
+            let registry = inner.registries.get(env);
             let mut attempt = 1;
             let result = loop {
-                let result = Registry::scope(&registry, || {
-                    let mut transaction =
-                        client.build_transaction().isolation_level(IsolationLevel::Serializable).start()?;
-                    let value = work(&mut transaction, &inner.clock)?;
-                    transaction.commit()?;
-                    Ok(value)
+                // A panic drops the transaction, which rolls it back.
+                let result = panic_guard::catch("a write", || {
+                    Registry::scope(&registry, || {
+                        let mut transaction =
+                            client.build_transaction().isolation_level(IsolationLevel::Serializable).start()?;
+                        let value = work(&mut transaction, &inner.clock)?;
+                        transaction.commit()?;
+                        Ok(value)
+                    })
                 });
                 match result {
                     Err(error) if is_serialization_failure(&error) && attempt < WRITE_ATTEMPTS => {
@@ -228,19 +239,8 @@ impl PostgresStore {
 }
 
 impl Inner {
-    fn current_registry(&self) -> Arc<Registry> {
-        match self.registry.read() {
-            Ok(registry) => Arc::clone(&registry),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
-
     fn reload_registry(&self, client: &mut Client) -> Result<(), Error> {
-        let (reloaded, mark) = registry::load(client)?;
-        match self.registry.write() {
-            Ok(mut current) => *current = reloaded,
-            Err(poisoned) => *poisoned.into_inner() = reloaded,
-        }
+        let mark = registry::load(client, |load| self.registries.reload(load))?;
         self.registry_mark.store(mark, Ordering::Relaxed);
         Ok(())
     }
@@ -404,7 +404,7 @@ impl Store for PostgresStore {
     ) -> Result<WriteOutcome, Error> {
         let resource_type = resource_type.clone();
         let outcome = self
-            .write(move |transaction, clock| {
+            .write(env, move |transaction, clock| {
                 write::create(transaction, clock, env, &resource_type, resource.clone(), condition.as_ref())
             })
             .await?;
@@ -423,7 +423,7 @@ impl Store for PostgresStore {
     ) -> Result<WriteOutcome, Error> {
         let (resource_type, id) = (resource_type.clone(), id.clone());
         let outcome = self
-            .write(move |transaction, clock| {
+            .write(env, move |transaction, clock| {
                 write::write_version(transaction, clock, env, &resource_type, &id, resource.clone(), expected, method)
             })
             .await?;
@@ -439,7 +439,7 @@ impl Store for PostgresStore {
         resource: Value,
     ) -> Result<WriteOutcome, Error> {
         let resource_type = resource_type.clone();
-        self.write(move |transaction, clock| {
+        self.write(env, move |transaction, clock| {
             write::conditional_update(transaction, clock, env, &resource_type, &criteria, resource.clone())
         })
         .await
@@ -453,7 +453,7 @@ impl Store for PostgresStore {
         expected: ExpectedVersion,
     ) -> Result<Option<u64>, Error> {
         let (resource_type, id) = (resource_type.clone(), id.clone());
-        self.write(move |transaction, clock| write::delete(transaction, clock, env, &resource_type, &id, expected))
+        self.write(env, move |transaction, clock| write::delete(transaction, clock, env, &resource_type, &id, expected))
             .await
     }
 
@@ -464,7 +464,7 @@ impl Store for PostgresStore {
         criteria: Criteria,
     ) -> Result<usize, Error> {
         let resource_type = resource_type.clone();
-        self.write(move |transaction, clock| {
+        self.write(env, move |transaction, clock| {
             write::conditional_delete(transaction, clock, env, &resource_type, &criteria)
         })
         .await
@@ -481,13 +481,17 @@ impl Store for PostgresStore {
         self.read_with(move |client| query::find(client, env, &resource_type, &criteria, limit)).await
     }
 
-    fn registry(&self) -> Arc<Registry> {
-        self.inner.current_registry()
+    fn registry(&self, env: Environment) -> Arc<Registry> {
+        self.inner.registries.get(env)
     }
 
     async fn reindex(&self, after: i64, limit: usize) -> Result<Option<i64>, Error> {
-        let registry = self.inner.current_registry();
-        self.write(move |transaction, _| registry::reindex(transaction, &registry, after, limit)).await
+        let inner = Arc::clone(&self.inner);
+        // Each row is indexed with its own partition's registry, not the one `write` scopes.
+        self.write(Environment::Production, move |transaction, _| {
+            registry::reindex(transaction, &inner.registries, after, limit)
+        })
+        .await
     }
 
     async fn count_resources(&self) -> Result<u64, Error> {
@@ -516,7 +520,7 @@ impl Store for PostgresStore {
         let failed_entry = Arc::new(std::sync::Mutex::new(None));
         let entry = Arc::clone(&failed_entry);
         let outcome = self
-            .write(move |transaction, clock| {
+            .write(env, move |transaction, clock| {
                 bundle::transaction(transaction, clock, env, request.clone()).map_err(|failure| {
                     if let Ok(mut entry) = entry.lock() {
                         *entry = failure.entry;
@@ -536,7 +540,8 @@ impl Store for PostgresStore {
     }
 
     async fn import(&self, env: Environment, resources: Vec<ImportResource>) -> Result<ImportCounts, Error> {
-        let counts = self.write(move |transaction, clock| import::import(transaction, clock, env, &resources)).await?;
+        let counts =
+            self.write(env, move |transaction, clock| import::import(transaction, clock, env, &resources)).await?;
         self.inner.note_created(counts.created);
         Ok(counts)
     }

@@ -1,9 +1,12 @@
-//! What both stores share about custom search parameters: noting that a write touched a
-//! `SearchParameter` (so the writer reloads its registry afterwards), and building a
-//! registry from the bodies of the live `SearchParameter` resources.
+//! What both stores share about custom search parameters: one registry per partition (a
+//! `SearchParameter` written in the sandbox changes nothing in production), noting that a
+//! write touched a `SearchParameter` (so the writer reloads the registries afterwards), and
+//! building a registry from the bodies of the live `SearchParameter` resources.
 
 use std::cell::Cell;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+
+use crate::Environment;
 
 use fhir::search::{Registry, custom_from_resource};
 use serde_json::Value;
@@ -40,4 +43,43 @@ pub(crate) fn from_bodies(bodies: impl IntoIterator<Item = String>) -> Arc<Regis
     }
     tracing::debug!(count = custom.len(), "custom search parameters registered");
     Registry::with_custom(custom)
+}
+
+/// A store's registries, one per partition; each is replaced (never edited) when a
+/// `SearchParameter` changes.
+pub(crate) struct Registries {
+    production: RwLock<Arc<Registry>>,
+    sandbox: RwLock<Arc<Registry>>,
+}
+
+impl Registries {
+    /// Registries built by `load` for each partition.
+    pub(crate) fn load<E>(mut load: impl FnMut(Environment) -> Result<Arc<Registry>, E>) -> Result<Registries, E> {
+        Ok(Registries {
+            production: RwLock::new(load(Environment::Production)?),
+            sandbox: RwLock::new(load(Environment::Sandbox)?),
+        })
+    }
+
+    fn slot(&self, env: Environment) -> &RwLock<Arc<Registry>> {
+        match env {
+            Environment::Production => &self.production,
+            Environment::Sandbox => &self.sandbox,
+        }
+    }
+
+    /// The registry in effect for `env`.
+    pub(crate) fn get(&self, env: Environment) -> Arc<Registry> {
+        // A poisoned lock still holds a whole registry: it is only ever replaced.
+        Arc::clone(&self.slot(env).read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Replaces both registries with what `load` builds.
+    pub(crate) fn reload<E>(&self, mut load: impl FnMut(Environment) -> Result<Arc<Registry>, E>) -> Result<(), E> {
+        for env in [Environment::Production, Environment::Sandbox] {
+            let registry = load(env)?;
+            *self.slot(env).write().unwrap_or_else(std::sync::PoisonError::into_inner) = registry;
+        }
+        Ok(())
+    }
 }

@@ -15,7 +15,7 @@ mod steps;
 mod write;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use fhir::id::{LogicalId, ResourceType};
@@ -25,6 +25,8 @@ use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 
 use crate::clock::WriteClock;
+use crate::panic_guard;
+use crate::registry::Registries;
 use crate::{
     EntryOutcome, Environment, Error, ExpectedVersion, HistoryPage, HistoryQuery, ImportCounts, ImportResource, Method,
     SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteOutcome,
@@ -43,9 +45,9 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: r2d2::Pool<SqliteConnectionManager>,
     clock: WriteClock,
-    /// The search parameters of this database; replaced (never edited) when a
-    /// `SearchParameter` is written, under the writer lock.
-    registry: RwLock<Arc<Registry>>,
+    /// The search parameters of each partition; replaced when a `SearchParameter` is
+    /// written, under the writer lock.
+    registries: Registries,
 }
 
 impl SqliteStore {
@@ -55,7 +57,7 @@ impl SqliteStore {
         configure(&writer)?;
         configure_writer(&writer)?;
         schema::migrate(&mut writer)?;
-        let registry = registry::load(&writer)?;
+        let registries = registry::load_all(&writer)?;
         let floor: i64 =
             writer.query_row("SELECT COALESCE(MAX(last_updated), 0) FROM resource_history", [], |row| row.get(0))?;
         let manager = SqliteConnectionManager::file(path)
@@ -67,29 +69,35 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers,
                 clock: WriteClock::starting_after(floor),
-                registry: RwLock::new(registry),
+                registries,
             }),
         })
     }
 
-    /// Runs `work` with the writer connection on the blocking pool.
-    async fn write<T, F>(&self, work: F) -> Result<T, Error>
+    /// Runs `work` with the writer connection on the blocking pool, indexing with `env`'s
+    /// search parameters.
+    async fn write<T, F>(&self, env: Environment, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection, &WriteClock) -> Result<T, Error> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
         run_blocking(move || {
-            let mut connection =
-                inner.writer.lock().map_err(|_| Error::Database("the writer connection was poisoned".into()))?;
-            let registry = inner.current_registry();
-            let result = Registry::scope(&registry, || work(&mut connection, &inner.clock));
+            // A poisoned lock would only mean a panic escaped `catch`; the connection is still
+            // usable once any transaction it left open is rolled back (below).
+            let mut connection = inner.writer.lock().unwrap_or_else(|poisoned| {
+                inner.writer.clear_poison();
+                poisoned.into_inner()
+            });
+            let registry = inner.registries.get(env);
+            let result =
+                panic_guard::catch("a write", || Registry::scope(&registry, || work(&mut connection, &inner.clock)));
+            if !connection.is_autocommit() {
+                // Only after a panic: every write commits or rolls back its own transaction.
+                connection.execute_batch("ROLLBACK")?;
+            }
             if crate::registry::take_changed() {
-                let reloaded = registry::load(&connection)?;
-                match inner.registry.write() {
-                    Ok(mut current) => *current = reloaded,
-                    Err(poisoned) => *poisoned.into_inner() = reloaded,
-                }
+                inner.registries.reload(|env| registry::load(&connection, env))?;
             }
             result
         })
@@ -108,15 +116,6 @@ impl SqliteStore {
             work(&connection)
         })
         .await
-    }
-}
-
-impl Inner {
-    fn current_registry(&self) -> Arc<Registry> {
-        match self.registry.read() {
-            Ok(registry) => Arc::clone(&registry),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
     }
 }
 
@@ -183,8 +182,10 @@ impl Store for SqliteStore {
         condition: Option<Criteria>,
     ) -> Result<WriteOutcome, Error> {
         let resource_type = resource_type.clone();
-        self.write(move |connection, clock| write::create(connection, clock, env, &resource_type, resource, condition))
-            .await
+        self.write(env, move |connection, clock| {
+            write::create(connection, clock, env, &resource_type, resource, condition)
+        })
+        .await
     }
 
     async fn update(
@@ -197,7 +198,7 @@ impl Store for SqliteStore {
         method: Method,
     ) -> Result<WriteOutcome, Error> {
         let (resource_type, id) = (resource_type.clone(), id.clone());
-        self.write(move |connection, clock| {
+        self.write(env, move |connection, clock| {
             write::update(connection, clock, env, &resource_type, &id, resource, expected, method)
         })
         .await
@@ -211,7 +212,7 @@ impl Store for SqliteStore {
         resource: Value,
     ) -> Result<WriteOutcome, Error> {
         let resource_type = resource_type.clone();
-        self.write(move |connection, clock| {
+        self.write(env, move |connection, clock| {
             write::conditional_update(connection, clock, env, &resource_type, &criteria, resource)
         })
         .await
@@ -225,7 +226,8 @@ impl Store for SqliteStore {
         expected: ExpectedVersion,
     ) -> Result<Option<u64>, Error> {
         let (resource_type, id) = (resource_type.clone(), id.clone());
-        self.write(move |connection, clock| write::delete(connection, clock, env, &resource_type, &id, expected)).await
+        self.write(env, move |connection, clock| write::delete(connection, clock, env, &resource_type, &id, expected))
+            .await
     }
 
     async fn conditional_delete(
@@ -235,7 +237,7 @@ impl Store for SqliteStore {
         criteria: Criteria,
     ) -> Result<usize, Error> {
         let resource_type = resource_type.clone();
-        self.write(move |connection, clock| {
+        self.write(env, move |connection, clock| {
             write::conditional_delete(connection, clock, env, &resource_type, &criteria)
         })
         .await
@@ -252,13 +254,17 @@ impl Store for SqliteStore {
         self.read_with(move |connection| query::find(connection, env, &resource_type, &criteria, limit)).await
     }
 
-    fn registry(&self) -> Arc<Registry> {
-        self.inner.current_registry()
+    fn registry(&self, env: Environment) -> Arc<Registry> {
+        self.inner.registries.get(env)
     }
 
     async fn reindex(&self, after: i64, limit: usize) -> Result<Option<i64>, Error> {
-        let registry = self.inner.current_registry();
-        self.write(move |connection, _| registry::reindex(connection, &registry, after, limit)).await
+        let inner = Arc::clone(&self.inner);
+        // Each row is indexed with its own partition's registry, not the one `write` scopes.
+        self.write(Environment::Production, move |connection, _| {
+            registry::reindex(connection, &inner.registries, after, limit)
+        })
+        .await
     }
 
     async fn count_resources(&self) -> Result<u64, Error> {
@@ -283,10 +289,10 @@ impl Store for SqliteStore {
         env: Environment,
         request: TransactionRequest,
     ) -> Result<Vec<EntryOutcome>, TransactionError> {
-        self.write(move |connection, clock| Ok(bundle::transaction(connection, clock, env, request))).await?
+        self.write(env, move |connection, clock| Ok(bundle::transaction(connection, clock, env, request))).await?
     }
 
     async fn import(&self, env: Environment, resources: Vec<ImportResource>) -> Result<ImportCounts, Error> {
-        self.write(move |connection, clock| bundle::import(connection, clock, env, resources)).await
+        self.write(env, move |connection, clock| bundle::import(connection, clock, env, resources)).await
     }
 }

@@ -65,7 +65,8 @@ pub(crate) fn compiled(resource_type: &str, parameter: &SearchParameter) -> Opti
     type Cache = Mutex<HashMap<(String, String), Option<&'static Expression>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    let key = (resource_type.to_owned(), parameter.url.clone());
+    // Keyed by the expression, not the URL: an edited custom parameter keeps its URL.
+    let key = (resource_type.to_owned(), parameter.expression.clone().unwrap_or_default());
     if let Some(found) = cache.lock().ok().and_then(|cache| cache.get(&key).copied()) {
         return found;
     }

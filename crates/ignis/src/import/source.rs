@@ -50,6 +50,11 @@ pub(crate) fn documents(file: &Path, each: &mut dyn FnMut(anyhow::Result<Documen
     each(document);
 }
 
+/// The largest archive member read (one JSON or NDJSON document).
+const MAX_MEMBER_BYTES: u64 = 4 << 30;
+/// What is reserved up front for a member, whatever size its header declares.
+const RESERVE_BYTES: u64 = 64 << 20;
+
 fn archive_documents(file: &Path, each: &mut dyn FnMut(anyhow::Result<Document>) -> bool) -> anyhow::Result<()> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(File::open(file)?));
     for member in archive.entries()? {
@@ -58,9 +63,18 @@ fn archive_documents(file: &Path, each: &mut dyn FnMut(anyhow::Result<Document>)
         if !member.header().entry_type().is_file() || !is_data(&member_name) {
             continue;
         }
-        let mut bytes = Vec::with_capacity(usize::try_from(member.size()).unwrap_or(0));
-        member.read_to_end(&mut bytes)?;
         let name = format!("{}!{member_name}", file.display());
+        let declared = member.size();
+        if declared > MAX_MEMBER_BYTES {
+            anyhow::bail!("{name} declares {declared} bytes, more than the {MAX_MEMBER_BYTES} a member may hold");
+        }
+        // The header's size is the archive's word, not a fact: reserve little, and read no
+        // more than the limit whatever the stream holds.
+        let mut bytes = Vec::with_capacity(usize::try_from(declared.min(RESERVE_BYTES)).unwrap_or(0));
+        (&mut member).take(MAX_MEMBER_BYTES).read_to_end(&mut bytes).with_context(|| format!("{name}: cannot read"))?;
+        if (bytes.len() as u64) < declared {
+            anyhow::bail!("{name} declares {declared} bytes but the archive ends after {}", bytes.len());
+        }
         if !each(Ok(Document { ndjson: is_ndjson(&member_name), name, bytes })) {
             break;
         }
@@ -95,4 +109,56 @@ fn is_data(name: &str) -> bool {
 
 fn is_ndjson(name: &str) -> bool {
     name.ends_with(".ndjson") || name.ends_with(".jsonl")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A `.tgz` with one member whose header declares `declared` bytes but holds `actual`.
+    fn lying_archive(folder: &Path, declared: u64, actual: usize) -> PathBuf {
+        let mut header = tar::Header::new_gnu();
+        header.set_path("data.ndjson").expect("path");
+        header.set_size(declared);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        let mut raw = header.as_bytes().to_vec();
+        raw.extend(std::iter::repeat_n(b'{', actual));
+        raw.resize(raw.len().next_multiple_of(512) + 1024, 0);
+        let path = folder.join("lying.tgz");
+        let mut encoder = flate2::write::GzEncoder::new(File::create(&path).expect("create"), Default::default());
+        encoder.write_all(&raw).expect("write");
+        encoder.finish().expect("finish");
+        path
+    }
+
+    fn read_all(path: &Path) -> Vec<anyhow::Result<Document>> {
+        let mut found = Vec::new();
+        documents(path, &mut |document| {
+            found.push(document);
+            true
+        });
+        found
+    }
+
+    #[test]
+    fn a_member_declaring_an_absurd_size_is_refused_without_reserving_it() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let path = lying_archive(folder.path(), 1 << 60, 10);
+        let results = read_all(&path);
+        let error = results.iter().find_map(|result| result.as_ref().err()).expect("an error");
+        assert!(format!("{error:#}").contains("more than the"), "{error:#}");
+    }
+
+    #[test]
+    fn a_member_declaring_more_than_it_holds_is_an_error_not_a_hang() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let path = lying_archive(folder.path(), 1 << 20, 10);
+        let results = read_all(&path);
+        assert!(results.iter().all(|result| result.is_err()), "no document from a truncated member");
+        assert!(!results.is_empty());
+    }
 }

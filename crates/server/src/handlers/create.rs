@@ -26,7 +26,11 @@ pub(crate) async fn create(
     let condition = match headers.get("if-none-exist") {
         Some(value) => {
             let query = value.to_str().map_err(|_| ApiError::bad_request("If-None-Exist is not valid text"))?;
-            Some(parse_criteria(&context.store().registry(), &resource_type, Some(query.trim_start_matches('?')))?)
+            Some(parse_criteria(
+                &context.store().registry(context.env),
+                &resource_type,
+                Some(query.trim_start_matches('?')),
+            )?)
         }
         None => None,
     };

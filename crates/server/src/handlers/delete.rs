@@ -35,7 +35,7 @@ pub(crate) async fn conditional_delete(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let resource_type = parse_type(&type_name)?;
-    let criteria = parse_criteria(&context.store().registry(), &resource_type, query.as_deref())?;
+    let criteria = parse_criteria(&context.store().registry(context.env), &resource_type, query.as_deref())?;
     context.store().conditional_delete(context.env, &resource_type, criteria).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -1,17 +1,20 @@
 //! `search`: type search (`GET [type]?…`, `POST [type]/_search`), system search
 //! (`GET [base]?_type=…`) and compartment search (`GET Patient/[id]/[type]?…`).
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use fhir::Definitions;
 use fhir::id::ResourceType;
-use fhir::outcome::{IssueType, operation_outcome};
+use fhir::outcome::{Issue, IssueType, operation_outcome};
 use fhir::search::{Clause, Handling, SearchQuery, Summary, Total};
 use fhir::summary::View;
 use serde_json::Value;
 use store::{SearchPage, SearchRequest, StoredResource};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::bundle::{SearchEntry, search_bundle};
 use crate::error::ApiError;
@@ -90,7 +93,7 @@ pub(crate) async fn search_compartment(
         return Err(ApiError::not_found(format!("'{compartment}' is not a compartment")));
     }
     let (id, resource_type) = (parse_id(&id)?, parse_type(&type_name)?);
-    let registry = context.store().registry();
+    let registry = context.store().registry(context.env);
     let clause =
         Clause::compartment(&registry, &compartment, id.as_str(), resource_type.as_str()).ok_or_else(|| {
             ApiError::bad_request(format!("{resource_type} resources are never in a {compartment} compartment"))
@@ -120,7 +123,7 @@ async fn run(
         // several types can use.
         _ => "Parameters",
     };
-    let registry = context.store().registry();
+    let registry = context.store().registry(context.env);
     let mut query = SearchQuery::parse(&registry, parse_as, pairs, handling(headers))
         .map_err(|issue| ApiError::with_issues(StatusCode::BAD_REQUEST, vec![issue]))?;
     query.clauses.extend(scope.extra);
@@ -128,10 +131,29 @@ async fn run(
         query.total = Total::Accurate;
     }
     let count = if query.summary == Summary::Count { 0 } else { query.count.unwrap_or(DEFAULT_COUNT) };
-    let request = SearchRequest { types: scope.types, query: query.clone(), count };
+    let limits = context.app.config.search_limits;
+    let request = SearchRequest { types: scope.types, query: query.clone(), count, limits };
+    let _slot = search_slot(context).await?;
     let page = context.store().search(context.env, request).await?;
     let body = bundle(context, &scope.path, pairs, &query, page)?;
     Ok(json_response(StatusCode::OK, body))
+}
+
+/// A slot among the searches that may run at once, waiting briefly for one; 503 when none
+/// frees up in time.
+async fn search_slot(context: &FhirContext) -> Result<OwnedSemaphorePermit, ApiError> {
+    let config = &context.app.config;
+    let slots = Arc::clone(&context.app.search_slots);
+    match tokio::time::timeout(config.search_queue_wait, slots.acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(ApiError::unavailable(
+            format!(
+                "too many searches are running (max-concurrent-searches = {}); retry shortly",
+                config.max_concurrent_searches
+            ),
+            1,
+        )),
+    }
 }
 
 fn handling(headers: &HeaderMap) -> Handling {
@@ -165,10 +187,21 @@ fn bundle(
             mode: "include",
         });
     }
-    if !query.warnings.is_empty() {
+    let mut warnings = query.warnings.clone();
+    if page.cut {
+        warnings.push(Issue::warning(
+            IssueType::TooCostly,
+            format!(
+                "this page was cut to stay within {} bytes of resources (search-page-bytes): \
+                 fewer matches than _count (the rest follow the next link), or fewer includes",
+                context.app.config.search_limits.page_bytes
+            ),
+        ));
+    }
+    if !warnings.is_empty() {
         entries.push(SearchEntry {
             full_url: String::new(),
-            body: operation_outcome(&query.warnings).to_string(),
+            body: operation_outcome(&warnings).to_string(),
             mode: "outcome",
         });
     }

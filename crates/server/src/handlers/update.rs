@@ -50,7 +50,7 @@ pub(crate) async fn conditional_update(
     body: Body,
 ) -> Result<Response, ApiError> {
     let resource_type = parse_type(&type_name)?;
-    let criteria = parse_criteria(&context.store().registry(), &resource_type, query.as_deref())?;
+    let criteria = parse_criteria(&context.store().registry(context.env), &resource_type, query.as_deref())?;
     let resource = read_resource(&headers, body, context.app.config.max_body_bytes).await?;
     check_resource(&resource_type, &resource)?;
     let outcome = context.store().conditional_update(context.env, &resource_type, criteria, resource).await?;

@@ -78,10 +78,14 @@ async fn update_creates_then_versions() {
     let (status, updated) = status_and_json(response).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(updated["meta"]["versionId"], "2");
-    let (_, first) = status_and_json(app.get("Patient/curie/_history/1").await).await;
+    let (status, first) = status_and_json(app.get("Patient/curie/_history/1").await).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["gender"], "female");
-    let (_, second) = status_and_json(app.get("Patient/curie/_history/2").await).await;
+    assert_eq!(first["meta"]["versionId"], "1");
+    let (status, second) = status_and_json(app.get("Patient/curie/_history/2").await).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
     assert_eq!(second["gender"], "other");
+    assert_eq!(second["meta"]["versionId"], "2");
 }
 
 #[tokio::test]
@@ -89,7 +93,8 @@ async fn if_match_guards_updates() {
     let app = TestApp::spawn().await;
     let mut body = patient("Noether");
     body["id"] = json!("noether");
-    app.put("Patient/noether", &body).await;
+    assert_eq!(app.put("Patient/noether", &body).await.status(), StatusCode::CREATED);
+    body["gender"] = json!("other");
     let stale = app
         .request(Method::PUT, "Patient/noether")
         .header("content-type", "application/fhir+json")
@@ -107,7 +112,13 @@ async fn if_match_guards_updates() {
         .send()
         .await
         .unwrap();
-    assert_eq!(current.status(), StatusCode::OK);
+    assert_eq!(current.headers()["etag"], "W/\"2\"");
+    let (status, updated) = status_and_json(current).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["meta"]["versionId"], "2", "{updated}");
+    assert_eq!(updated["gender"], "other", "{updated}");
+    let (_, history) = status_and_json(app.get("Patient/noether/_history").await).await;
+    assert_eq!(history["entry"].as_array().map(Vec::len), Some(2), "the refused write left no version: {history}");
 }
 
 #[tokio::test]
@@ -281,6 +292,8 @@ async fn validate_operation_stores_nothing() {
     let (status, outcome) = status_and_json(app.post("Patient/$validate", &patient("Valid")).await).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(outcome["issue"][0]["severity"], "information");
-    let (_, history) = status_and_json(app.get("Patient/_history").await).await;
-    assert_eq!(history["entry"].as_array().map(Vec::len).unwrap_or(0), 0);
+    let (status, history) = status_and_json(app.get("Patient/_history").await).await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    assert_eq!(history["type"], "history", "{history}");
+    assert_eq!(history["entry"].as_array().map(Vec::len).unwrap_or(0), 0, "{history}");
 }

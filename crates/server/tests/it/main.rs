@@ -7,6 +7,7 @@
 //! - `import`: bulk import through the store, checked over HTTP.
 //! - `errors`: bad input of every kind gets the right status and an OperationOutcome.
 //! - `examples`: the official R4 examples round-trip through create and read.
+//! - `hardening`: panicking writes, dates at the edges, search limits, forged cursors.
 //! - `capability`: the generated CapabilityStatement.
 //! - `transaction`: transaction and batch Bundles posted to the base.
 //! - `search`: every parameter type, modifier, chain, include, sort and paging.
@@ -17,6 +18,7 @@ mod capability;
 mod crud;
 mod errors;
 mod examples;
+mod hardening;
 mod history;
 mod import;
 mod postgres;

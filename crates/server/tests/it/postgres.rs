@@ -273,12 +273,16 @@ async fn us_core_searches_are_planned_on_indexes() {
         ("Condition", "patient=plan-p17"),
         ("MedicationRequest", "patient=plan-p17&intent=order"),
     ];
-    let registry = app.store.registry();
+    let registry = app.store.registry(store::Environment::Production);
     for (resource_type, query) in searches {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).expect("query");
         let query = SearchQuery::parse(&registry, resource_type, &pairs, Handling::Strict).expect("parse");
-        let request =
-            store::SearchRequest { types: vec![ResourceType::parse(resource_type).expect("type")], query, count: 20 };
+        let request = store::SearchRequest {
+            types: vec![ResourceType::parse(resource_type).expect("type")],
+            query,
+            count: 20,
+            limits: Default::default(),
+        };
         let plans = store.explain_search(store::Environment::Production, request).await.expect("explain");
         assert!(!plans.is_empty(), "{resource_type}?{pairs:?} ran no statement");
         for plan in &plans {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::support::{TestApp, assert_outcome, status_and_json};
 
 /// Ids of the `match` entries of one page, in order.
-fn match_ids(bundle: &Value) -> Vec<String> {
+pub(crate) fn match_ids(bundle: &Value) -> Vec<String> {
     entries_with_mode(bundle, "match")
 }
 
@@ -30,7 +30,7 @@ fn entries_with_mode(bundle: &Value, mode: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn search(app: &TestApp, query: &str) -> Value {
+pub(crate) async fn search(app: &TestApp, query: &str) -> Value {
     let (status, bundle) = status_and_json(app.get(query).await).await;
     assert_eq!(status, StatusCode::OK, "{query}: {bundle}");
     assert_eq!(bundle["type"], "searchset");
@@ -38,13 +38,13 @@ async fn search(app: &TestApp, query: &str) -> Value {
 }
 
 /// The sorted ids a search matches on its first page.
-async fn found(app: &TestApp, query: &str) -> Vec<String> {
+pub(crate) async fn found(app: &TestApp, query: &str) -> Vec<String> {
     let mut ids = match_ids(&search(app, query).await);
     ids.sort();
     ids
 }
 
-fn link(bundle: &Value, relation: &str) -> Option<String> {
+pub(crate) fn link(bundle: &Value, relation: &str) -> Option<String> {
     bundle["link"]
         .as_array()?
         .iter()
@@ -144,12 +144,32 @@ async fn date_parameters_and_prefixes() {
     assert_eq!(found(&app, "Observation?date=2024-03-05").await, ["Observation/o1"]);
     assert_eq!(found(&app, "Observation?date=ge2024-03-15").await, ["Observation/o2"]);
     assert_eq!(found(&app, "Observation?date=lt2024-01-01").await, ["Observation/o3"]);
-    // `ap` allows 10% of the distance from now, as the spec recommends: o3 is within it.
+}
+
+/// `ap` allows 10% of the distance from now, as the spec recommends. The dates are chosen
+/// from today's year so that the answer is the same whatever day the test runs: ten years
+/// back the slack is about a year (at least 340 days), so five months off is in and two years
+/// off is out.
+#[tokio::test]
+async fn approximate_dates_allow_a_tenth_of_the_distance_from_now() {
+    let app = TestApp::spawn().await;
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let year = 1970 + seconds / 31_556_952;
+    let (target, near, far) = (year - 10, format!("{}-11-15", year - 10), format!("{}-06-15", year - 12));
+    for (id, date) in [("exact", format!("{target}-06-15")), ("near", near), ("far", far)] {
+        let observation = json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"text": "approximate"}, "effectiveDateTime": date});
+        assert_eq!(app.put(&format!("Observation/{id}"), &observation).await.status(), StatusCode::CREATED);
+    }
     assert_eq!(
-        found(&app, "Observation?date=ap2024-03-05").await,
-        ["Observation/o1", "Observation/o2", "Observation/o3"]
+        found(&app, &format!("Observation?code:text=approximate&date=ap{target}-06-15")).await,
+        ["Observation/exact", "Observation/near"]
     );
-    assert_eq!(found(&app, "Observation?date=ap2022-01-01").await, Vec::<String>::new());
+    assert_eq!(
+        found(&app, &format!("Observation?code:text=approximate&date={target}-06-15")).await,
+        ["Observation/exact"],
+        "without ap only the day itself"
+    );
 }
 
 #[tokio::test]
@@ -186,6 +206,15 @@ async fn chains_and_reverse_chains() {
     );
     assert_eq!(found(&app, "Patient?_has:Observation:patient:code=29463-7").await, ["Patient/ann"]);
     assert_eq!(found(&app, "Patient?_has:Observation:subject:status=amended").await, ["Patient/bob"]);
+    // Nested: practitioners who performed an Observation that a given Provenance targets.
+    // `prov` targets a Patient, so nothing; `obs-prov` targets o1, which Practitioner/dr made.
+    let provenance = json!({"resourceType": "Provenance", "id": "obs-prov", "target": [{"reference": "Observation/o1"}],
+        "recorded": "2024-01-01T00:00:00Z", "agent": [{"who": {"reference": "Practitioner/dr"}}]});
+    assert_eq!(app.put("Provenance/obs-prov", &provenance).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        found(&app, "Practitioner?_has:Observation:performer:_has:Provenance:target:_id=obs-prov").await,
+        ["Practitioner/dr"]
+    );
     assert_eq!(
         found(&app, "Practitioner?_has:Observation:performer:_has:Provenance:target:_id=prov").await,
         Vec::<String>::new()

@@ -160,6 +160,27 @@ impl TestApp {
         self.database.execute(statement).await;
     }
 
+    /// Holds an `ACCESS EXCLUSIVE` lock on `table` of this server's PostgreSQL schema until
+    /// the returned guard is dropped, so that statements on it wait (to test time limits
+    /// without depending on speed). Panics on SQLite.
+    pub(crate) async fn postgres_hold_lock(&self, table: &str) -> TableLock {
+        let Database::Postgres { url, schema } = self.database.as_ref() else { panic!("a lock needs PostgreSQL") };
+        let mut config: postgres::Config = url.parse().expect("IGNIS_TEST_POSTGRES_URL");
+        config.options(&format!("-c search_path={schema}"));
+        let statement = format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE");
+        let (locked, is_locked) = tokio::sync::oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let mut client = config.connect(postgres::NoTls).expect("connect");
+            client.batch_execute(&statement).expect("lock");
+            let _ = locked.send(());
+            let _ = released.recv();
+            let _ = client.batch_execute("ROLLBACK");
+        });
+        is_locked.await.expect("the lock was taken");
+        TableLock { _release: release }
+    }
+
     /// A request to `path` under the FHIR base.
     pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, format!("{}/{}", self.base, path.trim_start_matches('/')))
@@ -183,6 +204,18 @@ impl TestApp {
         self.send_json(Method::POST, path, body).await
     }
 
+    /// Posts `body` to the FHIR base itself (`POST [base]`, no trailing slash): a transaction
+    /// or batch Bundle.
+    pub(crate) async fn post_base(&self, body: &Value) -> Response {
+        self.client
+            .post(&self.base)
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("send")
+    }
+
     pub(crate) async fn put(&self, path: &str, body: &Value) -> Response {
         self.send_json(Method::PUT, path, body).await
     }
@@ -199,6 +232,11 @@ impl TestApp {
         let body: Value = response.json().await.expect("json");
         body["id"].as_str().expect("id").to_owned()
     }
+}
+
+/// A table lock held by [`TestApp::postgres_hold_lock`]; released when dropped.
+pub(crate) struct TableLock {
+    _release: std::sync::mpsc::Sender<()>,
 }
 
 /// The status and JSON body of a response.

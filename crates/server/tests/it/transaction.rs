@@ -65,20 +65,9 @@ fn fhirpath_patch_entry(url: &str) -> Value {
     })
 }
 
-/// Posts `body` to the FHIR base itself (`POST [base]`, no trailing slash).
-async fn to_base(app: &TestApp, body: &Value) -> reqwest::Response {
-    app.client
-        .post(&app.base)
-        .header("content-type", "application/fhir+json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("send")
-}
-
 /// Posts `body` to the FHIR base and reads the answer.
 async fn post_bundle(app: &TestApp, body: &Value) -> (StatusCode, Value) {
-    status_and_json(to_base(app, body).await).await
+    status_and_json(app.post_base(body).await).await
 }
 
 /// How many versions the type's history holds (every write leaves one).
@@ -125,7 +114,7 @@ async fn a_bad_entry_in_the_middle_leaves_no_trace() {
         "transaction",
         vec![post_entry(None, patient("a")), post_entry(None, invalid), post_entry(None, patient("b"))],
     );
-    let outcome = assert_outcome(to_base(&app, &body).await, StatusCode::BAD_REQUEST, "code-invalid").await;
+    let outcome = assert_outcome(app.post_base(&body).await, StatusCode::BAD_REQUEST, "code-invalid").await;
     assert!(outcome.to_string().contains("Bundle.entry[1]"), "{outcome}");
 
     // A failure only the database can find (a stale If-Match) after two creates were written.
@@ -139,7 +128,7 @@ async fn a_bad_entry_in_the_middle_leaves_no_trace() {
             post_entry(None, observation("Patient/whatever")),
         ],
     );
-    let outcome = assert_outcome(to_base(&app, &body).await, StatusCode::PRECONDITION_FAILED, "conflict").await;
+    let outcome = assert_outcome(app.post_base(&body).await, StatusCode::PRECONDITION_FAILED, "conflict").await;
     assert!(outcome.to_string().contains("Bundle.entry[1]"), "{outcome}");
     assert_eq!(history_count(&app, "Patient").await, 1, "only the patient created before the transactions");
     assert_eq!(history_count(&app, "Observation").await, 0);
@@ -157,7 +146,7 @@ async fn conditional_references_resolve_inside_the_transaction() {
     assert_eq!(stored["subject"]["reference"], format!("Patient/{id}"));
 
     let body = bundle("transaction", vec![post_entry(None, observation("Patient?identifier=urn:test|nobody"))]);
-    assert_outcome(to_base(&app, &body).await, StatusCode::BAD_REQUEST, "processing").await;
+    assert_outcome(app.post_base(&body).await, StatusCode::BAD_REQUEST, "processing").await;
     assert_eq!(history_count(&app, "Observation").await, 1);
 }
 
@@ -236,7 +225,7 @@ async fn concurrent_identical_conditional_creates_make_one_resource() {
             } else {
                 let mut entry = post_entry(None, patient("race"));
                 entry["request"]["ifNoneExist"] = json!("identifier=urn:test|race");
-                to_base(&app, &bundle("transaction", vec![entry])).await.status()
+                app.post_base(&bundle("transaction", vec![entry])).await.status()
             }
         }));
     }
@@ -299,7 +288,7 @@ async fn two_writes_to_one_resource_fail_the_transaction() {
     first["id"] = json!("twice");
     let entry = json!({"resource": first, "request": {"method": "PUT", "url": "Patient/twice"}});
     let body = bundle("transaction", vec![entry.clone(), entry]);
-    assert_outcome(to_base(&app, &body).await, StatusCode::BAD_REQUEST, "processing").await;
+    assert_outcome(app.post_base(&body).await, StatusCode::BAD_REQUEST, "processing").await;
     assert_eq!(app.get("Patient/twice").await.status(), StatusCode::NOT_FOUND);
 }
 
@@ -307,8 +296,8 @@ async fn two_writes_to_one_resource_fail_the_transaction() {
 async fn only_transactions_and_batches_are_processed() {
     let app = TestApp::spawn().await;
     let body = bundle("collection", vec![post_entry(None, patient("x"))]);
-    assert_outcome(to_base(&app, &body).await, StatusCode::BAD_REQUEST, "not-supported").await;
-    assert_outcome(to_base(&app, &patient("x")).await, StatusCode::BAD_REQUEST, "invalid").await;
+    assert_outcome(app.post_base(&body).await, StatusCode::BAD_REQUEST, "not-supported").await;
+    assert_outcome(app.post_base(&patient("x")).await, StatusCode::BAD_REQUEST, "invalid").await;
     let (status, response) = post_bundle(&app, &bundle("transaction", vec![])).await;
     assert_eq!((status, response["entry"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
 }
@@ -355,7 +344,7 @@ async fn a_failing_patch_entry_rolls_the_transaction_back() {
     ];
     for (entry, status, code) in cases {
         let body = bundle("transaction", vec![post_entry(None, patient("rolled-back")), entry]);
-        let response = to_base(&app, &body).await;
+        let response = app.post_base(&body).await;
         let outcome = assert_outcome(response, status, code).await;
         assert!(outcome.to_string().contains("Bundle.entry[1]"), "names the entry: {outcome}");
     }

@@ -2,12 +2,13 @@
 
 use fhir::id::{LogicalId, ResourceType};
 use fhir::search::Criteria;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, Row};
 
 use crate::clock::{from_micros, micros};
 use crate::sql::criteria::push_matching;
-use crate::sql::search::{Found, SearchConnection};
+use crate::sql::search::{Found, SearchConnection, keep_reading};
 use crate::sql::{Bind, Dialect, Sql};
 use crate::{
     Environment, Error, HistoryEntry, HistoryPage, HistoryQuery, HistoryScope, Method, SearchPage, SearchRequest,
@@ -165,7 +166,11 @@ pub(crate) fn search(
     env: Environment,
     request: &SearchRequest,
 ) -> Result<SearchPage, Error> {
-    crate::sql::search::search(&mut Postgres(client), env, request)
+    let limit = request.limits.time.as_millis().max(1);
+    client.batch_execute(&format!("SET statement_timeout = {limit}"))?;
+    let result = crate::sql::search::search(&mut Postgres(client), env, request);
+    client.batch_execute(&format!("SET statement_timeout = {}", crate::postgres::STATEMENT_TIMEOUT.as_millis()))?;
+    result.map_err(|error| crate::sql::search::name_time_limit(error, request))
 }
 
 /// The plans (`EXPLAIN`) of the statements [`search`] would run for `request`, one text per
@@ -206,7 +211,7 @@ impl<C: GenericClient> SearchConnection for Explain<'_, C> {
         Ok(0)
     }
 
-    fn rows(&mut self, sql: &Sql, _keys: usize) -> Result<Vec<Found>, Error> {
+    fn rows(&mut self, sql: &Sql, _keys: usize, _budget: usize) -> Result<Vec<Found>, Error> {
         self.explain(sql)?;
         Ok(Vec::new())
     }
@@ -223,25 +228,30 @@ impl<C: GenericClient> SearchConnection for Postgres<'_, C> {
         Ok(self.0.query_typed_one(&sql.text, &params(&sql.values))?.try_get(0)?)
     }
 
-    fn rows(&mut self, sql: &Sql, keys: usize) -> Result<Vec<Found>, Error> {
-        let rows = self.0.query_typed(&sql.text, &params(&sql.values))?;
-        rows.iter()
-            .map(|row| {
-                let keys = (7..7 + keys)
-                    .map(|index| {
-                        let kind = row.columns()[index].type_();
-                        Ok(if *kind == Type::INT8 {
-                            Bind::Integer(row.try_get(index)?)
-                        } else if *kind == Type::FLOAT8 {
-                            Bind::Real(row.try_get(index)?)
-                        } else {
-                            Bind::Text(row.try_get(index)?)
-                        })
+    fn rows(&mut self, sql: &Sql, keys: usize, budget: usize) -> Result<Vec<Found>, Error> {
+        let mut rows = self.0.query_typed_raw(&sql.text, params(&sql.values))?;
+        let (mut found, mut bytes) = (Vec::new(), 0usize);
+        // Rows stream in; past the budget the rest are left unread (the driver discards them).
+        while keep_reading(found.len(), bytes, budget)
+            && let Some(row) = rows.next()?
+        {
+            let keys = (7..7 + keys)
+                .map(|index| {
+                    let kind = row.columns()[index].type_();
+                    Ok(if *kind == Type::INT8 {
+                        Bind::Integer(row.try_get(index)?)
+                    } else if *kind == Type::FLOAT8 {
+                        Bind::Real(row.try_get(index)?)
+                    } else {
+                        Bind::Text(row.try_get(index)?)
                     })
-                    .collect::<Result<_, Error>>()?;
-                Ok(Found { row_id: row.try_get(0)?, keys, resource: stored_resource_at(row, 1)? })
-            })
-            .collect()
+                })
+                .collect::<Result<_, Error>>()?;
+            let resource = stored_resource_at(&row, 1)?;
+            bytes = bytes.saturating_add(resource.body.len());
+            found.push(Found { row_id: row.try_get(0)?, keys, resource });
+        }
+        Ok(found)
     }
 }
 

@@ -200,6 +200,7 @@ pub(crate) fn write_prepared(
         body: &body,
     };
     let row_id = write_row(transaction, env, &row)?;
+    crate::panic_guard::write_checkpoint(id.as_str());
     // A new or deleted resource has no index rows to remove.
     let fresh = current.as_ref().is_none_or(|current| current.deleted);
     index::replace(transaction, row_id, rows, fresh)?;

@@ -349,7 +349,7 @@ fn push_date(sql: &mut Sql, value: &SearchValue, low: &str, high: &str) {
         Prefix::Eb => bind1(sql, &format!("{high} < "), query_low),
         Prefix::Ap => {
             let now = time::OffsetDateTime::now_utc().unix_timestamp().saturating_mul(1_000_000);
-            let slack = (now - query_low).abs() / 10;
+            let slack = now.saturating_sub(query_low).saturating_abs() / 10;
             let slack = slack.max(86_400_000_000);
             bind2(
                 sql,

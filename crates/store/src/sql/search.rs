@@ -24,8 +24,15 @@ pub(crate) trait SearchConnection {
     fn count(&mut self, sql: &Sql) -> Result<i64, Error>;
 
     /// Rows of `row_id, type, logical_id, version, last_updated, deleted, body` followed by
-    /// `keys` sort keys (each an integer, a real or a text).
-    fn rows(&mut self, sql: &Sql, keys: usize) -> Result<Vec<Found>, Error>;
+    /// `keys` sort keys (each an integer, a real or a text). Reading stops once the bodies
+    /// read exceed `budget` bytes and at least two rows were read (see [`within_budget`]).
+    fn rows(&mut self, sql: &Sql, keys: usize, budget: usize) -> Result<Vec<Found>, Error>;
+}
+
+/// True while [`SearchConnection::rows`] should read on: under `budget` bytes so far, or fewer
+/// than two rows (the second tells whether a page cut after the first has more).
+pub(crate) fn keep_reading(rows: usize, bytes: usize, budget: usize) -> bool {
+    rows < 2 || bytes <= budget
 }
 
 /// One row of a page: its stored resource and its position.
@@ -62,7 +69,9 @@ pub(crate) fn search(
     request: &SearchRequest,
 ) -> Result<SearchPage, Error> {
     let query = &request.query;
-    let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let budget = request.limits.page_bytes;
+    let fingerprint = fingerprint(request);
+    let cursor = query.cursor.as_deref().map(|text| decode_cursor(text, fingerprint)).transpose()?;
     let columns: Vec<SortColumn> = query.sort.iter().map(sort_column).collect();
     let total = match (query.total, &cursor) {
         (Total::Accurate | Total::Estimate, _) => Some(count(&mut *connection, env, request)?),
@@ -70,22 +79,55 @@ pub(crate) fn search(
         _ => None,
     };
     if request.count == 0 {
-        return Ok(SearchPage { matches: Vec::new(), included: Vec::new(), total, next: None, previous: None });
+        let (matches, included) = (Vec::new(), Vec::new());
+        return Ok(SearchPage { matches, included, total, next: None, previous: None, cut: false });
     }
     let backward = cursor.as_ref().is_some_and(|cursor| cursor.backward);
     let mut found = fetch(&mut *connection, env, request, &columns, cursor.as_ref())?;
-    let more = found.len() > request.count;
-    found.truncate(request.count);
+    let within = within_budget(found.iter().map(|row| row.resource.body.len()), budget).min(request.count);
+    let mut cut = within < request.count && within < found.len();
+    let more = found.len() > within;
+    found.truncate(within);
     if backward {
         found.reverse();
     }
     let (has_next, has_previous) = if backward { (true, more) } else { (more, cursor.is_some()) };
-    let next = has_next.then(|| found.last().map(|row| encode_cursor(false, &row.keys, row.row_id))).flatten();
-    let previous = has_previous.then(|| found.first().map(|row| encode_cursor(true, &row.keys, row.row_id))).flatten();
+    let encode = |backward: bool, row: &Found| encode_cursor(fingerprint, backward, &row.keys, row.row_id);
+    let next = has_next.then(|| found.last().map(|row| encode(false, row))).flatten();
+    let previous = has_previous.then(|| found.first().map(|row| encode(true, row))).flatten();
     let total =
         total.or_else(|| (cursor.is_none() && !more && query.total != Total::None).then_some(found.len() as u64));
-    let included = includes(&mut *connection, env, &found, &query.includes, &query.revincludes)?;
-    Ok(SearchPage { matches: found.into_iter().map(|row| row.resource).collect(), included, total, next, previous })
+    let left = budget.saturating_sub(found.iter().map(|row| row.resource.body.len()).sum());
+    let (included, includes_cut) = includes(&mut *connection, env, &found, &query.includes, &query.revincludes, left)?;
+    cut |= includes_cut;
+    let matches = found.into_iter().map(|row| row.resource).collect();
+    Ok(SearchPage { matches, included, total, next, previous, cut })
+}
+
+/// A statement stopped at its time limit ([`Error::TooCostly`]), told as the search's limit.
+pub(crate) fn name_time_limit(error: Error, request: &SearchRequest) -> Error {
+    match error {
+        Error::TooCostly(_) => Error::TooCostly(format!(
+            "the search ran past its time limit of {} ms (search-time-limit); narrow its criteria",
+            request.limits.time.as_millis()
+        )),
+        other => other,
+    }
+}
+
+/// How many of the first rows, whose bodies have `sizes`, fit in `budget` bytes: at least one,
+/// so that a page always moves on.
+fn within_budget(sizes: impl Iterator<Item = usize>, budget: usize) -> usize {
+    let mut total = 0usize;
+    let mut count = 0;
+    for size in sizes {
+        total = total.saturating_add(size);
+        if total > budget && count > 0 {
+            break;
+        }
+        count += 1;
+    }
+    count
 }
 
 /// The base query: live resources of the requested types in `env` matching every clause.
@@ -128,7 +170,9 @@ fn fetch(
     push_base(&mut sql, env, request);
     sql.push(") AS page");
     if let Some(cursor) = cursor {
-        if cursor.keys.len() != columns.len() {
+        let same_kinds = cursor.keys.len() == columns.len()
+            && cursor.keys.iter().zip(columns).all(|(key, column)| same_kind(key, &column.missing));
+        if !same_kinds {
             return Err(Error::InvalidQuery("the _cursor does not belong to this search".into()));
         }
         sql.push(" WHERE ");
@@ -141,7 +185,7 @@ fn fetch(
     }
     sql.push(if backward { "row_id DESC LIMIT " } else { "row_id ASC LIMIT " });
     sql.bind(i64::try_from(request.count + 1).unwrap_or(i64::MAX));
-    connection.rows(&sql, columns.len())
+    connection.rows(&sql, columns.len(), request.limits.page_bytes)
 }
 
 /// Rows strictly after the cursor in the sort order (strictly before it going backward):
@@ -197,12 +241,39 @@ fn sort_column(key: &SortKey) -> SortColumn {
     SortColumn { expression, missing, descending: key.descending }
 }
 
+/// True when a cursor's key can be compared with a column whose sentinel is `column`: a
+/// forged key of another kind would otherwise be a type error in PostgreSQL.
+fn same_kind(key: &Bind, column: &Bind) -> bool {
+    std::mem::discriminant(key) == std::mem::discriminant(column)
+}
+
 fn real_missing(descending: bool) -> Bind {
     Bind::Real(if descending { f64::MIN } else { f64::MAX })
 }
 
-fn encode_cursor(backward: bool, keys: &[Bind], row_id: i64) -> String {
-    let mut items = vec![Value::from(u8::from(backward)), Value::from(row_id)];
+/// A digest of what decides a search's rows and order (types, criteria, sort), carried in its
+/// cursors so that a cursor only ever continues the search that issued it. Not a secret: a
+/// cursor forged with the right digest only moves within results the client may query anyway.
+fn fingerprint(request: &SearchRequest) -> u64 {
+    use std::fmt::Write;
+    use std::hash::Hasher;
+    struct Digest(fnv::FnvHasher);
+    impl Write for Digest {
+        fn write_str(&mut self, text: &str) -> std::fmt::Result {
+            self.0.write(text.as_bytes());
+            Ok(())
+        }
+    }
+    let mut digest = Digest(fnv::FnvHasher::default());
+    let query = &request.query;
+    // Writing into a hasher cannot fail.
+    let _ = write!(digest, "{:?}{:?}{:?}", request.types, query.clauses, query.sort);
+    digest.0.finish()
+}
+
+fn encode_cursor(fingerprint: u64, backward: bool, keys: &[Bind], row_id: i64) -> String {
+    // The digest as text: JSON numbers past 2^53 do not survive every parser.
+    let mut items = vec![Value::from(format!("{fingerprint:x}")), Value::from(u8::from(backward)), Value::from(row_id)];
     items.extend(keys.iter().map(|key| match key {
         Bind::Integer(number) => serde_json::json!({"i": number}),
         Bind::Real(number) => serde_json::json!({"r": number}),
@@ -211,11 +282,15 @@ fn encode_cursor(backward: bool, keys: &[Bind], row_id: i64) -> String {
     URL_SAFE_NO_PAD.encode(Value::Array(items).to_string())
 }
 
-fn decode_cursor(text: &str) -> Result<Cursor, Error> {
-    let invalid = || Error::InvalidQuery(format!("'{text}' is not a cursor this server issued"));
+fn decode_cursor(text: &str, fingerprint: u64) -> Result<Cursor, Error> {
+    let shown = text.get(..64).unwrap_or("the _cursor");
+    let invalid = || Error::InvalidQuery(format!("'{shown}' is not a cursor this server issued"));
     let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
     let items: Vec<Value> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    let [backward, row_id, keys @ ..] = items.as_slice() else { return Err(invalid()) };
+    let [digest, backward, row_id, keys @ ..] = items.as_slice() else { return Err(invalid()) };
+    if digest.as_str() != Some(format!("{fingerprint:x}").as_str()) {
+        return Err(Error::InvalidQuery("the _cursor does not belong to this search".into()));
+    }
     let keys = keys
         .iter()
         .map(|key| match (key.get("i").and_then(Value::as_i64), key.get("r").and_then(Value::as_f64), key.get("t")) {
@@ -230,17 +305,20 @@ fn decode_cursor(text: &str) -> Result<Cursor, Error> {
 }
 
 /// `_include` and `_revinclude` resources of a page, iterating where asked, without the
-/// page's own matches or duplicates.
+/// page's own matches or duplicates, within `budget` bytes (true when some were left out).
 fn includes(
     connection: &mut impl SearchConnection,
     env: Environment,
     page: &[Found],
     includes: &[Include],
     revincludes: &[Include],
-) -> Result<Vec<StoredResource>, Error> {
+    budget: usize,
+) -> Result<(Vec<StoredResource>, bool), Error> {
     if includes.is_empty() && revincludes.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     }
+    let mut left = budget;
+    let mut cut = false;
     let mut seen: std::collections::HashSet<i64> = page.iter().map(|row| row.row_id).collect();
     let mut frontier: Vec<(i64, String, String)> =
         page.iter().map(|row| (row.row_id, row.resource.resource_type.clone(), row.resource.id.clone())).collect();
@@ -248,23 +326,29 @@ fn includes(
     for round in 0..INCLUDE_ROUNDS {
         let mut added = Vec::new();
         for include in includes.iter().filter(|include| round == 0 || include.iterate) {
-            added.extend(forward_include(&mut *connection, env, &frontier, include)?);
+            added.extend(forward_include(&mut *connection, env, &frontier, include, left)?);
         }
         for include in revincludes.iter().filter(|include| round == 0 || include.iterate) {
-            added.extend(reverse_include(&mut *connection, env, &frontier, include)?);
+            added.extend(reverse_include(&mut *connection, env, &frontier, include, left)?);
         }
         frontier.clear();
         for (row_id, resource) in added {
-            if seen.insert(row_id) && included.len() < MAX_INCLUDED {
-                frontier.push((row_id, resource.resource_type.clone(), resource.id.clone()));
-                included.push(resource);
+            if !seen.insert(row_id) {
+                continue;
             }
+            if included.len() >= MAX_INCLUDED || resource.body.len() > left {
+                cut = true;
+                continue;
+            }
+            left -= resource.body.len();
+            frontier.push((row_id, resource.resource_type.clone(), resource.id.clone()));
+            included.push(resource);
         }
         if frontier.is_empty() {
             break;
         }
     }
-    Ok(included)
+    Ok((included, cut))
 }
 
 fn forward_include(
@@ -272,6 +356,7 @@ fn forward_include(
     env: Environment,
     sources: &[(i64, String, String)],
     include: &Include,
+    budget: usize,
 ) -> Result<Vec<(i64, StoredResource)>, Error> {
     let rows: Vec<i64> = sources.iter().filter(|(_, kind, _)| *kind == include.source_type).map(|row| row.0).collect();
     if rows.is_empty() {
@@ -290,7 +375,7 @@ fn forward_include(
         sql.push(" AND t.type = ");
         sql.bind(target.clone());
     }
-    query_resources(connection, sql)
+    query_resources(connection, sql, budget)
 }
 
 fn reverse_include(
@@ -298,6 +383,7 @@ fn reverse_include(
     env: Environment,
     targets: &[(i64, String, String)],
     include: &Include,
+    budget: usize,
 ) -> Result<Vec<(i64, StoredResource)>, Error> {
     let targets: Vec<&(i64, String, String)> = targets
         .iter()
@@ -323,7 +409,7 @@ fn reverse_include(
         sql.push(")");
     }
     sql.push(")");
-    query_resources(connection, sql)
+    query_resources(connection, sql, budget)
 }
 
 fn push_list(sql: &mut Sql, values: impl Iterator<Item = Bind>) {
@@ -335,6 +421,10 @@ fn push_list(sql: &mut Sql, values: impl Iterator<Item = Bind>) {
     }
 }
 
-fn query_resources(connection: &mut impl SearchConnection, sql: Sql) -> Result<Vec<(i64, StoredResource)>, Error> {
-    Ok(connection.rows(&sql, 0)?.into_iter().map(|row| (row.row_id, row.resource)).collect())
+fn query_resources(
+    connection: &mut impl SearchConnection,
+    sql: Sql,
+    budget: usize,
+) -> Result<Vec<(i64, StoredResource)>, Error> {
+    Ok(connection.rows(&sql, 0, budget)?.into_iter().map(|row| (row.row_id, row.resource)).collect())
 }

@@ -115,6 +115,7 @@ pub(crate) fn write_version(
     let body = PreparedBody::new(resource, resource_type.as_str(), id.as_str())?;
     let write = VersionWrite { resource_type, id, expected, method };
     let written = write_rows(transaction, clock, env, write, &body)?;
+    crate::panic_guard::write_checkpoint(id.as_str());
     crate::sqlite::index::replace(transaction, written.row_id, &rows, written.fresh)?;
     Ok(written.outcome)
 }
