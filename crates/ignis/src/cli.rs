@@ -64,6 +64,15 @@ pub(crate) struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "IGNIS_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub(crate) max_body_bytes: usize,
+    /// A search's database work stops after this many milliseconds (400 `too-costly`).
+    #[arg(long, env = "IGNIS_SEARCH_TIME_LIMIT_MS", default_value_t = store::SearchLimits::DEFAULT_TIME.as_millis() as u64)]
+    pub(crate) search_time_limit_ms: u64,
+    /// Resource bytes one search page may hold; a larger page is cut and says so.
+    #[arg(long, env = "IGNIS_SEARCH_PAGE_BYTES", default_value_t = store::SearchLimits::DEFAULT_PAGE_BYTES)]
+    pub(crate) search_page_bytes: usize,
+    /// Searches that may run at once; more wait briefly, then get 503 with `Retry-After`.
+    #[arg(long, env = "IGNIS_MAX_CONCURRENT_SEARCHES", default_value_t = server::Config::DEFAULT_MAX_CONCURRENT_SEARCHES)]
+    pub(crate) max_concurrent_searches: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -83,10 +92,14 @@ pub(crate) struct BenchArgs {
     /// measure a fixed mix of US Core searches over HTTP.
     #[arg(long)]
     pub(crate) search: Option<PathBuf>,
+    /// Instead, send `--requests` mixed valid and malformed requests from `--clients` clients
+    /// and fail on any 5xx other than a deliberate 503 (a soak test of the hardening).
+    #[arg(long)]
+    pub(crate) soak: bool,
     /// With `--search`: how many resources to load at least.
     #[arg(long, default_value_t = 100_000)]
     pub(crate) resources: usize,
-    /// With `--search`: how many searches to run.
+    /// With `--search`: how many searches to run; with `--soak`: how many requests.
     #[arg(long, default_value_t = 5000)]
     pub(crate) requests: usize,
     /// With `--search`: an empty database to use instead of a throw-away SQLite file (e.g. a

@@ -27,6 +27,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let base_url = args.base_url.clone().unwrap_or_else(|| format!("http://{address}"));
     let mut config = server::Config::new(base_url.clone());
     config.max_body_bytes = args.max_body_bytes;
+    config.search_limits.time = std::time::Duration::from_millis(args.search_time_limit_ms);
+    config.search_limits.page_bytes = args.search_page_bytes;
+    config.max_concurrent_searches = args.max_concurrent_searches;
     if !args.no_demo {
         load_demo(store.as_ref(), &args.demo_data).await?;
     }

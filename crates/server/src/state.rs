@@ -26,6 +26,10 @@ pub struct Config {
 }
 
 impl Config {
+    /// Searches that may run at once unless configured: enough to keep the database's
+    /// connections busy, few enough that a burst queues instead of thrashing.
+    pub const DEFAULT_MAX_CONCURRENT_SEARCHES: usize = 32;
+
     /// Defaults for a server reachable at `base_url`.
     pub fn new(base_url: impl Into<String>) -> Config {
         Config {
@@ -33,7 +37,7 @@ impl Config {
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
             search_limits: SearchLimits::default(),
-            max_concurrent_searches: 32,
+            max_concurrent_searches: Config::DEFAULT_MAX_CONCURRENT_SEARCHES,
             search_queue_wait: Duration::from_secs(2),
         }
     }
