@@ -16,6 +16,15 @@
 //! wrong at run time (a collection where one item is needed, a type mismatch) is an
 //! [`EvalError`], and both parsing and evaluation bound their recursion.
 //!
+//! Evaluation also has a work budget ([`DEFAULT_WORK_BUDGET`] steps unless
+//! [`Context::with_work_budget`] sets another): every node evaluated and every item produced
+//! costs a step, and so do the pairwise comparisons of `distinct`, `|`, `repeat`, …, the bytes
+//! string functions scan and build, and the compilation of a regular expression. An
+//! evaluation that runs out fails with an [`EvalError`] (see [`EvalError::is_over_budget`])
+//! instead of running on, and no collection may hold more than [`MAX_COLLECTION_ITEMS`]
+//! items. Regular expressions written as literals are compiled once per parsed expression, not
+//! once per call.
+//!
 //! Known limits: `resolve()` cannot fetch; it returns contained resources for `#id` and, for
 //! other references, a stand-in that carries only the referenced type, so `resolve() is
 //! Patient` and `resolve().ofType(Patient)` work on the reference text (`Patient/123`). `memberOf`
@@ -32,6 +41,7 @@ mod functions;
 mod lexer;
 mod navigation;
 mod parser;
+mod patterns;
 mod quantity;
 mod text;
 mod value;
@@ -45,12 +55,17 @@ pub use decimal::Decimal;
 pub use quantity::Quantity;
 pub use value::{Item, Node};
 
+pub use eval::{DEFAULT_WORK_BUDGET, MAX_COLLECTION_ITEMS};
+
 use crate::fhirpath::eval::{Evaluator, Frame};
+use crate::fhirpath::patterns::Patterns;
 
 /// A parsed FHIRPath expression, ready to evaluate any number of times.
 #[derive(Debug, Clone)]
 pub struct Expression {
     root: ast::Expr,
+    /// The regular expressions written as literals, each compiled on first use.
+    patterns: Patterns,
 }
 
 /// The environment of an evaluation: `%resource`, `%rootResource`, `%context` and any
@@ -60,6 +75,8 @@ pub struct Context<'a> {
     resource: Option<&'a Value>,
     root_resource: Option<&'a Value>,
     variables: Vec<(String, Vec<Item<'a>>)>,
+    /// Steps an evaluation may take; `None` for [`DEFAULT_WORK_BUDGET`].
+    work_budget: Option<usize>,
 }
 
 /// Why an expression's text was rejected.
@@ -73,12 +90,16 @@ pub struct ParseError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvalError {
     message: String,
+    over_budget: bool,
 }
 
 impl Expression {
     /// Parses `text`.
     pub fn parse(text: &str) -> Result<Expression, ParseError> {
-        parser::parse(text).map(|root| Expression { root })
+        parser::parse(text).map(|root| {
+            let patterns = Patterns::collect(&root);
+            Expression { root, patterns }
+        })
     }
 
     /// Evaluates the expression with `resource` as the input, `%resource` and `%context`.
@@ -91,25 +112,32 @@ impl Expression {
     pub fn evaluate_with<'a>(&'a self, focus: &'a Value, context: &Context<'a>) -> Result<Vec<Item<'a>>, EvalError> {
         let input = [Item::Node(navigation::root(focus))];
         let frame = Frame { this: Some(&input[0]), index: None, total: None };
-        Evaluator::new(context, Some(&input[0])).eval(&self.root, &input, frame)
+        Evaluator::new(context, Some(&input[0]), &self.patterns).eval(&self.root, &input, frame)
     }
 
     /// Evaluates the expression with no input at all (for expressions made of literals).
     pub fn evaluate_without_input(&self) -> Result<Vec<Item<'_>>, EvalError> {
         let context = Context::default();
-        Evaluator::new(&context, None).eval(&self.root, &[], Frame::default())
+        Evaluator::new(&context, None, &self.patterns).eval(&self.root, &[], Frame::default())
     }
 }
 
 impl<'a> Context<'a> {
     /// A context whose `%resource` and `%rootResource` are `resource`.
     pub fn new(resource: &'a Value) -> Context<'a> {
-        Context { resource: Some(resource), root_resource: Some(resource), variables: Vec::new() }
+        Context { resource: Some(resource), root_resource: Some(resource), variables: Vec::new(), work_budget: None }
     }
 
     /// Sets `%rootResource` (the Bundle or container a resource sits in).
     pub fn with_root_resource(mut self, root: &'a Value) -> Context<'a> {
         self.root_resource = Some(root);
+        self
+    }
+
+    /// Sets the steps an evaluation in this context may take (see the [module](self) notes);
+    /// the default is [`DEFAULT_WORK_BUDGET`].
+    pub fn with_work_budget(mut self, steps: usize) -> Context<'a> {
+        self.work_budget = Some(steps);
         self
     }
 
@@ -133,7 +161,35 @@ impl ParseError {
 
 impl EvalError {
     pub(crate) fn new(message: impl Into<String>) -> EvalError {
-        EvalError { message: message.into() }
+        EvalError { message: message.into(), over_budget: false }
+    }
+
+    /// The error of an evaluation that ran out of its work budget of `steps`.
+    pub(crate) fn over_budget(steps: usize) -> EvalError {
+        EvalError {
+            message: format!("FHIRPath evaluation exceeded its work budget of {steps} steps"),
+            over_budget: true,
+        }
+    }
+
+    /// The error of an evaluation that built a collection of more than `limit` items.
+    pub(crate) fn too_many_items(limit: usize) -> EvalError {
+        EvalError {
+            message: format!("FHIRPath evaluation exceeded its limit of {limit} items in one collection"),
+            over_budget: true,
+        }
+    }
+
+    /// True when the evaluation was stopped because it exceeded its work budget (or the
+    /// limit on the size of a collection), rather than because the expression does not fit
+    /// the data.
+    pub fn is_over_budget(&self) -> bool {
+        self.over_budget
+    }
+
+    /// The explanation, without the `FHIRPath evaluation failed` prefix of `Display`.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -145,7 +201,11 @@ impl fmt::Display for ParseError {
 
 impl fmt::Display for EvalError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "FHIRPath evaluation failed: {}", self.message)
+        if self.over_budget {
+            formatter.write_str(&self.message)
+        } else {
+            write!(formatter, "FHIRPath evaluation failed: {}", self.message)
+        }
     }
 }
 
@@ -243,6 +303,118 @@ mod tests {
         let parsed = Expression::parse("Patient.name.given.single()").unwrap_or_else(|error| panic!("{error}"));
         assert!(parsed.evaluate(&resource).is_err());
         let parsed = Expression::parse("'a'.matches('(')").unwrap_or_else(|error| panic!("{error}"));
+        assert!(parsed.evaluate(&resource).is_err());
+    }
+
+    /// Evaluates `expression` on `resource`, which must fail for exceeding the work budget,
+    /// promptly.
+    fn over_budget(expression: &str, resource: &Value) -> EvalError {
+        let parsed = Expression::parse(expression).unwrap_or_else(|error| panic!("{expression}: {error}"));
+        let started = std::time::Instant::now();
+        let result = parsed.evaluate(resource);
+        let elapsed = started.elapsed();
+        let Err(error) = result else {
+            panic!("{expression} should exceed the work budget");
+        };
+        assert!(error.is_over_budget(), "{expression}: {error}");
+        assert!(elapsed < std::time::Duration::from_secs(5), "{expression} took {elapsed:?}");
+        error
+    }
+
+    #[test]
+    fn runaway_evaluation_stops_at_the_work_budget() {
+        let resource = json!({
+            "resourceType": "Patient",
+            "name": (0..50).map(|index| json!({ "family": format!("F{index}"), "given": ["a", "b", "c"] })).collect::<Vec<_>>(),
+        });
+        let error = over_budget("(1|2|3|4|5|6|7|8|9|10).repeat($this + 10)", &resource);
+        assert_eq!(
+            error.to_string(),
+            format!("FHIRPath evaluation exceeded its work budget of {DEFAULT_WORK_BUDGET} steps")
+        );
+        over_budget("descendants().select(%resource.descendants().select(%resource.descendants()))", &resource);
+        let ten = "(1|2|3|4|5|6|7|8|9|10)";
+        over_budget(&format!("{ten}.select({ten}.select({ten}.select({ten}.select({ten}.select({ten})))))"), &resource);
+        over_budget(
+            &format!(
+                "{ten}.select({ten}.select({ten}.select({ten}.select({ten}.select($this.toString().matches($this.toString() + 'x'))))))"
+            ),
+            &resource,
+        );
+        // Long computed text costs its bytes each time it is copied or scanned.
+        let long = "(1|2|3|4|5|6|7|8|9|10|11|12|13|14|15|16).aggregate($total & $total, 'abcdefghijklmnop')";
+        over_budget(&format!("descendants().aggregate($total.substring(1) & 'x', {long})"), &resource);
+        over_budget(&format!("descendants().select({long}.upper())"), &resource);
+
+        // A smaller budget stops sooner; ordinary paths fit a small one.
+        let parsed = Expression::parse("Patient.name.given").unwrap_or_else(|error| panic!("{error}"));
+        let small = Context::new(&resource).with_work_budget(1_000);
+        assert_eq!(parsed.evaluate_with(&resource, &small).map(|items| items.len()), Ok(150));
+        let tiny = Context::new(&resource).with_work_budget(100);
+        assert!(parsed.evaluate_with(&resource, &tiny).is_err_and(|error| error.is_over_budget()));
+        // Other errors are not budget errors.
+        let parsed = Expression::parse("Patient.name.family.single()").unwrap_or_else(|error| panic!("{error}"));
+        assert!(parsed.evaluate(&resource).is_err_and(|error| !error.is_over_budget()));
+    }
+
+    #[test]
+    fn collections_and_built_strings_are_bounded() {
+        let resource = json!({ "resourceType": "Patient" });
+        // Five nested selects over eleven items make 161,051; no collection may be that big,
+        // whatever the budget.
+        let eleven = "(1|2|3|4|5|6|7|8|9|10|11)";
+        let nested = format!("{eleven}.select({eleven}.select({eleven}.select({eleven}.select({eleven}))))");
+        let parsed = Expression::parse(&nested).unwrap_or_else(|error| panic!("{error}"));
+        let context = Context::new(&resource).with_work_budget(usize::MAX);
+        let error = parsed.evaluate_with(&resource, &context).err().unwrap_or_else(|| panic!("should fail"));
+        assert!(error.is_over_budget(), "{error}");
+        assert!(error.to_string().contains(&format!("limit of {MAX_COLLECTION_ITEMS} items")), "{error}");
+        let long = "(1|2|3|4|5|6|7|8|9|10|11|12|13|14|15|16|17|18|19|20).aggregate($total & $total, 'a')";
+        let parsed = Expression::parse(&format!("{long}.replace('', '{}')", "b".repeat(100)))
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(parsed.evaluate(&resource).is_err_and(|error| error.to_string().contains("string too long")));
+        let parsed = Expression::parse(&format!("{long}.replaceMatches('a', '$0$0$0$0$0')"))
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(parsed.evaluate(&resource).is_err_and(|error| error.to_string().contains("string too long")));
+        assert_eq!(strings("'abcabc'.replaceMatches('(b)(c)', '$2$1')", &resource), ["acbacb"]);
+        assert_eq!(strings("'abc'.replace('', '-')", &resource), ["-a-b-c-"]);
+        assert_eq!(strings("('a' | 'b' | 'c').join(', ')", &resource), ["a, b, c"]);
+    }
+
+    #[test]
+    fn literal_regular_expressions_are_compiled_once() {
+        let resource = json!({
+            "resourceType": "Patient",
+            "name": [{ "given": ["Ann", "Bob", "Anna", "Al"] }, { "given": ["Alice"] }],
+        });
+        let before = patterns::compilations();
+        let expression =
+            "Patient.name.given.where(matches('^A') and matchesFull('A[a-z]+') and replaceMatches('n', 'N') != $this)";
+        let parsed = Expression::parse(expression).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(parsed.patterns.len(), 3);
+        assert_eq!(patterns::compilations(), before, "parsing compiles nothing");
+        for _ in 0..10 {
+            let given = parsed.evaluate(&resource).unwrap_or_else(|error| panic!("{error}"));
+            let given: Vec<String> = given.iter().map(ToString::to_string).collect();
+            assert_eq!(given, ["Ann", "Anna"]);
+        }
+        assert_eq!(parsed.patterns.compiled_count(), 3);
+        assert_eq!(patterns::compilations(), before + 3, "each literal pattern is compiled once");
+
+        // A pattern computed at run time is compiled once per evaluation, not once per item.
+        let before = patterns::compilations();
+        let parsed =
+            Expression::parse("Patient.name.given.where(matches(%pattern))").unwrap_or_else(|error| panic!("{error}"));
+        let pattern = vec![Item::String(std::borrow::Cow::Borrowed("^A"))];
+        let context = Context::new(&resource).with_variable("pattern", pattern);
+        let given = parsed.evaluate_with(&resource, &context).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(given.len(), 4);
+        assert_eq!(patterns::compilations(), before + 1);
+
+        // An invalid literal pattern is still an evaluation error, every time.
+        let parsed =
+            Expression::parse("Patient.name.given.first().matches('(')").unwrap_or_else(|error| panic!("{error}"));
+        assert!(parsed.evaluate(&resource).is_err());
         assert!(parsed.evaluate(&resource).is_err());
     }
 }

@@ -7,6 +7,7 @@
 //! conditional interactions, where an unknown parameter is an error rather than ignored.
 
 mod index;
+pub mod limits;
 mod nodes;
 mod params;
 mod parse;
@@ -16,8 +17,9 @@ pub use index::{
     DateRow, IndexRows, NumberRow, QuantityRow, ReferenceRow, StringRow, TokenRow, UriRow, index_rows, index_rows_with,
     local_target,
 };
+pub use limits::MAX_COUNT;
 pub use params::{Registry, custom_from_resource, param_id};
-pub use parse::{Handling, MAX_COUNT, SearchQuery};
+pub use parse::{Handling, SearchQuery};
 pub use text::normalize;
 
 use crate::definitions::SearchParameter;

@@ -7,6 +7,12 @@
 //! `where`, `select`, …) and a [`Frame`] holding `$this`, `$index` and `$total`. Recursion is
 //! bounded by [`MAX_EVAL_DEPTH`] on top of the parser's bound on tree depth, because functions
 //! such as `repeat` re-enter the evaluator.
+//!
+//! Work is bounded by a budget of steps ([`DEFAULT_WORK_BUDGET`] unless the [`Context`] sets
+//! another), charged in [`Evaluator::eval`] for every node evaluated and every item it
+//! produces, and by the functions for work that is not one item each: pairwise comparisons
+//! (`distinct`, `|`, `repeat`), bytes of text scanned or built, regular expressions compiled.
+//! Charging is a subtraction and a comparison; it never allocates.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -16,13 +22,31 @@ use serde_json::Value;
 use crate::fhirpath::ast::{BinaryOperator, Expr, Literal, SystemType, TypeOperation, TypeSpec};
 use crate::fhirpath::datetime::CalendarUnit;
 use crate::fhirpath::navigation;
+use crate::fhirpath::patterns::{Found, Patterns, RegexCache};
 use crate::fhirpath::value::{self, Item};
 use crate::fhirpath::{Context, EvalError, functions};
 
 /// Deepest nesting of evaluator calls accepted.
 const MAX_EVAL_DEPTH: usize = 256;
-/// Longest string `+` and `&` may build (bounds `aggregate($total & $total)` doubling).
-const MAX_STRING_LENGTH: usize = 1 << 20;
+/// Longest string `+`, `&`, `replace`, `replaceMatches` and `join` may build (bounds
+/// `aggregate($total & $total)` doubling).
+pub(crate) const MAX_STRING_LENGTH: usize = 1 << 20;
+
+/// The steps one evaluation may take unless its [`Context`] says otherwise: one per node
+/// evaluated and per item produced, one per [`COMPARISONS_PER_STEP`] pairwise comparisons, one
+/// per [`BYTES_PER_STEP`] bytes of text scanned or built, [`REGEX_COMPILE_STEPS`] per regular
+/// expression compiled. The official search parameters take fewer than a thousand steps on
+/// nearly every example resource of the specification, and fewer than ten thousand on all of
+/// them (the largest are Bundles of hundreds of entries).
+pub const DEFAULT_WORK_BUDGET: usize = 1_000_000;
+/// Most items one collection may hold.
+pub const MAX_COLLECTION_ITEMS: usize = 100_000;
+/// Pairwise item comparisons that cost one step.
+const COMPARISONS_PER_STEP: usize = 8;
+/// Bytes of text scanned or built that cost one step.
+const BYTES_PER_STEP: usize = 64;
+/// The steps compiling one regular expression costs.
+const REGEX_COMPILE_STEPS: usize = 10_000;
 
 /// `$this`, `$index` and `$total` of the current scope.
 #[derive(Clone, Copy, Default)]
@@ -38,11 +62,86 @@ pub(crate) struct Evaluator<'e, 'a> {
     /// `%context`: the evaluation's original input.
     focus: Option<&'e Item<'a>>,
     depth: usize,
+    /// The literal regular expressions of the expression being evaluated.
+    patterns: &'e Patterns,
+    /// Regular expressions computed at run time, compiled in this evaluation.
+    regex_cache: RegexCache,
+    /// The budget, for messages.
+    budget: usize,
+    /// Steps left.
+    remaining: usize,
 }
 
 impl<'e, 'a> Evaluator<'e, 'a> {
-    pub(crate) fn new(context: &'e Context<'a>, focus: Option<&'e Item<'a>>) -> Self {
-        Evaluator { context, focus, depth: 0 }
+    pub(crate) fn new(context: &'e Context<'a>, focus: Option<&'e Item<'a>>, patterns: &'e Patterns) -> Self {
+        let budget = context.work_budget.unwrap_or(DEFAULT_WORK_BUDGET);
+        Evaluator { context, focus, depth: 0, patterns, regex_cache: RegexCache::default(), budget, remaining: budget }
+    }
+
+    /// Spends `steps` of the budget; an error once it is exhausted.
+    #[inline]
+    pub(crate) fn charge(&mut self, steps: usize) -> Result<(), EvalError> {
+        match self.remaining.checked_sub(steps) {
+            Some(remaining) => {
+                self.remaining = remaining;
+                Ok(())
+            }
+            None => {
+                self.remaining = 0;
+                Err(EvalError::over_budget(self.budget))
+            }
+        }
+    }
+
+    /// Spends the budget for `comparisons` pairwise item comparisons.
+    #[inline]
+    pub(crate) fn charge_comparisons(&mut self, comparisons: usize) -> Result<(), EvalError> {
+        self.charge(comparisons / COMPARISONS_PER_STEP)
+    }
+
+    /// Spends the budget for scanning or building `bytes` bytes of text.
+    #[inline]
+    pub(crate) fn charge_bytes(&mut self, bytes: usize) -> Result<(), EvalError> {
+        self.charge(bytes / BYTES_PER_STEP)
+    }
+
+    /// The compiled form of the regular expression `pattern` (anchored at both ends when
+    /// `whole`): compiled once per expression when it is written as a literal, once per
+    /// evaluation otherwise, and charged for when compiled.
+    pub(crate) fn regex(&mut self, pattern: &str, whole: bool) -> Result<&regex::Regex, EvalError> {
+        let patterns = self.patterns;
+        if let Some(found) = patterns.find(pattern, whole) {
+            let Found { regex, compiled_now } = found?;
+            if compiled_now {
+                self.charge(REGEX_COMPILE_STEPS)?;
+            }
+            return Ok(regex);
+        }
+        let Found { regex, compiled_now } = self.regex_cache.get(pattern, whole)?;
+        if compiled_now {
+            // Charged after the fact, but each compilation is bounded in size and the next
+            // one cannot start once the budget is spent.
+            match self.remaining.checked_sub(REGEX_COMPILE_STEPS) {
+                Some(remaining) => self.remaining = remaining,
+                None => {
+                    self.remaining = 0;
+                    return Err(EvalError::over_budget(self.budget));
+                }
+            }
+        }
+        Ok(regex)
+    }
+
+    /// `left | right` without duplicates, charging for the comparisons.
+    pub(crate) fn union(&mut self, left: &[Item<'a>], right: &[Item<'a>]) -> Result<Vec<Item<'a>>, EvalError> {
+        let mut out: Vec<Item<'a>> = Vec::with_capacity(left.len() + right.len());
+        for item in left.iter().chain(right) {
+            self.charge_comparisons(out.len())?;
+            if !contains_item(&out, item) {
+                out.push(item.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// Evaluates `expr` in a scope whose input is `input`.
@@ -52,6 +151,7 @@ impl<'e, 'a> Evaluator<'e, 'a> {
         input: &[Item<'a>],
         frame: Frame<'_, 'a>,
     ) -> Result<Vec<Item<'a>>, EvalError> {
+        self.charge(1)?;
         self.depth += 1;
         if self.depth > MAX_EVAL_DEPTH {
             self.depth -= 1;
@@ -59,7 +159,12 @@ impl<'e, 'a> Evaluator<'e, 'a> {
         }
         let result = self.eval_inner(expr, input, frame);
         self.depth -= 1;
-        result
+        let result = result?;
+        if result.len() > MAX_COLLECTION_ITEMS {
+            return Err(EvalError::too_many_items(MAX_COLLECTION_ITEMS));
+        }
+        self.charge(result.len())?;
+        Ok(result)
     }
 
     fn eval_inner(
@@ -118,10 +223,24 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 }])
             }
             Expr::Binary(operator, left, right) => self.binary(*operator, left, right, input, frame),
-            Expr::This => Ok(frame.this.cloned().into_iter().collect()),
+            // Copies of computed text cost its bytes: `aggregate($total, …)` may copy a long
+            // string once per item.
+            Expr::This => {
+                let this = frame.this.map(std::slice::from_ref).unwrap_or_default();
+                self.charge_bytes(owned_text_bytes(this))?;
+                Ok(this.to_vec())
+            }
             Expr::IndexVariable => Ok(frame.index.map(Item::Integer).into_iter().collect()),
-            Expr::Total => Ok(frame.total.map(<[Item<'a>]>::to_vec).unwrap_or_default()),
-            Expr::Variable(name) => self.variable(name),
+            Expr::Total => {
+                let total = frame.total.unwrap_or_default();
+                self.charge_bytes(owned_text_bytes(total))?;
+                Ok(total.to_vec())
+            }
+            Expr::Variable(name) => {
+                let items = self.variable(name)?;
+                self.charge_bytes(owned_text_bytes(&items))?;
+                Ok(items)
+            }
         }
     }
 
@@ -169,6 +288,19 @@ impl<'e, 'a> Evaluator<'e, 'a> {
         }
         let right_items = self.eval(right, input, frame)?;
         let (l, r) = (&left_items[..], &right_items[..]);
+        match operator {
+            B::Union => return self.union(l, r),
+            B::Equivalent | B::NotEquivalent => self.charge_comparisons(l.len().saturating_mul(r.len()))?,
+            B::Equal
+            | B::NotEqual
+            | B::Less
+            | B::Greater
+            | B::LessOrEqual
+            | B::GreaterOrEqual
+            | B::In
+            | B::Contains => self.charge_bytes(text_bytes(l).saturating_add(text_bytes(r)))?,
+            _ => {}
+        }
         let answer = |value: Option<bool>| Ok(value.map(Item::Boolean).into_iter().collect());
         match operator {
             B::And => answer(match (boolean(l)?, boolean(r)?) {
@@ -190,7 +322,7 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 (Some(true), Some(false)) => Some(false),
                 _ => None,
             }),
-            B::Union => Ok(union(l, r)),
+            B::Union => self.union(l, r),
             B::Equal => answer(collection_equal(l, r)),
             B::NotEqual => answer(collection_equal(l, r).map(|equal| !equal)),
             B::Equivalent => answer(Some(collection_equivalent(l, r))),
@@ -220,6 +352,7 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 if joined.len() > MAX_STRING_LENGTH {
                     return Err(EvalError::new("string too long"));
                 }
+                self.charge_bytes(joined.len())?;
                 Ok(vec![Item::String(Cow::Owned(joined))])
             }
             B::Add | B::Subtract | B::Multiply | B::Divide | B::Div | B::Mod => {
@@ -229,6 +362,9 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                 let (Some(a), Some(b)) = (a.to_system(), b.to_system()) else {
                     return Ok(Vec::new());
                 };
+                if let (Item::String(a), Item::String(b)) = (&a, &b) {
+                    self.charge_bytes(a.len().saturating_add(b.len()))?;
+                }
                 arithmetic(operator, a, b)
             }
         }
@@ -320,15 +456,21 @@ pub(crate) fn contains_item(items: &[Item<'_>], item: &Item<'_>) -> bool {
     items.iter().any(|candidate| value::equals(candidate, item) == Some(true))
 }
 
-/// `left | right` without duplicates.
-pub(crate) fn union<'a>(left: &[Item<'a>], right: &[Item<'a>]) -> Vec<Item<'a>> {
-    let mut out: Vec<Item<'a>> = Vec::with_capacity(left.len() + right.len());
-    for item in left.iter().chain(right) {
-        if !contains_item(&out, item) {
-            out.push(item.clone());
-        }
-    }
-    out
+/// The bytes of text in `items` (strings and string-valued nodes): what comparing them scans.
+pub(crate) fn text_bytes(items: &[Item<'_>]) -> usize {
+    items.iter().map(|item| item.as_str().map_or(0, str::len)).fold(0, usize::saturating_add)
+}
+
+/// The bytes of computed text in `items`: what copying them copies (nodes and literals are
+/// borrowed).
+fn owned_text_bytes(items: &[Item<'_>]) -> usize {
+    items
+        .iter()
+        .map(|item| match item {
+            Item::String(Cow::Owned(text)) => text.len(),
+            _ => 0,
+        })
+        .fold(0, usize::saturating_add)
 }
 
 fn collection_equal(left: &[Item<'_>], right: &[Item<'_>]) -> Option<bool> {

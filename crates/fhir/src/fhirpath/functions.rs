@@ -11,23 +11,22 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
 use crate::Definitions;
 use crate::fhirpath::ast::{Expr, Function};
 use crate::fhirpath::datetime::{DateTime, Time};
 use crate::fhirpath::decimal::Decimal;
-use crate::fhirpath::eval::{Evaluator, Frame, boolean, contains_item, single, union};
+use crate::fhirpath::eval::{
+    Evaluator, Frame, MAX_COLLECTION_ITEMS, MAX_STRING_LENGTH, boolean, contains_item, single,
+};
 use crate::fhirpath::navigation;
 use crate::fhirpath::quantity::Quantity;
 use crate::fhirpath::value::{self, Item, Node};
 use crate::fhirpath::{EvalError, text};
 
 /// Most items `repeat()` and `descendants()` may produce.
-const MAX_REPEAT_ITEMS: usize = 100_000;
-/// Compiled size limit for regular expressions taken from expressions.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
+const MAX_REPEAT_ITEMS: usize = MAX_COLLECTION_ITEMS;
 
 type Items<'a> = Vec<Item<'a>>;
 
@@ -84,15 +83,17 @@ pub(crate) fn call<'a>(
         }
         F::SubsetOf => {
             let other = call.arg(0)?;
+            call.evaluator.charge_comparisons(input.len().saturating_mul(other.len()))?;
             boolean_result(input.iter().all(|item| contains_item(&other, item)))
         }
         F::SupersetOf => {
             let other = call.arg(0)?;
+            call.evaluator.charge_comparisons(input.len().saturating_mul(other.len()))?;
             boolean_result(other.iter().all(|item| contains_item(input, item)))
         }
         F::Count => Ok(vec![Item::Integer(i64::try_from(input.len()).unwrap_or(i64::MAX))]),
-        F::Distinct => Ok(union(input, &[])),
-        F::IsDistinct => boolean_result(union(input, &[]).len() == input.len()),
+        F::Distinct => call.evaluator.union(input, &[]),
+        F::IsDistinct => boolean_result(call.evaluator.union(input, &[])?.len() == input.len()),
         F::Where => call.filter(input),
         F::Select => {
             let mut out = Vec::new();
@@ -116,17 +117,19 @@ pub(crate) fn call<'a>(
         }
         F::Intersect => {
             let other = call.arg(0)?;
+            call.evaluator.charge_comparisons(input.len().saturating_mul(other.len()))?;
             let common: Items<'a> = input.iter().filter(|item| contains_item(&other, item)).cloned().collect();
-            Ok(union(&common, &[]))
+            call.evaluator.union(&common, &[])
         }
         F::Exclude => {
             let other = call.arg(0)?;
+            call.evaluator.charge_comparisons(input.len().saturating_mul(other.len()))?;
             Ok(input.iter().filter(|item| !contains_item(&other, item)).cloned().collect())
         }
         F::Single => Ok(single(input)?.cloned().into_iter().collect()),
         F::Union => {
             let other = call.arg(0)?;
-            Ok(union(input, &other))
+            call.evaluator.union(input, &other)
         }
         F::Combine => {
             let mut out = input.to_vec();
@@ -166,15 +169,25 @@ pub(crate) fn call<'a>(
                 Some(_) => call.string_arg(0)?.unwrap_or_default(),
                 None => String::new(),
             };
-            let mut parts = Vec::with_capacity(input.len());
+            let mut joined = String::new();
+            let mut first = true;
             for item in input {
-                match item.to_system() {
-                    Some(Item::String(text)) => parts.push(text.into_owned()),
-                    Some(other) => parts.push(other.to_string()),
-                    None => {}
+                let part = match item.to_system() {
+                    Some(Item::String(text)) => text,
+                    Some(other) => Cow::Owned(other.to_string()),
+                    None => continue,
+                };
+                if !first {
+                    joined.push_str(&separator);
+                }
+                first = false;
+                joined.push_str(&part);
+                if joined.len() > MAX_STRING_LENGTH {
+                    return Err(EvalError::new("string too long"));
                 }
             }
-            Ok(vec![Item::String(Cow::Owned(parts.join(&separator)))])
+            call.evaluator.charge_bytes(joined.len())?;
+            Ok(vec![Item::String(Cow::Owned(joined))])
         }
         F::Abs | F::Ceiling | F::Floor | F::Truncate | F::Round | F::Exp | F::Ln | F::Log | F::Power | F::Sqrt => {
             call.math(function, input)
@@ -325,13 +338,14 @@ impl<'a> Call<'_, '_, 'a> {
             let mut next = Vec::new();
             for (index, item) in pending.iter().enumerate() {
                 for produced in self.per_item(0, item, index)? {
+                    self.evaluator.charge_comparisons(out.len())?;
                     if !already_seen(&out, &produced) {
                         out.push(produced.clone());
                         next.push(produced);
                     }
                 }
                 if out.len() > MAX_REPEAT_ITEMS {
-                    return Err(EvalError::new("repeat() produced too many items"));
+                    return Err(EvalError::too_many_items(MAX_REPEAT_ITEMS));
                 }
             }
             pending = next;
@@ -399,6 +413,9 @@ impl<'a> Call<'_, '_, 'a> {
             }
             keyed.push((keys, item.clone()));
         }
+        let count = keyed.len();
+        let log = usize::try_from(usize::BITS - count.leading_zeros()).unwrap_or(usize::MAX);
+        self.evaluator.charge_comparisons(count.saturating_mul(log))?;
         keyed.sort_by(|(left, _), (right, _)| {
             for (position, (a, b)) in left.iter().zip(right).enumerate() {
                 // Items without a key come first, in either direction.
@@ -426,6 +443,8 @@ impl<'a> Call<'_, '_, 'a> {
         let Some(text) = item.as_str() else {
             return Err(EvalError::new(format!("{function:?} needs a string, found {}", item.type_name())));
         };
+        // Every string function scans its input at least once.
+        self.evaluator.charge_bytes(text.len())?;
         let string = |value: String| Ok(vec![Item::String(Cow::Owned(value))]);
         let integer = |value: usize| Ok(vec![Item::Integer(i64::try_from(value).unwrap_or(i64::MAX))]);
         let boolean_result = |value: bool| Ok(vec![Item::Boolean(value)]);
@@ -464,29 +483,50 @@ impl<'a> Call<'_, '_, 'a> {
             F::Upper => string(text.to_uppercase()),
             F::Lower => string(text.to_lowercase()),
             F::Replace => match (self.string_arg(0)?, self.string_arg(1)?) {
-                (Some(pattern), Some(substitution)) => string(text.replace(&pattern, &substitution)),
+                (Some(pattern), Some(substitution)) => {
+                    // An empty pattern matches between every character.
+                    let matches =
+                        if pattern.is_empty() { text.chars().count() + 1 } else { text.matches(&pattern).count() };
+                    let length = (text.len() - matches * pattern.len())
+                        .saturating_add(matches.saturating_mul(substitution.len()));
+                    if length > MAX_STRING_LENGTH {
+                        return Err(EvalError::new("string too long"));
+                    }
+                    self.evaluator.charge_bytes(length)?;
+                    string(text.replace(&pattern, &substitution))
+                }
                 _ => Ok(Vec::new()),
             },
             F::Matches | F::MatchesFull => match self.string_arg(0)? {
                 None => Ok(Vec::new()),
                 Some(pattern) => {
-                    let pattern = if function == F::MatchesFull { format!("^(?:{pattern})$") } else { pattern };
-                    boolean_result(regex(&pattern)?.is_match(text))
+                    boolean_result(self.evaluator.regex(&pattern, function == F::MatchesFull)?.is_match(text))
                 }
             },
             F::ReplaceMatches => match (self.string_arg(0)?, self.string_arg(1)?) {
                 (Some(pattern), Some(_)) if pattern.is_empty() => string(text.to_owned()),
                 (Some(pattern), Some(substitution)) => {
-                    string(regex(&pattern)?.replace_all(text, substitution.as_str()).into_owned())
+                    let regex = self.evaluator.regex(&pattern, false)?;
+                    let replaced = replace_matches(regex, text, &substitution)?;
+                    self.evaluator.charge_bytes(replaced.len())?;
+                    string(replaced)
                 }
                 _ => Ok(Vec::new()),
             },
             F::Length => integer(text.chars().count()),
-            F::ToChars => Ok(text.chars().map(|c| Item::String(Cow::Owned(c.to_string()))).collect()),
+            F::ToChars => {
+                if text.chars().count() > MAX_COLLECTION_ITEMS {
+                    return Err(EvalError::too_many_items(MAX_COLLECTION_ITEMS));
+                }
+                Ok(text.chars().map(|c| Item::String(Cow::Owned(c.to_string()))).collect())
+            }
             F::Trim => string(text.trim().to_owned()),
             F::Split => match self.string_arg(0)? {
                 None => Ok(Vec::new()),
                 Some(separator) if separator.is_empty() => {
+                    if text.chars().count() > MAX_COLLECTION_ITEMS {
+                        return Err(EvalError::too_many_items(MAX_COLLECTION_ITEMS));
+                    }
                     Ok(text.chars().map(|c| Item::String(Cow::Owned(c.to_string()))).collect())
                 }
                 Some(separator) => {
@@ -634,7 +674,7 @@ fn descendants<'a>(input: &[Item<'a>]) -> Result<Items<'a>, EvalError> {
             navigation::all_children(&node, &mut out);
             pending.extend(out[start..].iter().rev().cloned());
             if out.len() > MAX_REPEAT_ITEMS {
-                return Err(EvalError::new("descendants() produced too many items"));
+                return Err(EvalError::too_many_items(MAX_REPEAT_ITEMS));
             }
         }
     }
@@ -674,12 +714,27 @@ fn resolve<'a>(evaluator: &Evaluator<'_, 'a>, item: &Item<'a>) -> Option<Item<'a
     }))
 }
 
-fn regex(pattern: &str) -> Result<Regex, EvalError> {
-    RegexBuilder::new(pattern)
-        .dot_matches_new_line(true)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|error| EvalError::new(format!("invalid regular expression: {error}")))
+/// `text` with every match of `regex` replaced by `substitution` (`$1`, `${name}` expanded),
+/// as `Regex::replace_all` does, but refusing to build more than [`MAX_STRING_LENGTH`] bytes.
+fn replace_matches(regex: &regex::Regex, text: &str, substitution: &str) -> Result<String, EvalError> {
+    let mut out = String::new();
+    let mut copied = 0;
+    for captures in regex.captures_iter(text) {
+        let Some(found) = captures.get(0) else {
+            continue;
+        };
+        out.push_str(&text[copied..found.start()]);
+        captures.expand(substitution, &mut out);
+        copied = found.end();
+        if out.len() > MAX_STRING_LENGTH {
+            return Err(EvalError::new("string too long"));
+        }
+    }
+    out.push_str(&text[copied..]);
+    if out.len() > MAX_STRING_LENGTH {
+        return Err(EvalError::new("string too long"));
+    }
+    Ok(out)
 }
 
 /// Runs a conversion on the single input item: `toX` returns the converted value (empty when

@@ -119,6 +119,44 @@ fn split_union(expression: &str) -> Vec<&str> {
 mod tests {
     use super::*;
 
+    /// Every official search parameter, on every resource of the R4 examples package, stays
+    /// far inside the FHIRPath work budget: a hundredth of it is plenty.
+    #[test]
+    fn official_parameters_on_the_r4_examples_fit_a_fraction_of_the_work_budget() {
+        use std::io::Read;
+        let budget = crate::fhirpath::DEFAULT_WORK_BUDGET / 100;
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/packages/hl7.fhir.r4.examples-4.0.1.tgz");
+        let file = std::fs::File::open(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        let definitions = crate::Definitions::get();
+        let (mut evaluated, mut over) = (0, Vec::new());
+        for entry in archive.entries().unwrap_or_else(|error| panic!("{error}")) {
+            let mut entry = entry.unwrap_or_else(|error| panic!("{error}"));
+            let name = entry.path().map(|path| path.to_string_lossy().into_owned()).unwrap_or_default();
+            if !name.ends_with(".json") || name.ends_with("package.json") || name.ends_with(".index.json") {
+                continue;
+            }
+            let mut text = Vec::new();
+            entry.read_to_end(&mut text).unwrap_or_else(|error| panic!("{name}: {error}"));
+            let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&text);
+            let Ok(resource) = serde_json::from_slice::<Value>(text) else { continue };
+            let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else { continue };
+            for parameter in definitions.search_parameters(resource_type) {
+                let Some(expression) = compiled(resource_type, parameter) else { continue };
+                evaluated += 1;
+                let context = crate::fhirpath::Context::new(&resource).with_work_budget(budget);
+                if let Err(error) = expression.evaluate_with(&resource, &context)
+                    && error.is_over_budget()
+                {
+                    over.push(format!("{name} {}: {error}", parameter.url));
+                }
+            }
+        }
+        assert!(evaluated > 10_000, "only {evaluated} evaluations");
+        assert!(over.is_empty(), "{} over a budget of {budget}:\n{}", over.len(), over.join("\n"));
+    }
+
     #[test]
     fn keeps_only_the_branches_of_the_type() {
         let expression = "AllergyIntolerance.patient | CarePlan.subject.where(resolve() is Patient) | (Observation.value as Quantity)";

@@ -2,16 +2,15 @@
 
 use crate::definitions::{SearchParamType, SearchParameter};
 use crate::outcome::{Issue, IssueType};
+use crate::search::limits::{
+    MAX_CHAIN_DEPTH, MAX_CHAIN_TARGETS, MAX_CLAUSES, MAX_COUNT, MAX_HAS_DEPTH, MAX_INCLUDES, MAX_ITERATE_INCLUDES,
+    MAX_OR_VALUES, MAX_SORT_KEYS, MAX_TOTAL_VALUES,
+};
 use crate::search::params::{ParamVariant, Registry, composite_id, definition_by_url, variant_id};
 use crate::search::{
     Clause, Include, Modifier, ParamClause, Prefix, SearchValue, SortField, SortKey, Summary, TokenValue, Total,
 };
 use crate::{Definitions, instant};
-
-/// Chains and `_has` nest at most this deep.
-const MAX_CHAIN_DEPTH: usize = 4;
-/// The largest page a client may ask for.
-pub const MAX_COUNT: usize = 1000;
 
 /// What to do with parameters the server does not know (`Prefer: handling=…`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +51,9 @@ enum Problem {
 
 impl SearchQuery {
     /// Parses decoded `(name, value)` pairs of a search on `resource_type`.
+    ///
+    /// A query that asks for more work than the [limits](crate::search::limits) allow is
+    /// refused with a `too-costly` issue, whatever the handling.
     pub fn parse(
         registry: &Registry,
         resource_type: &str,
@@ -70,7 +72,11 @@ impl SearchQuery {
             cursor: None,
             warnings: Vec::new(),
         };
+        let mut spent = Spent::default();
         for (name, value) in pairs {
+            if let Err(Problem::Invalid(issue) | Problem::Unknown(issue)) = spent.parameter(name, value) {
+                return Err(issue);
+            }
             let outcome = match name.as_str() {
                 "_format" | "_pretty" | "_type" | "_contained" | "_containedType" => Ok(()),
                 "_count" => parse_count(value).map(|count| query.count = Some(count)),
@@ -90,7 +96,11 @@ impl SearchQuery {
                         if reverse { query.revincludes.push(include) } else { query.includes.push(include) }
                     })
                 }
-                _ => parse_parameter(registry, resource_type, name, value, 0).map(|clause| query.clauses.push(clause)),
+                _ => {
+                    let mut cost = Cost { name, targets: 0, has_depth: 0 };
+                    parse_parameter(registry, resource_type, name, value, 0, &mut cost)
+                        .map(|clause| query.clauses.push(clause))
+                }
             };
             match outcome {
                 Ok(()) => {}
@@ -104,6 +114,110 @@ impl SearchQuery {
         }
         Ok(query)
     }
+}
+
+/// What the parameters of one search have used of the query-wide limits so far.
+#[derive(Default)]
+struct Spent {
+    clauses: usize,
+    values: usize,
+    includes: usize,
+    iterate_includes: usize,
+}
+
+impl Spent {
+    /// Counts parameter `name=value` against the query-wide limits.
+    fn parameter(&mut self, name: &str, value: &str) -> Result<(), Problem> {
+        match name {
+            "_format" | "_pretty" | "_type" | "_contained" | "_containedType" | "_count" | "_cursor" | "_summary"
+            | "_total" => Ok(()),
+            "_sort" | "_elements" => {
+                let entries = value.split(',').filter(|entry| !entry.trim().is_empty()).count();
+                if entries > MAX_OR_VALUES {
+                    return Err(too_costly(format!(
+                        "{name} lists {entries} entries (limit max-or-values = {MAX_OR_VALUES})"
+                    )));
+                }
+                if name == "_sort" && entries > MAX_SORT_KEYS {
+                    return Err(too_costly(format!(
+                        "_sort has {entries} keys (limit max-sort-keys = {MAX_SORT_KEYS})"
+                    )));
+                }
+                Ok(())
+            }
+            _ if name.starts_with("_include") || name.starts_with("_revinclude") => {
+                self.includes += 1;
+                if self.includes > MAX_INCLUDES {
+                    return Err(too_costly(format!(
+                        "more than {MAX_INCLUDES} _include and _revinclude parameters (limit max-includes = \
+                         {MAX_INCLUDES})"
+                    )));
+                }
+                if name.ends_with(":iterate") || name.ends_with(":recurse") {
+                    self.iterate_includes += 1;
+                    if self.iterate_includes > MAX_ITERATE_INCLUDES {
+                        return Err(too_costly(format!(
+                            "more than {MAX_ITERATE_INCLUDES} :iterate includes (limit max-iterate-includes = \
+                             {MAX_ITERATE_INCLUDES})"
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            _ => {
+                self.clauses += 1;
+                if self.clauses > MAX_CLAUSES {
+                    return Err(too_costly(format!(
+                        "more than {MAX_CLAUSES} search parameters (limit max-clauses = {MAX_CLAUSES})"
+                    )));
+                }
+                let values = split_values(value).len();
+                if values > MAX_OR_VALUES {
+                    return Err(too_costly(format!(
+                        "'{name}' has {values} comma-separated values (limit max-or-values = {MAX_OR_VALUES})"
+                    )));
+                }
+                self.values += values;
+                if self.values > MAX_TOTAL_VALUES {
+                    return Err(too_costly(format!(
+                        "the parameters have more than {MAX_TOTAL_VALUES} values in all (limit max-total-values = \
+                         {MAX_TOTAL_VALUES})"
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What one parameter's chains and `_has` have used of their limits so far.
+struct Cost<'n> {
+    /// The parameter as written, for messages.
+    name: &'n str,
+    /// Target-type branches built so far, over all links.
+    targets: usize,
+    /// `_has` nesting at the current point.
+    has_depth: usize,
+}
+
+impl Cost<'_> {
+    /// Counts one more target-type branch of a chain.
+    fn target(&mut self) -> Result<(), Problem> {
+        self.targets += 1;
+        if self.targets > MAX_CHAIN_TARGETS {
+            return Err(too_costly(format!(
+                "the chain '{}' expands to more than {MAX_CHAIN_TARGETS} target types (limit max-chain-targets = \
+                 {MAX_CHAIN_TARGETS}); name the target type, as in 'subject:Patient.name'",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A refusal of work beyond the [limits](crate::search::limits): always an error.
+fn too_costly(text: String) -> Problem {
+    Problem::Invalid(Issue::error(IssueType::TooCostly, format!("search is too costly: {text}")))
 }
 
 fn unknown(text: String) -> Problem {
@@ -121,15 +235,19 @@ fn parse_parameter(
     name: &str,
     value: &str,
     depth: usize,
+    cost: &mut Cost<'_>,
 ) -> Result<Clause, Problem> {
     if depth > MAX_CHAIN_DEPTH {
-        return Err(invalid(format!("'{name}' chains deeper than {MAX_CHAIN_DEPTH} links")));
+        return Err(too_costly(format!(
+            "'{}' chains deeper than {MAX_CHAIN_DEPTH} links (limit max-chain-depth = {MAX_CHAIN_DEPTH})",
+            cost.name
+        )));
     }
     if value.is_empty() {
         return Err(invalid(format!("search parameter '{name}' has an empty value")));
     }
     if let Some(rest) = name.strip_prefix("_has:") {
-        return parse_has(registry, resource_type, rest, value, depth);
+        return parse_has(registry, resource_type, rest, value, depth, cost);
     }
     let (head, chain) = match name.split_once('.') {
         Some((head, chain)) => (head, Some(chain)),
@@ -139,9 +257,19 @@ fn parse_parameter(
         Some((code, modifier)) => (code, Some(modifier)),
         None => (head, None),
     };
+    // Inside a chain, every type that has the parameter is a branch; types without it are not.
+    let is_branch = depth > 0;
     match (code, chain) {
-        ("_id", None) => return parse_id(modifier, value),
+        ("_id", None) => {
+            if is_branch {
+                cost.target()?;
+            }
+            return parse_id(modifier, value);
+        }
         ("_lastUpdated", None) => {
+            if is_branch {
+                cost.target()?;
+            }
             let values = split_values(value).iter().map(|value| parse_date(value)).collect::<Result<_, _>>()?;
             return Ok(Clause::LastUpdated(values));
         }
@@ -151,8 +279,11 @@ fn parse_parameter(
         .find_param(resource_type, code)
         .filter(|param| param.expression.is_some())
         .ok_or_else(|| unknown(format!("search parameter '{code}' is not supported for {resource_type}")))?;
+    if is_branch {
+        cost.target()?;
+    }
     match chain {
-        Some(chain) => parse_chain(registry, param, modifier, chain, value, depth),
+        Some(chain) => parse_chain(registry, param, modifier, chain, value, depth, cost),
         None => parse_values(param, modifier, value),
     }
 }
@@ -173,6 +304,7 @@ fn parse_chain(
     chain: &str,
     value: &str,
     depth: usize,
+    cost: &mut Cost<'_>,
 ) -> Result<Clause, Problem> {
     if reference.kind != SearchParamType::Reference {
         return Err(invalid(format!("'{}' is not a reference parameter and cannot be chained", reference.code)));
@@ -187,7 +319,7 @@ fn parse_chain(
         if !Definitions::get().is_resource_type(&target) {
             return Err(invalid(format!("'{target}' is not a resource type")));
         }
-        match parse_parameter(registry, &target, chain, value, depth + 1) {
+        match parse_parameter(registry, &target, chain, value, depth + 1, cost) {
             Ok(inner) => targets.push((target, Box::new(inner))),
             Err(Problem::Invalid(issue)) => return Err(Problem::Invalid(issue)),
             Err(problem) => last_problem = Some(problem),
@@ -206,7 +338,14 @@ fn parse_has(
     rest: &str,
     value: &str,
     depth: usize,
+    cost: &mut Cost<'_>,
 ) -> Result<Clause, Problem> {
+    if cost.has_depth >= MAX_HAS_DEPTH {
+        return Err(too_costly(format!(
+            "'{}' nests _has more than {MAX_HAS_DEPTH} deep (limit max-has-depth = {MAX_HAS_DEPTH})",
+            cost.name
+        )));
+    }
     let mut parts = rest.splitn(3, ':');
     let (Some(source_type), Some(reference_code), Some(inner_name)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(invalid(format!("'_has:{rest}' must be _has:Type:reference:parameter")));
@@ -221,7 +360,10 @@ fn parse_has(
     if !reference.target.is_empty() && !reference.target.iter().any(|target| target == resource_type) {
         return Err(invalid(format!("{source_type}.{reference_code} never points at {resource_type}")));
     }
-    let inner = parse_parameter(registry, source_type, inner_name, value, depth + 1)?;
+    cost.has_depth += 1;
+    let inner = parse_parameter(registry, source_type, inner_name, value, depth + 1, cost);
+    cost.has_depth -= 1;
+    let inner = inner?;
     Ok(Clause::Has {
         source_type: source_type.to_owned(),
         reference_id: variant_id(reference, ParamVariant::Value),
@@ -586,4 +728,166 @@ fn unescape(value: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(resource_type: &str, pairs: &[(&str, &str)]) -> Result<SearchQuery, Issue> {
+        let pairs: Vec<(String, String)> =
+            pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+        SearchQuery::parse(&Registry::official(), resource_type, &pairs, Handling::Lenient)
+    }
+
+    fn parses(resource_type: &str, pairs: &[(&str, &str)]) -> SearchQuery {
+        let query = parse(resource_type, pairs).unwrap_or_else(|issue| panic!("{pairs:?}: {}", issue.diagnostics));
+        assert!(query.warnings.is_empty(), "{pairs:?}: {:?}", query.warnings);
+        query
+    }
+
+    /// Asserts the search is refused as too costly, even under lenient handling, naming
+    /// `limit = value`.
+    fn refused(resource_type: &str, pairs: &[(&str, &str)], limit: &str, value: usize) {
+        let started = std::time::Instant::now();
+        let Err(issue) = parse(resource_type, pairs) else {
+            panic!("{resource_type}?{pairs:?} should be refused by {limit}");
+        };
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "refusing took {:?}", started.elapsed());
+        assert_eq!(issue.code, IssueType::TooCostly, "{}", issue.diagnostics);
+        assert!(issue.is_error());
+        let named = format!("(limit {limit} = {value})");
+        assert!(issue.diagnostics.contains(&named), "'{}' does not name {named}", issue.diagnostics);
+        assert!(issue.diagnostics.starts_with("search is too costly: "), "{}", issue.diagnostics);
+    }
+
+    fn chain_targets(clause: &Clause) -> usize {
+        match clause {
+            Clause::Chain { targets, .. } => targets.iter().map(|(_, inner)| 1 + chain_targets(inner)).sum(),
+            Clause::Has { inner, .. } => chain_targets(inner),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn ordinary_chains_and_has_still_parse() {
+        for (resource_type, name) in [
+            ("Observation", "patient.name"),
+            ("Observation", "patient.identifier"),
+            ("Observation", "subject.name"),
+            ("Observation", "subject.identifier"),
+            ("Observation", "subject:Patient.name"),
+            ("Observation", "subject:Patient.birthdate"),
+            ("Observation", "encounter:Encounter.subject:Patient.organization.name"),
+            ("Observation", "encounter.subject:Patient.general-practitioner:Practitioner.name"),
+            ("Observation", "subject._id"),
+            ("Encounter", "patient.identifier"),
+            ("Condition", "subject.identifier"),
+            ("DiagnosticReport", "subject.name"),
+            ("DiagnosticReport", "result.code"),
+            ("MedicationRequest", "patient.name"),
+            ("MedicationRequest", "requester.identifier"),
+            ("Procedure", "patient.family"),
+            ("Immunization", "patient.identifier"),
+            ("CarePlan", "subject.identifier"),
+            ("Goal", "subject.name"),
+            ("Task", "subject:Patient.name"),
+            ("Patient", "general-practitioner.name"),
+            ("Patient", "organization.partof.partof.partof.name"),
+            ("Patient", "_has:Observation:patient:code"),
+            ("Patient", "_has:Observation:subject:code"),
+            ("Patient", "_has:Observation:patient:_has:Provenance:target:agent"),
+            ("Patient", "_has:Observation:patient:subject:Patient.name"),
+        ] {
+            let value = if name.ends_with("agent") { "Practitioner/1" } else { "1234" };
+            let query = parses(resource_type, &[(name, value)]);
+            assert_eq!(query.clauses.len(), 1, "{resource_type}?{name}");
+            assert!(chain_targets(&query.clauses[0]) <= MAX_CHAIN_TARGETS);
+        }
+        let query = parses("Observation", &[("subject.name", "x")]);
+        assert!(chain_targets(&query.clauses[0]) > 1, "subject.name should try several target types");
+    }
+
+    #[test]
+    fn chains_fanning_out_are_refused_early() {
+        refused("Task", &[("subject.subject.subject.subject.identifier", "x")], "max-chain-targets", MAX_CHAIN_TARGETS);
+        refused("Task", &[("subject.subject.subject.subject.name", "x")], "max-chain-targets", MAX_CHAIN_TARGETS);
+        refused("Provenance", &[("target._id", "1")], "max-chain-targets", MAX_CHAIN_TARGETS);
+        let many = "subject.subject.subject.subject.nonsense";
+        assert!(parse("Task", &[(many, "x")]).is_err_and(|issue| issue.code == IssueType::TooCostly));
+    }
+
+    #[test]
+    fn chains_deeper_than_the_limit_are_refused() {
+        parses("Organization", &[("partof.partof.partof.partof.name", "x")]);
+        refused(
+            "Organization",
+            &[("partof.partof.partof.partof.partof.name", "x")],
+            "max-chain-depth",
+            MAX_CHAIN_DEPTH,
+        );
+    }
+
+    #[test]
+    fn nested_has_is_limited() {
+        let two = "_has:Observation:patient:_has:Provenance:target:agent";
+        parses("Patient", &[(two, "Practitioner/1")]);
+        let three = "_has:Observation:patient:_has:Provenance:target:_has:AuditEvent:entity:agent";
+        refused("Patient", &[(three, "Practitioner/1")], "max-has-depth", MAX_HAS_DEPTH);
+    }
+
+    #[test]
+    fn values_and_parameters_are_limited() {
+        let values = |count: usize| (0..count).map(|index| index.to_string()).collect::<Vec<_>>().join(",");
+        let hundred = values(MAX_OR_VALUES);
+        let query = parses("Observation", &[("code", &hundred)]);
+        assert_eq!(query.clauses.len(), 1);
+        refused("Observation", &[("code", &values(MAX_OR_VALUES + 1))], "max-or-values", MAX_OR_VALUES);
+        refused("Observation", &[("_id", &values(MAX_OR_VALUES + 1))], "max-or-values", MAX_OR_VALUES);
+        // An escaped comma is part of a value, not a separator.
+        parses("Observation", &[("code", &vec!["a\\,b"; MAX_OR_VALUES].join(","))]);
+
+        let all: Vec<(&str, &str)> = vec![("code", hundred.as_str()); MAX_TOTAL_VALUES / MAX_OR_VALUES];
+        parses("Observation", &all);
+        let mut over = all.clone();
+        over.push(("status", "final"));
+        refused("Observation", &over, "max-total-values", MAX_TOTAL_VALUES);
+
+        let clauses = vec![("code", "1"); MAX_CLAUSES];
+        assert_eq!(parses("Observation", &clauses).clauses.len(), MAX_CLAUSES);
+        let mut over = clauses.clone();
+        over.push(("unknown-parameter", "1"));
+        refused("Observation", &over, "max-clauses", MAX_CLAUSES);
+
+        let sort = ["date"; MAX_SORT_KEYS + 1].join(",");
+        refused("Observation", &[("_sort", &sort)], "max-sort-keys", MAX_SORT_KEYS);
+        let elements = ["id"; MAX_OR_VALUES + 1].join(",");
+        refused("Observation", &[("_elements", &elements)], "max-or-values", MAX_OR_VALUES);
+    }
+
+    #[test]
+    fn includes_are_limited() {
+        let includes = vec![("_include", "Observation:patient"); MAX_INCLUDES];
+        assert_eq!(parses("Observation", &includes).includes.len(), MAX_INCLUDES);
+        let mut over = includes.clone();
+        over.push(("_revinclude", "Provenance:target"));
+        refused("Observation", &over, "max-includes", MAX_INCLUDES);
+
+        let iterate = vec![("_include:iterate", "Observation:patient"); MAX_ITERATE_INCLUDES];
+        assert!(parses("Observation", &iterate).includes.iter().all(|include| include.iterate));
+        let mut over = iterate.clone();
+        over.push(("_revinclude:iterate", "Provenance:target"));
+        refused("Observation", &over, "max-iterate-includes", MAX_ITERATE_INCLUDES);
+    }
+
+    #[test]
+    fn limits_hold_under_strict_handling_too() {
+        let pairs = vec![("code".to_owned(), vec!["1"; MAX_OR_VALUES + 1].join(","))];
+        let issue = SearchQuery::parse(&Registry::official(), "Observation", &pairs, Handling::Strict)
+            .err()
+            .unwrap_or_else(|| panic!("should be refused"));
+        assert_eq!(issue.code, IssueType::TooCostly);
+        let criteria = crate::search::Criteria::parse(&Registry::official(), "Observation", &pairs);
+        assert!(criteria.is_err_and(|issue| issue.code == IssueType::TooCostly));
+    }
 }
