@@ -10,6 +10,8 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::instant::{days_from_civil, days_in_month};
+
 /// How much of a date-time is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Precision {
@@ -191,7 +193,7 @@ impl DateTime {
     pub(crate) fn compare(&self, other: &DateTime) -> Option<Ordering> {
         let (left, right) = if self.precision >= Precision::Hour && other.precision >= Precision::Hour {
             match (self.offset, other.offset) {
-                (Some(_), Some(_)) => (self.to_utc(), other.to_utc()),
+                (Some(_), Some(_)) => (self.to_utc()?, other.to_utc()?),
                 (None, None) => (*self, *other),
                 _ => return None,
             }
@@ -210,16 +212,16 @@ impl DateTime {
     }
 
     /// Moves the value by `amount` calendar units (fractions are dropped, as for durations
-    /// in the specification); `None` when out of range.
+    /// in the specification); `None` when the result leaves the years 0001 to 9999.
     pub(crate) fn add(&self, amount: i64, unit: CalendarUnit) -> Option<DateTime> {
         let mut value = *self;
         match unit {
             CalendarUnit::Year => {
-                value.year = i32::try_from(i64::from(value.year) + amount).ok()?;
+                value.year = i32::try_from(i64::from(value.year).checked_add(amount)?).ok()?;
                 value.day = value.day.min(days_in_month(value.year, value.month));
             }
             CalendarUnit::Month if value.precision >= Precision::Month => {
-                let months = i64::from(value.year) * 12 + i64::from(value.month) - 1 + amount;
+                let months = (i64::from(value.year) * 12 + i64::from(value.month) - 1).checked_add(amount)?;
                 value.year = i32::try_from(months.div_euclid(12)).ok()?;
                 value.month = u8::try_from(months.rem_euclid(12) + 1).ok()?;
                 value.day = value.day.min(days_in_month(value.year, value.month));
@@ -227,8 +229,8 @@ impl DateTime {
             CalendarUnit::Month => return value.add(amount / 12, CalendarUnit::Year),
             CalendarUnit::Week => return value.add(amount.checked_mul(7)?, CalendarUnit::Day),
             CalendarUnit::Day if value.precision >= Precision::Day => {
-                let millis = value.epoch_millis().checked_add(amount.checked_mul(86_400_000)?)?;
-                return Some(value.with_epoch_millis(millis));
+                let millis = value.epoch_millis()?.checked_add(amount.checked_mul(86_400_000)?)?;
+                value = value.with_epoch_millis(millis);
             }
             CalendarUnit::Day => return value.add(amount / 30, CalendarUnit::Month),
             CalendarUnit::Hour | CalendarUnit::Minute | CalendarUnit::Second | CalendarUnit::Millisecond => {
@@ -241,11 +243,11 @@ impl DateTime {
                 if value.precision < Precision::Hour {
                     return value.add(amount.checked_mul(unit_millis)? / 86_400_000, CalendarUnit::Day);
                 }
-                let millis = value.epoch_millis().checked_add(amount.checked_mul(unit_millis)?)?;
-                return Some(value.with_epoch_millis(millis));
+                let millis = value.epoch_millis()?.checked_add(amount.checked_mul(unit_millis)?)?;
+                value = value.with_epoch_millis(millis);
             }
         }
-        Some(value)
+        (1..=9999).contains(&value.year).then_some(value)
     }
 
     /// `[year, month, day, hour, minute, millisecond-of-minute]`.
@@ -260,13 +262,14 @@ impl DateTime {
         ]
     }
 
-    fn epoch_millis(&self) -> i64 {
+    /// Local wall-clock milliseconds since 1970-01-01T00:00; `None` past the range of `i64`.
+    fn epoch_millis(&self) -> Option<i64> {
         let days = days_from_civil(self.year, self.month, self.day);
-        days * 86_400_000
-            + i64::from(self.hour) * 3_600_000
+        let in_day = i64::from(self.hour) * 3_600_000
             + i64::from(self.minute) * 60_000
             + i64::from(self.second) * 1000
-            + i64::from(self.millisecond)
+            + i64::from(self.millisecond);
+        days.checked_mul(86_400_000)?.checked_add(in_day)
     }
 
     /// The same precision and zone, at `millis` (local wall-clock milliseconds).
@@ -274,13 +277,14 @@ impl DateTime {
         DateTime { precision: self.precision, offset: self.offset, ..from_epoch_millis(millis) }
     }
 
-    fn to_utc(self) -> DateTime {
+    /// The same instant with zone `Z`; `None` past the range of `i64` milliseconds.
+    fn to_utc(self) -> Option<DateTime> {
         match self.offset {
             Some(offset) if offset != 0 => {
-                let shifted = self.with_epoch_millis(self.epoch_millis() - i64::from(offset) * 60_000);
-                DateTime { offset: Some(0), ..shifted }
+                let shifted = self.with_epoch_millis(self.epoch_millis()?.checked_sub(i64::from(offset) * 60_000)?);
+                Some(DateTime { offset: Some(0), ..shifted })
             }
-            _ => self,
+            _ => Some(self),
         }
     }
 }
@@ -537,30 +541,6 @@ impl Cursor<'_> {
     }
 }
 
-fn is_leap_year(year: i32) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i32, month: u8) -> u8 {
-    match month {
-        2 if is_leap_year(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i32, month: u8, day: u8) -> i64 {
-    let year = i64::from(year) - i64::from(month <= 2);
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
 /// The wall-clock fields of `millis` since 1970-01-01T00:00, at millisecond precision.
 fn from_epoch_millis(millis: i64) -> DateTime {
     let days = millis.div_euclid(86_400_000);
@@ -629,5 +609,44 @@ mod tests {
             add("1973-12-25T00:00:00.000+10:00", 10, CalendarUnit::Millisecond),
             Some("1973-12-25T00:00:00.010+10:00".into())
         );
+    }
+
+    #[test]
+    fn arithmetic_stays_within_years_1_to_9999() {
+        let add =
+            |text: &str, amount: i64, unit: CalendarUnit| date_time(text).add(amount, unit).map(|d| d.to_string());
+        assert_eq!(add("9999-12-31", 1, CalendarUnit::Day), None);
+        assert_eq!(add("9999-12-31T23:59:59.999Z", 1, CalendarUnit::Millisecond), None);
+        assert_eq!(add("9999-12", 1, CalendarUnit::Month), None);
+        assert_eq!(add("9999", 1, CalendarUnit::Year), None);
+        assert_eq!(add("0001-01-01", -1, CalendarUnit::Day), None);
+        assert_eq!(add("0001-01-01T00:00:00.000+14:00", -1, CalendarUnit::Millisecond), None);
+        assert_eq!(add("9998-12-31", 1, CalendarUnit::Day), Some("9999-01-01".into()));
+        assert_eq!(add("0002", -1, CalendarUnit::Year), Some("0001".into()));
+        for unit in [
+            CalendarUnit::Year,
+            CalendarUnit::Month,
+            CalendarUnit::Week,
+            CalendarUnit::Day,
+            CalendarUnit::Hour,
+            CalendarUnit::Minute,
+            CalendarUnit::Second,
+            CalendarUnit::Millisecond,
+        ] {
+            for amount in [i64::MAX, i64::MIN, i64::MAX / 7, i64::MIN / 3, 1_000_000_000_000_000] {
+                for text in ["2015", "2015-02", "2015-02-04", "2015-02-04T14:34:28.123+10:00", "0001", "9999-12-31"] {
+                    assert_eq!(add(text, amount, unit), None, "{text} + {amount} {unit:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zones_at_the_first_and_last_years_compare() {
+        let compare = |a: &str, b: &str| date_time(a).compare(&date_time(b));
+        assert_eq!(compare("9999-12-31T23:00:00-05:00", "9999-12-31T23:59:59Z"), Some(Ordering::Greater));
+        assert_eq!(compare("0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00Z"), Some(Ordering::Less));
+        assert_eq!(compare("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59.999-14:00"), Some(Ordering::Less));
+        assert_eq!(compare("0000-01-01T00:00:00+14:00", "0000-01-01T00:00:00+14:00"), Some(Ordering::Equal));
     }
 }

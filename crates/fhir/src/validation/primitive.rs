@@ -1,10 +1,11 @@
 //! Primitive values: the JSON shape their type demands (boolean, number or string), the 32-bit
-//! range of integers, non-blank strings, the type's regex from its StructureDefinition, and the
-//! `<div` start of XHTML narrative.
+//! range of integers, non-blank strings, the type's regex from its StructureDefinition, real
+//! calendar dates for `date`, `dateTime` and `instant`, and the `<div` start of XHTML narrative.
 
 use serde_json::Value;
 
 use crate::definitions::{JsonKind, TypeDef};
+use crate::instant;
 use crate::outcome::IssueType;
 use crate::validation::Validator;
 use crate::validation::path::Path;
@@ -12,6 +13,10 @@ use crate::validation::path::Path;
 /// The primitive type whose values are XHTML fragments; they have no regex, and are only checked
 /// to be a `<div>` element rather than parsed.
 const XHTML: &str = "xhtml";
+
+/// The primitive types whose values name instants: their regexes accept `2023-02-29`, so each
+/// value is also read with [`instant::range`], which search indexing uses too.
+const TEMPORAL: [&str; 3] = ["date", "dateTime", "instant"];
 
 impl Validator<'_> {
     /// Checks one primitive value of type `ty`.
@@ -53,6 +58,9 @@ impl Validator<'_> {
         if !regex.is_match(text) {
             let shown: String = text.chars().take(64).collect();
             self.error(IssueType::Value, path, format!("'{shown}' is not a valid {}", ty.name));
+        } else if TEMPORAL.contains(&ty.name.as_str()) && instant::range(text).is_none() {
+            let shown: String = text.chars().take(64).collect();
+            self.error(IssueType::Value, path, format!("'{shown}' is not a real calendar date ({})", ty.name));
         }
     }
 }
@@ -95,6 +103,35 @@ mod tests {
     }
 
     #[test]
+    fn dates_are_real_calendar_dates_from_year_1_to_9999() {
+        for good in ["9999-12-31", "9999-12", "9999", "0001-01-01", "0001", "2000-02-29", "2024-04-30"] {
+            assert_valid(&patient_with("birthDate", json!(good)));
+        }
+        for bad in ["2023-02-29", "1900-02-29", "2024-04-31", "2024-02-30", "0000", "0000-01-01", "10000-01-01"] {
+            assert_eq!(
+                issues_of(&patient_with("birthDate", json!(bad))),
+                [("value", "Patient.birthDate".into())],
+                "{bad}"
+            );
+        }
+        let deceased = |value: &str| patient_with("deceasedDateTime", json!(value));
+        for good in [
+            "9999-12-31T23:59:59Z",
+            "9999-12-31T23:59:59.999999999Z",
+            "9999-12-31T23:00:00-05:00",
+            "9999-12-31T23:00:00-14:00",
+            "0001-01-01T00:00:00+14:00",
+            "0001-01-01T00:00:00.000Z",
+            "2016-12-31T23:59:60Z",
+        ] {
+            assert_valid(&deceased(good));
+        }
+        for bad in ["2023-02-29T10:00:00Z", "2023-06-31", "0000-01-01T00:00:00Z"] {
+            assert_eq!(issues_of(&deceased(bad)), [("value", "Patient.deceasedDateTime".into())], "{bad}");
+        }
+    }
+
+    #[test]
     fn date_times_and_instants() {
         let observation = |key: &str, value: &str| {
             let mut resource = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}});
@@ -104,6 +141,9 @@ mod tests {
         assert_valid(&observation("effectiveDateTime", "2024-01-02T03:04:05+01:00"));
         assert_valid(&observation("issued", "2024-01-02T03:04:05.123Z"));
         assert_eq!(issues_of(&observation("issued", "2024-01-02")), [("value", "Observation.issued".into())]);
+        assert_valid(&observation("issued", "9999-12-31T23:59:59.999Z"));
+        assert_valid(&observation("issued", "0001-01-01T00:00:00+14:00"));
+        assert_eq!(issues_of(&observation("issued", "2023-02-29T03:04:05Z")), [("value", "Observation.issued".into())]);
         assert_eq!(
             issues_of(&observation("effectiveDateTime", "2024-01-02T03:04")),
             [("value", "Observation.effectiveDateTime".into())]
