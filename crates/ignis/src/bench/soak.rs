@@ -93,8 +93,7 @@ const KINDS: &[Kind] = &[
     Kind {
         name: "patch",
         build: |seed, i| {
-            let patch =
-                json!([{"op": "replace", "path": "/gender", "value": if i % 2 == 0 { "male" } else { "female" }}]);
+            let patch = json!([{"op": "add", "path": "/gender", "value": if i % 2 == 0 { "male" } else { "female" }}]);
             Request::send(
                 Method::PATCH,
                 format!("/fhir/Patient/{}", patient_at(seed, i)),

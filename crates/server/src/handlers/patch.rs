@@ -16,7 +16,8 @@ use crate::state::FhirContext;
 
 /// `PATCH [base]/[type]/[id]`: applies the patch to the current version and stores the
 /// result as the next version, provided nobody wrote in between (the version read is the
-/// `If-Match` of the write).
+/// `If-Match` of the write). Without a client `If-Match`, a write in between makes it read
+/// and apply again.
 pub(crate) async fn patch(
     State(context): State<FhirContext>,
     Path((type_name, id)): Path<(String, String)>,
@@ -27,17 +28,30 @@ pub(crate) async fn patch(
     let document = read_json_patch(&headers, body, context.app.config.max_body_bytes).await?;
     let operations: json_patch::Patch = serde_json::from_value(document)
         .map_err(|error| ApiError::bad_request(format!("the body is not a JSON Patch document: {error}")))?;
-    let current = context
-        .store()
-        .read(context.env, &resource_type, &id)
-        .await?
-        .filter(|current| !current.deleted)
-        .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
-    let (resource, expected) = apply(&current, if_match(&headers)?, &operations)?;
-    let outcome =
-        context.store().update(context.env, &resource_type, &id, resource, Some(expected), Method::Patch).await?;
-    Ok(respond(&context, &headers, &outcome))
+    let requested = if_match(&headers)?;
+    let mut attempt = 1;
+    loop {
+        let current = context
+            .store()
+            .read(context.env, &resource_type, &id)
+            .await?
+            .filter(|current| !current.deleted)
+            .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+        let (resource, expected) = apply(&current, requested, &operations)?;
+        let store = context.store();
+        match store.update(context.env, &resource_type, &id, resource, Some(expected), Method::Patch).await {
+            // Someone wrote in between and the client named no version: patch the newer one.
+            Err(store::Error::VersionConflict { .. }) if requested.is_none() && attempt < PATCH_ATTEMPTS => {
+                attempt += 1;
+            }
+            outcome => return Ok(respond(&context, &headers, &outcome?)),
+        }
+    }
 }
+
+/// Reads and applications of a patch without `If-Match` before a concurrent writer's 412 is
+/// passed on.
+const PATCH_ATTEMPTS: u32 = 5;
 
 /// The resource `current` becomes under `operations`, validated, and the version the write
 /// must find (`expected`, else the version read), so that a write in between fails it.
