@@ -12,7 +12,8 @@
 //! - `transaction`: transaction and batch Bundles posted to the base.
 //! - `search`: every parameter type, modifier, chain, include, sort and paging.
 //! - `us_core`: the (g)(10) US Core searches over the conformance patients.
-//! - `postgres`: several servers over one PostgreSQL database (skipped on SQLite).
+//! - `postgres`: several servers over one PostgreSQL database (`#[ignore]`d unless run with
+//!   `--include-ignored` under `.ci/with-postgres`).
 
 mod capability;
 mod crud;

@@ -1,4 +1,5 @@
-//! PostgreSQL only (the tests return at once without `IGNIS_TEST_POSTGRES_URL`): several
+//! PostgreSQL only (ignored unless run with `--include-ignored` and `IGNIS_TEST_POSTGRES_URL`,
+//! as `.ci/run` does under `.ci/with-postgres`): several
 //! servers, each with its own store, as separate processes would have, over one database; a
 //! database outage; and the query plans of the SQL search generates.
 
@@ -9,12 +10,20 @@ use serde_json::{Value, json};
 
 use crate::support::{TestApp, assert_outcome, postgres_url, status_and_json};
 
-/// Two servers over one fresh database, or `None` when the suite runs on SQLite.
-async fn two_servers() -> Option<(TestApp, TestApp)> {
-    postgres_url()?;
+/// Why these tests are ignored in a plain `cargo test`.
+const NEEDS_POSTGRES: &str = "needs IGNIS_TEST_POSTGRES_URL (run under .ci/with-postgres with --include-ignored)";
+
+/// The PostgreSQL database of the run; a test that needs one fails without it.
+fn required_postgres_url() -> String {
+    postgres_url().expect(NEEDS_POSTGRES)
+}
+
+/// Two servers over one fresh PostgreSQL database.
+async fn two_servers() -> (TestApp, TestApp) {
+    required_postgres_url();
     let first = TestApp::spawn().await;
     let second = first.spawn_sharing().await;
-    Some((first, second))
+    (first, second)
 }
 
 fn patient(family: &str, identifier: &str) -> Value {
@@ -26,8 +35,9 @@ fn patient(family: &str, identifier: &str) -> Value {
 }
 
 #[tokio::test]
+#[ignore = "needs IGNIS_TEST_POSTGRES_URL"]
 async fn a_write_through_one_server_is_read_and_searched_through_the_other() {
-    let Some((first, second)) = two_servers().await else { return };
+    let (first, second) = two_servers().await;
     let id = first.create(&patient("Shared", "shared-1")).await;
 
     let (status, read) = status_and_json(second.get(&format!("Patient/{id}")).await).await;
@@ -56,8 +66,9 @@ async fn a_write_through_one_server_is_read_and_searched_through_the_other() {
 }
 
 #[tokio::test]
+#[ignore = "needs IGNIS_TEST_POSTGRES_URL"]
 async fn concurrent_conditional_creates_across_servers_make_one_resource() {
-    let Some((first, second)) = two_servers().await else { return };
+    let (first, second) = two_servers().await;
     let servers = std::sync::Arc::new([first, second]);
     let mut tasks = Vec::new();
     for task in 0..16 {
@@ -93,9 +104,10 @@ async fn concurrent_conditional_creates_across_servers_make_one_resource() {
 /// Plain creates never conflict: many at once through two servers all succeed. (When a
 /// create looked its fresh id up first, SERIALIZABLE made concurrent creates fail each other
 /// until they ran out of retries.)
+#[ignore = "needs IGNIS_TEST_POSTGRES_URL"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_plain_creates_across_servers_all_succeed() {
-    let Some((first, second)) = two_servers().await else { return };
+    let (first, second) = two_servers().await;
     let servers = std::sync::Arc::new([first, second]);
     let mut tasks = Vec::new();
     for task in 0..8 {
@@ -119,9 +131,10 @@ async fn concurrent_plain_creates_across_servers_all_succeed() {
 
 // Multi-threaded: dropping the app drops its schema through the proxy from a blocking thread,
 // which must not stop the proxy's tasks from running.
+#[ignore = "needs IGNIS_TEST_POSTGRES_URL"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_goes_away_gives_503_and_the_server_recovers() {
-    let Some(url) = postgres_url() else { return };
+    let url = required_postgres_url();
     let config: postgres::Config = url.parse().expect("IGNIS_TEST_POSTGRES_URL");
     let upstream = match (config.get_hosts().first(), config.get_ports().first()) {
         (Some(postgres::config::Host::Tcp(host)), Some(port)) => format!("{host}:{port}"),
@@ -245,11 +258,10 @@ fn population(patients: usize) -> Vec<Value> {
 /// or of any index table, on realistic statistics: a few thousand resources, analyzed. (With
 /// a handful of rows PostgreSQL rightly prefers sequential scans, so the data has to be there
 /// for the plans to mean anything.)
+#[ignore = "needs IGNIS_TEST_POSTGRES_URL"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn us_core_searches_are_planned_on_indexes() {
-    if postgres_url().is_none() {
-        return;
-    }
+    required_postgres_url();
     let app = TestApp::spawn().await;
     let batch = population(250)
         .iter()
