@@ -70,6 +70,12 @@ impl Definitions {
             .collect()
     }
 
+    /// True when the R4 CompartmentDefinitions define a compartment of this type (`Patient`,
+    /// `Encounter`, `RelatedPerson`, `Practitioner`, `Device`).
+    pub fn is_compartment(&self, compartment: &str) -> bool {
+        self.model.compartments.iter().any(|definition| definition.code == compartment)
+    }
+
     /// The search parameter codes that put a `resource_type` resource in a `compartment`
     /// (`Patient`, `Encounter`, `RelatedPerson`, `Practitioner` or `Device`), from the R4
     /// CompartmentDefinitions. Empty when the type is never in that compartment.
@@ -239,6 +245,10 @@ mod tests {
         assert_eq!(definitions.compartment_params("Patient", "Patient"), ["link"]);
         assert!(definitions.compartment_params("Patient", "CodeSystem").is_empty());
         assert!(definitions.compartment_params("Nope", "Observation").is_empty());
+        for compartment in ["Patient", "Encounter", "RelatedPerson", "Practitioner", "Device"] {
+            assert!(definitions.is_compartment(compartment), "{compartment}");
+        }
+        assert!(!definitions.is_compartment("Observation"));
     }
 
     #[test]

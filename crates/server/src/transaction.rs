@@ -5,7 +5,7 @@
 //! spec's order, resolving placeholders and conditional references inside its transaction);
 //! `response.rs` writes the response Bundle in the request's entry order.
 //!
-//! Search entries (`GET [type]?…`) go through the search handler after the store has
+//! Search entries (`GET [type]?…`) run as searches (`handlers::search`) after the store has
 //! committed the rest, so they see the transaction's writes; a failed search is reported in
 //! its own entry, since the writes before it are already committed.
 
@@ -17,8 +17,7 @@ use fhir::search::Registry;
 use serde_json::Value;
 use store::{TransactionError, TransactionRequest};
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 
 use crate::error::ApiError;
 use crate::state::FhirContext;
@@ -134,23 +133,17 @@ async fn patched(context: &FhirContext, patch: entry::PatchEntry) -> Result<entr
     Ok(patch.into_entry(resource, expected))
 }
 
-/// A search entry: the searchset Bundle the search handler answers with.
+/// A search entry: the searchset Bundle of its search.
 async fn search(
     context: &FhirContext,
     index: usize,
     type_name: String,
     query: Option<String>,
 ) -> Result<Answer, ApiError> {
-    let response = crate::handlers::search::search_type(
-        State(context.clone()),
-        Path(type_name),
-        RawQuery(query),
-        HeaderMap::new(),
-    )
-    .await
-    .map_err(|error| error.in_entry(index))?;
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.map_err(ApiError::internal)?;
-    String::from_utf8(bytes.to_vec()).map(Answer::Searchset).map_err(ApiError::internal)
+    crate::handlers::search::type_searchset(context, &type_name, query.as_deref())
+        .await
+        .map(Answer::Searchset)
+        .map_err(|error| error.in_entry(index))
 }
 
 async fn batch(context: &FhirContext, entries: Vec<Value>, detail: Detail) -> Result<String, ApiError> {

@@ -1,15 +1,22 @@
-//! The text encodings of FHIRPath 2.1 `encode`/`decode` (`base64`, `urlbase64`, `hex`) and
-//! `escape`/`unescape` (`html`, `json`), written out here because they are a few lines each
-//! and not worth a dependency.
+//! The text encodings of FHIRPath 2.1 `encode`/`decode` (`base64`, `urlbase64` through the
+//! `base64` crate; `hex`) and `escape`/`unescape` (`html`, `json`), the latter written out here
+//! because they are a few lines each.
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const URL_BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// Padded output, as the specification's examples show; padding optional on input.
+const CONFIG: GeneralPurposeConfig =
+    GeneralPurposeConfig::new().with_encode_padding(true).with_decode_padding_mode(DecodePaddingMode::Indifferent);
+const BASE64: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, CONFIG);
+const URL_BASE64: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, CONFIG);
 
 /// `text` encoded in `format`; `None` for an unknown format.
 pub(crate) fn encode(text: &str, format: &str) -> Option<String> {
     match format {
-        "base64" => Some(base64_encode(text.as_bytes(), BASE64)),
-        "urlbase64" => Some(base64_encode(text.as_bytes(), URL_BASE64)),
+        "base64" => Some(BASE64.encode(text)),
+        "urlbase64" => Some(URL_BASE64.encode(text)),
         "hex" => Some(text.bytes().map(|byte| format!("{byte:02x}")).collect()),
         _ => None,
     }
@@ -18,8 +25,8 @@ pub(crate) fn encode(text: &str, format: &str) -> Option<String> {
 /// `text` decoded from `format`; `None` for an unknown format, bad input or non-UTF-8 bytes.
 pub(crate) fn decode(text: &str, format: &str) -> Option<String> {
     let bytes = match format {
-        "base64" => base64_decode(text, BASE64)?,
-        "urlbase64" => base64_decode(text, URL_BASE64)?,
+        "base64" => BASE64.decode(text).ok()?,
+        "urlbase64" => URL_BASE64.decode(text).ok()?,
         "hex" => {
             if !text.len().is_multiple_of(2) {
                 return None;
@@ -87,39 +94,6 @@ pub(crate) fn unescape(text: &str, format: &str) -> Option<String> {
         }
         _ => None,
     }
-}
-
-fn base64_encode(bytes: &[u8], alphabet: &[u8; 64]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let group =
-            chunk.iter().enumerate().fold(0u32, |group, (index, byte)| group | u32::from(*byte) << (16 - 8 * index));
-        for index in 0..4 {
-            if index <= chunk.len() {
-                out.push(char::from(alphabet[(group >> (18 - 6 * index) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn base64_decode(text: &str, alphabet: &[u8; 64]) -> Option<Vec<u8>> {
-    let symbols = text.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(symbols.len() * 3 / 4);
-    let mut group = 0u32;
-    let mut bits = 0;
-    for symbol in symbols {
-        let value = alphabet.iter().position(|candidate| candidate == symbol)?;
-        group = group << 6 | value as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((group >> bits & 0xff) as u8);
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -24,8 +24,6 @@ use crate::state::FhirContext;
 
 /// Matches per page when the client does not say.
 const DEFAULT_COUNT: usize = 50;
-/// Compartments the R4 CompartmentDefinitions define.
-const COMPARTMENTS: &[&str] = &["Patient", "Encounter", "RelatedPerson", "Practitioner", "Device"];
 
 /// `GET [base]/[type]?…`.
 pub(crate) async fn search_type(
@@ -89,7 +87,7 @@ pub(crate) async fn search_compartment(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if !COMPARTMENTS.contains(&compartment.as_str()) {
+    if !Definitions::get().is_compartment(&compartment) {
         return Err(ApiError::not_found(format!("'{compartment}' is not a compartment")));
     }
     let (id, resource_type) = (parse_id(&id)?, parse_type(&type_name)?);
@@ -117,6 +115,30 @@ async fn run(
     pairs: &[(String, String)],
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
+    let body = searchset(context, scope, pairs, handling(headers)).await?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// The searchset Bundle of `GET [type]?query` as JSON: what a search entry of a transaction
+/// or batch answers with (lenient, as without `Prefer`).
+pub(crate) async fn type_searchset(
+    context: &FhirContext,
+    type_name: &str,
+    query: Option<&str>,
+) -> Result<String, ApiError> {
+    let resource_type = parse_type(type_name)?;
+    let pairs = query_pairs(query)?;
+    let path = resource_type.to_string();
+    searchset(context, Scope { types: vec![resource_type], extra: None, path }, &pairs, Handling::Lenient).await
+}
+
+/// Parses and runs a search, and renders its page as a searchset Bundle.
+async fn searchset(
+    context: &FhirContext,
+    scope: Scope,
+    pairs: &[(String, String)],
+    handling: Handling,
+) -> Result<String, ApiError> {
     let parse_as = match scope.types.as_slice() {
         [single] => single.as_str(),
         // Parameters has only the parameters every resource has: the ones a search across
@@ -124,7 +146,7 @@ async fn run(
         _ => "Parameters",
     };
     let registry = context.store().registry(context.env);
-    let mut query = SearchQuery::parse(&registry, parse_as, pairs, handling(headers))
+    let mut query = SearchQuery::parse(&registry, parse_as, pairs, handling)
         .map_err(|issue| ApiError::with_issues(StatusCode::BAD_REQUEST, vec![issue]))?;
     query.clauses.extend(scope.extra);
     if query.summary == Summary::Count {
@@ -135,8 +157,7 @@ async fn run(
     let request = SearchRequest { types: scope.types, query: query.clone(), count, limits };
     let _slot = search_slot(context).await?;
     let page = context.store().search(context.env, request).await?;
-    let body = bundle(context, &scope.path, pairs, &query, page)?;
-    Ok(json_response(StatusCode::OK, body))
+    bundle(context, &scope.path, pairs, &query, page)
 }
 
 /// A slot among the searches that may run at once, waiting briefly for one; 503 when none
