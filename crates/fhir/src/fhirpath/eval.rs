@@ -28,6 +28,10 @@ use crate::fhirpath::{Context, EvalError, functions};
 
 /// Deepest nesting of evaluator calls accepted.
 const MAX_EVAL_DEPTH: usize = 256;
+/// Stack left below which a nested evaluation continues on a fresh segment.
+const STACK_RED_ZONE: usize = 64 * 1024;
+/// The size of each such segment.
+const STACK_GROWTH: usize = 1024 * 1024;
 /// Longest string `+`, `&`, `replace`, `replaceMatches` and `join` may build (bounds
 /// `aggregate($total & $total)` doubling).
 pub(crate) const MAX_STRING_LENGTH: usize = 1 << 20;
@@ -157,7 +161,10 @@ impl<'e, 'a> Evaluator<'e, 'a> {
             self.depth -= 1;
             return Err(EvalError::new("evaluation nested too deeply"));
         }
-        let result = self.eval_inner(expr, input, frame);
+        // Nested evaluation recurses; a thread's stack (2 MiB for tokio's threads, less in
+        // a debug build's frames) must not decide whether a deep expression works or aborts
+        // the process, so the stack grows on the heap when little is left.
+        let result = stacker::maybe_grow(STACK_RED_ZONE, STACK_GROWTH, || self.eval_inner(expr, input, frame));
         self.depth -= 1;
         let result = result?;
         if result.len() > MAX_COLLECTION_ITEMS {
