@@ -106,6 +106,18 @@ thread_local! {
     static CURRENT: RefCell<Option<Arc<Registry>>> = const { RefCell::new(None) };
 }
 
+/// Puts back the registry [`Registry::scope`] replaced, however its work ends (a panicking
+/// write is caught and its thread reused).
+struct Restore(Option<Arc<Registry>>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        // `try_with`: a guard dropped while the thread's locals are torn down has nothing to restore.
+        let _ = CURRENT.try_with(|current| current.replace(previous));
+    }
+}
+
 impl Registry {
     /// The official R4 and US Core search parameters.
     pub fn official() -> Arc<Registry> {
@@ -145,12 +157,11 @@ impl Registry {
     }
 
     /// Runs `work` with `registry` as this thread's [`Registry::current`], so that indexing
-    /// deep inside a store's write path uses that store's parameters.
+    /// deep inside a store's write path uses that store's parameters. The previous registry is
+    /// back in effect afterwards, even when `work` panics.
     pub fn scope<T>(registry: &Arc<Registry>, work: impl FnOnce() -> T) -> T {
-        let previous = CURRENT.with(|current| current.replace(Some(Arc::clone(registry))));
-        let result = work();
-        CURRENT.with(|current| current.replace(previous));
-        result
+        let _restore = Restore(CURRENT.with(|current| current.replace(Some(Arc::clone(registry)))));
+        work()
     }
 
     /// The search parameters of `resource_type`, one per code, sorted by code.
@@ -314,6 +325,35 @@ mod tests {
         assert!(registry.find_param("Patient", "_id").is_some());
         assert!(registry.find_param("Patient", "nonsense").is_none());
         assert!(registry.find_param("Observation", "patient").is_some());
+    }
+
+    /// A custom string parameter on Patient: given names other than `excluded`.
+    fn given_except(excluded: &str) -> SearchParameter {
+        SearchParameter {
+            url: "http://example.org/SearchParameter/given-except".to_owned(),
+            code: "given-except".to_owned(),
+            kind: SearchParamType::String,
+            base: vec!["Patient".to_owned()],
+            expression: Some(format!("Patient.name.given.where($this != '{excluded}')")),
+            target: Vec::new(),
+            description: String::new(),
+            components: Vec::new(),
+        }
+    }
+
+    /// A write that panics inside [`Registry::scope`] leaves its thread with the registry it had.
+    #[test]
+    fn scope_restores_the_previous_registry_when_work_panics() {
+        let outer = Registry::with_custom(vec![given_except("outer")]);
+        let inner = Registry::with_custom(vec![given_except("inner")]);
+        Registry::scope(&outer, || {
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Registry::scope::<()>(&inner, || panic!("the write failed"))
+            }));
+            assert!(caught.is_err());
+            assert!(Arc::ptr_eq(&Registry::current(), &outer), "the outer registry is back");
+        });
+        assert!(Arc::ptr_eq(&Registry::current(), &Registry::official()));
     }
 
     #[test]
