@@ -52,6 +52,19 @@ static EXPRESSIONS: Cache<(String, String)> = OnceLock::new();
 /// A process-wide cache of compiled expressions (`None`: the text does not compile).
 type Cache<Key> = OnceLock<Mutex<HashMap<Key, Option<Arc<Expression>>>>>;
 
+/// The expression texts the process-wide caches hold (for tests to show what they keep).
+#[cfg(test)]
+pub(crate) fn cached_texts() -> Vec<String> {
+    let mut texts = Vec::new();
+    if let Some(Ok(components)) = COMPONENTS.get().map(Mutex::lock) {
+        texts.extend(components.keys().cloned());
+    }
+    if let Some(Ok(expressions)) = EXPRESSIONS.get().map(Mutex::lock) {
+        texts.extend(expressions.keys().map(|(_, text)| text.clone()));
+    }
+    texts
+}
+
 /// An official composite component's expression `text`, compiled once per process (the
 /// definitions name a bounded set of them).
 pub(crate) fn compiled_text(text: &str) -> Option<Arc<Expression>> {

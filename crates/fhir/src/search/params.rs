@@ -407,11 +407,108 @@ mod tests {
         }
     }
 
+    /// The custom definition and compiled expression of `code` on Patient in `registry`.
+    fn custom_parts(
+        registry: &Registry,
+        code: &str,
+    ) -> (std::sync::Weak<SearchParameter>, std::sync::Weak<Expression>) {
+        let Some(Parameter::Custom(parameter)) = registry.find_param("Patient", code) else {
+            panic!("{code} is not a custom parameter of Patient")
+        };
+        let indexed = registry.indexing("Patient").iter().find(|indexed| indexed.parameter.code == code);
+        let Some(expression) = indexed.and_then(|indexed| indexed.expression.as_ref()) else {
+            panic!("{code} has no compiled expression")
+        };
+        (Arc::downgrade(parameter), Arc::downgrade(expression))
+    }
+
+    /// Every edit of a custom parameter makes a new definition and expression; each is freed
+    /// once no registry (or parsed query) uses it, and the process-wide caches keep official
+    /// expressions only.
+    #[test]
+    fn edited_custom_parameters_do_not_accumulate() {
+        let definitions = Definitions::get();
+        let official_bound: usize = definitions
+            .resource_types()
+            .flat_map(|name| definitions.search_parameters(name))
+            .map(|parameter| 1 + parameter.components.len())
+            .sum();
+        let patient = serde_json::json!({"resourceType": "Patient", "name": [{"given": ["7"]}]});
+        let rows_id = param_id("http://example.org/SearchParameter/given-except");
+        let mut registry = Registry::official();
+        let mut previous = None;
+        for n in 0..10_000 {
+            registry = Registry::with_custom(vec![given_except(&n.to_string())]);
+            // The write path: indexing through this thread's current registry.
+            let rows = Registry::scope(&registry, || crate::search::index_rows("Patient", &patient));
+            let indexed: Vec<&str> =
+                rows.strings.iter().filter(|row| row.param == rows_id).map(|row| row.exact.as_str()).collect();
+            let expected: &[&str] = if n == 7 { &[] } else { &["7"] };
+            assert_eq!(indexed, expected, "edit {n} in effect");
+            let parts = custom_parts(&registry, "given-except");
+            if let Some((definition, expression)) = previous.replace(parts) {
+                assert!(definition.upgrade().is_none(), "edit {n}: the previous definition is still alive");
+                assert!(expression.upgrade().is_none(), "edit {n}: the previous expression is still alive");
+            }
+        }
+        let cached = crate::search::nodes::cached_texts();
+        assert!(
+            cached.len() <= official_bound,
+            "{} cached expressions, official ones number {official_bound}",
+            cached.len()
+        );
+        assert!(!cached.iter().any(|text| text.contains("$this != '")), "a custom expression is cached process-wide");
+        let Some((definition, expression)) = previous else { panic!("no registry built") };
+        drop(registry);
+        assert!(
+            definition.upgrade().is_none() && expression.upgrade().is_none(),
+            "the last edit outlives its registry"
+        );
+    }
+
+    /// A parsed query keeps the custom definitions it uses, and lets them go with it.
+    #[test]
+    fn parsed_queries_own_their_custom_parameters() {
+        let registry = Registry::with_custom(vec![given_except("x")]);
+        let pairs = [("given-except".to_owned(), "y".to_owned())];
+        let query = crate::search::SearchQuery::parse(&registry, "Patient", &pairs, crate::search::Handling::Strict);
+        let (definition, _) = custom_parts(&registry, "given-except");
+        drop(registry);
+        assert!(definition.upgrade().is_some(), "the query still needs the definition");
+        drop(query);
+        assert!(definition.upgrade().is_none(), "freed with the query");
+    }
+
+    /// An edit (same url, new expression) takes effect in the next registry; types no custom
+    /// parameter applies to share the official indexing plans.
+    #[test]
+    fn edits_take_effect_and_official_plans_are_shared() {
+        let patient = serde_json::json!({"resourceType": "Patient", "name": [{"given": ["a", "b"]}]});
+        let rows_id = param_id("http://example.org/SearchParameter/given-except");
+        let given = |registry: &Registry| -> Vec<String> {
+            let rows = crate::search::index_rows_with(registry, "Patient", &patient);
+            rows.strings.iter().filter(|row| row.param == rows_id).map(|row| row.exact.clone()).collect()
+        };
+        let before = Registry::with_custom(vec![given_except("a")]);
+        let after = Registry::with_custom(vec![given_except("b")]);
+        assert_eq!(given(&before), ["b"]);
+        assert_eq!(given(&after), ["a"]);
+        let official = Registry::official();
+        let shared = |registry: &Registry, name: &str| match (registry.by_type.get(name), official.by_type.get(name)) {
+            (Some(custom), Some(official)) => Arc::ptr_eq(custom, official),
+            _ => false,
+        };
+        assert!(shared(&after, "Observation"));
+        assert!(!shared(&after, "Patient"));
+        assert_eq!(after.find_param("Patient", "name"), official.find_param("Patient", "name"));
+    }
+
     /// A write that panics inside [`Registry::scope`] leaves its thread with the registry it had.
     #[test]
     fn scope_restores_the_previous_registry_when_work_panics() {
         let outer = Registry::with_custom(vec![given_except("outer")]);
         let inner = Registry::with_custom(vec![given_except("inner")]);
+        let (inner_definition, _) = custom_parts(&inner, "given-except");
         Registry::scope(&outer, || {
             let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 Registry::scope::<()>(&inner, || panic!("the write failed"))
@@ -420,6 +517,8 @@ mod tests {
             assert!(Arc::ptr_eq(&Registry::current(), &outer), "the outer registry is back");
         });
         assert!(Arc::ptr_eq(&Registry::current(), &Registry::official()));
+        drop(inner);
+        assert!(inner_definition.upgrade().is_none(), "the thread let go of the inner registry");
     }
 
     #[test]
