@@ -18,11 +18,10 @@ pub use index::{
     local_target,
 };
 pub use limits::MAX_COUNT;
-pub use params::{Registry, custom_from_resource, param_id};
+pub use params::{Parameter, Registry, custom_from_resource, param_id};
 pub use parse::{Handling, SearchQuery};
 pub use text::normalize;
 
-use crate::definitions::SearchParameter;
 use crate::outcome::Issue;
 
 /// A conjunction of clauses: a resource matches when it matches every clause.
@@ -68,7 +67,7 @@ pub enum Clause {
     Param(ParamClause),
     /// `ref:Type.param=…`: resources whose reference `reference` points at a resource
     /// matching the inner clause; one inner clause per possible target type.
-    Chain { reference: &'static SearchParameter, reference_id: i64, targets: Vec<(String, Box<Clause>)> },
+    Chain { reference: Parameter, reference_id: i64, targets: Vec<(String, Box<Clause>)> },
     /// `_has:Source:ref:param=…`: resources that a `source_type` resource matching `inner`
     /// points at through `reference`.
     Has { source_type: String, reference_id: i64, inner: Box<Clause> },
@@ -101,7 +100,7 @@ impl Clause {
 /// A parameter, the modifier it was used with, and its OR-ed values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamClause {
-    pub param: &'static SearchParameter,
+    pub param: Parameter,
     /// The id of the index rows to search: the parameter's own, or those a modifier needs
     /// (`:text`, `:of-type`, `:identifier`).
     pub rows: i64,

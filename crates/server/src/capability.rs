@@ -4,7 +4,7 @@
 
 use fhir::Definitions;
 use fhir::definitions::{SearchParamType, SearchParameter};
-use fhir::search::Registry;
+use fhir::search::{Parameter, Registry};
 use serde_json::{Value, json};
 
 /// Interactions served for every resource type (see `router.rs`).
@@ -76,10 +76,11 @@ fn resource_capability(definitions: &Definitions, resource_type: &str) -> Value 
 /// store can index.
 fn searchable(resource_type: &str) -> impl Iterator<Item = &'static SearchParameter> {
     let registry = Registry::official();
+    // The official registry holds official definitions only, which are `'static`.
     let searchable: Vec<&'static SearchParameter> = registry
         .params_for(resource_type)
         .iter()
-        .copied()
+        .filter_map(Parameter::as_official)
         .filter(|param| {
             let composite_pair = param.kind == SearchParamType::Composite && param.components.len() == 2;
             param.expression.is_some()

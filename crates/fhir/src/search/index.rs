@@ -94,8 +94,8 @@ pub fn index_rows(resource_type: &str, resource: &Value) -> IndexRows {
 pub fn index_rows_with(registry: &Registry, resource_type: &str, resource: &Value) -> IndexRows {
     let mut rows = IndexRows::default();
     for indexed in registry.indexing(resource_type) {
-        let Some(expression) = indexed.expression else { continue };
-        let parameter = indexed.parameter;
+        let Some(expression) = indexed.expression.as_deref() else { continue };
+        let parameter = &indexed.parameter;
         for value in crate::search::nodes::evaluate(expression, resource) {
             if parameter.kind == SearchParamType::Composite {
                 if let Some(composite) = &indexed.composite {
@@ -130,10 +130,10 @@ fn add_composite(
     resource: &Value,
 ) {
     let mut codes = IndexRows::default();
-    for value in evaluate_relative(composite.first, node, resource) {
+    for value in evaluate_relative(&composite.first, node, resource) {
         add_token(&mut codes, &NO_VARIANTS, 0, &value);
     }
-    let values = evaluate_relative(composite.second, node, resource);
+    let values = evaluate_relative(&composite.second, node, resource);
     for token in codes.tokens.iter().filter(|token| token.param == 0) {
         let mut ids = vec![composite_id(parameter, None, &token.code)];
         if let Some(system) = &token.system {

@@ -6,7 +6,7 @@
 //! that start at that type, so indexing an Observation never evaluates CarePlan paths.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 
@@ -43,40 +43,65 @@ pub(crate) fn evaluate_relative<'a>(
     items.into_iter().filter_map(item_value).collect()
 }
 
-/// `text` compiled once.
-pub(crate) fn compiled_text(text: &str) -> Option<&'static Expression> {
-    type Cache = Mutex<HashMap<String, Option<&'static Expression>>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    if let Some(found) = cache.lock().ok().and_then(|cache| cache.get(text).copied()) {
+/// The official composite components' expressions, by text (see [`compiled_text`]).
+static COMPONENTS: Cache<String> = OnceLock::new();
+
+/// The official parameters' expressions, by resource type and expression text (see [`compiled`]).
+static EXPRESSIONS: Cache<(String, String)> = OnceLock::new();
+
+/// A process-wide cache of compiled expressions (`None`: the text does not compile).
+type Cache<Key> = OnceLock<Mutex<HashMap<Key, Option<Arc<Expression>>>>>;
+
+/// The expression texts the process-wide caches hold (for tests to show what they keep).
+#[cfg(test)]
+pub(crate) fn cached_texts() -> Vec<String> {
+    let mut texts = Vec::new();
+    if let Some(Ok(components)) = COMPONENTS.get().map(Mutex::lock) {
+        texts.extend(components.keys().cloned());
+    }
+    if let Some(Ok(expressions)) = EXPRESSIONS.get().map(Mutex::lock) {
+        texts.extend(expressions.keys().map(|(_, text)| text.clone()));
+    }
+    texts
+}
+
+/// An official composite component's expression `text`, compiled once per process (the
+/// definitions name a bounded set of them).
+pub(crate) fn compiled_text(text: &str) -> Option<Arc<Expression>> {
+    let cache = COMPONENTS.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(found) = cache.lock().ok().and_then(|cache| cache.get(text).cloned()) {
         return found;
     }
-    // Leaked once per distinct component expression: a bounded set from the definitions.
-    let expression = Expression::parse(text).ok().map(|expression| &*Box::leak(Box::new(expression)));
+    let expression = Expression::parse(text).ok().map(Arc::new);
     if let Ok(mut cache) = cache.lock() {
-        cache.insert(text.to_owned(), expression);
+        cache.insert(text.to_owned(), expression.clone());
     }
     expression
 }
 
-/// The expression of `parameter` restricted to `resource_type`, compiled once; `None` when
-/// no branch applies or the expression does not parse.
-pub(crate) fn compiled(resource_type: &str, parameter: &SearchParameter) -> Option<&'static Expression> {
-    type Cache = Mutex<HashMap<(String, String), Option<&'static Expression>>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    // Keyed by the expression, not the URL: an edited custom parameter keeps its URL.
+/// The expression of the official `parameter` restricted to `resource_type`, compiled once per
+/// process (the official definitions are a bounded set); `None` when no branch applies or the
+/// expression does not parse. Custom parameters go through [`compile`] instead, so that
+/// nothing of them outlives the registry that uses them.
+pub(crate) fn compiled(resource_type: &str, parameter: &'static SearchParameter) -> Option<Arc<Expression>> {
+    let cache = EXPRESSIONS.get_or_init(|| Mutex::new(HashMap::new()));
+    // Keyed by the expression text, which names what is compiled whatever the definitions hold.
     let key = (resource_type.to_owned(), parameter.expression.clone().unwrap_or_default());
-    if let Some(found) = cache.lock().ok().and_then(|cache| cache.get(&key).copied()) {
+    if let Some(found) = cache.lock().ok().and_then(|cache| cache.get(&key).cloned()) {
         return found;
     }
-    let text = restrict(parameter.expression.as_deref()?, resource_type)?;
-    // Leaked once per (type, parameter): a bounded set, kept for the life of the process.
-    let expression = Expression::parse(&text).ok().map(|expression| &*Box::leak(Box::new(expression)));
+    let expression = compile(resource_type, parameter);
     if let Ok(mut cache) = cache.lock() {
-        cache.insert(key, expression);
+        cache.insert(key, expression.clone());
     }
     expression
+}
+
+/// The expression of `parameter` restricted to `resource_type`, compiled afresh (see
+/// [`compiled`] for the cached official ones).
+pub(crate) fn compile(resource_type: &str, parameter: &SearchParameter) -> Option<Arc<Expression>> {
+    let text = restrict(parameter.expression.as_deref()?, resource_type)?;
+    Expression::parse(&text).ok().map(Arc::new)
 }
 
 /// The union branches of `expression` that start at `resource_type` (or at `Resource` /

@@ -4,7 +4,8 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 
 use crate::Definitions;
 use crate::definitions::{SearchParamType, SearchParameter};
@@ -23,20 +24,88 @@ pub(crate) enum ParamVariant {
     Identifier,
 }
 
+/// A search parameter definition as registries and parsed queries hold it: an official one
+/// (static, from [`Definitions`]) or a custom one (from a `SearchParameter` resource), shared by
+/// the registries and clauses that use it and freed with the last of them. Derefs to the
+/// definition; cloning is a copy or a reference count.
+#[derive(Clone)]
+pub enum Parameter {
+    /// An R4 core or US Core definition.
+    Official(&'static SearchParameter),
+    /// A definition of one database, from [`Registry::with_custom`].
+    Custom(Arc<SearchParameter>),
+}
+
+impl Parameter {
+    /// The definition, for as long as the process runs, when it is an official one.
+    pub fn as_official(&self) -> Option<&'static SearchParameter> {
+        match self {
+            Parameter::Official(parameter) => Some(parameter),
+            Parameter::Custom(_) => None,
+        }
+    }
+}
+
+impl Deref for Parameter {
+    type Target = SearchParameter;
+
+    fn deref(&self) -> &SearchParameter {
+        match self {
+            Parameter::Official(parameter) => parameter,
+            Parameter::Custom(parameter) => parameter,
+        }
+    }
+}
+
+impl PartialEq for Parameter {
+    /// Equal definitions, official or not.
+    fn eq(&self, other: &Parameter) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for Parameter {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(formatter)
+    }
+}
+
 /// The search parameters of every resource type: the official definitions plus the custom
 /// `SearchParameter` resources of one database. Each store keeps its own (see
-/// [`Registry::with_custom`]); [`Registry::official`] has the definitions alone.
+/// [`Registry::with_custom`]); [`Registry::official`] has the definitions alone. A registry
+/// owns its custom definitions and their compiled expressions: dropping the last registry (and
+/// parsed query) that uses them frees them.
 #[derive(Debug)]
 pub struct Registry {
-    by_type: HashMap<String, TypeParams>,
+    /// Shared with [`Registry::official`] for the types no custom parameter applies to, so
+    /// those types' indexing plans are worked out once per process.
+    by_type: HashMap<&'static str, Arc<TypeParams>>,
 }
 
 /// The parameters of one resource type.
 #[derive(Debug)]
 struct TypeParams {
-    params: Vec<&'static SearchParameter>,
+    params: Vec<Parameter>,
     /// What indexing needs of each parameter, worked out on the first write of the type.
     indexing: OnceLock<Vec<Indexed>>,
+}
+
+impl TypeParams {
+    /// One definition per code out of `candidates`, in order: a later candidate replaces an
+    /// earlier one of the same code only when it is R4 core and the earlier one is not.
+    fn choose(candidates: impl IntoIterator<Item = Parameter>) -> TypeParams {
+        let mut chosen: Vec<Parameter> = Vec::new();
+        for parameter in candidates {
+            let is_core = parameter.url.starts_with(CORE);
+            match chosen.iter_mut().find(|existing| existing.code == parameter.code) {
+                Some(existing) if is_core && !existing.url.starts_with(CORE) => *existing = parameter,
+                Some(_) => {}
+                None => chosen.push(parameter),
+            }
+        }
+        chosen.sort_by(|a, b| a.code.cmp(&b.code));
+        TypeParams { params: chosen, indexing: OnceLock::new() }
+    }
 }
 
 /// A parameter as indexing uses it: its expression compiled for one resource type, and the
@@ -44,9 +113,9 @@ struct TypeParams {
 /// recomputed per resource.
 #[derive(Debug)]
 pub(crate) struct Indexed {
-    pub(crate) parameter: &'static SearchParameter,
+    pub(crate) parameter: Parameter,
     /// `None` when no branch of the expression applies to the type.
-    pub(crate) expression: Option<&'static Expression>,
+    pub(crate) expression: Option<Arc<Expression>>,
     pub(crate) ids: VariantIds,
     /// For a composite parameter of two components, those components ready to evaluate.
     pub(crate) composite: Option<Composite>,
@@ -57,20 +126,24 @@ pub(crate) struct Indexed {
 /// whose values the rows hold.
 #[derive(Debug)]
 pub(crate) struct Composite {
-    pub(crate) first: &'static Expression,
-    pub(crate) second: &'static Expression,
+    pub(crate) first: Arc<Expression>,
+    pub(crate) second: Arc<Expression>,
     pub(crate) second_definition: &'static SearchParameter,
     pub(crate) second_ids: VariantIds,
 }
 
 impl Composite {
     /// `None` unless `parameter` has two components that both compile.
-    fn of(parameter: &SearchParameter) -> Option<Composite> {
+    fn of(parameter: &Parameter) -> Option<Composite> {
         let [first, second] = parameter.components.as_slice() else { return None };
         let second_definition = definition_by_url(&second.definition)?;
+        let compile = |text: &str| match parameter {
+            Parameter::Official(_) => crate::search::nodes::compiled_text(text),
+            Parameter::Custom(_) => Expression::parse(text).ok().map(Arc::new),
+        };
         Some(Composite {
-            first: crate::search::nodes::compiled_text(&first.expression)?,
-            second: crate::search::nodes::compiled_text(&second.expression)?,
+            first: compile(&first.expression)?,
+            second: compile(&second.expression)?,
             second_definition,
             second_ids: VariantIds::of(second_definition),
         })
@@ -106,36 +179,61 @@ thread_local! {
     static CURRENT: RefCell<Option<Arc<Registry>>> = const { RefCell::new(None) };
 }
 
+/// Puts back the registry [`Registry::scope`] replaced, however its work ends (a panicking
+/// write is caught and its thread reused).
+struct Restore(Option<Arc<Registry>>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        // `try_with`: a guard dropped while the thread's locals are torn down has nothing to restore.
+        let _ = CURRENT.try_with(|current| current.replace(previous));
+    }
+}
+
 impl Registry {
     /// The official R4 and US Core search parameters.
     pub fn official() -> Arc<Registry> {
         static OFFICIAL: OnceLock<Arc<Registry>> = OnceLock::new();
-        Arc::clone(OFFICIAL.get_or_init(|| Arc::new(Registry::build(&[]))))
+        Arc::clone(OFFICIAL.get_or_init(|| {
+            let definitions = Definitions::get();
+            let by_type = definitions
+                .resource_types()
+                .map(|name| {
+                    // R4 core first, US Core filling in the codes core lacks.
+                    let official = definitions.search_parameters(name).into_iter().map(Parameter::Official);
+                    (name, Arc::new(TypeParams::choose(official)))
+                })
+                .collect();
+            Arc::new(Registry { by_type })
+        }))
     }
 
     /// The official parameters plus `custom` ones (from `SearchParameter` resources). A custom
-    /// parameter only adds a code the official definitions do not have for that type.
+    /// parameter only adds a code the official definitions do not have for that type. The
+    /// registry owns the custom definitions and compiles their expressions itself: nothing of
+    /// them outlives the registries and parsed queries that use them.
     pub fn with_custom(custom: Vec<SearchParameter>) -> Arc<Registry> {
         if custom.is_empty() {
             return Registry::official();
         }
-        static KNOWN: Mutex<Vec<&'static SearchParameter>> = Mutex::new(Vec::new());
-        let mut current = Vec::with_capacity(custom.len());
-        if let Ok(mut known) = KNOWN.lock() {
-            for parameter in custom {
-                // Leaked once per distinct definition: custom parameters are few and
-                // long-lived, and parsed clauses hold `&'static` references to them.
-                match known.iter().find(|existing| ***existing == parameter) {
-                    Some(existing) => current.push(*existing),
-                    None => {
-                        let leaked: &'static SearchParameter = Box::leak(Box::new(parameter));
-                        known.push(leaked);
-                        current.push(leaked);
-                    }
-                }
-            }
-        }
-        Arc::new(Registry::build(&current))
+        let custom: Vec<Parameter> =
+            custom.into_iter().map(|parameter| Parameter::Custom(Arc::new(parameter))).collect();
+        let official = Registry::official();
+        let by_type = official
+            .by_type
+            .iter()
+            .map(|(&name, params)| {
+                let mut applicable =
+                    custom.iter().filter(|parameter| parameter.base.iter().any(|base| base == name)).peekable();
+                let params = match applicable.peek() {
+                    None => Arc::clone(params),
+                    Some(_) => Arc::new(TypeParams::choose(params.params.iter().cloned().chain(applicable.cloned()))),
+                };
+                (name, params)
+            })
+            .collect();
+        Arc::new(Registry { by_type })
     }
 
     /// The registry in effect on this thread: the one [`Registry::scope`] set, else the
@@ -145,16 +243,15 @@ impl Registry {
     }
 
     /// Runs `work` with `registry` as this thread's [`Registry::current`], so that indexing
-    /// deep inside a store's write path uses that store's parameters.
+    /// deep inside a store's write path uses that store's parameters. The previous registry is
+    /// back in effect afterwards, even when `work` panics.
     pub fn scope<T>(registry: &Arc<Registry>, work: impl FnOnce() -> T) -> T {
-        let previous = CURRENT.with(|current| current.replace(Some(Arc::clone(registry))));
-        let result = work();
-        CURRENT.with(|current| current.replace(previous));
-        result
+        let _restore = Restore(CURRENT.with(|current| current.replace(Some(Arc::clone(registry)))));
+        work()
     }
 
     /// The search parameters of `resource_type`, one per code, sorted by code.
-    pub fn params_for(&self, resource_type: &str) -> &[&'static SearchParameter] {
+    pub fn params_for(&self, resource_type: &str) -> &[Parameter] {
         self.by_type.get(resource_type).map_or(&[], |params| params.params.as_slice())
     }
 
@@ -165,12 +262,17 @@ impl Registry {
             params
                 .params
                 .iter()
-                .map(|&parameter| Indexed {
-                    parameter,
+                .map(|parameter| Indexed {
+                    parameter: parameter.clone(),
                     expression: if IN_COLUMNS.contains(&parameter.code.as_str()) {
                         None
                     } else {
-                        crate::search::nodes::compiled(resource_type, parameter)
+                        match parameter {
+                            // Official expressions are a bounded set, compiled once per process.
+                            Parameter::Official(official) => crate::search::nodes::compiled(resource_type, official),
+                            // Custom ones belong to this registry's plan, and go with it.
+                            Parameter::Custom(custom) => crate::search::nodes::compile(resource_type, custom),
+                        }
                     },
                     ids: VariantIds::of(parameter),
                     composite: (parameter.kind == SearchParamType::Composite)
@@ -182,34 +284,9 @@ impl Registry {
     }
 
     /// The search parameter `code` of `resource_type`.
-    pub fn find_param(&self, resource_type: &str, code: &str) -> Option<&'static SearchParameter> {
+    pub fn find_param(&self, resource_type: &str, code: &str) -> Option<&Parameter> {
         let params = self.params_for(resource_type);
-        params.binary_search_by(|parameter| parameter.code.as_str().cmp(code)).ok().map(|found| params[found])
-    }
-
-    /// One definition per code for every resource type: R4 core first, US Core filling in
-    /// the codes core lacks, then custom parameters for codes neither defines.
-    fn build(custom: &[&'static SearchParameter]) -> Registry {
-        let definitions = Definitions::get();
-        let by_type = definitions
-            .resource_types()
-            .map(|name| {
-                let mut chosen: Vec<&'static SearchParameter> = Vec::new();
-                let official = definitions.search_parameters(name);
-                let applicable = custom.iter().copied().filter(|param| param.base.iter().any(|base| base == name));
-                for parameter in official.into_iter().chain(applicable) {
-                    let is_core = parameter.url.starts_with(CORE);
-                    match chosen.iter_mut().find(|existing| existing.code == parameter.code) {
-                        Some(existing) if is_core && !existing.url.starts_with(CORE) => *existing = parameter,
-                        Some(_) => {}
-                        None => chosen.push(parameter),
-                    }
-                }
-                chosen.sort_by(|a, b| a.code.cmp(&b.code));
-                (name.to_owned(), TypeParams { params: chosen, indexing: OnceLock::new() })
-            })
-            .collect();
-        Registry { by_type }
+        params.binary_search_by(|parameter| parameter.code.as_str().cmp(code)).ok().map(|found| &params[found])
     }
 }
 
@@ -314,6 +391,134 @@ mod tests {
         assert!(registry.find_param("Patient", "_id").is_some());
         assert!(registry.find_param("Patient", "nonsense").is_none());
         assert!(registry.find_param("Observation", "patient").is_some());
+    }
+
+    /// A custom string parameter on Patient: given names other than `excluded`.
+    fn given_except(excluded: &str) -> SearchParameter {
+        SearchParameter {
+            url: "http://example.org/SearchParameter/given-except".to_owned(),
+            code: "given-except".to_owned(),
+            kind: SearchParamType::String,
+            base: vec!["Patient".to_owned()],
+            expression: Some(format!("Patient.name.given.where($this != '{excluded}')")),
+            target: Vec::new(),
+            description: String::new(),
+            components: Vec::new(),
+        }
+    }
+
+    /// The custom definition and compiled expression of `code` on Patient in `registry`.
+    fn custom_parts(
+        registry: &Registry,
+        code: &str,
+    ) -> (std::sync::Weak<SearchParameter>, std::sync::Weak<Expression>) {
+        let Some(Parameter::Custom(parameter)) = registry.find_param("Patient", code) else {
+            panic!("{code} is not a custom parameter of Patient")
+        };
+        let indexed = registry.indexing("Patient").iter().find(|indexed| indexed.parameter.code == code);
+        let Some(expression) = indexed.and_then(|indexed| indexed.expression.as_ref()) else {
+            panic!("{code} has no compiled expression")
+        };
+        (Arc::downgrade(parameter), Arc::downgrade(expression))
+    }
+
+    /// Every edit of a custom parameter makes a new definition and expression; each is freed
+    /// once no registry (or parsed query) uses it, and the process-wide caches keep official
+    /// expressions only.
+    #[test]
+    fn edited_custom_parameters_do_not_accumulate() {
+        let definitions = Definitions::get();
+        let official_bound: usize = definitions
+            .resource_types()
+            .flat_map(|name| definitions.search_parameters(name))
+            .map(|parameter| 1 + parameter.components.len())
+            .sum();
+        let patient = serde_json::json!({"resourceType": "Patient", "name": [{"given": ["7"]}]});
+        let rows_id = param_id("http://example.org/SearchParameter/given-except");
+        let mut registry = Registry::official();
+        let mut previous = None;
+        for n in 0..10_000 {
+            registry = Registry::with_custom(vec![given_except(&n.to_string())]);
+            // The write path: indexing through this thread's current registry.
+            let rows = Registry::scope(&registry, || crate::search::index_rows("Patient", &patient));
+            let indexed: Vec<&str> =
+                rows.strings.iter().filter(|row| row.param == rows_id).map(|row| row.exact.as_str()).collect();
+            let expected: &[&str] = if n == 7 { &[] } else { &["7"] };
+            assert_eq!(indexed, expected, "edit {n} in effect");
+            let parts = custom_parts(&registry, "given-except");
+            if let Some((definition, expression)) = previous.replace(parts) {
+                assert!(definition.upgrade().is_none(), "edit {n}: the previous definition is still alive");
+                assert!(expression.upgrade().is_none(), "edit {n}: the previous expression is still alive");
+            }
+        }
+        let cached = crate::search::nodes::cached_texts();
+        assert!(
+            cached.len() <= official_bound,
+            "{} cached expressions, official ones number {official_bound}",
+            cached.len()
+        );
+        assert!(!cached.iter().any(|text| text.contains("$this != '")), "a custom expression is cached process-wide");
+        let Some((definition, expression)) = previous else { panic!("no registry built") };
+        drop(registry);
+        assert!(
+            definition.upgrade().is_none() && expression.upgrade().is_none(),
+            "the last edit outlives its registry"
+        );
+    }
+
+    /// A parsed query keeps the custom definitions it uses, and lets them go with it.
+    #[test]
+    fn parsed_queries_own_their_custom_parameters() {
+        let registry = Registry::with_custom(vec![given_except("x")]);
+        let pairs = [("given-except".to_owned(), "y".to_owned())];
+        let query = crate::search::SearchQuery::parse(&registry, "Patient", &pairs, crate::search::Handling::Strict);
+        let (definition, _) = custom_parts(&registry, "given-except");
+        drop(registry);
+        assert!(definition.upgrade().is_some(), "the query still needs the definition");
+        drop(query);
+        assert!(definition.upgrade().is_none(), "freed with the query");
+    }
+
+    /// An edit (same url, new expression) takes effect in the next registry; types no custom
+    /// parameter applies to share the official indexing plans.
+    #[test]
+    fn edits_take_effect_and_official_plans_are_shared() {
+        let patient = serde_json::json!({"resourceType": "Patient", "name": [{"given": ["a", "b"]}]});
+        let rows_id = param_id("http://example.org/SearchParameter/given-except");
+        let given = |registry: &Registry| -> Vec<String> {
+            let rows = crate::search::index_rows_with(registry, "Patient", &patient);
+            rows.strings.iter().filter(|row| row.param == rows_id).map(|row| row.exact.clone()).collect()
+        };
+        let before = Registry::with_custom(vec![given_except("a")]);
+        let after = Registry::with_custom(vec![given_except("b")]);
+        assert_eq!(given(&before), ["b"]);
+        assert_eq!(given(&after), ["a"]);
+        let official = Registry::official();
+        let shared = |registry: &Registry, name: &str| match (registry.by_type.get(name), official.by_type.get(name)) {
+            (Some(custom), Some(official)) => Arc::ptr_eq(custom, official),
+            _ => false,
+        };
+        assert!(shared(&after, "Observation"));
+        assert!(!shared(&after, "Patient"));
+        assert_eq!(after.find_param("Patient", "name"), official.find_param("Patient", "name"));
+    }
+
+    /// A write that panics inside [`Registry::scope`] leaves its thread with the registry it had.
+    #[test]
+    fn scope_restores_the_previous_registry_when_work_panics() {
+        let outer = Registry::with_custom(vec![given_except("outer")]);
+        let inner = Registry::with_custom(vec![given_except("inner")]);
+        let (inner_definition, _) = custom_parts(&inner, "given-except");
+        Registry::scope(&outer, || {
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Registry::scope::<()>(&inner, || panic!("the write failed"))
+            }));
+            assert!(caught.is_err());
+            assert!(Arc::ptr_eq(&Registry::current(), &outer), "the outer registry is back");
+        });
+        assert!(Arc::ptr_eq(&Registry::current(), &Registry::official()));
+        drop(inner);
+        assert!(inner_definition.upgrade().is_none(), "the thread let go of the inner registry");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::search::limits::{
     MAX_CHAIN_DEPTH, MAX_CHAIN_TARGETS, MAX_CLAUSES, MAX_COUNT, MAX_HAS_DEPTH, MAX_INCLUDES, MAX_ITERATE_INCLUDES,
     MAX_OR_VALUES, MAX_SORT_KEYS, MAX_TOTAL_VALUES,
 };
-use crate::search::params::{ParamVariant, Registry, composite_id, definition_by_url, variant_id};
+use crate::search::params::{ParamVariant, Parameter, Registry, composite_id, definition_by_url, variant_id};
 use crate::search::{
     Clause, Include, Modifier, ParamClause, Prefix, SearchValue, SortField, SortKey, Summary, TokenValue, Total,
 };
@@ -278,6 +278,7 @@ fn parse_parameter(
     let param = registry
         .find_param(resource_type, code)
         .filter(|param| param.expression.is_some())
+        .cloned()
         .ok_or_else(|| unknown(format!("search parameter '{code}' is not supported for {resource_type}")))?;
     if is_branch {
         cost.target()?;
@@ -299,7 +300,7 @@ fn parse_id(modifier: Option<&str>, value: &str) -> Result<Clause, Problem> {
 
 fn parse_chain(
     registry: &Registry,
-    reference: &'static SearchParameter,
+    reference: Parameter,
     modifier: Option<&str>,
     chain: &str,
     value: &str,
@@ -328,7 +329,8 @@ fn parse_chain(
     if targets.is_empty() {
         return Err(last_problem.unwrap_or_else(|| unknown(format!("'{}' has no target to chain to", reference.code))));
     }
-    Ok(Clause::Chain { reference, reference_id: variant_id(reference, ParamVariant::Value), targets })
+    let reference_id = variant_id(&reference, ParamVariant::Value);
+    Ok(Clause::Chain { reference, reference_id, targets })
 }
 
 /// `_has:Source:reference:rest=value`.
@@ -372,8 +374,8 @@ fn parse_has(
 }
 
 /// The values of a (non-chained) parameter, for its type and modifier.
-fn parse_values(param: &'static SearchParameter, modifier: Option<&str>, value: &str) -> Result<Clause, Problem> {
-    let own_rows = variant_id(param, ParamVariant::Value);
+fn parse_values(param: Parameter, modifier: Option<&str>, value: &str) -> Result<Clause, Problem> {
+    let own_rows = variant_id(&param, ParamVariant::Value);
     if modifier == Some("missing") {
         let missing = match value {
             "true" => true,
@@ -392,11 +394,13 @@ fn parse_values(param: &'static SearchParameter, modifier: Option<&str>, value: 
         }
         (SearchParamType::Token, Some("text")) => {
             let values = raw.into_iter().map(|value| SearchValue::String(unescape(value))).collect();
-            Ok(clause(param, variant_id(param, ParamVariant::Text), Modifier::Text, values))
+            let rows = variant_id(&param, ParamVariant::Text);
+            Ok(clause(param, rows, Modifier::Text, values))
         }
         (SearchParamType::Token, Some("of-type")) => {
             let values = raw.iter().map(|value| parse_of_type(value)).collect::<Result<_, _>>()?;
-            Ok(clause(param, variant_id(param, ParamVariant::OfType), Modifier::None, values))
+            let rows = variant_id(&param, ParamVariant::OfType);
+            Ok(clause(param, rows, Modifier::None, values))
         }
         (SearchParamType::String, None | Some("exact") | Some("contains")) => {
             let modifier = match modifier {
@@ -421,7 +425,8 @@ fn parse_values(param: &'static SearchParameter, modifier: Option<&str>, value: 
         }
         (SearchParamType::Reference, Some("identifier")) => {
             let values = raw.iter().map(|value| SearchValue::Token(parse_token(value))).collect();
-            Ok(clause(param, variant_id(param, ParamVariant::Identifier), Modifier::None, values))
+            let rows = variant_id(&param, ParamVariant::Identifier);
+            Ok(clause(param, rows, Modifier::None, values))
         }
         (SearchParamType::Reference, None) => {
             let values = raw.iter().map(|value| parse_reference(None, value)).collect::<Result<_, _>>()?;
@@ -440,7 +445,7 @@ fn parse_values(param: &'static SearchParameter, modifier: Option<&str>, value: 
             let values = raw.into_iter().map(|value| SearchValue::Uri(unescape(value))).collect();
             Ok(clause(param, own_rows, modifier, values))
         }
-        (SearchParamType::Composite, None) => parse_composite(param, &raw),
+        (SearchParamType::Composite, None) => parse_composite(&param, &raw),
         (SearchParamType::Composite | SearchParamType::Special, _) => {
             Err(unknown(format!("'{}' is a {:?} parameter, which is not supported yet", param.code, param.kind)))
         }
@@ -451,7 +456,7 @@ fn parse_values(param: &'static SearchParameter, modifier: Option<&str>, value: 
 /// A composite parameter of two components whose first is a token: `code$value` (or
 /// `system|code$value`) searches the second component's rows filed under that code (see
 /// `index::add_composite`). Comma-separated pairs are alternatives.
-fn parse_composite(param: &'static SearchParameter, raw: &[&str]) -> Result<Clause, Problem> {
+fn parse_composite(param: &SearchParameter, raw: &[&str]) -> Result<Clause, Problem> {
     let [_, second] = param.components.as_slice() else {
         return Err(unknown(format!(
             "'{}' has {} components; only two are supported",
@@ -484,12 +489,12 @@ fn parse_composite(param: &'static SearchParameter, raw: &[&str]) -> Result<Clau
                 return Err(unknown(format!("'{}' nests a composite", param.code)));
             }
         };
-        alternatives.push(clause(second_definition, rows, Modifier::None, vec![second_value]));
+        alternatives.push(clause(Parameter::Official(second_definition), rows, Modifier::None, vec![second_value]));
     }
     Ok(if alternatives.len() == 1 { alternatives.remove(0) } else { Clause::AnyOf(alternatives) })
 }
 
-fn clause(param: &'static SearchParameter, rows: i64, modifier: Modifier, values: Vec<SearchValue>) -> Clause {
+fn clause(param: Parameter, rows: i64, modifier: Modifier, values: Vec<SearchValue>) -> Clause {
     Clause::Param(ParamClause { param, rows, modifier, values })
 }
 
