@@ -14,8 +14,7 @@ mod parse;
 mod text;
 
 pub use index::{
-    DateRow, IndexRows, NumberRow, QuantityRow, ReferenceRow, StringRow, TokenRow, UriRow, index_rows, index_rows_with,
-    local_target,
+    DateRow, IndexRows, NumberRow, QuantityRow, ReferenceRow, StringRow, TokenRow, UriRow, index_rows, local_target,
 };
 pub use limits::MAX_COUNT;
 pub use params::{Parameter, Registry, custom_from_resource, param_id};

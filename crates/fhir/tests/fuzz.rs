@@ -1165,7 +1165,7 @@ fn check_resource(resource: &Value) {
         fhir::summary::apply(&mut viewed, view);
     }
     if let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) {
-        let _ = fhir::search::index_rows(resource_type, resource);
+        let _ = fhir::search::index_rows(&fhir::search::Registry::official(), resource_type, resource);
     }
 }
 
@@ -1206,7 +1206,7 @@ proptest! {
             let registry = Registry::with_custom(vec![custom]);
             for resource in sample_resources() {
                 if let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) {
-                    let _ = fhir::search::index_rows_with(&registry, resource_type, &resource);
+                    let _ = fhir::search::index_rows(&registry, resource_type, &resource);
                 }
             }
             let pairs = [(format!("fuzz-{kind}"), "ge9999-12-31".to_owned())];

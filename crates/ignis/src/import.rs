@@ -154,7 +154,7 @@ fn produce(files: Vec<PathBuf>, parsed: &mpsc::Sender<Parsed>, stop: &AtomicBool
             scope.spawn(|| {
                 // Workers drain the queue even after a stop, so the reader never blocks.
                 while let Some(document) = queue.lock().ok().and_then(|queue| queue.recv().ok()) {
-                    let document = Registry::scope(registry, || parse::parse(&document));
+                    let document = parse::parse(&document, registry);
                     if !stop.load(Ordering::Relaxed) && parsed.blocking_send(document).is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }

@@ -1,12 +1,42 @@
-//! A strictly increasing write clock.
+//! A strictly increasing write clock, and the context every write carries.
 //!
 //! Versions of one resource, and history pages, are ordered by `lastUpdated`; if the system
 //! clock steps back or two writes land in the same microsecond, the next write still gets a
 //! later instant than the last.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use fhir::search::Registry;
 use time::OffsetDateTime;
+
+/// What a write needs besides its connection: the clock that stamps its versions, and the
+/// search parameters of its partition that index them (passed explicitly, never found in
+/// thread-local state).
+pub(crate) struct WriteContext<'a> {
+    pub(crate) clock: &'a WriteClock,
+    pub(crate) registry: &'a Registry,
+    /// Set when the write stored a `SearchParameter`: the store reloads its registries after.
+    search_parameters_changed: Cell<bool>,
+}
+
+impl<'a> WriteContext<'a> {
+    pub(crate) fn new(clock: &'a WriteClock, registry: &'a Registry) -> WriteContext<'a> {
+        WriteContext { clock, registry, search_parameters_changed: Cell::new(false) }
+    }
+
+    /// Notes that a resource of `resource_type` was written.
+    pub(crate) fn note_write(&self, resource_type: &str) {
+        if resource_type == "SearchParameter" {
+            self.search_parameters_changed.set(true);
+        }
+    }
+
+    /// True when the write stored a `SearchParameter`.
+    pub(crate) fn search_parameters_changed(&self) -> bool {
+        self.search_parameters_changed.get()
+    }
+}
 
 /// Hands out strictly increasing instants, in microseconds since the Unix epoch.
 #[derive(Debug, Default)]

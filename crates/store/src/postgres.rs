@@ -39,7 +39,7 @@ use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use serde_json::Value;
 
-use crate::clock::WriteClock;
+use crate::clock::{WriteClock, WriteContext};
 use crate::migrate::SchemaVersions;
 use crate::panic_guard;
 use crate::registry::Registries;
@@ -188,23 +188,22 @@ impl PostgresStore {
     async fn write<T, F>(&self, env: Environment, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: Fn(&mut Transaction<'_>, &WriteClock) -> Result<T, Error> + Send + 'static,
+        F: Fn(&mut Transaction<'_>, &WriteContext<'_>) -> Result<T, Error> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
         run_blocking(move || {
             let mut client = inner.pool.get()?;
             let registry = inner.registries.get(env);
+            let context = WriteContext::new(&inner.clock, &registry);
             let mut attempt = 1;
             let result = loop {
                 // A panic drops the transaction, which rolls it back.
                 let result = panic_guard::catch("a write", || {
-                    Registry::scope(&registry, || {
-                        let mut transaction =
-                            client.build_transaction().isolation_level(IsolationLevel::Serializable).start()?;
-                        let value = work(&mut transaction, &inner.clock)?;
-                        transaction.commit()?;
-                        Ok(value)
-                    })
+                    let mut transaction =
+                        client.build_transaction().isolation_level(IsolationLevel::Serializable).start()?;
+                    let value = work(&mut transaction, &context)?;
+                    transaction.commit()?;
+                    Ok(value)
                 });
                 match result {
                     Err(error) if is_serialization_failure(&error) && attempt < WRITE_ATTEMPTS => {
@@ -215,7 +214,7 @@ impl PostgresStore {
                     result => break result,
                 }
             };
-            if crate::registry::take_changed() {
+            if context.search_parameters_changed() {
                 inner.reload_registry(&mut client)?;
             }
             result
@@ -404,8 +403,8 @@ impl Store for PostgresStore {
     ) -> Result<WriteOutcome, Error> {
         let resource_type = resource_type.clone();
         let outcome = self
-            .write(env, move |transaction, clock| {
-                write::create(transaction, clock, env, &resource_type, resource.clone(), condition.as_ref())
+            .write(env, move |transaction, context| {
+                write::create(transaction, context, env, &resource_type, resource.clone(), condition.as_ref())
             })
             .await?;
         self.inner.note_created(usize::from(outcome.kind == WriteKind::Created));
@@ -423,8 +422,8 @@ impl Store for PostgresStore {
     ) -> Result<WriteOutcome, Error> {
         let (resource_type, id) = (resource_type.clone(), id.clone());
         let outcome = self
-            .write(env, move |transaction, clock| {
-                write::write_version(transaction, clock, env, &resource_type, &id, resource.clone(), expected, method)
+            .write(env, move |transaction, context| {
+                write::write_version(transaction, context, env, &resource_type, &id, resource.clone(), expected, method)
             })
             .await?;
         self.inner.note_created(usize::from(outcome.kind == WriteKind::Created));
@@ -439,8 +438,8 @@ impl Store for PostgresStore {
         resource: Value,
     ) -> Result<WriteOutcome, Error> {
         let resource_type = resource_type.clone();
-        self.write(env, move |transaction, clock| {
-            write::conditional_update(transaction, clock, env, &resource_type, &criteria, resource.clone())
+        self.write(env, move |transaction, context| {
+            write::conditional_update(transaction, context, env, &resource_type, &criteria, resource.clone())
         })
         .await
     }
@@ -453,8 +452,10 @@ impl Store for PostgresStore {
         expected: ExpectedVersion,
     ) -> Result<Option<u64>, Error> {
         let (resource_type, id) = (resource_type.clone(), id.clone());
-        self.write(env, move |transaction, clock| write::delete(transaction, clock, env, &resource_type, &id, expected))
-            .await
+        self.write(env, move |transaction, context| {
+            write::delete(transaction, context, env, &resource_type, &id, expected)
+        })
+        .await
     }
 
     async fn conditional_delete(
@@ -464,8 +465,8 @@ impl Store for PostgresStore {
         criteria: Criteria,
     ) -> Result<usize, Error> {
         let resource_type = resource_type.clone();
-        self.write(env, move |transaction, clock| {
-            write::conditional_delete(transaction, clock, env, &resource_type, &criteria)
+        self.write(env, move |transaction, context| {
+            write::conditional_delete(transaction, context, env, &resource_type, &criteria)
         })
         .await
     }
@@ -520,8 +521,8 @@ impl Store for PostgresStore {
         let failed_entry = Arc::new(std::sync::Mutex::new(None));
         let entry = Arc::clone(&failed_entry);
         let outcome = self
-            .write(env, move |transaction, clock| {
-                bundle::transaction(transaction, clock, env, request.clone()).map_err(|failure| {
+            .write(env, move |transaction, context| {
+                bundle::transaction(transaction, context, env, request.clone()).map_err(|failure| {
                     if let Ok(mut entry) = entry.lock() {
                         *entry = failure.entry;
                     }
@@ -541,7 +542,7 @@ impl Store for PostgresStore {
 
     async fn import(&self, env: Environment, resources: Vec<ImportResource>) -> Result<ImportCounts, Error> {
         let counts =
-            self.write(env, move |transaction, clock| import::import(transaction, clock, env, &resources)).await?;
+            self.write(env, move |transaction, context| import::import(transaction, context, env, &resources)).await?;
         self.inner.note_created(counts.created);
         Ok(counts)
     }

@@ -1,33 +1,14 @@
 //! What both stores share about custom search parameters: one registry per partition (a
-//! `SearchParameter` written in the sandbox changes nothing in production), noting that a
-//! write touched a `SearchParameter` (so the writer reloads the registries afterwards), and
-//! building a registry from the bodies of the live `SearchParameter` resources.
+//! `SearchParameter` written in the sandbox changes nothing in production), and building a
+//! registry from the bodies of the live `SearchParameter` resources. A write that touches a
+//! `SearchParameter` notes it in its [`crate::clock::WriteContext`]; the store then reloads.
 
-use std::cell::Cell;
 use std::sync::{Arc, RwLock};
 
 use crate::Environment;
 
 use fhir::search::{Registry, custom_from_resource};
 use serde_json::Value;
-
-thread_local! {
-    /// Set by a write of a `SearchParameter` on this thread (a write runs on the thread that
-    /// holds its connection); the store reloads the registry after the write.
-    static CHANGED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Notes that a resource of `resource_type` was written.
-pub(crate) fn note_write(resource_type: &str) {
-    if resource_type == "SearchParameter" {
-        CHANGED.with(|changed| changed.set(true));
-    }
-}
-
-/// True (once) if a `SearchParameter` was written on this thread since the last call.
-pub(crate) fn take_changed() -> bool {
-    CHANGED.with(|changed| changed.replace(false))
-}
 
 /// The official parameters plus those of `bodies` (stored `SearchParameter` JSON) that
 /// search can use; the others are logged and skipped.

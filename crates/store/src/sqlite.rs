@@ -24,7 +24,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 
-use crate::clock::WriteClock;
+use crate::clock::{WriteClock, WriteContext};
 use crate::panic_guard;
 use crate::registry::Registries;
 use crate::{
@@ -79,7 +79,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, env: Environment, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection, &WriteClock) -> Result<T, Error> + Send + 'static,
+        F: FnOnce(&mut Connection, &WriteContext<'_>) -> Result<T, Error> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
         run_blocking(move || {
@@ -90,13 +90,13 @@ impl SqliteStore {
                 poisoned.into_inner()
             });
             let registry = inner.registries.get(env);
-            let result =
-                panic_guard::catch("a write", || Registry::scope(&registry, || work(&mut connection, &inner.clock)));
+            let context = WriteContext::new(&inner.clock, &registry);
+            let result = panic_guard::catch("a write", || work(&mut connection, &context));
             if !connection.is_autocommit() {
                 // Only after a panic: every write commits or rolls back its own transaction.
                 connection.execute_batch("ROLLBACK")?;
             }
-            if crate::registry::take_changed() {
+            if context.search_parameters_changed() {
                 inner.registries.reload(|env| registry::load(&connection, env))?;
             }
             result
@@ -182,8 +182,8 @@ impl Store for SqliteStore {
         condition: Option<Criteria>,
     ) -> Result<WriteOutcome, Error> {
         let resource_type = resource_type.clone();
-        self.write(env, move |connection, clock| {
-            write::create(connection, clock, env, &resource_type, resource, condition)
+        self.write(env, move |connection, context| {
+            write::create(connection, context, env, &resource_type, resource, condition)
         })
         .await
     }
@@ -198,8 +198,8 @@ impl Store for SqliteStore {
         method: Method,
     ) -> Result<WriteOutcome, Error> {
         let (resource_type, id) = (resource_type.clone(), id.clone());
-        self.write(env, move |connection, clock| {
-            write::update(connection, clock, env, &resource_type, &id, resource, expected, method)
+        self.write(env, move |connection, context| {
+            write::update(connection, context, env, &resource_type, &id, resource, expected, method)
         })
         .await
     }
@@ -212,8 +212,8 @@ impl Store for SqliteStore {
         resource: Value,
     ) -> Result<WriteOutcome, Error> {
         let resource_type = resource_type.clone();
-        self.write(env, move |connection, clock| {
-            write::conditional_update(connection, clock, env, &resource_type, &criteria, resource)
+        self.write(env, move |connection, context| {
+            write::conditional_update(connection, context, env, &resource_type, &criteria, resource)
         })
         .await
     }
@@ -226,8 +226,10 @@ impl Store for SqliteStore {
         expected: ExpectedVersion,
     ) -> Result<Option<u64>, Error> {
         let (resource_type, id) = (resource_type.clone(), id.clone());
-        self.write(env, move |connection, clock| write::delete(connection, clock, env, &resource_type, &id, expected))
-            .await
+        self.write(env, move |connection, context| {
+            write::delete(connection, context, env, &resource_type, &id, expected)
+        })
+        .await
     }
 
     async fn conditional_delete(
@@ -237,8 +239,8 @@ impl Store for SqliteStore {
         criteria: Criteria,
     ) -> Result<usize, Error> {
         let resource_type = resource_type.clone();
-        self.write(env, move |connection, clock| {
-            write::conditional_delete(connection, clock, env, &resource_type, &criteria)
+        self.write(env, move |connection, context| {
+            write::conditional_delete(connection, context, env, &resource_type, &criteria)
         })
         .await
     }
@@ -289,10 +291,10 @@ impl Store for SqliteStore {
         env: Environment,
         request: TransactionRequest,
     ) -> Result<Vec<EntryOutcome>, TransactionError> {
-        self.write(env, move |connection, clock| Ok(bundle::transaction(connection, clock, env, request))).await?
+        self.write(env, move |connection, context| Ok(bundle::transaction(connection, context, env, request))).await?
     }
 
     async fn import(&self, env: Environment, resources: Vec<ImportResource>) -> Result<ImportCounts, Error> {
-        self.write(env, move |connection, clock| bundle::import(connection, clock, env, resources)).await
+        self.write(env, move |connection, context| bundle::import(connection, context, env, resources)).await
     }
 }

@@ -3,7 +3,7 @@
 //! transaction) and bulk imports (many resources at their own ids in one transaction).
 
 use fhir::id::{LogicalId, ResourceType};
-use fhir::search::{Criteria, IndexRows, index_rows};
+use fhir::search::{Criteria, IndexRows, Registry, index_rows};
 use serde_json::Value;
 
 use crate::{Error, ExpectedVersion, Method, PreparedBody, StoredResource, WriteOutcome};
@@ -113,9 +113,14 @@ pub struct ImportResource {
 
 impl ImportResource {
     /// Prepares a validated `resource` for import at `resource_type`/`id`, indexing it with
-    /// the search parameters of the current [`fhir::search::Registry`] scope.
-    pub fn new(resource_type: ResourceType, id: LogicalId, resource: Value) -> Result<ImportResource, Error> {
-        let index = index_rows(resource_type.as_str(), &resource);
+    /// `registry` (the search parameters of the partition it goes to).
+    pub fn new(
+        registry: &Registry,
+        resource_type: ResourceType,
+        id: LogicalId,
+        resource: Value,
+    ) -> Result<ImportResource, Error> {
+        let index = index_rows(registry, resource_type.as_str(), &resource);
         let body = PreparedBody::new(resource, resource_type.as_str(), id.as_str())?;
         Ok(ImportResource { resource_type, id, body, index })
     }

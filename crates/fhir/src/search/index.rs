@@ -85,13 +85,8 @@ pub struct UriRow {
 }
 
 /// Computes every index row of `resource`, a `resource_type`, for the parameters of
-/// [`Registry::current`].
-pub fn index_rows(resource_type: &str, resource: &Value) -> IndexRows {
-    index_rows_with(&Registry::current(), resource_type, resource)
-}
-
-/// Computes every index row of `resource` for the parameters of `registry`.
-pub fn index_rows_with(registry: &Registry, resource_type: &str, resource: &Value) -> IndexRows {
+/// `registry` (the official ones plus its partition's custom ones).
+pub fn index_rows(registry: &Registry, resource_type: &str, resource: &Value) -> IndexRows {
     let mut rows = IndexRows::default();
     for indexed in registry.indexing(resource_type) {
         let Some(expression) = indexed.expression.as_deref() else { continue };
@@ -353,7 +348,7 @@ mod tests {
             "effectivePeriod": {"start": "2024-03-05", "end": "2024-03-06"},
             "valueQuantity": {"value": 72.5, "unit": "beats/min", "system": "http://unitsofmeasure.org", "code": "/min"}
         });
-        let rows = index_rows("Observation", &observation);
+        let rows = index_rows(&Registry::official(), "Observation", &observation);
         assert!(
             rows.tokens.iter().any(|row| row.code == "8867-4" && row.system.as_deref() == Some("http://loinc.org"))
         );
@@ -373,7 +368,7 @@ mod tests {
                 {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]}, "valueQuantity": {"value": 80}}
             ]
         });
-        let rows = index_rows("Observation", &observation);
+        let rows = index_rows(&Registry::official(), "Observation", &observation);
         let parameter = crate::search::params::definition_by_url(
             "http://hl7.org/fhir/SearchParameter/Observation-component-code-value-quantity",
         )
@@ -387,7 +382,7 @@ mod tests {
     #[test]
     fn ids_and_last_updated_are_columns_not_rows() {
         let patient = json!({"resourceType": "Patient", "id": "p1", "meta": {"lastUpdated": "2024-01-01T00:00:00Z"}});
-        let rows = index_rows("Patient", &patient);
+        let rows = index_rows(&Registry::official(), "Patient", &patient);
         assert!(rows.tokens.iter().all(|row| row.code != "p1"), "{:?}", rows.tokens);
         assert!(rows.dates.is_empty(), "{:?}", rows.dates);
     }
@@ -396,7 +391,7 @@ mod tests {
     fn patient_name_strings() {
         let patient =
             json!({"resourceType": "Patient", "name": [{"family": "Müller", "given": ["Zoë"]}], "birthDate": "1970"});
-        let rows = index_rows("Patient", &patient);
+        let rows = index_rows(&Registry::official(), "Patient", &patient);
         assert!(rows.strings.iter().any(|row| row.normalized == "muller" && row.exact == "Müller"));
         assert!(rows.strings.iter().any(|row| row.normalized == "zoe"));
         assert!(!rows.dates.is_empty());

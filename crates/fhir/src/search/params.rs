@@ -2,7 +2,6 @@
 //! definition per code (R4 core first, US Core filling in codes core lacks), looked up once
 //! and cached, with stable integer ids for index rows.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
@@ -174,23 +173,6 @@ impl VariantIds {
     }
 }
 
-thread_local! {
-    /// The registry of the store whose write is running on this thread, if any.
-    static CURRENT: RefCell<Option<Arc<Registry>>> = const { RefCell::new(None) };
-}
-
-/// Puts back the registry [`Registry::scope`] replaced, however its work ends (a panicking
-/// write is caught and its thread reused).
-struct Restore(Option<Arc<Registry>>);
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        let previous = self.0.take();
-        // `try_with`: a guard dropped while the thread's locals are torn down has nothing to restore.
-        let _ = CURRENT.try_with(|current| current.replace(previous));
-    }
-}
-
 impl Registry {
     /// The official R4 and US Core search parameters.
     pub fn official() -> Arc<Registry> {
@@ -234,20 +216,6 @@ impl Registry {
             })
             .collect();
         Arc::new(Registry { by_type })
-    }
-
-    /// The registry in effect on this thread: the one [`Registry::scope`] set, else the
-    /// official one.
-    pub fn current() -> Arc<Registry> {
-        CURRENT.with(|current| current.borrow().clone()).unwrap_or_else(Registry::official)
-    }
-
-    /// Runs `work` with `registry` as this thread's [`Registry::current`], so that indexing
-    /// deep inside a store's write path uses that store's parameters. The previous registry is
-    /// back in effect afterwards, even when `work` panics.
-    pub fn scope<T>(registry: &Arc<Registry>, work: impl FnOnce() -> T) -> T {
-        let _restore = Restore(CURRENT.with(|current| current.replace(Some(Arc::clone(registry)))));
-        work()
     }
 
     /// The search parameters of `resource_type`, one per code, sorted by code.
@@ -439,8 +407,8 @@ mod tests {
         let mut previous = None;
         for n in 0..10_000 {
             registry = Registry::with_custom(vec![given_except(&n.to_string())]);
-            // The write path: indexing through this thread's current registry.
-            let rows = Registry::scope(&registry, || crate::search::index_rows("Patient", &patient));
+            // The write path: indexing with the partition's registry.
+            let rows = crate::search::index_rows(&registry, "Patient", &patient);
             let indexed: Vec<&str> =
                 rows.strings.iter().filter(|row| row.param == rows_id).map(|row| row.exact.as_str()).collect();
             let expected: &[&str] = if n == 7 { &[] } else { &["7"] };
@@ -486,7 +454,7 @@ mod tests {
         let patient = serde_json::json!({"resourceType": "Patient", "name": [{"given": ["a", "b"]}]});
         let rows_id = param_id("http://example.org/SearchParameter/given-except");
         let given = |registry: &Registry| -> Vec<String> {
-            let rows = crate::search::index_rows_with(registry, "Patient", &patient);
+            let rows = crate::search::index_rows(registry, "Patient", &patient);
             rows.strings.iter().filter(|row| row.param == rows_id).map(|row| row.exact.clone()).collect()
         };
         let before = Registry::with_custom(vec![given_except("a")]);
@@ -501,24 +469,6 @@ mod tests {
         assert!(shared(&after, "Observation"));
         assert!(!shared(&after, "Patient"));
         assert_eq!(after.find_param("Patient", "name"), official.find_param("Patient", "name"));
-    }
-
-    /// A write that panics inside [`Registry::scope`] leaves its thread with the registry it had.
-    #[test]
-    fn scope_restores_the_previous_registry_when_work_panics() {
-        let outer = Registry::with_custom(vec![given_except("outer")]);
-        let inner = Registry::with_custom(vec![given_except("inner")]);
-        let (inner_definition, _) = custom_parts(&inner, "given-except");
-        Registry::scope(&outer, || {
-            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                Registry::scope::<()>(&inner, || panic!("the write failed"))
-            }));
-            assert!(caught.is_err());
-            assert!(Arc::ptr_eq(&Registry::current(), &outer), "the outer registry is back");
-        });
-        assert!(Arc::ptr_eq(&Registry::current(), &Registry::official()));
-        drop(inner);
-        assert!(inner_definition.upgrade().is_none(), "the thread let go of the inner registry");
     }
 
     #[test]

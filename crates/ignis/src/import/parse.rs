@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use fhir::id::{LogicalId, ResourceType};
 use fhir::references;
+use fhir::search::Registry;
 use serde_json::Value;
 use store::ImportResource;
 
@@ -26,17 +27,18 @@ pub(crate) struct Parsed {
     pub(crate) problems: Vec<Problem>,
 }
 
-/// Parses and validates every resource in `document`.
-pub(crate) fn parse(document: &Document) -> Parsed {
+/// Parses and validates every resource in `document`, indexing with `registry` (the search
+/// parameters of the partition it goes to).
+pub(crate) fn parse(document: &Document, registry: &Registry) -> Parsed {
     if document.ndjson {
-        return parse_ndjson(document);
+        return parse_ndjson(document, registry);
     }
     let mut parsed = Parsed::default();
     match serde_json::from_slice::<Value>(&document.bytes) {
         Ok(value) if value.get("resourceType").and_then(Value::as_str) == Some("Bundle") => {
-            parse_bundle(&document.name, value, &mut parsed);
+            parse_bundle(&document.name, value, registry, &mut parsed);
         }
-        Ok(value) => accept(document.name.clone(), value, None, &mut parsed),
+        Ok(value) => accept(registry, document.name.clone(), value, None, &mut parsed),
         Err(error) => parsed.problems.push(Problem {
             location: format!("{}:{}", document.name, error.line()),
             message: format!("not valid JSON: {error}"),
@@ -45,7 +47,7 @@ pub(crate) fn parse(document: &Document) -> Parsed {
     parsed
 }
 
-fn parse_ndjson(document: &Document) -> Parsed {
+fn parse_ndjson(document: &Document, registry: &Registry) -> Parsed {
     let mut parsed = Parsed::default();
     for (index, line) in document.bytes.split(|byte| *byte == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -53,7 +55,7 @@ fn parse_ndjson(document: &Document) -> Parsed {
         }
         let location = format!("{}:{}", document.name, index + 1);
         match serde_json::from_slice::<Value>(line) {
-            Ok(value) => accept(location, value, None, &mut parsed),
+            Ok(value) => accept(registry, location, value, None, &mut parsed),
             Err(error) => parsed.problems.push(Problem { location, message: format!("not valid JSON: {error}") }),
         }
     }
@@ -61,7 +63,7 @@ fn parse_ndjson(document: &Document) -> Parsed {
 }
 
 /// A Bundle's resources, each at its own id, references to placeholders rewritten.
-fn parse_bundle(name: &str, mut bundle: Value, parsed: &mut Parsed) {
+fn parse_bundle(name: &str, mut bundle: Value, registry: &Registry, parsed: &mut Parsed) {
     let Some(Value::Array(entries)) = bundle.get_mut("entry").map(Value::take) else { return };
     let mut targets = HashMap::new();
     let identities: Vec<Option<(String, String)>> = entries.iter().map(identity).collect();
@@ -79,7 +81,7 @@ fn parse_bundle(name: &str, mut bundle: Value, parsed: &mut Parsed) {
             continue;
         };
         references::rewrite(&mut resource, &|text| targets.get(text).cloned());
-        accept(location, resource, identity.map(|(_, id)| id), parsed);
+        accept(registry, location, resource, identity.map(|(_, id)| id), parsed);
     }
 }
 
@@ -99,14 +101,14 @@ fn identity(entry: &Value) -> Option<(String, String)> {
 }
 
 /// Validates `resource` and queues it, or records why not.
-fn accept(location: String, resource: Value, id: Option<String>, parsed: &mut Parsed) {
-    match checked(resource, id) {
+fn accept(registry: &Registry, location: String, resource: Value, id: Option<String>, parsed: &mut Parsed) {
+    match checked(registry, resource, id) {
         Ok(resource) => parsed.resources.push(resource),
         Err(message) => parsed.problems.push(Problem { location, message }),
     }
 }
 
-fn checked(mut resource: Value, id: Option<String>) -> Result<ImportResource, String> {
+fn checked(registry: &Registry, mut resource: Value, id: Option<String>) -> Result<ImportResource, String> {
     let type_name = resource.get("resourceType").and_then(Value::as_str).unwrap_or("");
     let resource_type =
         ResourceType::parse(type_name).ok_or_else(|| format!("'{type_name}' is not an R4 resource type"))?;
@@ -128,7 +130,7 @@ fn checked(mut resource: Value, id: Option<String>) -> Result<ImportResource, St
         return Err(format!("{}/{} is invalid: {}", resource_type, id, errors.join("; ")));
     }
     // Serialized and indexed here, on the worker threads, so the single writer only inserts.
-    ImportResource::new(resource_type, id, resource).map_err(|error| error.to_string())
+    ImportResource::new(registry, resource_type, id, resource).map_err(|error| error.to_string())
 }
 
 #[cfg(test)]
@@ -153,7 +155,7 @@ mod tests {
              "request": {"method": "POST", "url": "Observation"}},
             {"resource": {"resourceType": "Observation", "status": "bogus", "id": "bad", "code": {"text": "x"}}},
         ]});
-        let parsed = parse(&document("b.json", &bundle));
+        let parsed = parse(&document("b.json", &bundle), &Registry::official());
         assert_eq!(parsed.resources.len(), 2);
         assert_eq!(parsed.resources[0].id.as_str(), "p1");
         assert_eq!(parsed.resources[1].id.as_str(), "5d1c7a52-0000-4000-8000-000000000002");
@@ -166,7 +168,8 @@ mod tests {
     #[test]
     fn ndjson_problems_name_their_line() {
         let text = "{\"resourceType\":\"Patient\",\"id\":\"a\"}\n\nnot json\n{\"resourceType\":\"Patient\"}\n";
-        let parsed = parse(&Document { name: "p.ndjson".into(), bytes: text.as_bytes().to_vec(), ndjson: true });
+        let document = Document { name: "p.ndjson".into(), bytes: text.as_bytes().to_vec(), ndjson: true };
+        let parsed = parse(&document, &Registry::official());
         assert_eq!(parsed.resources.len(), 1);
         let locations: Vec<&str> = parsed.problems.iter().map(|problem| problem.location.as_str()).collect();
         assert_eq!(locations, ["p.ndjson:3", "p.ndjson:4"]);

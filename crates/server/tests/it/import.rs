@@ -28,7 +28,7 @@ fn observation(id: &str, patient: &str, code: &str) -> Value {
 fn prepared(resource: &Value) -> ImportResource {
     let resource_type = ResourceType::parse(resource["resourceType"].as_str().expect("type")).expect("known type");
     let id = LogicalId::parse(resource["id"].as_str().expect("id")).expect("valid id");
-    ImportResource::new(resource_type, id, resource.clone()).expect("prepare")
+    ImportResource::new(&fhir::search::Registry::official(), resource_type, id, resource.clone()).expect("prepare")
 }
 
 async fn import(app: &TestApp, resources: &[Value]) -> ImportCounts {

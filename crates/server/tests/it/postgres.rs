@@ -268,7 +268,13 @@ async fn us_core_searches_are_planned_on_indexes() {
         .map(|resource| {
             let resource_type = ResourceType::parse(resource["resourceType"].as_str().expect("type")).expect("type");
             let id = LogicalId::parse(resource["id"].as_str().expect("id")).expect("id");
-            store::ImportResource::new(resource_type, id, resource.clone()).expect("prepare")
+            store::ImportResource::new(
+                &app.store.registry(store::Environment::Production),
+                resource_type,
+                id,
+                resource.clone(),
+            )
+            .expect("prepare")
         })
         .collect::<Vec<_>>();
     let loaded = batch.len();

@@ -14,7 +14,7 @@ use fhir::id::{LogicalId, ResourceType};
 use postgres::Transaction;
 use serde_json::Value;
 
-use crate::clock::WriteClock;
+use crate::clock::WriteContext;
 use crate::postgres::query;
 use crate::postgres::write::{self as steps, current_resource, write_version};
 use crate::{
@@ -25,11 +25,11 @@ use crate::{
 /// Runs `request` in one database transaction; on any failure nothing is written.
 pub(crate) fn transaction(
     transaction: &mut Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     request: TransactionRequest,
 ) -> Result<Vec<EntryOutcome>, TransactionError> {
-    Run { transaction, clock, env }.entries(request)
+    Run { transaction, context, env }.entries(request)
 }
 
 /// A POST or PUT entry once its id is known.
@@ -53,7 +53,7 @@ enum Step {
 /// One running transaction.
 struct Run<'a, 'c> {
     transaction: &'a mut Transaction<'c>,
-    clock: &'a WriteClock,
+    context: &'a WriteContext<'a>,
     env: Environment,
 }
 
@@ -100,14 +100,14 @@ impl Run<'_, '_> {
     /// Phase one: deletes run; creates and updates learn their id.
     fn delete_or_resolve(&mut self, step: &mut Step) -> Result<(), Error> {
         let Step::Pending(operation) = step else { return Ok(()) };
-        let (transaction, clock, env) = (&mut *self.transaction, self.clock, self.env);
+        let (transaction, context, env) = (&mut *self.transaction, self.context, self.env);
         *step = match operation {
             Operation::Delete { resource_type, id, expected } => {
-                let version = steps::delete(transaction, clock, env, resource_type, id, *expected)?;
+                let version = steps::delete(transaction, context, env, resource_type, id, *expected)?;
                 Step::Done(EntryOutcome::Deleted { version })
             }
             Operation::ConditionalDelete { resource_type, criteria } => {
-                let count = steps::conditional_delete(transaction, clock, env, resource_type, criteria)?;
+                let count = steps::conditional_delete(transaction, context, env, resource_type, criteria)?;
                 Step::Done(EntryOutcome::ConditionallyDeleted { count })
             }
             Operation::Create { resource_type, resource, condition } => {
@@ -155,9 +155,18 @@ impl Run<'_, '_> {
     /// Phase two: writes, then reads.
     fn write_or_read(&mut self, step: &mut Step) -> Result<(), Error> {
         let outcome = match std::mem::replace(step, Step::Taken) {
-            Step::Write(Write { resource_type, id, resource, expected, method }) => EntryOutcome::Written(
-                write_version(self.transaction, self.clock, self.env, &resource_type, &id, resource, expected, method)?,
-            ),
+            Step::Write(Write { resource_type, id, resource, expected, method }) => {
+                EntryOutcome::Written(write_version(
+                    self.transaction,
+                    self.context,
+                    self.env,
+                    &resource_type,
+                    &id,
+                    resource,
+                    expected,
+                    method,
+                )?)
+            }
             Step::Pending(Operation::Read { resource_type, id, version }) => {
                 EntryOutcome::Read(self.read(&resource_type, &id, version)?)
             }

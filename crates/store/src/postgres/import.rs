@@ -20,7 +20,7 @@ use fhir::search::IndexRows;
 use postgres::Transaction;
 use postgres::types::Type;
 
-use crate::clock::{WriteClock, from_micros};
+use crate::clock::{WriteContext, from_micros};
 use crate::postgres::index;
 use crate::postgres::write::{Current, next_instant};
 use crate::{Environment, Error, ImportCounts, ImportResource};
@@ -28,13 +28,13 @@ use crate::{Environment, Error, ImportCounts, ImportResource};
 /// Upserts `resources` in the caller's transaction, skipping those whose content is unchanged.
 pub(crate) fn import(
     transaction: &mut Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resources: &[ImportResource],
 ) -> Result<ImportCounts, Error> {
     let mut counts = ImportCounts::default();
     for round in rounds(resources) {
-        counts.add(import_round(transaction, clock, env, &round)?);
+        counts.add(import_round(transaction, context, env, &round)?);
     }
     Ok(counts)
 }
@@ -72,7 +72,7 @@ fn rounds(resources: &[ImportResource]) -> Vec<Vec<&ImportResource>> {
 /// Imports resources that are all distinct.
 fn import_round(
     transaction: &mut Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resources: &[&ImportResource],
 ) -> Result<ImportCounts, Error> {
@@ -99,9 +99,9 @@ fn import_round(
                 other.map(|stored| stored.current)
             }
         };
-        crate::registry::note_write(resource.resource_type.as_str());
+        context.note_write(resource.resource_type.as_str());
         let version = current.as_ref().map_or(0, |current| current.version) + 1;
-        let last_updated = next_instant(clock, current.as_ref());
+        let last_updated = next_instant(context, current.as_ref());
         let body = resource.body.stamp(version, &fhir::instant::format(from_micros(last_updated)));
         let version = i64::try_from(version).map_err(|_| Error::Database("version overflow".into()))?;
         writes.push(Write { resource, version, last_updated, body });

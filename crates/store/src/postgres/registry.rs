@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use fhir::search::{IndexRows, Registry, index_rows_with};
+use fhir::search::{IndexRows, Registry, index_rows};
 use postgres::types::Type;
 use postgres::{GenericClient, Transaction};
 use serde_json::Value;
@@ -67,7 +67,7 @@ pub(crate) fn reindex(
         let partition: String = row.try_get(3)?;
         let registry = if partition == Environment::Sandbox.as_str() { &sandbox } else { &production };
         let resource: Value = serde_json::from_str(&body).map_err(|error| Error::Database(error.to_string()))?;
-        indexed.push((row_id, index_rows_with(registry, &resource_type, &resource)));
+        indexed.push((row_id, index_rows(registry, &resource_type, &resource)));
     }
     // The whole batch in a few statements: its old rows go, then its new rows come.
     let row_ids: Vec<i64> = indexed.iter().map(|(row_id, _)| *row_id).collect();

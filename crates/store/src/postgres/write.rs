@@ -8,7 +8,7 @@ use postgres::Transaction;
 use postgres::types::Type;
 use serde_json::Value;
 
-use crate::clock::{WriteClock, from_micros};
+use crate::clock::{WriteContext, from_micros};
 use crate::postgres::index;
 use crate::postgres::query::matching_rows;
 use crate::{Environment, Error, ExpectedVersion, Method, PreparedBody, StoredResource, WriteKind, WriteOutcome};
@@ -23,7 +23,7 @@ pub(crate) struct Current {
 
 pub(crate) fn create(
     transaction: &mut Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resource_type: &ResourceType,
     resource: Value,
@@ -36,12 +36,12 @@ pub(crate) fn create(
         return Ok(WriteOutcome { kind: WriteKind::Unchanged, resource: existing });
     }
     let id = LogicalId::generate();
-    write_version(transaction, clock, env, resource_type, &id, resource, None, Method::Post)
+    write_version(transaction, context, env, resource_type, &id, resource, None, Method::Post)
 }
 
 pub(crate) fn conditional_update(
     transaction: &mut Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resource_type: &ResourceType,
     criteria: &Criteria,
@@ -49,7 +49,7 @@ pub(crate) fn conditional_update(
 ) -> Result<WriteOutcome, Error> {
     let body_id = resource.get("id").and_then(Value::as_str);
     let id = conditional_update_id(transaction, env, resource_type, criteria, body_id)?;
-    write_version(transaction, clock, env, resource_type, &id, resource, None, Method::Put)
+    write_version(transaction, context, env, resource_type, &id, resource, None, Method::Put)
 }
 
 /// The id of the one live resource matching `criteria`, `None` when nothing matches, and
@@ -94,7 +94,7 @@ pub(crate) fn conditional_update_id(
 /// Deletes `id`: the tombstone's version, or `None` if it was already deleted.
 pub(crate) fn delete(
     transaction: &mut Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resource_type: &ResourceType,
     id: &LogicalId,
@@ -107,13 +107,13 @@ pub(crate) fn delete(
     if current.deleted {
         return Ok(None);
     }
-    Ok(Some(write_tombstone(transaction, clock, env, resource_type, id.as_str(), &current)?))
+    Ok(Some(write_tombstone(transaction, context, env, resource_type, id.as_str(), &current)?))
 }
 
 /// Deletes the single match of `criteria`; returns how many were deleted (0 or 1).
 pub(crate) fn conditional_delete(
     transaction: &mut Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resource_type: &ResourceType,
     criteria: &Criteria,
@@ -121,7 +121,7 @@ pub(crate) fn conditional_delete(
     let Some(id) = single_match(transaction, env, resource_type, criteria)? else { return Ok(0) };
     let current = current_row(transaction, env, resource_type, id.as_str())?
         .ok_or_else(|| Error::Database(format!("matched {resource_type}/{id} vanished inside its transaction")))?;
-    write_tombstone(transaction, clock, env, resource_type, id.as_str(), &current)?;
+    write_tombstone(transaction, context, env, resource_type, id.as_str(), &current)?;
     Ok(1)
 }
 
@@ -129,7 +129,7 @@ pub(crate) fn conditional_delete(
 #[allow(clippy::too_many_arguments)] // One argument per part of the FHIR update interaction.
 pub(crate) fn write_version(
     transaction: &mut Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resource_type: &ResourceType,
     id: &LogicalId,
@@ -137,9 +137,9 @@ pub(crate) fn write_version(
     expected: ExpectedVersion,
     method: Method,
 ) -> Result<WriteOutcome, Error> {
-    let rows = index_rows(resource_type.as_str(), &resource);
+    let rows = index_rows(context.registry, resource_type.as_str(), &resource);
     let body = PreparedBody::new(resource, resource_type.as_str(), id.as_str())?;
-    write_prepared(transaction, clock, env, VersionWrite { resource_type, id, expected, method }, &body, &rows)
+    write_prepared(transaction, context, env, VersionWrite { resource_type, id, expected, method }, &body, &rows)
 }
 
 /// Which version write: the resource, the `If-Match` it must meet and the interaction.
@@ -153,7 +153,7 @@ pub(crate) struct VersionWrite<'a> {
 /// [`write_version`] of a body serialized and indexed beforehand (by import workers).
 pub(crate) fn write_prepared(
     transaction: &mut Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     write: VersionWrite<'_>,
     body: &PreparedBody,
@@ -186,9 +186,9 @@ pub(crate) fn write_prepared(
         Some(current) if !current.deleted => WriteKind::Updated,
         _ => WriteKind::Created,
     };
-    crate::registry::note_write(resource_type.as_str());
+    context.note_write(resource_type.as_str());
     let version = current_version + 1;
-    let last_updated = next_instant(clock, current.as_ref());
+    let last_updated = next_instant(context, current.as_ref());
     let body = body.stamp(version, &fhir::instant::format(from_micros(last_updated)));
     let row = VersionRow {
         resource_type: resource_type.as_str(),
@@ -217,15 +217,15 @@ pub(crate) fn write_prepared(
 
 fn write_tombstone(
     transaction: &mut Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resource_type: &ResourceType,
     id: &str,
     current: &Current,
 ) -> Result<u64, Error> {
     let version = current.version + 1;
-    let last_updated = next_instant(clock, Some(current));
-    crate::registry::note_write(resource_type.as_str());
+    let last_updated = next_instant(context, Some(current));
+    context.note_write(resource_type.as_str());
     let row = VersionRow {
         resource_type: resource_type.as_str(),
         id,
@@ -242,8 +242,8 @@ fn write_tombstone(
 
 /// The instant of a new version: this process's clock, but always after the version it
 /// replaces, which another process (with another clock) may have written.
-pub(crate) fn next_instant(clock: &WriteClock, current: Option<&Current>) -> i64 {
-    let now = clock.next();
+pub(crate) fn next_instant(context: &WriteContext<'_>, current: Option<&Current>) -> i64 {
+    let now = context.clock.next();
     current.map_or(now, |current| now.max(current.last_updated + 1))
 }
 

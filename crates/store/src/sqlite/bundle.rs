@@ -15,7 +15,7 @@ use fhir::id::{LogicalId, ResourceType};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use serde_json::Value;
 
-use crate::clock::WriteClock;
+use crate::clock::WriteContext;
 use crate::sqlite::index::Pending;
 use crate::sqlite::write::{VersionWrite, current_resource, current_row, write_rows, write_version};
 use crate::sqlite::{query, steps};
@@ -27,12 +27,12 @@ use crate::{
 /// Runs `request` in one database transaction; on any failure nothing is written.
 pub(crate) fn transaction(
     connection: &mut Connection,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     request: TransactionRequest,
 ) -> Result<Vec<EntryOutcome>, TransactionError> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(Error::from)?;
-    let outcomes = Run { transaction: &transaction, clock, env }.entries(request)?;
+    let outcomes = Run { transaction: &transaction, context, env }.entries(request)?;
     transaction.commit().map_err(Error::from)?;
     Ok(outcomes)
 }
@@ -40,7 +40,7 @@ pub(crate) fn transaction(
 /// Upserts `resources` in one database transaction, skipping those whose content is unchanged.
 pub(crate) fn import(
     connection: &mut Connection,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resources: Vec<ImportResource>,
 ) -> Result<ImportCounts, Error> {
@@ -48,7 +48,7 @@ pub(crate) fn import(
     let mut counts = ImportCounts::default();
     let mut pending = Pending::default();
     for resource in resources {
-        match import_one(&transaction, clock, env, resource, &mut pending)? {
+        match import_one(&transaction, context, env, resource, &mut pending)? {
             Some(WriteKind::Created) => counts.created += 1,
             Some(_) => counts.updated += 1,
             None => counts.unchanged += 1,
@@ -63,7 +63,7 @@ pub(crate) fn import(
 /// returns what was written, `None` for nothing.
 fn import_one(
     transaction: &Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     item: ImportResource,
     pending: &mut Pending,
@@ -78,7 +78,7 @@ fn import_one(
         }
     }
     let write = VersionWrite { resource_type: &resource_type, id: &id, expected: None, method: Method::Put };
-    let written = write_rows(transaction, clock, env, write, &body)?;
+    let written = write_rows(transaction, context, env, write, &body)?;
     pending.replace(transaction, written.row_id, index, written.fresh)?;
     Ok(Some(written.outcome.kind))
 }
@@ -104,7 +104,7 @@ enum Step {
 /// One running transaction.
 struct Run<'a, 'c> {
     transaction: &'a Transaction<'c>,
-    clock: &'a WriteClock,
+    context: &'a WriteContext<'a>,
     env: Environment,
 }
 
@@ -151,14 +151,14 @@ impl Run<'_, '_> {
     /// Phase one: deletes run; creates and updates learn their id.
     fn delete_or_resolve(&self, step: &mut Step) -> Result<(), Error> {
         let Step::Pending(operation) = step else { return Ok(()) };
-        let (transaction, clock, env) = (self.transaction, self.clock, self.env);
+        let (transaction, context, env) = (self.transaction, self.context, self.env);
         *step = match operation {
             Operation::Delete { resource_type, id, expected } => {
-                let version = steps::delete(transaction, clock, env, resource_type, id, *expected)?;
+                let version = steps::delete(transaction, context, env, resource_type, id, *expected)?;
                 Step::Done(EntryOutcome::Deleted { version })
             }
             Operation::ConditionalDelete { resource_type, criteria } => {
-                let count = steps::conditional_delete(transaction, clock, env, resource_type, criteria)?;
+                let count = steps::conditional_delete(transaction, context, env, resource_type, criteria)?;
                 Step::Done(EntryOutcome::ConditionallyDeleted { count })
             }
             Operation::Create { resource_type, resource, condition } => {
@@ -206,9 +206,18 @@ impl Run<'_, '_> {
     /// Phase two: writes, then reads.
     fn write_or_read(&self, step: &mut Step) -> Result<(), Error> {
         let outcome = match std::mem::replace(step, Step::Taken) {
-            Step::Write(Write { resource_type, id, resource, expected, method }) => EntryOutcome::Written(
-                write_version(self.transaction, self.clock, self.env, &resource_type, &id, resource, expected, method)?,
-            ),
+            Step::Write(Write { resource_type, id, resource, expected, method }) => {
+                EntryOutcome::Written(write_version(
+                    self.transaction,
+                    self.context,
+                    self.env,
+                    &resource_type,
+                    &id,
+                    resource,
+                    expected,
+                    method,
+                )?)
+            }
             Step::Pending(Operation::Read { resource_type, id, version }) => {
                 EntryOutcome::Read(self.read(&resource_type, &id, version)?)
             }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use fhir::search::{IndexRows, Registry, index_rows_with};
+use fhir::search::{IndexRows, Registry, index_rows};
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::Value;
 
@@ -50,7 +50,7 @@ pub(crate) fn reindex(
     for (row_id, resource_type, body, partition) in &rows {
         let resource: Value = serde_json::from_str(body).map_err(|error| Error::Database(error.to_string()))?;
         let registry = if partition == Environment::Sandbox.as_str() { &sandbox } else { &production };
-        let index: IndexRows = index_rows_with(registry, resource_type, &resource);
+        let index: IndexRows = index_rows(registry, resource_type, &resource);
         crate::sqlite::index::replace(&transaction, *row_id, &index, false)?;
     }
     transaction.commit()?;

@@ -6,7 +6,7 @@ use fhir::id::{LogicalId, ResourceType};
 use fhir::search::Criteria;
 use rusqlite::Transaction;
 
-use crate::clock::WriteClock;
+use crate::clock::WriteContext;
 use crate::sqlite::query::matching_rows;
 use crate::sqlite::write::{check_expected, current_row, write_tombstone};
 use crate::{Environment, Error, ExpectedVersion};
@@ -53,7 +53,7 @@ pub(crate) fn conditional_update_id(
 /// Deletes `id`: the tombstone's version, or `None` if it was already deleted.
 pub(crate) fn delete(
     transaction: &Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resource_type: &ResourceType,
     id: &LogicalId,
@@ -66,13 +66,13 @@ pub(crate) fn delete(
     if current.deleted {
         return Ok(None);
     }
-    Ok(Some(write_tombstone(transaction, clock, env, resource_type, id.as_str(), &current)?))
+    Ok(Some(write_tombstone(transaction, context, env, resource_type, id.as_str(), &current)?))
 }
 
 /// Deletes the single match of `criteria`; returns how many were deleted (0 or 1).
 pub(crate) fn conditional_delete(
     transaction: &Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resource_type: &ResourceType,
     criteria: &Criteria,
@@ -80,6 +80,6 @@ pub(crate) fn conditional_delete(
     let Some(id) = single_match(transaction, env, resource_type, criteria)? else { return Ok(0) };
     let current = current_row(transaction, env, resource_type, id.as_str())?
         .ok_or_else(|| Error::Database(format!("matched {resource_type}/{id} vanished inside its transaction")))?;
-    write_tombstone(transaction, clock, env, resource_type, id.as_str(), &current)?;
+    write_tombstone(transaction, context, env, resource_type, id.as_str(), &current)?;
     Ok(1)
 }

@@ -7,7 +7,7 @@ use fhir::search::{Criteria, index_rows};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::Value;
 
-use crate::clock::{WriteClock, from_micros};
+use crate::clock::{WriteContext, from_micros};
 use crate::sqlite::steps;
 use crate::{Environment, Error, ExpectedVersion, Method, PreparedBody, StoredResource, WriteKind, WriteOutcome};
 
@@ -20,7 +20,7 @@ pub(crate) struct Current {
 
 pub(crate) fn create(
     connection: &mut Connection,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resource_type: &ResourceType,
     resource: Value,
@@ -34,7 +34,7 @@ pub(crate) fn create(
         return Ok(WriteOutcome { kind: WriteKind::Unchanged, resource: existing });
     }
     let id = LogicalId::generate();
-    let outcome = write_version(&transaction, clock, env, resource_type, &id, resource, None, Method::Post)?;
+    let outcome = write_version(&transaction, context, env, resource_type, &id, resource, None, Method::Post)?;
     transaction.commit()?;
     Ok(outcome)
 }
@@ -42,7 +42,7 @@ pub(crate) fn create(
 #[allow(clippy::too_many_arguments)] // One argument per part of the FHIR update interaction.
 pub(crate) fn update(
     connection: &mut Connection,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resource_type: &ResourceType,
     id: &LogicalId,
@@ -51,14 +51,14 @@ pub(crate) fn update(
     method: Method,
 ) -> Result<WriteOutcome, Error> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let outcome = write_version(&transaction, clock, env, resource_type, id, resource, expected, method)?;
+    let outcome = write_version(&transaction, context, env, resource_type, id, resource, expected, method)?;
     transaction.commit()?;
     Ok(outcome)
 }
 
 pub(crate) fn conditional_update(
     connection: &mut Connection,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resource_type: &ResourceType,
     criteria: &Criteria,
@@ -67,34 +67,34 @@ pub(crate) fn conditional_update(
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let body_id = resource.get("id").and_then(Value::as_str);
     let id = steps::conditional_update_id(&transaction, env, resource_type, criteria, body_id)?;
-    let outcome = write_version(&transaction, clock, env, resource_type, &id, resource, None, Method::Put)?;
+    let outcome = write_version(&transaction, context, env, resource_type, &id, resource, None, Method::Put)?;
     transaction.commit()?;
     Ok(outcome)
 }
 
 pub(crate) fn delete(
     connection: &mut Connection,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resource_type: &ResourceType,
     id: &LogicalId,
     expected: ExpectedVersion,
 ) -> Result<Option<u64>, Error> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let version = steps::delete(&transaction, clock, env, resource_type, id, expected)?;
+    let version = steps::delete(&transaction, context, env, resource_type, id, expected)?;
     transaction.commit()?;
     Ok(version)
 }
 
 pub(crate) fn conditional_delete(
     connection: &mut Connection,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resource_type: &ResourceType,
     criteria: &Criteria,
 ) -> Result<usize, Error> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let count = steps::conditional_delete(&transaction, clock, env, resource_type, criteria)?;
+    let count = steps::conditional_delete(&transaction, context, env, resource_type, criteria)?;
     transaction.commit()?;
     Ok(count)
 }
@@ -103,7 +103,7 @@ pub(crate) fn conditional_delete(
 #[allow(clippy::too_many_arguments)] // Internal; mirrors `update` plus the open transaction.
 pub(crate) fn write_version(
     transaction: &Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resource_type: &ResourceType,
     id: &LogicalId,
@@ -111,10 +111,10 @@ pub(crate) fn write_version(
     expected: ExpectedVersion,
     method: Method,
 ) -> Result<WriteOutcome, Error> {
-    let rows = index_rows(resource_type.as_str(), &resource);
+    let rows = index_rows(context.registry, resource_type.as_str(), &resource);
     let body = PreparedBody::new(resource, resource_type.as_str(), id.as_str())?;
     let write = VersionWrite { resource_type, id, expected, method };
-    let written = write_rows(transaction, clock, env, write, &body)?;
+    let written = write_rows(transaction, context, env, write, &body)?;
     crate::panic_guard::write_checkpoint(id.as_str());
     crate::sqlite::index::replace(transaction, written.row_id, &rows, written.fresh)?;
     Ok(written.outcome)
@@ -141,7 +141,7 @@ pub(crate) struct Written {
 /// them in parallel, outside the single writer, and insert a whole batch's at once).
 pub(crate) fn write_rows(
     transaction: &Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     write: VersionWrite<'_>,
     body: &PreparedBody,
@@ -167,9 +167,9 @@ pub(crate) fn write_rows(
         Some(current) if !current.deleted => WriteKind::Updated,
         _ => WriteKind::Created,
     };
-    crate::registry::note_write(resource_type.as_str());
+    context.note_write(resource_type.as_str());
     let version = current_version + 1;
-    let last_updated = clock.next();
+    let last_updated = context.clock.next();
     let body = body.stamp(version, &fhir::instant::format(from_micros(last_updated)));
     if let Some(current) = &current {
         keep_replaced_body(transaction, env, resource_type, id.as_str(), current)?;
@@ -189,15 +189,15 @@ pub(crate) fn write_rows(
 
 pub(crate) fn write_tombstone(
     transaction: &Transaction<'_>,
-    clock: &WriteClock,
+    context: &WriteContext<'_>,
     env: Environment,
     resource_type: &ResourceType,
     id: &str,
     current: &Current,
 ) -> Result<u64, Error> {
     let version = current.version + 1;
-    let last_updated = clock.next();
-    crate::registry::note_write(resource_type.as_str());
+    let last_updated = context.clock.next();
+    context.note_write(resource_type.as_str());
     keep_replaced_body(transaction, env, resource_type, id, current)?;
     upsert_current(transaction, env, resource_type, id, version, last_updated, true, "")?;
     insert_history(transaction, env, resource_type, id, version, last_updated, Method::Delete, true)?;
