@@ -1,9 +1,12 @@
 //! Versioned FHIR resource storage.
 //!
-//! The [`Store`] trait is what the server talks to; [`sqlite::SqliteStore`] is the embedded
-//! implementation (WAL mode, one writer connection, a pool of readers). Every write puts the
-//! history row, the current row and the index rows in one database transaction, so a crash
-//! mid-write leaves the database as it was before the write.
+//! The [`Store`] trait is what the server talks to. One implementation serves both
+//! databases: the store core in [`sql`] is written once over a small connection abstraction
+//! ([`sql::db::Db`]), and [`sqlite::SqliteStore`] (embedded: WAL mode, one writer
+//! connection, a pool of readers) and [`postgres::PostgresStore`] (several processes on one
+//! database) give it connections. Every write puts the history row, the current row and the
+//! index rows in one database transaction, so a crash mid-write leaves the database as it
+//! was before the write.
 //!
 //! Stored bodies are the JSON text exactly as it will be served, `meta.versionId` and
 //! `meta.lastUpdated` included, so a read is a copy of bytes with no re-serialisation.
@@ -32,6 +35,7 @@ pub use body::PreparedBody;
 pub use error::Error;
 #[cfg(feature = "test-hooks")]
 pub use panic_guard::panic_on_write;
+pub use sql::store::SqlStore;
 pub use transaction::{
     ConditionalReference, EntryOutcome, ImportCounts, ImportResource, Operation, TransactionEntry, TransactionError,
     TransactionRequest,

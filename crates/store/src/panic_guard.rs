@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::Error;
 
 /// Runs `work`, turning a panic into [`Error::Database`] (a 500 that reveals nothing).
-pub(crate) fn catch<T>(what: &str, work: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+pub(crate) fn catch<T, E: From<Error>>(what: &str, work: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
     // The work's captured state (a connection whose transaction rolled back on unwind) is
     // left consistent, which is what AssertUnwindSafe vouches for.
     catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|payload| {
@@ -22,7 +22,7 @@ pub(crate) fn catch<T>(what: &str, work: impl FnOnce() -> Result<T, Error>) -> R
             .map(|text| (*text).to_owned())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic without a message".to_owned());
-        Err(Error::Database(format!("{what} panicked and was rolled back: {message}")))
+        Err(E::from(Error::Database(format!("{what} panicked and was rolled back: {message}"))))
     })
 }
 

@@ -1,7 +1,9 @@
 //! The PostgreSQL store, for deployments where several `ignis` processes share one database.
 //!
-//! It mirrors the SQLite store module for module, with the synchronous `postgres` client and
-//! an r2d2 pool on tokio's blocking pool. The search SQL is shared ([`crate::sql`]).
+//! What the store does is written once for both databases in [`crate::sql`]; this module
+//! holds what is PostgreSQL's own: the synchronous `postgres` client and its r2d2 pool, the
+//! schema, how rows are written in bulk ([`db`]), serialization retries, background
+//! `ANALYZE`, and watching for other processes' search parameters.
 //!
 //! Concurrency: every write runs in a `SERIALIZABLE` transaction and is retried (a few
 //! times, with a short random backoff) when PostgreSQL reports a serialization failure or a
@@ -20,33 +22,25 @@
 //! The `postgres` client runs its own small runtime, so [`PostgresStore::open`] must be
 //! called outside an async context (e.g. in `spawn_blocking`).
 
-mod bundle;
-mod import;
+mod db;
+mod explain;
 mod index;
-mod query;
-mod registry;
 mod schema;
-mod write;
 
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use fhir::id::{LogicalId, ResourceType};
-use fhir::search::{Criteria, Registry};
-use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
+use postgres::{Client, Config, IsolationLevel, NoTls};
 use r2d2_postgres::PostgresConnectionManager;
-use serde_json::Value;
 
-use crate::clock::{WriteClock, WriteContext};
 use crate::migrate::SchemaVersions;
 use crate::panic_guard;
-use crate::registry::Registries;
-use crate::{
-    EntryOutcome, Environment, Error, ExpectedVersion, HistoryPage, HistoryQuery, ImportCounts, ImportResource, Method,
-    SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteKind, WriteOutcome,
-};
+use crate::registry;
+use crate::sql::db::Db;
+use crate::sql::store::{Backend, Shared, SqlStore, WriteFailure};
+use crate::{Environment, Error, SearchRequest};
+use db::PostgresDb;
 
 /// How many connections one process keeps at most.
 const POOL_SIZE: u32 = 16;
@@ -85,19 +79,15 @@ impl Drop for Connections {
 }
 
 /// A store in a PostgreSQL database (or one schema of it).
-pub struct PostgresStore {
+pub type PostgresStore = SqlStore<Postgres>;
+
+/// The PostgreSQL side of a [`PostgresStore`].
+pub struct Postgres {
     inner: Arc<Inner>,
 }
 
 struct Inner {
     pool: Connections,
-    /// Keeps instants increasing within this process; across processes the previous
-    /// version's instant is the floor (see [`write::next_instant`]).
-    clock: WriteClock,
-    /// The search parameters of each partition.
-    registries: Registries,
-    /// The newest `SearchParameter` history row the registry reflects.
-    registry_mark: AtomicI64,
     /// Resources this process created (by any write), for deciding when to `ANALYZE`.
     created: AtomicU64,
     /// The background `ANALYZE`: [`IDLE`], [`ANALYZING`], or [`ANALYZE_AGAIN`] when asked for
@@ -154,118 +144,75 @@ impl PostgresStore {
             .connection_timeout(CONNECT_TIMEOUT)
             .connection_customizer(Box::new(Session))
             .build(manager)?;
-        let mut client = pool.get()?;
-        schema::migrate(&mut client)?;
-        let mut registries = None;
-        let mark = registry::load(&mut *client, |load| {
-            registries = Some(Registries::load(load)?);
-            Ok(())
-        })?;
-        let registries = registries.ok_or_else(|| Error::Database("the search parameters were not loaded".into()))?;
-        drop(client);
-        let inner = Arc::new(Inner {
-            pool: Connections(Some(pool)),
-            clock: WriteClock::default(),
-            registries,
-            registry_mark: AtomicI64::new(mark),
-            created: AtomicU64::new(0),
-            analyze: AtomicU8::new(IDLE),
-        });
-        watch_registry(Arc::downgrade(&inner));
-        Ok(PostgresStore { inner })
+        schema::migrate(&mut *pool.get()?)?;
+        let inner = Inner { pool: Connections(Some(pool)), created: AtomicU64::new(0), analyze: AtomicU8::new(IDLE) };
+        // Versions are ordered per resource by the previous version's instant (see
+        // `sql::write::next_instant`), so the process clock needs no floor of its own.
+        let store = SqlStore::new(Postgres { inner: Arc::new(inner) }, 0)?;
+        watch_registry(Arc::downgrade(&store.shared));
+        Ok(store)
     }
 
     /// Diagnostics: the PostgreSQL plans (`EXPLAIN` output, one text per statement) of the
     /// statements a search runs, without running them, for checking that the generated SQL
     /// can use the indexes. Includes are left out: their statements depend on a page's rows.
     pub async fn explain_search(&self, env: Environment, request: SearchRequest) -> Result<Vec<String>, Error> {
-        self.read_with(move |client| query::explain_search(client, env, &request)).await
-    }
-
-    /// Runs `work` in a `SERIALIZABLE` transaction on the blocking pool, again on a
-    /// serialization failure. `work` may run several times, so it takes its inputs by
-    /// reference.
-    async fn write<T, F>(&self, env: Environment, work: F) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: Fn(&mut Transaction<'_>, &WriteContext<'_>) -> Result<T, Error> + Send + 'static,
-    {
-        let inner = Arc::clone(&self.inner);
-        run_blocking(move || {
-            let mut client = inner.pool.get()?;
-            let registry = inner.registries.get(env);
-            let context = WriteContext::new(&inner.clock, &registry);
-            let mut attempt = 1;
-            let result = loop {
-                // A panic drops the transaction, which rolls it back.
-                let result = panic_guard::catch("a write", || {
-                    let mut transaction =
-                        client.build_transaction().isolation_level(IsolationLevel::Serializable).start()?;
-                    let value = work(&mut transaction, &context)?;
-                    transaction.commit()?;
-                    Ok(value)
-                });
-                match result {
-                    Err(error) if is_serialization_failure(&error) && attempt < WRITE_ATTEMPTS => {
-                        tracing::debug!(attempt, "write lost a serialization race; retrying");
-                        std::thread::sleep(backoff(attempt));
-                        attempt += 1;
-                    }
-                    result => break result,
-                }
-            };
-            if context.search_parameters_changed() {
-                inner.reload_registry(&mut client)?;
-            }
-            result
-        })
-        .await
-    }
-
-    /// Runs `work` with a pooled connection on the blocking pool.
-    async fn read_with<T, F>(&self, work: F) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Client) -> Result<T, Error> + Send + 'static,
-    {
-        let inner = Arc::clone(&self.inner);
-        run_blocking(move || {
-            let mut client = inner.pool.get()?;
-            work(&mut client)
-        })
-        .await
+        self.read(move |db| explain::explain_search(db, env, &request)).await
     }
 }
 
-impl Inner {
-    fn reload_registry(&self, client: &mut Client) -> Result<(), Error> {
-        let mark = registry::load(client, |load| self.registries.reload(load))?;
-        self.registry_mark.store(mark, Ordering::Relaxed);
-        Ok(())
+impl Backend for Postgres {
+    const RETRIES: bool = true;
+
+    /// Runs `work` in a `SERIALIZABLE` transaction, again after a serialization failure.
+    fn write<T, E: WriteFailure>(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Db) -> Result<T, E>,
+        after: &mut dyn FnMut(&mut dyn Db) -> Result<(), Error>,
+    ) -> Result<T, E> {
+        let mut client = self.inner.pool.get().map_err(Error::from)?;
+        let mut attempt = 1;
+        let result = loop {
+            // A panic drops the transaction, which rolls it back.
+            let result = panic_guard::catch::<T, E>("a write", || {
+                let mut transaction = client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::Serializable)
+                    .start()
+                    .map_err(Error::from)?;
+                let value = work(&mut PostgresDb(&mut transaction))?;
+                transaction.commit().map_err(Error::from)?;
+                Ok(value)
+            });
+            match result {
+                Err(error) if is_serialization_failure(error.cause()) && attempt < WRITE_ATTEMPTS => {
+                    tracing::debug!(attempt, "write lost a serialization race; retrying");
+                    std::thread::sleep(backoff(attempt));
+                    attempt += 1;
+                }
+                result => break result,
+            }
+        };
+        after(&mut PostgresDb(&mut *client))?;
+        result
     }
 
-    /// Counts `count` resources this process created. Fresh statistics keep the planner on
-    /// the right indexes as the tables grow (without any, it may read a resource by id through
-    /// `resources_by_type_updated`, scanning every resource of the type): the tables are
-    /// analyzed each time the resources this process created double, from
-    /// [`ANALYZE_FROM`] on, in the background.
-    fn note_created(self: &Arc<Self>, count: usize) {
+    fn read<T>(&self, work: &mut dyn FnMut(&mut dyn Db) -> Result<T, Error>) -> Result<T, Error> {
+        let mut client = self.inner.pool.get()?;
+        work(&mut PostgresDb(&mut *client))
+    }
+
+    /// Fresh statistics keep the planner on the right indexes as the tables grow (without
+    /// any, it may read a resource by id through `resources_by_type_updated`, scanning every
+    /// resource of the type): the tables are analyzed each time the resources this process
+    /// created double, from [`ANALYZE_FROM`] on, in the background.
+    fn created(&self, count: usize) {
         let count = count as u64;
-        let before = self.created.fetch_add(count, Ordering::Relaxed);
+        let before = self.inner.created.fetch_add(count, Ordering::Relaxed);
         let after = before + count;
         if after >= ANALYZE_FROM && before.leading_zeros() != after.leading_zeros() {
-            analyze_in_background(self);
+            analyze_in_background(&self.inner);
         }
-    }
-
-    /// Reloads the registry if another process wrote a `SearchParameter` since it was loaded.
-    fn refresh_registry(&self) -> Result<(), Error> {
-        let mut client = self.pool.get()?;
-        if registry::mark(&mut *client)? != self.registry_mark.load(Ordering::Relaxed) {
-            tracing::info!("search parameters changed in the database; reloading them");
-            self.reload_registry(&mut client)?;
-        }
-        Ok(())
     }
 }
 
@@ -303,12 +250,12 @@ fn analyze_in_background(inner: &Arc<Inner>) {
 
 /// Checks for other processes' `SearchParameter` writes every [`REGISTRY_CHECK`] until the
 /// store is dropped.
-fn watch_registry(inner: Weak<Inner>) {
+fn watch_registry(shared: Weak<Shared<Postgres>>) {
     let spawned = std::thread::Builder::new().name("ignis-registry-watch".into()).spawn(move || {
         loop {
             std::thread::sleep(REGISTRY_CHECK);
-            let Some(inner) = inner.upgrade() else { return };
-            if let Err(error) = inner.refresh_registry() {
+            let Some(shared) = shared.upgrade() else { return };
+            if let Err(error) = refresh_registry(&shared) {
                 tracing::debug!(%error, "cannot check the search parameters for changes");
             }
         }
@@ -316,6 +263,17 @@ fn watch_registry(inner: Weak<Inner>) {
     if let Err(error) = spawned {
         tracing::warn!(%error, "cannot start the search-parameter watcher; other processes' changes need a restart");
     }
+}
+
+/// Reloads the registries if another process wrote a `SearchParameter` since they were loaded.
+fn refresh_registry(shared: &Shared<Postgres>) -> Result<(), Error> {
+    shared.backend.read(&mut |db| {
+        if registry::mark(db)? != shared.registries.mark.load(Ordering::Relaxed) {
+            tracing::info!("search parameters changed in the database; reloading them");
+            registry::load(db, &shared.registries)?;
+        }
+        Ok(())
+    })
 }
 
 /// Applies any pending migrations to the database at `url` (over one connection, without
@@ -363,187 +321,4 @@ fn backoff(attempt: u32) -> Duration {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let ceiling = 2u64.pow(attempt.min(7)) * 1_000;
     Duration::from_micros(u64::from(nanos) % ceiling + 500)
-}
-
-async fn run_blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| Error::Database(format!("database task failed: {error}")))?
-}
-
-#[async_trait]
-impl Store for PostgresStore {
-    async fn read(
-        &self,
-        env: Environment,
-        resource_type: &ResourceType,
-        id: &LogicalId,
-    ) -> Result<Option<StoredResource>, Error> {
-        let (resource_type, id) = (resource_type.clone(), id.clone());
-        self.read_with(move |client| query::read(client, env, &resource_type, &id)).await
-    }
-
-    async fn vread(
-        &self,
-        env: Environment,
-        resource_type: &ResourceType,
-        id: &LogicalId,
-        version: u64,
-    ) -> Result<Option<StoredResource>, Error> {
-        let (resource_type, id) = (resource_type.clone(), id.clone());
-        self.read_with(move |client| query::vread(client, env, &resource_type, &id, version)).await
-    }
-
-    async fn create(
-        &self,
-        env: Environment,
-        resource_type: &ResourceType,
-        resource: Value,
-        condition: Option<Criteria>,
-    ) -> Result<WriteOutcome, Error> {
-        let resource_type = resource_type.clone();
-        let outcome = self
-            .write(env, move |transaction, context| {
-                write::create(transaction, context, env, &resource_type, resource.clone(), condition.as_ref())
-            })
-            .await?;
-        self.inner.note_created(usize::from(outcome.kind == WriteKind::Created));
-        Ok(outcome)
-    }
-
-    async fn update(
-        &self,
-        env: Environment,
-        resource_type: &ResourceType,
-        id: &LogicalId,
-        resource: Value,
-        expected: ExpectedVersion,
-        method: Method,
-    ) -> Result<WriteOutcome, Error> {
-        let (resource_type, id) = (resource_type.clone(), id.clone());
-        let outcome = self
-            .write(env, move |transaction, context| {
-                write::write_version(transaction, context, env, &resource_type, &id, resource.clone(), expected, method)
-            })
-            .await?;
-        self.inner.note_created(usize::from(outcome.kind == WriteKind::Created));
-        Ok(outcome)
-    }
-
-    async fn conditional_update(
-        &self,
-        env: Environment,
-        resource_type: &ResourceType,
-        criteria: Criteria,
-        resource: Value,
-    ) -> Result<WriteOutcome, Error> {
-        let resource_type = resource_type.clone();
-        self.write(env, move |transaction, context| {
-            write::conditional_update(transaction, context, env, &resource_type, &criteria, resource.clone())
-        })
-        .await
-    }
-
-    async fn delete(
-        &self,
-        env: Environment,
-        resource_type: &ResourceType,
-        id: &LogicalId,
-        expected: ExpectedVersion,
-    ) -> Result<Option<u64>, Error> {
-        let (resource_type, id) = (resource_type.clone(), id.clone());
-        self.write(env, move |transaction, context| {
-            write::delete(transaction, context, env, &resource_type, &id, expected)
-        })
-        .await
-    }
-
-    async fn conditional_delete(
-        &self,
-        env: Environment,
-        resource_type: &ResourceType,
-        criteria: Criteria,
-    ) -> Result<usize, Error> {
-        let resource_type = resource_type.clone();
-        self.write(env, move |transaction, context| {
-            write::conditional_delete(transaction, context, env, &resource_type, &criteria)
-        })
-        .await
-    }
-
-    async fn find(
-        &self,
-        env: Environment,
-        resource_type: &ResourceType,
-        criteria: Criteria,
-        limit: usize,
-    ) -> Result<Vec<StoredResource>, Error> {
-        let resource_type = resource_type.clone();
-        self.read_with(move |client| query::find(client, env, &resource_type, &criteria, limit)).await
-    }
-
-    fn registry(&self, env: Environment) -> Arc<Registry> {
-        self.inner.registries.get(env)
-    }
-
-    async fn reindex(&self, after: i64, limit: usize) -> Result<Option<i64>, Error> {
-        let inner = Arc::clone(&self.inner);
-        // Each row is indexed with its own partition's registry, not the one `write` scopes.
-        self.write(Environment::Production, move |transaction, _| {
-            registry::reindex(transaction, &inner.registries, after, limit)
-        })
-        .await
-    }
-
-    async fn count_resources(&self) -> Result<u64, Error> {
-        self.read_with(|client| {
-            let count: i64 = client.query_one("SELECT COUNT(*) FROM resources WHERE deleted = 0", &[])?.get(0);
-            Ok(u64::try_from(count).unwrap_or(0))
-        })
-        .await
-    }
-
-    async fn search(&self, env: Environment, request: SearchRequest) -> Result<SearchPage, Error> {
-        self.read_with(move |client| query::search(client, env, &request)).await
-    }
-
-    async fn history(&self, env: Environment, history: HistoryQuery) -> Result<HistoryPage, Error> {
-        self.read_with(move |client| query::history(client, env, &history)).await
-    }
-
-    async fn transaction(
-        &self,
-        env: Environment,
-        request: TransactionRequest,
-    ) -> Result<Vec<EntryOutcome>, TransactionError> {
-        // A failed transaction must roll back, so its error leaves the closure as `Err`; the
-        // entry it names travels beside it.
-        let failed_entry = Arc::new(std::sync::Mutex::new(None));
-        let entry = Arc::clone(&failed_entry);
-        let outcome = self
-            .write(env, move |transaction, context| {
-                bundle::transaction(transaction, context, env, request.clone()).map_err(|failure| {
-                    if let Ok(mut entry) = entry.lock() {
-                        *entry = failure.entry;
-                    }
-                    failure.error
-                })
-            })
-            .await;
-        let outcomes = outcome
-            .map_err(|error| TransactionError { entry: failed_entry.lock().ok().and_then(|entry| *entry), error })?;
-        let created = outcomes
-            .iter()
-            .filter(|outcome| matches!(outcome, EntryOutcome::Written(written) if written.kind == WriteKind::Created))
-            .count();
-        self.inner.note_created(created);
-        Ok(outcomes)
-    }
-
-    async fn import(&self, env: Environment, resources: Vec<ImportResource>) -> Result<ImportCounts, Error> {
-        let counts =
-            self.write(env, move |transaction, context| import::import(transaction, context, env, &resources)).await?;
-        self.inner.note_created(counts.created);
-        Ok(counts)
-    }
 }

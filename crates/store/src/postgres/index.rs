@@ -9,13 +9,13 @@
 //! describe its parameters.
 
 use fhir::search::IndexRows;
-use postgres::Transaction;
+use postgres::GenericClient;
 use postgres::types::{ToSql, Type};
 
 use crate::Error;
 
 /// Removes every index row of each resource row in `row_ids`, in one statement.
-pub(crate) fn clear(transaction: &mut Transaction<'_>, row_ids: &[i64]) -> Result<(), Error> {
+pub(crate) fn clear(client: &mut impl GenericClient, row_ids: &[i64]) -> Result<(), Error> {
     if row_ids.is_empty() {
         return Ok(());
     }
@@ -27,28 +27,14 @@ pub(crate) fn clear(transaction: &mut Transaction<'_>, row_ids: &[i64]) -> Resul
          r AS (DELETE FROM reference_index WHERE resource_row = ANY($1)), \
          u AS (DELETE FROM uri_index WHERE resource_row = ANY($1)) \
          SELECT 1";
-    transaction.query_typed(CLEAR, &[(&row_ids, Type::INT8_ARRAY)])?;
+    client.query_typed(CLEAR, &[(&row_ids, Type::INT8_ARRAY)])?;
     Ok(())
-}
-
-/// Replaces the index rows of `row_id` with `rows`; `fresh` says the row is new (or was
-/// deleted) and has none.
-pub(crate) fn replace(
-    transaction: &mut Transaction<'_>,
-    row_id: i64,
-    rows: &IndexRows,
-    fresh: bool,
-) -> Result<(), Error> {
-    if !fresh {
-        clear(transaction, &[row_id])?;
-    }
-    insert(transaction, &[(row_id, rows)])
 }
 
 /// Inserts the index rows of many resources: `(resource row, its rows)` pairs, none of which
 /// has rows yet. One statement: an `INSERT` per table that gets rows, all but the last in
 /// data-modifying `WITH` clauses.
-pub(crate) fn insert(transaction: &mut Transaction<'_>, resources: &[(i64, &IndexRows)]) -> Result<(), Error> {
+pub(crate) fn insert(client: &mut impl GenericClient, resources: &[(i64, &IndexRows)]) -> Result<(), Error> {
     use Type as T;
     let tokens = each(resources, |rows| &rows.tokens);
     let token_rows = column(&tokens, |&(row_id, _)| row_id);
@@ -142,7 +128,7 @@ pub(crate) fn insert(transaction: &mut Transaction<'_>, resources: &[(i64, &Inde
             [(&uri_values, T::TEXT_ARRAY)],
         );
     }
-    statement.execute(transaction)
+    statement.execute(client)
 }
 
 /// A typed array parameter.
@@ -166,7 +152,7 @@ impl<'a> Inserts<'a> {
         self.inserts.push(format!("INSERT INTO {target} SELECT * FROM unnest({})", placeholders.join(", ")));
     }
 
-    fn execute(self, transaction: &mut Transaction<'_>) -> Result<(), Error> {
+    fn execute(self, client: &mut impl GenericClient) -> Result<(), Error> {
         let Some((last, others)) = self.inserts.split_last() else { return Ok(()) };
         let mut text = String::new();
         for (index, insert) in others.iter().enumerate() {
@@ -177,7 +163,7 @@ impl<'a> Inserts<'a> {
             text.push(' ');
         }
         text.push_str(last);
-        transaction.execute_typed(&text, &self.params)?;
+        client.execute_typed(&text, &self.params)?;
         Ok(())
     }
 }

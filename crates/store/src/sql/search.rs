@@ -12,6 +12,7 @@ use fhir::search::{Include, SortField, SortKey, Total};
 use serde_json::Value;
 
 use crate::sql::criteria::push_matching;
+use crate::sql::db::{Db, stored_resource_at};
 use crate::sql::{Bind, Dialect, Sql};
 use crate::{Environment, Error, SearchPage, SearchRequest, StoredResource};
 
@@ -31,7 +32,7 @@ pub(crate) trait SearchConnection {
 
 /// True while [`SearchConnection::rows`] should read on: under `budget` bytes so far, or fewer
 /// than two rows (the second tells whether a page cut after the first has more).
-pub(crate) fn keep_reading(rows: usize, bytes: usize, budget: usize) -> bool {
+fn keep_reading(rows: usize, bytes: usize, budget: usize) -> bool {
     rows < 2 || bytes <= budget
 }
 
@@ -61,6 +62,53 @@ struct SortColumn {
     /// The sentinel for resources without a value.
     missing: Bind,
     descending: bool,
+}
+
+/// A page of search results, under the request's time limit: `db` stops whichever statement
+/// runs past it.
+pub(crate) fn search_within_limit(
+    db: &mut dyn Db,
+    env: Environment,
+    request: &SearchRequest,
+) -> Result<SearchPage, Error> {
+    db.limit_time(Some(request.limits.time))?;
+    let mut connection = Limited(db);
+    search(&mut connection, env, request).map_err(|error| name_time_limit(error, request))
+}
+
+/// A connection under a search's time limit, lifted however the search ends: a pooled
+/// connection must not keep an old deadline.
+struct Limited<'a>(&'a mut dyn Db);
+
+impl Drop for Limited<'_> {
+    fn drop(&mut self) {
+        if let Err(error) = self.0.limit_time(None) {
+            tracing::warn!(%error, "cannot lift a search's time limit");
+        }
+    }
+}
+
+impl SearchConnection for Limited<'_> {
+    fn dialect(&self) -> Dialect {
+        self.0.dialect()
+    }
+
+    fn count(&mut self, sql: &Sql) -> Result<i64, Error> {
+        self.0.integer(sql)
+    }
+
+    fn rows(&mut self, sql: &Sql, keys: usize, budget: usize) -> Result<Vec<Found>, Error> {
+        let (mut found, mut bytes) = (Vec::new(), 0usize);
+        // Past the budget the rest are left unread.
+        self.0.query(sql, &mut |row| {
+            let keys = (7..7 + keys).map(|column| row.key(column)).collect::<Result<_, Error>>()?;
+            let resource = stored_resource_at(row, 1)?;
+            bytes = bytes.saturating_add(resource.body.len());
+            found.push(Found { row_id: row.int(0)?, keys, resource });
+            Ok(keep_reading(found.len(), bytes, budget))
+        })?;
+        Ok(found)
+    }
 }
 
 pub(crate) fn search(
@@ -109,7 +157,7 @@ pub(crate) fn search(
 }
 
 /// A statement stopped at its time limit ([`Error::TooCostly`]), told as the search's limit.
-pub(crate) fn name_time_limit(error: Error, request: &SearchRequest) -> Error {
+fn name_time_limit(error: Error, request: &SearchRequest) -> Error {
     match error {
         Error::TooCostly(_) => Error::TooCostly(format!(
             "the search ran past its time limit of {} ms (search-time-limit); narrow its criteria",

@@ -3,10 +3,10 @@
 //!
 //! Rows go in with multi-row `INSERT`s of [`CHUNK`] rows where there are that many: for
 //! SQLite, running one statement per row costs about as much as the b-tree insert itself.
-//! Imports gather the rows of a whole batch in [`Pending`] to fill those statements.
+//! Imports insert the rows of a whole batch at once to fill those statements.
 
 use fhir::search::IndexRows;
-use rusqlite::{ToSql, Transaction, params};
+use rusqlite::{Connection, ToSql, params};
 
 use crate::Error;
 
@@ -17,88 +17,47 @@ pub(crate) const INDEX_TABLES: &[&str] =
 /// Rows per multi-row `INSERT`.
 const CHUNK: usize = 64;
 
-/// Removes every index row of `row_id`.
-pub(crate) fn clear(transaction: &Transaction<'_>, row_id: i64) -> Result<(), Error> {
+/// Removes every index row of each resource row in `row_ids`.
+pub(crate) fn clear(connection: &Connection, row_ids: &[i64]) -> Result<(), Error> {
     for table in INDEX_TABLES {
-        transaction
-            .prepare_cached(&format!("DELETE FROM {table} WHERE resource_row = ?1"))?
-            .execute(params![row_id])?;
+        let mut statement = connection.prepare_cached(&format!("DELETE FROM {table} WHERE resource_row = ?1"))?;
+        for row_id in row_ids {
+            statement.execute(params![row_id])?;
+        }
     }
     Ok(())
 }
 
-/// Replaces the index rows of `row_id` with `rows`; `fresh` (a row just inserted) skips
-/// clearing rows that cannot exist.
-pub(crate) fn replace(transaction: &Transaction<'_>, row_id: i64, rows: &IndexRows, fresh: bool) -> Result<(), Error> {
-    if !fresh {
-        clear(transaction, row_id)?;
-    }
-    insert(transaction, &[(row_id, rows)])
-}
-
-/// Index rows written later, together, in one transaction.
-#[derive(Debug, Default)]
-pub(crate) struct Pending {
-    rows: Vec<(i64, IndexRows)>,
-}
-
-impl Pending {
-    /// [`replace`], deferred until [`Pending::flush`] (rows of an updated resource are
-    /// cleared now, after anything pending for it was written).
-    pub(crate) fn replace(
-        &mut self,
-        transaction: &Transaction<'_>,
-        row_id: i64,
-        rows: IndexRows,
-        fresh: bool,
-    ) -> Result<(), Error> {
-        if !fresh {
-            self.flush(transaction)?;
-            clear(transaction, row_id)?;
-        }
-        self.rows.push((row_id, rows));
-        Ok(())
-    }
-
-    /// Inserts every pending row.
-    pub(crate) fn flush(&mut self, transaction: &Transaction<'_>) -> Result<(), Error> {
-        let resources: Vec<(i64, &IndexRows)> = self.rows.iter().map(|(row_id, rows)| (*row_id, rows)).collect();
-        insert(transaction, &resources)?;
-        self.rows.clear();
-        Ok(())
-    }
-}
-
 /// Inserts the index rows of each `(resource_row, rows)`, table by table.
-fn insert(transaction: &Transaction<'_>, resources: &[(i64, &IndexRows)]) -> Result<(), Error> {
+pub(crate) fn insert(connection: &Connection, resources: &[(i64, &IndexRows)]) -> Result<(), Error> {
     let tokens = flatten(resources, |rows| &rows.tokens);
-    insert_table(transaction, "token_index", &["param", "system", "code"], &tokens, |row, values| {
+    insert_table(connection, "token_index", &["param", "system", "code"], &tokens, |row, values| {
         values.extend([&row.param as &dyn ToSql, &row.system, &row.code]);
     })?;
     let strings = flatten(resources, |rows| &rows.strings);
-    insert_table(transaction, "string_index", &["param", "normalized", "exact"], &strings, |row, values| {
+    insert_table(connection, "string_index", &["param", "normalized", "exact"], &strings, |row, values| {
         values.extend([&row.param as &dyn ToSql, &row.normalized, &row.exact]);
     })?;
     let dates = flatten(resources, |rows| &rows.dates);
-    insert_table(transaction, "date_index", &["param", "low", "high"], &dates, |row, values| {
+    insert_table(connection, "date_index", &["param", "low", "high"], &dates, |row, values| {
         values.extend([&row.param as &dyn ToSql, &row.low, &row.high]);
     })?;
     let numbers = flatten(resources, |rows| &rows.numbers);
-    insert_table(transaction, "number_index", &["param", "value"], &numbers, |row, values| {
+    insert_table(connection, "number_index", &["param", "value"], &numbers, |row, values| {
         values.extend([&row.param as &dyn ToSql, &row.value]);
     })?;
     let quantities = flatten(resources, |rows| &rows.quantities);
     let columns = ["param", "value", "system", "code", "unit"];
-    insert_table(transaction, "quantity_index", &columns, &quantities, |row, values| {
+    insert_table(connection, "quantity_index", &columns, &quantities, |row, values| {
         values.extend([&row.param as &dyn ToSql, &row.value, &row.system, &row.code, &row.unit]);
     })?;
     let references = flatten(resources, |rows| &rows.references);
     let columns = ["param", "target_type", "target_id", "url"];
-    insert_table(transaction, "reference_index", &columns, &references, |row, values| {
+    insert_table(connection, "reference_index", &columns, &references, |row, values| {
         values.extend([&row.param as &dyn ToSql, &row.target_type, &row.target_id, &row.url]);
     })?;
     let uris = flatten(resources, |rows| &rows.uris);
-    insert_table(transaction, "uri_index", &["param", "value"], &uris, |row, values| {
+    insert_table(connection, "uri_index", &["param", "value"], &uris, |row, values| {
         values.extend([&row.param as &dyn ToSql, &row.value]);
     })
 }
@@ -119,7 +78,7 @@ fn flatten<'a, R>(
 /// Inserts `rows` into `table`, whose `columns` follow `resource_row` and `seq`; `bind` pushes
 /// a row's values in column order.
 fn insert_table<'a, R>(
-    transaction: &Transaction<'_>,
+    connection: &Connection,
     table: &str,
     columns: &[&str],
     rows: &'a [(&'a i64, i64, &'a R)],
@@ -133,7 +92,7 @@ fn insert_table<'a, R>(
     };
     let mut chunks = rows.chunks_exact(CHUNK);
     if chunks.len() > 0 {
-        let mut statement = transaction.prepare_cached(&insert_sql(table, columns, CHUNK))?;
+        let mut statement = connection.prepare_cached(&insert_sql(table, columns, CHUNK))?;
         for chunk in &mut chunks {
             values.clear();
             chunk.iter().for_each(|row| push(&mut values, row));
@@ -141,7 +100,7 @@ fn insert_table<'a, R>(
         }
     }
     if !chunks.remainder().is_empty() {
-        let mut statement = transaction.prepare_cached(&insert_sql(table, columns, 1))?;
+        let mut statement = connection.prepare_cached(&insert_sql(table, columns, 1))?;
         for row in chunks.remainder() {
             values.clear();
             push(&mut values, row);

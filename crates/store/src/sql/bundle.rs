@@ -1,86 +1,36 @@
-//! Multi-entry writes on the writer connection, each in one `BEGIN IMMEDIATE` transaction:
-//! FHIR transactions (all or nothing) and bulk imports.
+//! FHIR transactions (all or nothing) in the store's write transaction.
 //!
 //! A transaction runs in the spec's order. Deletes first; then every POST and PUT entry gets
 //! its final id (conditional creates and updates are matched now, new resources get a fresh
 //! id) and every conditional reference is resolved, so that placeholders can be rewritten in
 //! all bodies before the first of them is written; then the writes, then the reads. Because
-//! the single writer connection holds the database's write lock from the first statement,
-//! nothing another client writes can slip between a conditional match and the write it
-//! decides.
+//! SQLite's one writer holds the write lock from the first statement, and PostgreSQL's
+//! transaction is serializable, nothing another client writes can slip between a conditional
+//! match and the write it decides (on PostgreSQL one of the two transactions fails and is
+//! retried).
 
 use std::collections::{HashMap, HashSet};
 
 use fhir::id::{LogicalId, ResourceType};
-use rusqlite::{Connection, Transaction, TransactionBehavior};
 use serde_json::Value;
 
 use crate::clock::WriteContext;
-use crate::sqlite::index::Pending;
-use crate::sqlite::write::{VersionWrite, current_resource, current_row, write_rows, write_version};
-use crate::sqlite::{query, steps};
+use crate::sql::db::Db;
+use crate::sql::read::{self, matched};
+use crate::sql::write::{self as steps, VersionWrite, write_version};
 use crate::{
-    ConditionalReference, EntryOutcome, Environment, Error, ExpectedVersion, ImportCounts, ImportResource, Method,
-    Operation, TransactionError, TransactionRequest, WriteKind, WriteOutcome,
+    ConditionalReference, EntryOutcome, Environment, Error, ExpectedVersion, Method, Operation, TransactionError,
+    TransactionRequest, WriteKind, WriteOutcome,
 };
 
 /// Runs `request` in one database transaction; on any failure nothing is written.
 pub(crate) fn transaction(
-    connection: &mut Connection,
+    db: &mut dyn Db,
     context: &WriteContext<'_>,
     env: Environment,
     request: TransactionRequest,
 ) -> Result<Vec<EntryOutcome>, TransactionError> {
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(Error::from)?;
-    let outcomes = Run { transaction: &transaction, context, env }.entries(request)?;
-    transaction.commit().map_err(Error::from)?;
-    Ok(outcomes)
-}
-
-/// Upserts `resources` in one database transaction, skipping those whose content is unchanged.
-pub(crate) fn import(
-    connection: &mut Connection,
-    context: &WriteContext<'_>,
-    env: Environment,
-    resources: Vec<ImportResource>,
-) -> Result<ImportCounts, Error> {
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut counts = ImportCounts::default();
-    let mut pending = Pending::default();
-    for resource in resources {
-        match import_one(&transaction, context, env, resource, &mut pending)? {
-            Some(WriteKind::Created) => counts.created += 1,
-            Some(_) => counts.updated += 1,
-            None => counts.unchanged += 1,
-        }
-    }
-    pending.flush(&transaction)?;
-    transaction.commit()?;
-    Ok(counts)
-}
-
-/// Writes one imported resource unless the stored version already has the same content;
-/// returns what was written, `None` for nothing.
-fn import_one(
-    transaction: &Transaction<'_>,
-    context: &WriteContext<'_>,
-    env: Environment,
-    item: ImportResource,
-    pending: &mut Pending,
-) -> Result<Option<WriteKind>, Error> {
-    let ImportResource { resource_type, id, body, index } = item;
-    // Most imported resources are new: a key lookup settles that before any body is read.
-    let live = current_row(transaction, env, &resource_type, id.as_str())?.is_some_and(|current| !current.deleted);
-    if live && let Some(current) = query::read(transaction, env, &resource_type, &id)? {
-        let last_updated = fhir::instant::format(current.last_updated);
-        if body.stamp(current.version, &last_updated) == current.body {
-            return Ok(None);
-        }
-    }
-    let write = VersionWrite { resource_type: &resource_type, id: &id, expected: None, method: Method::Put };
-    let written = write_rows(transaction, context, env, write, &body)?;
-    pending.replace(transaction, written.row_id, index, written.fresh)?;
-    Ok(Some(written.outcome.kind))
+    Run { db, context, env }.entries(request)
 }
 
 /// A POST or PUT entry once its id is known.
@@ -102,14 +52,14 @@ enum Step {
 }
 
 /// One running transaction.
-struct Run<'a, 'c> {
-    transaction: &'a Transaction<'c>,
+struct Run<'a> {
+    db: &'a mut dyn Db,
     context: &'a WriteContext<'a>,
     env: Environment,
 }
 
-impl Run<'_, '_> {
-    fn entries(&self, request: TransactionRequest) -> Result<Vec<EntryOutcome>, TransactionError> {
+impl Run<'_> {
+    fn entries(&mut self, request: TransactionRequest) -> Result<Vec<EntryOutcome>, TransactionError> {
         let mut order: Vec<usize> = (0..request.entries.len()).collect();
         order.sort_by_key(|&index| request.entries[index].operation.phase());
         let mut placeholders = HashMap::new();
@@ -149,27 +99,27 @@ impl Run<'_, '_> {
     }
 
     /// Phase one: deletes run; creates and updates learn their id.
-    fn delete_or_resolve(&self, step: &mut Step) -> Result<(), Error> {
+    fn delete_or_resolve(&mut self, step: &mut Step) -> Result<(), Error> {
         let Step::Pending(operation) = step else { return Ok(()) };
-        let (transaction, context, env) = (self.transaction, self.context, self.env);
+        let (db, context, env) = (&mut *self.db, self.context, self.env);
         *step = match operation {
             Operation::Delete { resource_type, id, expected } => {
-                let version = steps::delete(transaction, context, env, resource_type, id, *expected)?;
+                let version = steps::delete(db, context, env, resource_type, id, *expected)?;
                 Step::Done(EntryOutcome::Deleted { version })
             }
             Operation::ConditionalDelete { resource_type, criteria } => {
-                let count = steps::conditional_delete(transaction, context, env, resource_type, criteria)?;
+                let count = steps::conditional_delete(db, context, env, resource_type, criteria)?;
                 Step::Done(EntryOutcome::ConditionallyDeleted { count })
             }
             Operation::Create { resource_type, resource, condition } => {
-                let matched = match condition {
-                    Some(criteria) => steps::single_match(transaction, env, resource_type, criteria)?,
+                let found = match condition {
+                    Some(criteria) => steps::single_match(db, env, resource_type, criteria)?,
                     None => None,
                 };
-                match matched {
+                match found {
                     Some(id) => Step::Done(EntryOutcome::Written(WriteOutcome {
                         kind: WriteKind::Unchanged,
-                        resource: current_resource(transaction, env, resource_type, id.as_str())?,
+                        resource: matched(db, env, resource_type, &id)?,
                     })),
                     None => Step::Write(Write {
                         resource_type: resource_type.clone(),
@@ -189,7 +139,7 @@ impl Run<'_, '_> {
             }),
             Operation::ConditionalUpdate { resource_type, criteria, resource } => {
                 let body_id = resource.get("id").and_then(Value::as_str);
-                let id = steps::conditional_update_id(transaction, env, resource_type, criteria, body_id)?;
+                let id = steps::conditional_update_id(db, env, resource_type, criteria, body_id)?;
                 Step::Write(Write {
                     resource_type: resource_type.clone(),
                     id,
@@ -204,19 +154,11 @@ impl Run<'_, '_> {
     }
 
     /// Phase two: writes, then reads.
-    fn write_or_read(&self, step: &mut Step) -> Result<(), Error> {
+    fn write_or_read(&mut self, step: &mut Step) -> Result<(), Error> {
         let outcome = match std::mem::replace(step, Step::Taken) {
             Step::Write(Write { resource_type, id, resource, expected, method }) => {
-                EntryOutcome::Written(write_version(
-                    self.transaction,
-                    self.context,
-                    self.env,
-                    &resource_type,
-                    &id,
-                    resource,
-                    expected,
-                    method,
-                )?)
+                let write = VersionWrite::new(&resource_type, &id, expected, method);
+                EntryOutcome::Written(write_version(&mut *self.db, self.context, self.env, write, resource)?)
             }
             Step::Pending(Operation::Read { resource_type, id, version }) => {
                 EntryOutcome::Read(self.read(&resource_type, &id, version)?)
@@ -231,14 +173,14 @@ impl Run<'_, '_> {
     }
 
     fn read(
-        &self,
+        &mut self,
         resource_type: &ResourceType,
         id: &LogicalId,
         version: Option<u64>,
     ) -> Result<crate::StoredResource, Error> {
         let found = match version {
-            Some(version) => query::vread(self.transaction, self.env, resource_type, id, version)?,
-            None => query::read(self.transaction, self.env, resource_type, id)?,
+            Some(version) => read::vread(&mut *self.db, self.env, resource_type, id, version)?,
+            None => read::read(&mut *self.db, self.env, resource_type, id)?,
         };
         found
             .filter(|resource| !resource.deleted)
@@ -246,8 +188,8 @@ impl Run<'_, '_> {
     }
 
     /// The `Type/id` a conditional reference stands for: exactly one match is required.
-    fn resolve_reference(&self, reference: &ConditionalReference) -> Result<String, TransactionError> {
-        let found = steps::single_match(self.transaction, self.env, &reference.resource_type, &reference.criteria)
+    fn resolve_reference(&mut self, reference: &ConditionalReference) -> Result<String, TransactionError> {
+        let found = steps::single_match(&mut *self.db, self.env, &reference.resource_type, &reference.criteria)
             .map_err(TransactionError::at(reference.entry))?;
         match found {
             Some(id) => Ok(format!("{}/{id}", reference.resource_type)),

@@ -1,0 +1,314 @@
+//! [`SqlStore`]: the one implementation of [`Store`] for both databases. A [`Backend`] gives it
+//! connections (a write transaction, a read); everything it does with them is in
+//! [`crate::sql`]. All database work runs on tokio's blocking pool.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fhir::id::{LogicalId, ResourceType};
+use fhir::search::{Criteria, Registry};
+use serde_json::Value;
+
+use crate::clock::{WriteClock, WriteContext};
+use crate::registry::{self, Registries};
+use crate::sql::db::Db;
+use crate::sql::write::VersionWrite;
+use crate::sql::{bundle, import, read, search, write};
+use crate::{
+    EntryOutcome, Environment, Error, ExpectedVersion, HistoryPage, HistoryQuery, ImportCounts, ImportResource, Method,
+    SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteKind, WriteOutcome,
+};
+
+/// How one database hands out connections. Calls block; the store makes them on tokio's
+/// blocking pool.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// True when [`Backend::write`] may run its work more than once.
+    const RETRIES: bool;
+
+    /// Runs `work` in one write transaction and commits it; a failure or a panic of `work`
+    /// rolls it back. `work` may run more than once (PostgreSQL retries a transaction that
+    /// lost a serialization race), so it must not consume its inputs. `after` runs once
+    /// the transaction has ended, on the same connection (SQLite's writer lock still held).
+    fn write<T, E: WriteFailure>(
+        &self,
+        work: &mut dyn FnMut(&mut dyn Db) -> Result<T, E>,
+        after: &mut dyn FnMut(&mut dyn Db) -> Result<(), Error>,
+    ) -> Result<T, E>;
+
+    /// Runs `work` on a connection that reads committed data.
+    fn read<T>(&self, work: &mut dyn FnMut(&mut dyn Db) -> Result<T, Error>) -> Result<T, Error>;
+
+    /// Called with the number of resources each write created (PostgreSQL analyzes its tables
+    /// as they grow).
+    fn created(&self, _count: usize) {}
+}
+
+/// An error a write may end with: a store [`Error`], or a [`TransactionError`] that also
+/// names the entry that failed.
+pub(crate) trait WriteFailure: From<Error> {
+    /// The store error underneath.
+    fn cause(&self) -> &Error;
+}
+
+impl WriteFailure for Error {
+    fn cause(&self) -> &Error {
+        self
+    }
+}
+
+impl WriteFailure for TransactionError {
+    fn cause(&self) -> &Error {
+        &self.error
+    }
+}
+
+/// An input a write's work consumes: handed over the first time, or, when the backend may
+/// retry the work, cloned each time (so SQLite's single attempt copies nothing).
+struct Input<T> {
+    value: Option<T>,
+    keep: bool,
+}
+
+impl<T: Clone> Input<T> {
+    fn new<B: Backend>(value: T) -> Input<T> {
+        Input { value: Some(value), keep: B::RETRIES }
+    }
+
+    fn get(&mut self) -> Result<T, Error> {
+        let value = if self.keep { self.value.clone() } else { self.value.take() };
+        value.ok_or_else(|| Error::Database("a write's input was used twice".into()))
+    }
+}
+
+/// A [`Store`] over any [`Backend`]: `SqliteStore` and `PostgresStore`.
+pub struct SqlStore<B> {
+    pub(crate) shared: Arc<Shared<B>>,
+}
+
+/// What the store's calls share across threads.
+pub(crate) struct Shared<B> {
+    pub(crate) backend: B,
+    pub(crate) clock: WriteClock,
+    /// The search parameters of each partition; replaced after a `SearchParameter` is written.
+    pub(crate) registries: Registries,
+}
+
+// The backends are the store's own: callers name `SqliteStore` and `PostgresStore`.
+#[allow(private_bounds)]
+impl<B: Backend> SqlStore<B> {
+    /// A store over `backend`, with its registries loaded and a clock that never goes back
+    /// before `floor` (microseconds).
+    pub(crate) fn new(backend: B, floor: i64) -> Result<SqlStore<B>, Error> {
+        let registries = Registries::official();
+        backend.read(&mut |db| registry::load(db, &registries))?;
+        let shared = Shared { backend, clock: WriteClock::starting_after(floor), registries };
+        Ok(SqlStore { shared: Arc::new(shared) })
+    }
+
+    /// Runs `work` in a write transaction of partition `env`, on the blocking pool; reloads
+    /// the registries when it wrote a `SearchParameter`.
+    async fn write<T, E, F>(&self, env: Environment, mut work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: WriteFailure + Send + 'static,
+        F: FnMut(&mut dyn Db, &WriteContext<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        run_blocking(move || {
+            let registry = shared.registries.get(env);
+            let context = WriteContext::new(&shared.clock, &registry);
+            shared.backend.write(&mut |db| work(db, &context), &mut |db| {
+                if context.search_parameters_changed() {
+                    registry::load(db, &shared.registries)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Runs `work` with a reading connection on the blocking pool.
+    pub(crate) async fn read<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Db) -> Result<T, Error> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        run_blocking(move || {
+            let mut work = Some(work);
+            shared.backend.read(&mut |db| match work.take() {
+                Some(work) => work(db),
+                None => Err(Error::Database("a read ran twice".into())),
+            })
+        })
+        .await
+    }
+
+    /// A write's outcome, counted for the backend when it created a resource.
+    fn count_created(&self, outcome: WriteOutcome) -> WriteOutcome {
+        self.shared.backend.created(usize::from(outcome.kind == WriteKind::Created));
+        outcome
+    }
+}
+
+async fn run_blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<Error> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| E::from(Error::Database(format!("database task failed: {error}"))))?
+}
+
+#[async_trait]
+#[allow(private_bounds)]
+impl<B: Backend> Store for SqlStore<B> {
+    async fn read(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        id: &LogicalId,
+    ) -> Result<Option<StoredResource>, Error> {
+        let (resource_type, id) = (resource_type.clone(), id.clone());
+        SqlStore::read(self, move |db| read::read(db, env, &resource_type, &id)).await
+    }
+
+    async fn vread(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        id: &LogicalId,
+        version: u64,
+    ) -> Result<Option<StoredResource>, Error> {
+        let (resource_type, id) = (resource_type.clone(), id.clone());
+        SqlStore::read(self, move |db| read::vread(db, env, &resource_type, &id, version)).await
+    }
+
+    async fn create(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        resource: Value,
+        condition: Option<Criteria>,
+    ) -> Result<WriteOutcome, Error> {
+        let (resource_type, mut resource) = (resource_type.clone(), Input::new::<B>(resource));
+        let outcome = self
+            .write(env, move |db, context| {
+                write::create(db, context, env, &resource_type, resource.get()?, condition.as_ref())
+            })
+            .await?;
+        Ok(self.count_created(outcome))
+    }
+
+    async fn update(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        id: &LogicalId,
+        resource: Value,
+        expected: ExpectedVersion,
+        method: Method,
+    ) -> Result<WriteOutcome, Error> {
+        let (resource_type, id, mut resource) = (resource_type.clone(), id.clone(), Input::new::<B>(resource));
+        let outcome = self
+            .write(env, move |db, context| {
+                let write = VersionWrite::new(&resource_type, &id, expected, method);
+                write::write_version(db, context, env, write, resource.get()?)
+            })
+            .await?;
+        Ok(self.count_created(outcome))
+    }
+
+    async fn conditional_update(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        criteria: Criteria,
+        resource: Value,
+    ) -> Result<WriteOutcome, Error> {
+        let (resource_type, mut resource) = (resource_type.clone(), Input::new::<B>(resource));
+        let outcome = self
+            .write(env, move |db, context| {
+                write::conditional_update(db, context, env, &resource_type, &criteria, resource.get()?)
+            })
+            .await?;
+        Ok(self.count_created(outcome))
+    }
+
+    async fn delete(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        id: &LogicalId,
+        expected: ExpectedVersion,
+    ) -> Result<Option<u64>, Error> {
+        let (resource_type, id) = (resource_type.clone(), id.clone());
+        self.write(env, move |db, context| write::delete(db, context, env, &resource_type, &id, expected)).await
+    }
+
+    async fn conditional_delete(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        criteria: Criteria,
+    ) -> Result<usize, Error> {
+        let resource_type = resource_type.clone();
+        self.write(env, move |db, context| write::conditional_delete(db, context, env, &resource_type, &criteria)).await
+    }
+
+    async fn find(
+        &self,
+        env: Environment,
+        resource_type: &ResourceType,
+        criteria: Criteria,
+        limit: usize,
+    ) -> Result<Vec<StoredResource>, Error> {
+        let resource_type = resource_type.clone();
+        SqlStore::read(self, move |db| read::find(db, env, &resource_type, &criteria, limit)).await
+    }
+
+    fn registry(&self, env: Environment) -> Arc<Registry> {
+        self.shared.registries.get(env)
+    }
+
+    async fn reindex(&self, after: i64, limit: usize) -> Result<Option<i64>, Error> {
+        let shared = Arc::clone(&self.shared);
+        // Each row is indexed with its own partition's registry, not the write's.
+        self.write(Environment::Production, move |db, _| registry::reindex(db, &shared.registries, after, limit)).await
+    }
+
+    async fn count_resources(&self) -> Result<u64, Error> {
+        SqlStore::read(self, read::count_resources).await
+    }
+
+    async fn search(&self, env: Environment, request: SearchRequest) -> Result<SearchPage, Error> {
+        SqlStore::read(self, move |db| search::search_within_limit(db, env, &request)).await
+    }
+
+    async fn history(&self, env: Environment, history: HistoryQuery) -> Result<HistoryPage, Error> {
+        SqlStore::read(self, move |db| read::history(db, env, &history)).await
+    }
+
+    async fn transaction(
+        &self,
+        env: Environment,
+        request: TransactionRequest,
+    ) -> Result<Vec<EntryOutcome>, TransactionError> {
+        let mut request = Input::new::<B>(request);
+        let outcomes =
+            self.write(env, move |db, context| bundle::transaction(db, context, env, request.get()?)).await?;
+        let created = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, EntryOutcome::Written(written) if written.kind == WriteKind::Created))
+            .count();
+        self.shared.backend.created(created);
+        Ok(outcomes)
+    }
+
+    async fn import(&self, env: Environment, resources: Vec<ImportResource>) -> Result<ImportCounts, Error> {
+        let counts = self.write(env, move |db, context| import::import(db, context, env, &resources)).await?;
+        self.shared.backend.created(counts.created);
+        Ok(counts)
+    }
+}
