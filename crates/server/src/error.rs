@@ -88,6 +88,11 @@ impl From<store::Error> for ApiError {
             E::InvalidTransaction(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, IssueType::Processing, error.to_string())
             }
+            E::RecordNotFound { .. } => ApiError::not_found(error.to_string()),
+            E::RecordExists { .. } | E::RecordConflict { .. } | E::RecordKeyTaken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, IssueType::Conflict, error.to_string())
+            }
+            E::InvalidRecord { .. } => ApiError::bad_request(error.to_string()),
             E::TooCostly(_) => ApiError::new(StatusCode::BAD_REQUEST, IssueType::TooCostly, error.to_string()),
             E::Unavailable(_) => {
                 tracing::warn!(error = %error, "database unavailable");

@@ -25,6 +25,21 @@ pub enum Error {
     /// A search ran past one of its [`crate::SearchLimits`]; the text names the limit.
     #[error("{0}")]
     TooCostly(String),
+    /// A platform record that does not live.
+    #[error("{kind} {id} does not exist")]
+    RecordNotFound { kind: String, id: String },
+    /// A create of a platform record that already lives.
+    #[error("{kind} {id} already exists")]
+    RecordExists { kind: String, id: String },
+    /// An update of a platform record at a version that is no longer its current one.
+    #[error("{kind} {id} is at version {current}, not {expected}")]
+    RecordConflict { kind: String, id: String, expected: u64, current: u64 },
+    /// A unique lookup key another live record of the kind holds.
+    #[error("another {kind} already has {name} '{value}'")]
+    RecordKeyTaken { kind: String, name: String, value: String },
+    /// A platform record that cannot be stored or read as its kind.
+    #[error("{kind} {id} is not a valid record: {reason}")]
+    InvalidRecord { kind: String, id: String, reason: String },
     /// The database could not be reached or is busy; the call may succeed later.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),

@@ -20,6 +20,7 @@ mod error;
 pub mod migrate;
 mod panic_guard;
 pub mod postgres;
+pub mod records;
 mod registry;
 mod sql;
 pub mod sqlite;
@@ -215,8 +216,9 @@ pub struct SearchPage {
 pub type ExpectedVersion = Option<u64>;
 
 /// The storage interface the server uses. Implementations must make each call atomic.
+/// Every store also keeps the platform records ([`records::Records`]).
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: records::Records + Send + Sync {
     /// The current version of a resource, including a tombstone if it was deleted; `None`
     /// if it never existed.
     async fn read(

@@ -14,6 +14,8 @@ pub(crate) mod criteria;
 pub(crate) mod db;
 pub(crate) mod import;
 pub(crate) mod read;
+pub(crate) mod records;
+pub(crate) mod schema;
 pub(crate) mod search;
 pub(crate) mod store;
 pub(crate) mod write;
@@ -98,7 +100,7 @@ impl Sql {
 
     /// A statement of fixed text: `template` with each `{}` replaced by a placeholder for the
     /// next of `values`.
-    pub(crate) fn fixed<const N: usize>(dialect: Dialect, template: &str, values: [Bind; N]) -> Sql {
+    pub(crate) fn fixed(dialect: Dialect, template: &str, values: impl IntoIterator<Item = Bind>) -> Sql {
         let mut sql = Sql { dialect, fixed: true, ..Sql::default() };
         let mut values = values.into_iter();
         let mut parts = template.split("{}");

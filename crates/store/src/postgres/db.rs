@@ -38,6 +38,10 @@ impl<C: GenericClient> Db for PostgresDb<'_, C> {
         Ok(())
     }
 
+    fn execute(&mut self, sql: &Sql) -> Result<u64, Error> {
+        Ok(self.0.execute_typed(&sql.text, &params(&sql.values))?)
+    }
+
     fn limit_time(&mut self, limit: Option<Duration>) -> Result<(), Error> {
         let limit = limit.unwrap_or(STATEMENT_TIMEOUT).as_millis().max(1);
         self.0.batch_execute(&format!("SET statement_timeout = {limit}"))?;

@@ -3,11 +3,16 @@
 //! Every text column uses the `"C"` collation: search compares, sorts and pages by code
 //! point, exactly as SQLite does, and the B-tree indexes serve prefix ranges.
 
+use std::borrow::Cow;
+
 use postgres::Client;
 
 use crate::Error;
+use crate::sql::Dialect;
+use crate::sql::schema::migrations as shared_migrations;
 
-/// Migrations in order; `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`.
+/// PostgreSQL's own migrations in order; `MIGRATIONS[n]` takes the schema from version `n`
+/// to `n + 1`. Frozen: new tables are written once in `sql/schema.rs`, applied after these.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE resources (
@@ -144,13 +149,18 @@ pub(crate) fn migrate(client: &mut Client) -> Result<(), Error> {
     )?;
     let current: i32 = transaction.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?.get(0);
     let current = usize::try_from(current).unwrap_or(usize::MAX);
-    if current > MIGRATIONS.len() {
+    let migrations: Vec<Cow<'static, str>> = MIGRATIONS
+        .iter()
+        .map(|migration| Cow::Borrowed(*migration))
+        .chain(shared_migrations(Dialect::Postgres))
+        .collect();
+    if current > migrations.len() {
         return Err(Error::Database(format!(
             "the database schema is version {current}, newer than this build of ignis knows ({})",
-            MIGRATIONS.len()
+            migrations.len()
         )));
     }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (index, migration) in migrations.iter().enumerate().skip(current) {
         transaction.batch_execute(migration)?;
         let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
         transaction.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version])?;

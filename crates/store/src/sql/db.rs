@@ -33,6 +33,9 @@ pub(crate) trait Db {
     /// are left unread).
     fn query(&mut self, sql: &Sql, each: &mut dyn FnMut(&dyn Row) -> Result<bool, Error>) -> Result<(), Error>;
 
+    /// Runs a statement that returns no rows; the number of rows it changed.
+    fn execute(&mut self, sql: &Sql) -> Result<u64, Error>;
+
     /// Stops any statement that runs longer than `limit` ([`Error::TooCostly`]); `None`
     /// restores the connection's default.
     fn limit_time(&mut self, limit: Option<Duration>) -> Result<(), Error>;

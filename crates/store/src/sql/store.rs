@@ -10,10 +10,11 @@ use fhir::search::{Criteria, Registry};
 use serde_json::Value;
 
 use crate::clock::{WriteClock, WriteContext};
+use crate::records::{Record, RecordWrite, Records};
 use crate::registry::{self, Registries};
 use crate::sql::db::Db;
 use crate::sql::write::VersionWrite;
-use crate::sql::{bundle, import, read, search, write};
+use crate::sql::{bundle, import, read, records, search, write};
 use crate::{
     EntryOutcome, Environment, Error, ExpectedVersion, HistoryPage, HistoryQuery, ImportCounts, ImportResource, Method,
     SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteKind, WriteOutcome,
@@ -159,6 +160,31 @@ where
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|error| E::from(Error::Database(format!("database task failed: {error}"))))?
+}
+
+#[async_trait]
+#[allow(private_bounds)]
+impl<B: Backend> Records for SqlStore<B> {
+    async fn write_record(&self, write: RecordWrite) -> Result<Record, Error> {
+        let shared = Arc::clone(&self.shared);
+        // Records belong to no partition; the write context's registry goes unused.
+        self.write(Environment::Production, move |db, _| records::write(db, &shared.clock, &write)).await
+    }
+
+    async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, Error> {
+        let (kind, id) = (kind.to_owned(), id.to_owned());
+        SqlStore::read(self, move |db| records::record(db, &kind, &id, false)).await
+    }
+
+    async fn find_records(&self, kind: &str, name: &str, value: &str) -> Result<Vec<Record>, Error> {
+        let (kind, name, value) = (kind.to_owned(), name.to_owned(), value.to_owned());
+        SqlStore::read(self, move |db| records::find(db, &kind, &name, &value)).await
+    }
+
+    async fn record_history(&self, kind: &str, id: &str) -> Result<Vec<Record>, Error> {
+        let (kind, id) = (kind.to_owned(), id.to_owned());
+        SqlStore::read(self, move |db| records::history(db, &kind, &id)).await
+    }
 }
 
 #[async_trait]

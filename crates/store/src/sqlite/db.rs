@@ -37,6 +37,12 @@ impl Db for SqliteDb<'_> {
         Ok(())
     }
 
+    fn execute(&mut self, sql: &Sql) -> Result<u64, Error> {
+        let (mut cached, mut plain) = (None, None);
+        let statement = prepare(self.0, sql, &mut cached, &mut plain)?;
+        Ok(statement.execute(params_from_iter(&sql.values))? as u64)
+    }
+
     /// A progress handler interrupts whichever statement is running once the deadline has
     /// passed (checked every [`CHECK_EVERY`] steps).
     fn limit_time(&mut self, limit: Option<Duration>) -> Result<(), Error> {

@@ -1,10 +1,15 @@
 //! The SQLite schema and its migrations, tracked with `PRAGMA user_version`.
 
+use std::borrow::Cow;
+
 use rusqlite::Connection;
 
 use crate::Error;
+use crate::sql::Dialect;
+use crate::sql::schema::migrations as shared_migrations;
 
-/// Migrations in order; `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`.
+/// SQLite's own migrations in order; `MIGRATIONS[n]` takes the schema from version `n` to
+/// `n + 1`. Frozen: new tables are written once in `sql/schema.rs`.
 const MIGRATIONS: &[&str] = &[
     r"
 CREATE TABLE resources (
@@ -190,17 +195,23 @@ CREATE INDEX uri_index_lookup ON uri_index (param, value, resource_row);
 ",
 ];
 
+/// Every migration in order: SQLite's own, then those written once for both databases.
+fn migrations() -> Vec<Cow<'static, str>> {
+    MIGRATIONS.iter().map(|migration| Cow::Borrowed(*migration)).chain(shared_migrations(Dialect::Sqlite)).collect()
+}
+
 /// Applies every migration the database has not seen, each in its own transaction.
 pub(crate) fn migrate(connection: &mut Connection) -> Result<(), Error> {
     let current: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let current = usize::try_from(current).unwrap_or(usize::MAX);
-    if current > MIGRATIONS.len() {
+    let migrations = migrations();
+    if current > migrations.len() {
         return Err(Error::Database(format!(
             "the database schema is version {current}, newer than this build of ignis knows ({})",
-            MIGRATIONS.len()
+            migrations.len()
         )));
     }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (index, migration) in migrations.iter().enumerate().skip(current) {
         let transaction = connection.transaction()?;
         transaction.execute_batch(migration)?;
         transaction.pragma_update(None, "user_version", i64::try_from(index + 1).unwrap_or(i64::MAX))?;
@@ -242,6 +253,6 @@ mod tests {
             .unwrap();
         assert_eq!(target, "q");
         let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
-        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert_eq!(version, migrations().len() as i64);
     }
 }
