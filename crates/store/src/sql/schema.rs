@@ -1,48 +1,17 @@
 //! Migrations written once for both databases.
 //!
 //! The tables of FHIR data were written per database before the store core was shared, and
-//! those migrations stay as they were (`sqlite/schema.rs`, `postgres/schema.rs`): databases
-//! in use recorded them. Every table since is written here once, as a template whose
-//! placeholders each dialect spells its own way, and runs after each database's own
-//! migrations.
+//! those migrations stay as they were (`migrations/sqlite/`, `migrations/postgres/`):
+//! databases in use recorded them. Every table since is written once (`migrations/shared/`),
+//! as a template whose placeholders each dialect spells its own way, and runs after each
+//! database's own migrations.
 
 use std::borrow::Cow;
 
 use crate::sql::Dialect;
 
 /// Shared migrations in order, as templates.
-const SHARED: &[&str] = &[r"
--- Platform records: versioned JSON documents of the security layer (users, clients,
--- accounts, devices…), each of a kind, with the lookup keys its kind declares.
-CREATE TABLE records (
-    kind       {text} NOT NULL,
-    id         {text} NOT NULL,
-    version    {int}  NOT NULL,
-    updated    {int}  NOT NULL, -- microseconds since the Unix epoch
-    updated_by {text} NOT NULL,
-    deleted    {flag} NOT NULL,
-    body       {text} NOT NULL, -- JSON; empty for a deleted record
-    PRIMARY KEY (kind, id)
-){clustered};
-CREATE TABLE record_history (
-    kind       {text} NOT NULL,
-    id         {text} NOT NULL,
-    version    {int}  NOT NULL,
-    updated    {int}  NOT NULL,
-    updated_by {text} NOT NULL,
-    deleted    {flag} NOT NULL,
-    body       {text} NOT NULL,
-    PRIMARY KEY (kind, id, version)
-){clustered};
-CREATE TABLE record_keys (
-    kind  {text} NOT NULL,
-    name  {text} NOT NULL,
-    value {text} NOT NULL,
-    id    {text} NOT NULL,
-    PRIMARY KEY (kind, name, value, id)
-){clustered};
-CREATE INDEX record_keys_by_record ON record_keys (kind, id);
-"];
+const SHARED: &[&str] = &[include_str!("../../migrations/shared/0001.sql")];
 
 /// The shared migrations spelled for `dialect`.
 pub(crate) fn migrations(dialect: Dialect) -> impl Iterator<Item = Cow<'static, str>> {
