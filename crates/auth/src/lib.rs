@@ -1,0 +1,5 @@
+//! The SMART App Launch authorization server's logic, without HTTP: scopes, and (as they
+//! land) users, clients, codes, tokens, sessions and keys. The server crate maps it onto
+//! routes and pages.
+
+pub mod scope;
