@@ -3,3 +3,4 @@
 //! routes and pages.
 
 pub mod scope;
+pub mod token;

@@ -72,6 +72,8 @@ pub enum Clause {
     Has { source_type: String, reference_id: i64, inner: Box<Clause> },
     /// Any of the clauses (the comma-separated pairs of a composite parameter).
     AnyOf(Vec<Clause>),
+    /// Every one of the clauses (one alternative of a token's granted filters).
+    AllOf(Vec<Clause>),
     /// Membership of a compartment (`Patient/123/Observation`): any of the reference
     /// parameters the CompartmentDefinition names points at `target_type/id`.
     Compartment { reference_ids: Vec<i64>, target_type: String, id: String },

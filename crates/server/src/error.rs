@@ -17,17 +17,19 @@ pub(crate) struct ApiError {
     issues: Vec<Issue>,
     /// Seconds a client should wait before retrying (503 and 429).
     retry_after: Option<u64>,
+    /// The `WWW-Authenticate` challenge of a 401.
+    challenge: Option<String>,
 }
 
 impl ApiError {
     /// An error with one issue.
     pub(crate) fn new(status: StatusCode, code: IssueType, diagnostics: impl Into<String>) -> ApiError {
-        ApiError { status, issues: vec![Issue::error(code, diagnostics)], retry_after: None }
+        ApiError { status, issues: vec![Issue::error(code, diagnostics)], retry_after: None, challenge: None }
     }
 
     /// An error reporting several issues (e.g. every validation problem of a resource).
     pub(crate) fn with_issues(status: StatusCode, issues: Vec<Issue>) -> ApiError {
-        ApiError { status, issues, retry_after: None }
+        ApiError { status, issues, retry_after: None, challenge: None }
     }
 
     /// 400 with an `invalid` issue.
@@ -64,6 +66,25 @@ impl ApiError {
             retry_after: Some(retry_after),
             ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient, diagnostics)
         }
+    }
+
+    /// 401 with a `WWW-Authenticate: Bearer` challenge (RFC 6750 §3): no token, or one that
+    /// failed `error` (`invalid_token`) for `reason`.
+    pub(crate) fn unauthorized(error: Option<&str>, reason: impl Into<String>) -> ApiError {
+        let reason = reason.into();
+        let challenge = match error {
+            Some(error) => format!(
+                "Bearer realm=\"ignis\", error=\"{error}\", error_description=\"{}\"",
+                reason.replace(['"', '\\'], "'")
+            ),
+            None => "Bearer realm=\"ignis\"".to_owned(),
+        };
+        ApiError { challenge: Some(challenge), ..ApiError::new(StatusCode::UNAUTHORIZED, IssueType::Login, reason) }
+    }
+
+    /// 403: the token is valid but does not grant this.
+    pub(crate) fn forbidden(diagnostics: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, diagnostics)
     }
 
     /// 500 that reveals nothing; the cause is logged.
@@ -105,7 +126,11 @@ impl From<store::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        outcome_response(self.status, &self.issues, self.retry_after)
+        let mut response = outcome_response(self.status, &self.issues, self.retry_after);
+        if let Some(challenge) = self.challenge.and_then(|challenge| HeaderValue::from_str(&challenge).ok()) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
     }
 }
 

@@ -5,6 +5,7 @@
 //! call them with a port-0 listener.
 //!
 //! Layout: `router.rs` lists every route; `handlers/` holds one module per FHIR interaction;
+//! `authorize.rs` authenticates bearer tokens and decides what each caller may reach;
 //! `negotiation.rs` reads request headers and bodies; `response.rs` writes resource
 //! responses; `error.rs` is the only place errors become HTTP responses; `middleware.rs`
 //! stacks the layers.
@@ -12,6 +13,7 @@
 //! **Architecture invariant:** this is the only crate that knows HTTP. FHIR rules live in
 //! `fhir`, storage in `store`.
 
+mod authorize;
 mod bundle;
 mod capability;
 mod error;

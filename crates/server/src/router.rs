@@ -7,8 +7,8 @@ use store::Environment;
 use crate::handlers::{
     capabilities, create, delete, health, history, patch, read, search, transaction, update, validate,
 };
-use crate::middleware;
 use crate::state::{AppState, FhirContext};
+use crate::{authorize, middleware};
 
 /// The whole application: the production FHIR base at `/fhir`, the sandbox base at
 /// `/sandbox/fhir`, health checks, and the middleware stack around them.
@@ -26,10 +26,11 @@ pub fn router(state: AppState) -> Router {
 
 /// The FHIR REST interactions of one base. Static segments (`_history`, `$validate`) take
 /// precedence over `{id}`, which cannot start with `_` or `$` anyway.
+/// Every route but `metadata` needs an access token when the server requires them.
 fn fhir_routes(context: FhirContext) -> Router<AppState> {
+    let open = Router::new().route("/metadata", get(capabilities::metadata));
     Router::new()
         .route("/", get(search::search_system).post(transaction::transaction))
-        .route("/metadata", get(capabilities::metadata))
         .route("/_history", get(history::system))
         .route(
             "/{type}",
@@ -45,6 +46,8 @@ fn fhir_routes(context: FhirContext) -> Router<AppState> {
         .route("/{type}/{id}/_history", get(history::instance))
         .route("/{type}/{id}/_history/{version}", get(read::vread))
         .route("/{type}/{id}/{compartment_type}", get(search::search_compartment))
+        .route_layer(axum::middleware::from_fn_with_state(context.clone(), authorize::authenticate))
+        .merge(open)
         .layer(axum::middleware::from_fn(middleware::negotiate))
         .with_state(context)
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use auth::token::TokenKey;
 use store::{Environment, SearchLimits, Store};
 use tokio::sync::Semaphore;
 
@@ -48,6 +49,8 @@ impl Config {
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
+    /// The key that checks access tokens; `None` runs the FHIR API open (no tokens).
+    pub tokens: Option<Arc<TokenKey>>,
     /// One permit per search that may run at once ([`Config::max_concurrent_searches`]).
     pub(crate) search_slots: Arc<Semaphore>,
 }
@@ -56,7 +59,14 @@ impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: Arc<dyn Store>, config: Config) -> AppState {
         let search_slots = Arc::new(Semaphore::new(config.max_concurrent_searches));
-        AppState { store, config: Arc::new(config), search_slots }
+        AppState { store, config: Arc::new(config), tokens: None, search_slots }
+    }
+
+    /// The same state, requiring access tokens checked with `key` on every FHIR request but
+    /// `metadata`.
+    pub fn with_token_key(mut self, key: Arc<TokenKey>) -> AppState {
+        self.tokens = Some(key);
+        self
     }
 }
 

@@ -19,6 +19,7 @@ use store::{TransactionError, TransactionRequest};
 
 use axum::http::StatusCode;
 
+use crate::authorize::Caller;
 use crate::error::ApiError;
 use crate::state::FhirContext;
 
@@ -36,7 +37,12 @@ enum Slot {
 }
 
 /// Runs a posted Bundle and returns the response Bundle's JSON.
-pub(crate) async fn process(context: &FhirContext, mut bundle: Value, detail: Detail) -> Result<String, ApiError> {
+pub(crate) async fn process(
+    context: &FhirContext,
+    caller: &Caller,
+    mut bundle: Value,
+    detail: Detail,
+) -> Result<String, ApiError> {
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(ApiError::bad_request("POST to the FHIR base takes a Bundle of type transaction or batch"));
     }
@@ -47,8 +53,8 @@ pub(crate) async fn process(context: &FhirContext, mut bundle: Value, detail: De
         Some(_) => return Err(ApiError::bad_request("Bundle.entry must be an array")),
     };
     match kind.as_str() {
-        "transaction" => transaction(context, entries, detail).await,
-        "batch" => batch(context, entries, detail).await,
+        "transaction" => transaction(context, caller, entries, detail).await,
+        "batch" => batch(context, caller, entries, detail).await,
         other => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             IssueType::NotSupported,
@@ -57,13 +63,18 @@ pub(crate) async fn process(context: &FhirContext, mut bundle: Value, detail: De
     }
 }
 
-async fn transaction(context: &FhirContext, entries: Vec<Value>, detail: Detail) -> Result<String, ApiError> {
+async fn transaction(
+    context: &FhirContext,
+    caller: &Caller,
+    entries: Vec<Value>,
+    detail: Detail,
+) -> Result<String, ApiError> {
     let base = context.base.to_string();
     let registry = context.store().registry(context.env);
     let (entries, slots) = tokio::task::spawn_blocking(move || parse_all(&registry, &base, entries))
         .await
         .map_err(ApiError::internal)??;
-    let request = resolve(context, entries).await?;
+    let request = resolve(context, caller, entries).await?;
     let mut outcomes = context.store().transaction(context.env, request).await.map_err(entry_error)?.into_iter();
     let mut results = Vec::with_capacity(slots.len());
     for (index, slot) in slots.into_iter().enumerate() {
@@ -72,7 +83,7 @@ async fn transaction(context: &FhirContext, entries: Vec<Value>, detail: Detail)
                 .next()
                 .map(Answer::Stored)
                 .ok_or_else(|| ApiError::internal("the store returned fewer outcomes than entries")),
-            Slot::Search { type_name, query } => search(context, index, type_name, query).await,
+            Slot::Search { type_name, query } => search(context, caller, index, type_name, query).await,
         });
     }
     response::bundle(&context.base, "transaction-response", &results, detail)
@@ -80,7 +91,7 @@ async fn transaction(context: &FhirContext, entries: Vec<Value>, detail: Detail)
 
 /// An entry for the store, in entry order: ready, or a patch still to apply.
 enum StoreEntry {
-    Ready(entry::ParsedEntry),
+    Ready { index: usize, parsed: entry::ParsedEntry },
     Patch { index: usize, patch: entry::PatchEntry },
 }
 
@@ -91,7 +102,7 @@ fn parse_all(registry: &Registry, base: &str, entries: Vec<Value>) -> Result<(Ve
     for (index, mut entry) in entries.into_iter().enumerate() {
         match entry::parse(registry, base, index, &mut entry).map_err(|error| error.in_entry(index))? {
             entry::Request::Store(parsed) => {
-                stored.push(StoreEntry::Ready(parsed));
+                stored.push(StoreEntry::Ready { index, parsed });
                 slots.push(Slot::Store);
             }
             entry::Request::Patch(patch) => {
@@ -106,15 +117,20 @@ fn parse_all(registry: &Registry, base: &str, entries: Vec<Value>) -> Result<(Ve
 
 /// The store's request: patches applied to the versions they find now (the store then fails
 /// the transaction if any of those versions changed before it runs).
-async fn resolve(context: &FhirContext, entries: Vec<StoreEntry>) -> Result<TransactionRequest, ApiError> {
+async fn resolve(
+    context: &FhirContext,
+    caller: &Caller,
+    entries: Vec<StoreEntry>,
+) -> Result<TransactionRequest, ApiError> {
     let mut request = TransactionRequest::default();
     for entry in entries {
-        let parsed = match entry {
-            StoreEntry::Ready(parsed) => parsed,
+        let (index, parsed) = match entry {
+            StoreEntry::Ready { index, parsed } => (index, parsed),
             StoreEntry::Patch { index, patch } => {
-                patched(context, patch).await.map_err(|error| error.in_entry(index))?
+                (index, patched(context, patch).await.map_err(|error| error.in_entry(index))?)
             }
         };
+        let parsed = admitted(context, caller, parsed).await.map_err(|error| error.in_entry(index))?;
         request.entries.push(parsed.entry);
         request.conditional_references.extend(parsed.conditional_references);
     }
@@ -133,36 +149,62 @@ async fn patched(context: &FhirContext, patch: entry::PatchEntry) -> Result<entr
     Ok(patch.into_entry(resource, expected))
 }
 
+/// An entry the caller may run, its conditional criteria and references narrowed to what
+/// the caller may see.
+async fn admitted(
+    context: &FhirContext,
+    caller: &Caller,
+    mut parsed: entry::ParsedEntry,
+) -> Result<entry::ParsedEntry, ApiError> {
+    caller.admit_operation(context, &mut parsed.entry.operation).await?;
+    for reference in &mut parsed.conditional_references {
+        caller.narrow_criteria(context, &reference.resource_type, &mut reference.criteria)?;
+    }
+    Ok(parsed)
+}
+
 /// A search entry: the searchset Bundle of its search.
 async fn search(
     context: &FhirContext,
+    caller: &Caller,
     index: usize,
     type_name: String,
     query: Option<String>,
 ) -> Result<Answer, ApiError> {
-    crate::handlers::search::type_searchset(context, &type_name, query.as_deref())
+    crate::handlers::search::type_searchset(context, caller, &type_name, query.as_deref())
         .await
         .map(Answer::Searchset)
         .map_err(|error| error.in_entry(index))
 }
 
-async fn batch(context: &FhirContext, entries: Vec<Value>, detail: Detail) -> Result<String, ApiError> {
+async fn batch(
+    context: &FhirContext,
+    caller: &Caller,
+    entries: Vec<Value>,
+    detail: Detail,
+) -> Result<String, ApiError> {
     let mut results = Vec::with_capacity(entries.len());
     for (index, mut entry) in entries.into_iter().enumerate() {
-        results.push(batch_entry(context, index, &mut entry).await);
+        results.push(batch_entry(context, caller, index, &mut entry).await);
     }
     response::bundle(&context.base, "batch-response", &results, detail)
 }
 
 /// One batch entry in its own database transaction.
-async fn batch_entry(context: &FhirContext, index: usize, entry: &mut Value) -> Result<Answer, ApiError> {
+async fn batch_entry(
+    context: &FhirContext,
+    caller: &Caller,
+    index: usize,
+    entry: &mut Value,
+) -> Result<Answer, ApiError> {
     let parsed = match entry::parse(&context.store().registry(context.env), &context.base, index, entry)
         .map_err(|error| error.in_entry(index))?
     {
         entry::Request::Store(parsed) => parsed,
         entry::Request::Patch(patch) => patched(context, patch).await.map_err(|error| error.in_entry(index))?,
-        entry::Request::Search { type_name, query } => return search(context, index, type_name, query).await,
+        entry::Request::Search { type_name, query } => return search(context, caller, index, type_name, query).await,
     };
+    let parsed = admitted(context, caller, parsed).await.map_err(|error| error.in_entry(index))?;
     let request =
         TransactionRequest { entries: vec![parsed.entry], conditional_references: parsed.conditional_references };
     let mut outcomes = context.store().transaction(context.env, request).await.map_err(entry_error)?;

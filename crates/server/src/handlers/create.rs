@@ -1,11 +1,14 @@
 //! `create`, including conditional create (`If-None-Exist`).
 
+use auth::scope::Permission;
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use store::WriteKind;
 
+use crate::authorize::Caller;
 use crate::error::ApiError;
 use crate::handlers::{check_resource, parse_criteria, parse_type};
 use crate::negotiation::{read_resource, return_preference};
@@ -16,21 +19,26 @@ use crate::state::FhirContext;
 /// spec says.
 pub(crate) async fn create(
     State(context): State<FhirContext>,
+    Extension(caller): Extension<Caller>,
     Path(type_name): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let resource_type = parse_type(&type_name)?;
+    let limit = caller.admit(&context, &resource_type, Permission::Create)?;
     let resource = read_resource(&headers, body, context.app.config.max_body_bytes).await?;
     check_resource(&resource_type, &resource)?;
+    limit.check_body(&context, &resource_type, &resource, &caller)?;
     let condition = match headers.get("if-none-exist") {
         Some(value) => {
             let query = value.to_str().map_err(|_| ApiError::bad_request("If-None-Exist is not valid text"))?;
-            Some(parse_criteria(
+            let mut criteria = parse_criteria(
                 &context.store().registry(context.env),
                 &resource_type,
                 Some(query.trim_start_matches('?')),
-            )?)
+            )?;
+            caller.narrow_criteria(&context, &resource_type, &mut criteria)?;
+            Some(criteria)
         }
         None => None,
     };

@@ -1,12 +1,15 @@
 //! `history` at system, type and instance level, with `_since`, `_at`, `_count` and keyset
 //! paging (`_page` carries the position where the next page starts).
 
+use auth::scope::Permission;
+use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use store::{HistoryQuery, HistoryScope};
 use time::OffsetDateTime;
 
+use crate::authorize::{Caller, Limit};
 use crate::bundle::history_bundle;
 use crate::error::ApiError;
 use crate::handlers::{parse_id, parse_type, query_pairs};
@@ -19,18 +22,29 @@ const MAX_COUNT: usize = 1000;
 /// `GET [base]/_history`.
 pub(crate) async fn system(
     State(context): State<FhirContext>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    caller.admit_every_type(Permission::Search)?;
     history(&context, HistoryScope::System, "_history".to_owned(), query.as_deref()).await
 }
 
 /// `GET [base]/[type]/_history`.
 pub(crate) async fn type_level(
     State(context): State<FhirContext>,
+    Extension(caller): Extension<Caller>,
     Path(type_name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let resource_type = parse_type(&type_name)?;
+    // A type's history lists versions of resources the limit may not reach, which a
+    // history query cannot filter yet: only callers without a limit get it.
+    if let Limit::Within(_) = caller.admit(&context, &resource_type, Permission::Search)? {
+        return Err(ApiError::forbidden(format!(
+            "the history of every {resource_type} needs a scope without a patient or category limit; \
+             read an instance's history instead"
+        )));
+    }
     let path = format!("{resource_type}/_history");
     history(&context, HistoryScope::Type(resource_type), path, query.as_deref()).await
 }
@@ -38,13 +52,16 @@ pub(crate) async fn type_level(
 /// `GET [base]/[type]/[id]/_history`: 404 for a resource that never existed.
 pub(crate) async fn instance(
     State(context): State<FhirContext>,
+    Extension(caller): Extension<Caller>,
     Path((type_name, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let (resource_type, id) = (parse_type(&type_name)?, parse_id(&id)?);
+    let limit = caller.admit(&context, &resource_type, Permission::Read)?;
     if context.store().read(context.env, &resource_type, &id).await?.is_none() {
         return Err(ApiError::not_found(format!("{resource_type}/{id} is not known")));
     }
+    limit.check(&context, &resource_type, &id).await?;
     let path = format!("{resource_type}/{id}/_history");
     history(&context, HistoryScope::Instance(resource_type, id), path, query.as_deref()).await
 }

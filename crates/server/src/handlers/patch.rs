@@ -1,5 +1,7 @@
 //! `patch` with JSON Patch (RFC 6902).
 
+use auth::scope::Permission;
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -8,6 +10,7 @@ use fhir::outcome::IssueType;
 use serde_json::Value;
 use store::{Method, StoredResource};
 
+use crate::authorize::Caller;
 use crate::error::ApiError;
 use crate::handlers::update::respond;
 use crate::handlers::{check_resource, parse_id, parse_type};
@@ -20,11 +23,14 @@ use crate::state::FhirContext;
 /// and apply again.
 pub(crate) async fn patch(
     State(context): State<FhirContext>,
+    Extension(caller): Extension<Caller>,
     Path((type_name, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let (resource_type, id) = (parse_type(&type_name)?, parse_id(&id)?);
+    let limit = caller.admit(&context, &resource_type, Permission::Update)?;
+    limit.check_existing(&context, &resource_type, &id).await?;
     let document = read_json_patch(&headers, body, context.app.config.max_body_bytes).await?;
     let operations: json_patch::Patch = serde_json::from_value(document)
         .map_err(|error| ApiError::bad_request(format!("the body is not a JSON Patch document: {error}")))?;
@@ -38,6 +44,7 @@ pub(crate) async fn patch(
             .filter(|current| !current.deleted)
             .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
         let (resource, expected) = apply(&current, requested, &operations)?;
+        limit.check_body(&context, &resource_type, &resource, &caller)?;
         let store = context.store();
         match store.update(context.env, &resource_type, &id, resource, Some(expected), Method::Patch).await {
             // Someone wrote in between and the client named no version: patch the newer one.

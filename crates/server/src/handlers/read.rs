@@ -1,11 +1,14 @@
 //! `read` and `vread`, with conditional reads (`If-None-Match`, `If-Modified-Since`).
 
+use auth::scope::Permission;
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fhir::outcome::IssueType;
 use store::StoredResource;
 
+use crate::authorize::Caller;
 use crate::error::ApiError;
 use crate::handlers::{parse_id, parse_type};
 use crate::negotiation::parse_etag;
@@ -15,15 +18,18 @@ use crate::state::FhirContext;
 /// `GET [base]/[type]/[id]`.
 pub(crate) async fn read(
     State(context): State<FhirContext>,
+    Extension(caller): Extension<Caller>,
     Path((type_name, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (resource_type, id) = (parse_type(&type_name)?, parse_id(&id)?);
+    let limit = caller.admit(&context, &resource_type, Permission::Read)?;
     let resource = context
         .store()
         .read(context.env, &resource_type, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+    limit.check(&context, &resource_type, &id).await?;
     if resource.deleted {
         return Err(gone(&resource));
     }
@@ -38,9 +44,11 @@ pub(crate) async fn read(
 /// `GET [base]/[type]/[id]/_history/[vid]`.
 pub(crate) async fn vread(
     State(context): State<FhirContext>,
+    Extension(caller): Extension<Caller>,
     Path((type_name, id, version)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let (resource_type, id) = (parse_type(&type_name)?, parse_id(&id)?);
+    caller.admit(&context, &resource_type, Permission::Read)?.check(&context, &resource_type, &id).await?;
     let version: u64 = version
         .parse()
         .map_err(|_| ApiError::not_found(format!("'{version}' is not a version of {resource_type}/{id}")))?;

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use auth::scope::Permission;
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -16,6 +18,7 @@ use serde_json::Value;
 use store::{SearchPage, SearchRequest, StoredResource};
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::authorize::{Caller, Limit, filter_included};
 use crate::bundle::{SearchEntry, search_bundle};
 use crate::error::ApiError;
 use crate::handlers::{parse_id, parse_type, query_pairs};
@@ -28,6 +31,7 @@ const DEFAULT_COUNT: usize = 50;
 /// `GET [base]/[type]?…`.
 pub(crate) async fn search_type(
     State(context): State<FhirContext>,
+    Extension(caller): Extension<Caller>,
     Path(type_name): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -35,12 +39,13 @@ pub(crate) async fn search_type(
     let resource_type = parse_type(&type_name)?;
     let pairs = query_pairs(query.as_deref())?;
     let path = resource_type.to_string();
-    run(&context, Scope { types: vec![resource_type], extra: None, path }, &pairs, &headers).await
+    run(&context, &caller, Scope { types: vec![resource_type], extra: None, path }, &pairs, &headers).await
 }
 
 /// `POST [base]/[type]/_search` with a form-encoded body (and possibly a query string too).
 pub(crate) async fn search_post(
     State(context): State<FhirContext>,
+    Extension(caller): Extension<Caller>,
     Path(type_name): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -62,13 +67,14 @@ pub(crate) async fn search_post(
     let mut pairs = query_pairs(query.as_deref())?;
     pairs.extend(query_pairs(Some(form))?);
     let path = resource_type.to_string();
-    run(&context, Scope { types: vec![resource_type], extra: None, path }, &pairs, &headers).await
+    run(&context, &caller, Scope { types: vec![resource_type], extra: None, path }, &pairs, &headers).await
 }
 
 /// `GET [base]?_type=A,B&…`: without `_type`, every resource type (then only the parameters
 /// every resource has, such as `_id` and `_lastUpdated`, apply).
 pub(crate) async fn search_system(
     State(context): State<FhirContext>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -77,12 +83,13 @@ pub(crate) async fn search_system(
         Some((_, list)) => list.split(',').map(|name| parse_type(name.trim())).collect::<Result<Vec<_>, _>>()?,
         None => Definitions::get().resource_types().filter_map(ResourceType::parse).collect(),
     };
-    run(&context, Scope { types, extra: None, path: String::new() }, &pairs, &headers).await
+    run(&context, &caller, Scope { types, extra: None, path: String::new() }, &pairs, &headers).await
 }
 
 /// `GET [base]/[compartment]/[id]/[type]?…`.
 pub(crate) async fn search_compartment(
     State(context): State<FhirContext>,
+    Extension(caller): Extension<Caller>,
     Path((compartment, id, type_name)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -98,7 +105,7 @@ pub(crate) async fn search_compartment(
         })?;
     let pairs = query_pairs(query.as_deref())?;
     let path = format!("{compartment}/{id}/{resource_type}");
-    run(&context, Scope { types: vec![resource_type], extra: Some(clause), path }, &pairs, &headers).await
+    run(&context, &caller, Scope { types: vec![resource_type], extra: Some(clause), path }, &pairs, &headers).await
 }
 
 /// What a search runs over: the types, an extra clause (the compartment), and the path its
@@ -111,11 +118,12 @@ struct Scope {
 
 async fn run(
     context: &FhirContext,
+    caller: &Caller,
     scope: Scope,
     pairs: &[(String, String)],
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let body = searchset(context, scope, pairs, handling(headers)).await?;
+    let body = searchset(context, caller, scope, pairs, handling(headers)).await?;
     Ok(json_response(StatusCode::OK, body))
 }
 
@@ -123,18 +131,21 @@ async fn run(
 /// or batch answers with (lenient, as without `Prefer`).
 pub(crate) async fn type_searchset(
     context: &FhirContext,
+    caller: &Caller,
     type_name: &str,
     query: Option<&str>,
 ) -> Result<String, ApiError> {
     let resource_type = parse_type(type_name)?;
     let pairs = query_pairs(query)?;
     let path = resource_type.to_string();
-    searchset(context, Scope { types: vec![resource_type], extra: None, path }, &pairs, Handling::Lenient).await
+    let scope = Scope { types: vec![resource_type], extra: None, path };
+    searchset(context, caller, scope, &pairs, Handling::Lenient).await
 }
 
 /// Parses and runs a search, and renders its page as a searchset Bundle.
 async fn searchset(
     context: &FhirContext,
+    caller: &Caller,
     scope: Scope,
     pairs: &[(String, String)],
     handling: Handling,
@@ -149,6 +160,7 @@ async fn searchset(
     let mut query = SearchQuery::parse(&registry, parse_as, pairs, handling)
         .map_err(|issue| ApiError::with_issues(StatusCode::BAD_REQUEST, vec![issue]))?;
     query.clauses.extend(scope.extra);
+    query.clauses.extend(limits(context, caller, &scope.types)?);
     if query.summary == Summary::Count {
         query.total = Total::Accurate;
     }
@@ -156,8 +168,26 @@ async fn searchset(
     let limits = context.app.config.search_limits;
     let request = SearchRequest { types: scope.types, query: query.clone(), count, limits };
     let _slot = search_slot(context).await?;
-    let page = context.store().search(context.env, request).await?;
+    let mut page = context.store().search(context.env, request).await?;
+    page.included = filter_included(context, caller, std::mem::take(&mut page.included)).await?;
     bundle(context, &scope.path, pairs, &query, page)
+}
+
+/// The clauses the caller's scopes add to a search of `types`; 403 for a type they do not
+/// cover. A search across several types runs one query for all of them, so it is open only to
+/// callers without a limit on any of them.
+fn limits(context: &FhirContext, caller: &Caller, types: &[ResourceType]) -> Result<Vec<Clause>, ApiError> {
+    if let [single] = types {
+        return Ok(caller.admit(context, single, Permission::Search)?.clauses());
+    }
+    for resource_type in types {
+        if let Limit::Within(_) = caller.admit(context, resource_type, Permission::Search)? {
+            return Err(ApiError::forbidden(format!(
+                "the access token limits what it reaches of {resource_type}: search one resource type at a time"
+            )));
+        }
+    }
+    Ok(Vec::new())
 }
 
 /// A slot among the searches that may run at once, waiting briefly for one; 503 when none

@@ -1,10 +1,12 @@
 //! `transaction` and `batch`: `POST [base]` with a Bundle.
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
+use crate::authorize::Caller;
 use crate::error::ApiError;
 use crate::negotiation::read_resource;
 use crate::response::json_response;
@@ -15,11 +17,12 @@ use crate::transaction::{Detail, process};
 /// transaction answers with the failing entry's status and OperationOutcome.
 pub(crate) async fn transaction(
     State(context): State<FhirContext>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bundle = read_resource(&headers, body, context.app.config.max_body_bytes).await?;
-    let body = process(&context, bundle, detail(&headers)).await?;
+    let body = process(&context, &caller, bundle, detail(&headers)).await?;
     Ok(json_response(StatusCode::OK, body))
 }
 

@@ -1,5 +1,7 @@
 //! `update` (with create-on-update and `If-Match`) and conditional update.
 
+use auth::scope::Permission;
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -7,6 +9,7 @@ use axum::response::Response;
 use serde_json::Value;
 use store::{Method, WriteKind, WriteOutcome};
 
+use crate::authorize::Caller;
 use crate::error::ApiError;
 use crate::handlers::{check_resource, parse_criteria, parse_id, parse_type};
 use crate::negotiation::{if_match, read_resource, return_preference};
@@ -16,11 +19,13 @@ use crate::state::FhirContext;
 /// `PUT [base]/[type]/[id]`: the body must carry the same id.
 pub(crate) async fn update(
     State(context): State<FhirContext>,
+    Extension(caller): Extension<Caller>,
     Path((type_name, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let (resource_type, id) = (parse_type(&type_name)?, parse_id(&id)?);
+    let limit = caller.admit(&context, &resource_type, Permission::Update)?;
     let resource = read_resource(&headers, body, context.app.config.max_body_bytes).await?;
     match resource.get("id") {
         Some(Value::String(body_id)) if body_id == id.as_str() => {}
@@ -36,6 +41,8 @@ pub(crate) async fn update(
         }
     }
     check_resource(&resource_type, &resource)?;
+    limit.check_existing(&context, &resource_type, &id).await?;
+    limit.check_body(&context, &resource_type, &resource, &caller)?;
     let expected = if_match(&headers)?;
     let outcome = context.store().update(context.env, &resource_type, &id, resource, expected, Method::Put).await?;
     Ok(respond(&context, &headers, &outcome))
@@ -44,15 +51,19 @@ pub(crate) async fn update(
 /// `PUT [base]/[type]?criteria`.
 pub(crate) async fn conditional_update(
     State(context): State<FhirContext>,
+    Extension(caller): Extension<Caller>,
     Path(type_name): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let resource_type = parse_type(&type_name)?;
-    let criteria = parse_criteria(&context.store().registry(context.env), &resource_type, query.as_deref())?;
+    let limit = caller.admit(&context, &resource_type, Permission::Update)?;
+    let mut criteria = parse_criteria(&context.store().registry(context.env), &resource_type, query.as_deref())?;
     let resource = read_resource(&headers, body, context.app.config.max_body_bytes).await?;
     check_resource(&resource_type, &resource)?;
+    limit.check_body(&context, &resource_type, &resource, &caller)?;
+    caller.narrow_criteria(&context, &resource_type, &mut criteria)?;
     let outcome = context.store().conditional_update(context.env, &resource_type, criteria, resource).await?;
     Ok(respond(&context, &headers, &outcome))
 }

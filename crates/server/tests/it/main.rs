@@ -15,6 +15,7 @@
 //! - `postgres`: several servers over one PostgreSQL database (`#[ignore]`d unless run with
 //!   `--include-ignored` under `.ci/with-postgres`).
 
+mod authorization;
 mod capability;
 mod crud;
 mod errors;

@@ -15,6 +15,8 @@ pub(crate) struct TestApp {
     pub(crate) client: Client,
     /// The store itself, for operator actions that have no HTTP endpoint (reindex).
     pub(crate) store: Arc<dyn store::Store>,
+    /// The key the server checks access tokens with, when it requires them.
+    key: Option<Arc<auth::token::TokenKey>>,
     database: Arc<Database>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -113,7 +115,40 @@ impl TestApp {
     pub(crate) async fn spawn_with(adjust: impl FnOnce(&mut server::Config)) -> TestApp {
         let database = Arc::new(Database::fresh());
         let store = database.open().await;
-        TestApp::serve(database, store, adjust).await
+        TestApp::serve(database, store, adjust, None).await
+    }
+
+    /// A server that requires access tokens; [`TestApp::token`] issues them.
+    pub(crate) async fn spawn_secured() -> TestApp {
+        let database = Arc::new(Database::fresh());
+        let store = database.open().await;
+        let key = Arc::new(auth::token::TokenKey::new(uuid::Uuid::new_v4().as_bytes().repeat(2).as_slice()));
+        TestApp::serve(database, store, |_| {}, Some(key)).await
+    }
+
+    /// An access token of this server's production base granting `scopes`, with `patient` in
+    /// context, valid for an hour.
+    pub(crate) fn token(&self, scopes: &str, patient: Option<&str>) -> String {
+        self.token_for(&self.base, scopes, patient, 3600)
+    }
+
+    /// An access token for the FHIR base `audience`, expiring `lifetime` seconds from now
+    /// (negative: already expired).
+    pub(crate) fn token_for(&self, audience: &str, scopes: &str, patient: Option<&str>, lifetime: i64) -> String {
+        let key = self.key.as_ref().expect("a secured server");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+        let grant = auth::token::Grant {
+            token_id: auth::token::new_token_id(),
+            client_id: "test-client".into(),
+            subject: "test-user".into(),
+            scopes: auth::scope::Scopes::parse(scopes).expect("scopes"),
+            patient: patient.map(str::to_owned),
+            encounter: None,
+            fhir_user: None,
+            issued_at: now,
+            expires_at: now + lifetime,
+        };
+        key.issue(&grant, &self.root, audience).expect("sign")
     }
 
     /// A server over a fresh schema of the PostgreSQL database at `url`.
@@ -121,31 +156,35 @@ impl TestApp {
         let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
         let database = Arc::new(Database::Postgres { url: url.to_owned(), schema });
         let store = database.open().await;
-        TestApp::serve(database, store, |_| {}).await
+        TestApp::serve(database, store, |_| {}, None).await
     }
 
     /// A second server over this one's database with a store of its own, as a second
     /// process would have it.
     pub(crate) async fn spawn_sharing(&self) -> TestApp {
         let store = self.database.open().await;
-        TestApp::serve(Arc::clone(&self.database), store, |_| {}).await
+        TestApp::serve(Arc::clone(&self.database), store, |_| {}, self.key.clone()).await
     }
 
     async fn serve(
         database: Arc<Database>,
         store: Arc<dyn store::Store>,
         adjust: impl FnOnce(&mut server::Config),
+        key: Option<Arc<auth::token::TokenKey>>,
     ) -> TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let root = format!("http://{}", listener.local_addr().expect("address"));
         let mut config = server::Config::new(root.clone());
         adjust(&mut config);
-        let state = server::AppState::new(Arc::clone(&store), config);
+        let mut state = server::AppState::new(Arc::clone(&store), config);
+        if let Some(key) = &key {
+            state = state.with_token_key(Arc::clone(key));
+        }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server::serve(listener, state, async {
             let _ = stopped.await;
         }));
-        TestApp { base: format!("{root}/fhir"), root, client: Client::new(), store, database, _stop: stop }
+        TestApp { base: format!("{root}/fhir"), root, client: Client::new(), store, key, database, _stop: stop }
     }
 
     /// A PostgreSQL store of its own over this server's database, for diagnostics only

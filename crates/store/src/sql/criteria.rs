@@ -75,8 +75,24 @@ fn selectivity(clause: &Clause) -> Option<u8> {
             (Modifier::None, SearchParamType::String) => Some(4),
             _ => None,
         },
-        Clause::Chain { .. } | Clause::Has { .. } | Clause::AnyOf(_) => None,
+        Clause::Chain { .. } | Clause::Has { .. } | Clause::AnyOf(_) | Clause::AllOf(_) => None,
     }
+}
+
+/// `clauses` in parentheses, joined by `joiner` (` OR ` or ` AND `).
+fn push_joined(sql: &mut Sql, clauses: &[Clause], joiner: &str, alias: &str, partition: &str) {
+    sql.push("(");
+    for (index, clause) in clauses.iter().enumerate() {
+        if index > 0 {
+            sql.push(joiner);
+        }
+        push_clause(sql, clause, alias, partition);
+    }
+    if clauses.is_empty() {
+        // No alternative matches nothing; no condition matches everything.
+        sql.push(if joiner == " OR " { "1 = 0" } else { "1 = 1" });
+    }
+    sql.push(")");
 }
 
 fn push_clause(sql: &mut Sql, clause: &Clause, alias: &str, partition: &str) {
@@ -97,16 +113,8 @@ fn push_clause(sql: &mut Sql, clause: &Clause, alias: &str, partition: &str) {
         }
         Clause::Param(param) => push_param(sql, param, alias),
         Clause::Chain { reference_id, targets, .. } => push_chain(sql, *reference_id, targets, alias, partition),
-        Clause::AnyOf(alternatives) => {
-            sql.push("(");
-            for (index, alternative) in alternatives.iter().enumerate() {
-                if index > 0 {
-                    sql.push(" OR ");
-                }
-                push_clause(sql, alternative, alias, partition);
-            }
-            sql.push(")");
-        }
+        Clause::AnyOf(alternatives) => push_joined(sql, alternatives, " OR ", alias, partition),
+        Clause::AllOf(clauses) => push_joined(sql, clauses, " AND ", alias, partition),
         Clause::Compartment { reference_ids, target_type, id } => {
             let link = sql.fresh_alias("l");
             sql.push(&format!(

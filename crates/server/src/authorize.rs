@@ -1,0 +1,379 @@
+//! Who is calling and what they may do: the one place FHIR interactions are authorized.
+//!
+//! [`authenticate`] turns the bearer token of every FHIR request (all but `metadata`) into a
+//! [`Caller`]: 401 with a `WWW-Authenticate` challenge when it is missing or fails a check.
+//! Handlers then ask [`Caller::admit`] for each resource type and permission they touch:
+//! 403 when the scopes do not cover it, otherwise a [`Limit`] — none, or clauses every
+//! resource the caller reaches must match: the patient's compartment for `patient/` scopes,
+//! and the queries of granular scopes (`patient/Observation.rs?category=…|laboratory`).
+//! Searches add the clauses to their own; reads and writes check single resources
+//! ([`Limit::check`], [`Limit::check_body`]); search includes are filtered
+//! ([`filter_included`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use auth::scope::{Access, Context, Permission};
+use auth::token::Grant;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use fhir::id::{LogicalId, ResourceType};
+use fhir::search::{Clause, Criteria, Handling, SearchQuery, index_rows};
+use serde_json::Value;
+use store::StoredResource;
+
+use crate::error::ApiError;
+use crate::state::FhirContext;
+
+/// The authenticated caller of a FHIR request.
+#[derive(Debug, Clone)]
+pub(crate) enum Caller {
+    /// The server runs without authorization (`--insecure-no-auth`, loopback only).
+    Open,
+    Token(Arc<Grant>),
+}
+
+/// Middleware: authenticates the request's bearer token against this FHIR base.
+pub(crate) async fn authenticate(State(context): State<FhirContext>, mut request: Request, next: Next) -> Response {
+    let caller = match &context.app.tokens {
+        None => Caller::Open,
+        Some(key) => {
+            let Some(token) = bearer(&request) else {
+                return ApiError::unauthorized(
+                    None,
+                    "this FHIR server requires an access token (Authorization: Bearer)",
+                )
+                .into_response();
+            };
+            match key.verify(token, &context.base, now()) {
+                Ok(grant) => Caller::Token(Arc::new(grant)),
+                Err(error) => return ApiError::unauthorized(Some("invalid_token"), error.to_string()).into_response(),
+            }
+        }
+    };
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// The token of an `Authorization: Bearer …` header (the scheme is case-insensitive).
+fn bearer(request: &Request) -> Option<&str> {
+    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|token| !token.is_empty())
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// What an admitted caller reaches of one resource type.
+#[derive(Debug, Clone)]
+pub(crate) enum Limit {
+    /// Every resource of the type.
+    None,
+    /// Only resources matching every one of these clauses.
+    Within(Vec<Clause>),
+}
+
+impl Caller {
+    /// Whether the caller may `permission` resources of `resource_type`, and within what.
+    pub(crate) fn admit(
+        &self,
+        context: &FhirContext,
+        resource_type: &ResourceType,
+        permission: Permission,
+    ) -> Result<Limit, ApiError> {
+        let Caller::Token(grant) = self else { return Ok(Limit::None) };
+        let type_name = resource_type.as_str();
+        let wide = [Context::User, Context::System].map(|level| grant.scopes.access(level, type_name, permission));
+        if wide.contains(&Access::All) {
+            return Ok(Limit::None);
+        }
+        let registry = context.store().registry(context.env);
+        let granular = |queries: &[String]| -> Result<Vec<Clause>, ApiError> {
+            queries.iter().map(|query| granular_clause(&registry, type_name, query)).collect()
+        };
+        let mut alternatives = Vec::new();
+        for access in &wide {
+            if let Access::Matching(queries) = access {
+                alternatives.extend(granular(queries)?);
+            }
+        }
+        match grant.scopes.access(Context::Patient, type_name, permission) {
+            Access::Denied => {}
+            patient_access => {
+                let compartment = match &grant.patient {
+                    Some(patient) => Clause::compartment(&registry, "Patient", patient, type_name),
+                    None => return Err(ApiError::forbidden("the token's patient/ scopes have no patient in context")),
+                };
+                let filters = match &patient_access {
+                    Access::Matching(queries) => Some(granular(queries)?),
+                    _ => None,
+                };
+                // Types outside the Patient compartment (Organization, Medication…) are not
+                // any patient's data: patient/ scopes reach them whole.
+                let mut clauses: Vec<Clause> = compartment.into_iter().collect();
+                if let Some(filters) = filters {
+                    clauses.push(Clause::AnyOf(filters));
+                }
+                if clauses.is_empty() {
+                    return Ok(Limit::None);
+                }
+                alternatives.push(if clauses.len() == 1 { clauses.remove(0) } else { Clause::AllOf(clauses) });
+            }
+        }
+        match alternatives.len() {
+            0 => Err(ApiError::forbidden(format!(
+                "the access token's scopes do not grant {} on {type_name}",
+                permission_name(permission)
+            ))),
+            1 => Ok(Limit::Within(alternatives)),
+            _ => Ok(Limit::Within(vec![Clause::AnyOf(alternatives)])),
+        }
+    }
+
+    /// The token's patient, when it has one.
+    pub(crate) fn patient(&self) -> Option<&str> {
+        match self {
+            Caller::Token(grant) => grant.patient.as_deref(),
+            Caller::Open => None,
+        }
+    }
+}
+
+fn permission_name(permission: Permission) -> &'static str {
+    match permission {
+        Permission::Create => "create",
+        Permission::Read => "read",
+        Permission::Update => "update",
+        Permission::Delete => "delete",
+        Permission::Search => "search",
+    }
+}
+
+/// The clause of a granular scope's query (`category=http://…|laboratory`).
+fn granular_clause(registry: &fhir::search::Registry, resource_type: &str, query: &str) -> Result<Clause, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|_| ApiError::forbidden(format!("the granted scope query '{query}' cannot be read")))?;
+    let parsed = SearchQuery::parse(registry, resource_type, &pairs, Handling::Strict).map_err(|_| {
+        ApiError::forbidden(format!("the granted scope query '{query}' is not a search this server runs"))
+    })?;
+    let mut clauses = parsed.clauses;
+    Ok(if clauses.len() == 1 { clauses.remove(0) } else { Clause::AllOf(clauses) })
+}
+
+impl Limit {
+    /// The clauses a search adds to its own.
+    pub(crate) fn clauses(self) -> Vec<Clause> {
+        match self {
+            Limit::None => Vec::new(),
+            Limit::Within(clauses) => clauses,
+        }
+    }
+
+    /// 403 unless the live resource `resource_type/id` is within the limit.
+    pub(crate) async fn check(
+        &self,
+        context: &FhirContext,
+        resource_type: &ResourceType,
+        id: &LogicalId,
+    ) -> Result<(), ApiError> {
+        let Limit::Within(clauses) = self else { return Ok(()) };
+        let mut all = vec![Clause::Id { ids: vec![id.to_string()], negate: false }];
+        all.extend(clauses.iter().cloned());
+        let found = context.store().find(context.env, resource_type, Criteria::from_clauses(all), 1).await?;
+        if found.is_empty() {
+            return Err(ApiError::forbidden(format!(
+                "{resource_type}/{id} is outside what the access token grants (its patient's compartment and granted categories)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// 403 unless a resource body about to be written is within the limit. Only a patient's
+    /// compartment can be checked on a body: a limit with granular filters refuses writes.
+    pub(crate) fn check_body(
+        &self,
+        context: &FhirContext,
+        resource_type: &ResourceType,
+        body: &Value,
+        caller: &Caller,
+    ) -> Result<(), ApiError> {
+        let Limit::Within(clauses) = self else { return Ok(()) };
+        let refused = || {
+            ApiError::forbidden(format!(
+                "the access token may only write {resource_type} resources in its patient's compartment"
+            ))
+        };
+        let ([Clause::Compartment { reference_ids, target_type, id }], Some(patient)) =
+            (clauses.as_slice(), caller.patient())
+        else {
+            return Err(refused());
+        };
+        if resource_type.as_str() == target_type {
+            return if body.get("id").and_then(Value::as_str) == Some(patient) { Ok(()) } else { Err(refused()) };
+        }
+        let registry = context.store().registry(context.env);
+        let rows = index_rows(&registry, resource_type.as_str(), body);
+        let linked = rows.references.iter().any(|row| {
+            reference_ids.contains(&row.param)
+                && row.target_type.as_deref() == Some(target_type.as_str())
+                && row.target_id.as_deref() == Some(id.as_str())
+        });
+        if linked { Ok(()) } else { Err(refused()) }
+    }
+}
+
+/// Drops the included resources the caller may not read (types the token does not cover,
+/// resources outside its patient's compartment or granted categories). One query per type.
+pub(crate) async fn filter_included(
+    context: &FhirContext,
+    caller: &Caller,
+    included: Vec<StoredResource>,
+) -> Result<Vec<StoredResource>, ApiError> {
+    if matches!(caller, Caller::Open) || included.is_empty() {
+        return Ok(included);
+    }
+    let mut by_type: BTreeMap<String, Vec<StoredResource>> = BTreeMap::new();
+    for resource in included {
+        by_type.entry(resource.resource_type.clone()).or_default().push(resource);
+    }
+    let mut kept = Vec::new();
+    for (type_name, resources) in by_type {
+        let Some(resource_type) = ResourceType::parse(&type_name) else { continue };
+        match caller.admit(context, &resource_type, Permission::Read) {
+            Err(_) => {}
+            Ok(Limit::None) => kept.extend(resources),
+            Ok(Limit::Within(clauses)) => {
+                let ids: Vec<String> = resources.iter().map(|resource| resource.id.clone()).collect();
+                let mut all = vec![Clause::Id { ids, negate: false }];
+                all.extend(clauses);
+                let allowed = context
+                    .store()
+                    .find(context.env, &resource_type, Criteria::from_clauses(all), resources.len())
+                    .await?;
+                kept.extend(
+                    resources.into_iter().filter(|resource| allowed.iter().any(|found| found.id == resource.id)),
+                );
+            }
+        }
+    }
+    Ok(kept)
+}
+
+impl Caller {
+    /// Admits one operation of a transaction or batch: its type and permission, the
+    /// resources it touches and writes, and its conditional criteria narrowed to the limit.
+    pub(crate) async fn admit_operation(
+        &self,
+        context: &FhirContext,
+        operation: &mut store::Operation,
+    ) -> Result<(), ApiError> {
+        use store::Operation;
+        if matches!(self, Caller::Open) {
+            return Ok(());
+        }
+        match operation {
+            Operation::Read { resource_type, id, .. } => {
+                self.admit(context, resource_type, Permission::Read)?.check(context, resource_type, id).await
+            }
+            Operation::Create { resource_type, resource, condition } => {
+                let limit = self.admit(context, resource_type, Permission::Create)?;
+                limit.check_body(context, resource_type, resource, self)?;
+                narrow(condition.as_mut(), limit);
+                Ok(())
+            }
+            Operation::Update { resource_type, id, resource, .. } => {
+                let limit = self.admit(context, resource_type, Permission::Update)?;
+                limit.check_existing(context, resource_type, id).await?;
+                limit.check_body(context, resource_type, resource, self)
+            }
+            Operation::ConditionalUpdate { resource_type, criteria, resource } => {
+                let limit = self.admit(context, resource_type, Permission::Update)?;
+                limit.check_body(context, resource_type, resource, self)?;
+                narrow(Some(criteria), limit);
+                Ok(())
+            }
+            Operation::Delete { resource_type, id, .. } => {
+                self.admit(context, resource_type, Permission::Delete)?.check(context, resource_type, id).await
+            }
+            Operation::ConditionalDelete { resource_type, criteria } => {
+                narrow(Some(criteria), self.admit(context, resource_type, Permission::Delete)?);
+                Ok(())
+            }
+        }
+    }
+
+    /// Admits a search for conditional criteria (`If-None-Exist`, conditional references)
+    /// and narrows them to the limit, so they never match what the caller may not see.
+    pub(crate) fn narrow_criteria(
+        &self,
+        context: &FhirContext,
+        resource_type: &ResourceType,
+        criteria: &mut Criteria,
+    ) -> Result<(), ApiError> {
+        let limit = self.admit(context, resource_type, Permission::Search)?;
+        narrow(Some(criteria), limit);
+        Ok(())
+    }
+
+    /// Admits an interaction across every resource type (system history): only an open
+    /// server or a `user/*` or `system/*` scope with `permission` and no query reaches it.
+    pub(crate) fn admit_every_type(&self, permission: Permission) -> Result<(), ApiError> {
+        let Caller::Token(grant) = self else { return Ok(()) };
+        let every = grant.scopes.resources().any(|scope| {
+            scope.context != Context::Patient
+                && scope.resource_type.is_none()
+                && scope.query.is_none()
+                && scope.permissions.contains(permission)
+        });
+        if every {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "{} across every resource type needs a user/*.{} or system/*.{} scope",
+                permission_name(permission),
+                permission_letter(permission),
+                permission_letter(permission)
+            )))
+        }
+    }
+}
+
+fn permission_letter(permission: Permission) -> char {
+    permission_name(permission).chars().next().unwrap_or('r')
+}
+
+/// Adds the limit's clauses to `criteria`.
+fn narrow(criteria: Option<&mut Criteria>, limit: Limit) {
+    if let Some(criteria) = criteria {
+        let mut clauses = criteria.clauses().to_vec();
+        clauses.extend(limit.clauses());
+        *criteria = Criteria::from_clauses(clauses);
+    }
+}
+
+impl Limit {
+    /// [`Limit::check`] when the resource exists and lives; nothing otherwise (a `PUT` that
+    /// creates has only its body to check).
+    pub(crate) async fn check_existing(
+        &self,
+        context: &FhirContext,
+        resource_type: &ResourceType,
+        id: &LogicalId,
+    ) -> Result<(), ApiError> {
+        if matches!(self, Limit::None) {
+            return Ok(());
+        }
+        match context.store().read(context.env, resource_type, id).await? {
+            Some(current) if !current.deleted => self.check(context, resource_type, id).await,
+            _ => Ok(()),
+        }
+    }
+}
