@@ -2,5 +2,7 @@
 //! land) users, clients, codes, tokens, sessions and keys. The server crate maps it onto
 //! routes and pages.
 
+pub mod client;
+pub mod password;
 pub mod scope;
 pub mod token;
