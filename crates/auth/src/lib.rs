@@ -5,4 +5,5 @@
 pub mod client;
 pub mod password;
 pub mod scope;
+pub mod secret;
 pub mod token;
