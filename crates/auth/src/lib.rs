@@ -7,3 +7,4 @@ pub mod password;
 pub mod scope;
 pub mod secret;
 pub mod token;
+pub mod totp;
