@@ -8,3 +8,4 @@ pub mod scope;
 pub mod secret;
 pub mod token;
 pub mod totp;
+pub mod user;
