@@ -5,4 +5,7 @@
 pub mod client;
 pub mod password;
 pub mod scope;
+pub mod secret;
 pub mod token;
+pub mod totp;
+pub mod user;

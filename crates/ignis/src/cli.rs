@@ -28,6 +28,8 @@ pub(crate) enum Command {
     Migrate(MigrateArgs),
     /// Measure creates/s and reads/s over HTTP against a throw-away server.
     Bench(BenchArgs),
+    /// Operator commands (users), over the same database as a running server.
+    Admin(crate::admin::AdminArgs),
 }
 
 /// Where the data lives; shared by every command that opens the database.

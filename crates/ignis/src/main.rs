@@ -1,6 +1,7 @@
 //! The `ignis` command: parses flags and wires the library crates together. No FHIR rules
 //! and no SQL live here.
 
+mod admin;
 mod bench;
 mod cli;
 mod import;
@@ -34,6 +35,7 @@ fn main() -> std::process::ExitCode {
             Command::Reindex(args) => reindex::run(args).await,
             Command::Migrate(args) => migrate::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Admin(args) => admin::run(args).await,
         }
     });
     match result {

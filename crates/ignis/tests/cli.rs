@@ -2,6 +2,9 @@
 //!
 //! - `migrate` reports the schema version before and after, on SQLite and (when
 //!   `IGNIS_TEST_POSTGRES_URL` names a database) on PostgreSQL.
+//! - `admin user create` makes patients and practitioners while a server runs on the same
+//!   SQLite file, prints them without secrets, writes the TOTP enrolment to an owner-only file,
+//!   and leaves neither password nor TOTP secret in clear in the database.
 //! - Two `ignis serve` processes over one PostgreSQL database (skipped without
 //!   `IGNIS_TEST_POSTGRES_URL`; `.ci/with-postgres` provides one): what one writes the other
 //!   reads and finds, and conditional creates racing across both make one resource.
@@ -331,4 +334,153 @@ fn bad_database_urls_fail_with_a_clear_message() {
         assert!(stderr.contains(expected), "{url}: expected '{expected}' in {stderr:?}");
         assert!(!stderr.contains("panicked"), "{url}: {stderr}");
     }
+}
+
+/// Runs `ignis admin user create` with `args`, writing `password` and a newline to its stdin.
+fn admin_user_create(args: &[&str], password: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ignis"))
+        .args(["admin", "user", "create"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ignis admin user create");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(format!("{password}\n").as_bytes()).expect("write the password");
+    drop(stdin);
+    child.wait_with_output().expect("wait for ignis admin user create")
+}
+
+/// The JSON a successful `admin user create` printed.
+fn created_user(output: &std::process::Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"))
+}
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn admin_user_create_stores_users_without_secrets_in_clear() {
+    const PATIENT_PASSWORD: &str = "patient pass phrase 8513";
+    const PRACTITIONER_PASSWORD: &str = "practitioner pass phrase 2291";
+    let folder = tempfile::tempdir().expect("temp dir");
+    let data_dir = folder.path().to_str().expect("UTF-8 path");
+    let database = folder.path().join("ignis.db");
+    // A server holds the database open all along: the commands work beside it, and its
+    // connections keep the write-ahead log from being folded away before it is scanned.
+    let server = Server::start(&format!("sqlite://{}", database.display())).await;
+
+    let patient = created_user(&admin_user_create(
+        &[
+            "--data-dir",
+            data_dir,
+            "--username",
+            "Alice",
+            "--password-stdin",
+            "--fhir-user",
+            "Patient/85",
+            "--role",
+            "patient",
+        ],
+        PATIENT_PASSWORD,
+    ));
+    let id = patient["id"].as_str().expect("an id").to_owned();
+    assert!(!id.is_empty());
+    assert_eq!(patient["username"], "alice");
+    assert_eq!(patient["role"], "patient");
+    assert_eq!(patient["fhir_user"], "Patient/85");
+    assert_eq!(patient["patients"], json!(["85"]));
+    assert_eq!(patient["totp_enrolled"], false);
+    assert_eq!(patient["version"], 1);
+    assert!(patient["updated"].as_str().is_some_and(|updated| updated.ends_with('Z')), "{patient}");
+    let fields: Vec<&String> = patient.as_object().expect("an object").keys().collect();
+    assert_eq!(fields, ["id", "username", "role", "fhir_user", "patients", "totp_enrolled", "version", "updated"]);
+    #[cfg(unix)]
+    assert_eq!(mode(&folder.path().join("secret.key")), 0o600, "the secret key is created owner-only");
+
+    let practitioner_args =
+        ["--data-dir", data_dir, "--username", "drhouse", "--password-stdin", "--fhir-user", "Practitioner/12"];
+    let without_file = admin_user_create(&[&practitioner_args[..], &["--role", "practitioner"]].concat(), "x1");
+    let stderr = String::from_utf8_lossy(&without_file.stderr);
+    assert!(!without_file.status.success() && without_file.stdout.is_empty(), "{stderr}");
+    assert!(stderr.contains("--totp-secret-out"), "{stderr}");
+
+    let secret_file = folder.path().join("drhouse-totp.json");
+    let secret_path = secret_file.to_str().expect("UTF-8 path");
+    let practitioner = created_user(&admin_user_create(
+        &[&practitioner_args[..], &["--role", "practitioner", "--totp-secret-out", secret_path]].concat(),
+        PRACTITIONER_PASSWORD,
+    ));
+    assert_eq!(practitioner["username"], "drhouse");
+    assert_eq!(practitioner["role"], "practitioner");
+    assert_eq!(practitioner["fhir_user"], "Practitioner/12");
+    assert_eq!(practitioner["patients"], json!([]));
+    assert_eq!(practitioner["totp_enrolled"], true);
+    assert_ne!(practitioner["id"], patient["id"]);
+    #[cfg(unix)]
+    assert_eq!(mode(&secret_file), 0o600);
+    let enrolment: Value = serde_json::from_str(&std::fs::read_to_string(&secret_file).expect("the TOTP file"))
+        .expect("the TOTP file is JSON");
+    let secret = enrolment["secret"].as_str().expect("a base32 secret").to_owned();
+    assert_eq!(secret.len(), 32);
+    assert_eq!(enrolment["otpauth_uri"], format!("otpauth://totp/Ignis:drhouse?secret={secret}&issuer=Ignis"));
+    let recovery_codes: Vec<String> = serde_json::from_value(enrolment["recovery_codes"].clone()).expect("codes");
+    assert_eq!(recovery_codes.len(), 10);
+    let printed = String::from_utf8_lossy(&practitioner.to_string().into_bytes()).into_owned();
+    assert!(!printed.contains(&secret) && !printed.contains("argon2"), "{printed}");
+
+    let duplicate = admin_user_create(
+        &[
+            "--data-dir",
+            data_dir,
+            "--username",
+            "ALICE",
+            "--password-stdin",
+            "--fhir-user",
+            "Patient/86",
+            "--role",
+            "patient",
+        ],
+        "another password",
+    );
+    let stderr = String::from_utf8_lossy(&duplicate.stderr);
+    assert!(!duplicate.status.success() && duplicate.stdout.is_empty(), "{stderr}");
+    assert!(stderr.contains("'alice' already exists"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // The server still serves after the commands wrote beside it.
+    let health = reqwest::get(server.base.replace("/fhir", "/healthz")).await.expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+
+    let mut scanned = 0;
+    for file in [database.clone(), folder.path().join("ignis.db-wal")] {
+        let Ok(bytes) = std::fs::read(&file) else { continue };
+        scanned += bytes.len();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret_text in [PATIENT_PASSWORD, PRACTITIONER_PASSWORD, &secret]
+            .into_iter()
+            .chain(recovery_codes.iter().map(String::as_str))
+        {
+            assert!(!text.contains(secret_text), "{} holds '{secret_text}' in clear", file.display());
+        }
+        if text.contains("drhouse") {
+            // The user's record is in this file, so the scan looked where the secrets would be.
+            assert!(text.contains("$argon2id$"), "{}", file.display());
+        }
+    }
+    assert!(scanned > 0);
+    let both = [database.clone(), folder.path().join("ignis.db-wal")]
+        .iter()
+        .filter_map(|file| std::fs::read(file).ok())
+        .any(|bytes| String::from_utf8_lossy(&bytes).contains("drhouse"));
+    assert!(both, "the user records are in the database files scanned");
+    drop(server);
 }
