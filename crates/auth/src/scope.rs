@@ -319,10 +319,15 @@ impl Scopes {
     /// True when every scope of `narrower` is granted here: the same scope, or a resource
     /// scope this set covers. A refresh may ask for less than was granted, never more.
     pub fn covers(&self, narrower: &Scopes) -> bool {
-        narrower.iter().all(|wanted| match wanted {
+        narrower.iter().all(|wanted| self.covers_one(wanted))
+    }
+
+    /// True when `wanted` is granted here: the same scope, or a resource scope this set covers.
+    pub fn covers_one(&self, wanted: &Scope) -> bool {
+        match wanted {
             Scope::Resource(wanted) => self.resources().any(|granted| granted.covers(wanted)),
             other => self.contains(other),
-        })
+        }
     }
 
     /// What these scopes allow on resources of `resource_type` in `context`-level access:

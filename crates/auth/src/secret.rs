@@ -16,6 +16,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
+use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
@@ -52,6 +53,8 @@ pub enum SecretError {
 /// The server's secret key. Its `Debug` shows nothing of the key.
 pub struct SecretKey {
     key: RandomizedNonceKey,
+    /// HMAC-SHA-256 under the same bytes, for keys derived per purpose ([`SecretKey::derive`]).
+    derivation: hmac::Key,
 }
 
 impl fmt::Debug for SecretKey {
@@ -65,7 +68,7 @@ impl SecretKey {
     pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> Result<SecretKey, SecretError> {
         // Only a key of the wrong length is refused, and this one has the right length.
         let key = RandomizedNonceKey::new(&AES_256_GCM, bytes).map_err(|_| SecretError::Random)?;
-        Ok(SecretKey { key })
+        Ok(SecretKey { key, derivation: hmac::Key::new(hmac::HMAC_SHA256, bytes) })
     }
 
     /// A new random key, kept in memory only (tests, throw-away servers).
@@ -127,6 +130,16 @@ impl SecretKey {
             }
             Err(error) => Err(SecretError::Io { action: "create", path: path.to_owned(), source: error.error }),
         }
+    }
+
+    /// A 32-byte key for `purpose` (e.g. `"access-token"`), the same in every process that
+    /// holds this secret key, and unrelated to the key of any other purpose (HMAC-SHA-256 of
+    /// the purpose under the secret key, as HKDF-Expand does for one block).
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let tag = hmac::sign(&self.derivation, format!("ignis derived key: {purpose}").as_bytes());
+        let mut derived = [0u8; 32];
+        derived.copy_from_slice(&tag.as_ref()[..32]);
+        derived
     }
 
     /// `plaintext` encrypted and authenticated for `purpose` (e.g. `"totp"`), as base64url text.
@@ -210,6 +223,17 @@ mod tests {
         assert!(matches!(key.open(&sealed, "signing-key"), Err(SecretError::Unsealable)));
         assert!(matches!(key.open(&sealed, ""), Err(SecretError::Unsealable)));
         assert_eq!(key.open(&key.seal(b"", "totp").unwrap(), "totp").unwrap(), b"");
+    }
+
+    #[test]
+    fn derived_keys_depend_on_the_key_and_the_purpose() {
+        let bytes = [9u8; KEY_LEN];
+        let key = SecretKey::from_bytes(&bytes).unwrap();
+        let again = SecretKey::from_bytes(&bytes).unwrap();
+        assert_eq!(key.derive("access-token"), again.derive("access-token"), "the same in every process");
+        assert_ne!(key.derive("access-token"), key.derive("session"));
+        assert_ne!(key.derive("access-token"), SecretKey::from_bytes(&[8; KEY_LEN]).unwrap().derive("access-token"));
+        assert_ne!(key.derive("access-token"), bytes);
     }
 
     #[test]

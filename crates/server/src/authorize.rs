@@ -37,9 +37,9 @@ pub(crate) enum Caller {
 
 /// Middleware: authenticates the request's bearer token against this FHIR base.
 pub(crate) async fn authenticate(State(context): State<FhirContext>, mut request: Request, next: Next) -> Response {
-    let caller = match &context.app.tokens {
+    let caller = match &context.app.auth {
         None => Caller::Open,
-        Some(key) => {
+        Some(auth) => {
             let Some(token) = bearer(&request) else {
                 return ApiError::unauthorized(
                     None,
@@ -47,8 +47,15 @@ pub(crate) async fn authenticate(State(context): State<FhirContext>, mut request
                 )
                 .into_response();
             };
-            match key.verify(token, &context.base, now()) {
-                Ok(grant) => Caller::Token(Arc::new(grant)),
+            match auth.issuer.token_key().verify(token, &context.base, now()) {
+                Ok(grant) => match auth::refresh::is_revoked(context.store(), &grant.token_id).await {
+                    Ok(false) => Caller::Token(Arc::new(grant)),
+                    Ok(true) => {
+                        let error = auth::token::TokenError::Revoked;
+                        return ApiError::unauthorized(Some("invalid_token"), error.to_string()).into_response();
+                    }
+                    Err(error) => return ApiError::internal(error.to_string()).into_response(),
+                },
                 Err(error) => return ApiError::unauthorized(Some("invalid_token"), error.to_string()).into_response(),
             }
         }

@@ -20,6 +20,7 @@ mod error;
 mod handlers;
 mod middleware;
 mod negotiation;
+mod oauth;
 mod response;
 mod router;
 mod state;
@@ -30,7 +31,7 @@ use std::future::Future;
 use tokio::net::TcpListener;
 
 pub use router::router;
-pub use state::{AppState, Config};
+pub use state::{AppState, Authorization, Config};
 
 /// Serves `state` on `listener` until `shutdown` resolves, then finishes in-flight requests.
 pub async fn serve(

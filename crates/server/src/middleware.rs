@@ -53,12 +53,12 @@ pub(crate) async fn negotiate(request: Request, next: Next) -> Response {
 async fn outcome_for_bare_errors(request: Request<Body>, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_outcome = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/fhir+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_outcome {
+    // OperationOutcomes, OAuth JSON errors and the authorization pages keep their bodies.
+    let has_own_body =
+        response.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).is_some_and(|value| {
+            ["application/fhir+json", "application/json", "text/html"].iter().any(|kind| value.starts_with(kind))
+        });
+    if !(status.is_client_error() || status.is_server_error()) || has_own_body {
         return response;
     }
     let (parts, _) = response.into_parts();

@@ -1,5 +1,7 @@
 //! Every route of the server, in one place.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::routing::{get, post};
 use store::Environment;
@@ -7,20 +9,23 @@ use store::Environment;
 use crate::handlers::{
     capabilities, create, delete, health, history, patch, read, search, transaction, update, validate,
 };
+use crate::oauth::AuthContext;
 use crate::state::{AppState, FhirContext};
-use crate::{authorize, middleware};
+use crate::{authorize, middleware, oauth};
 
 /// The whole application: the production FHIR base at `/fhir`, the sandbox base at
 /// `/sandbox/fhir`, health checks, and the middleware stack around them.
 pub fn router(state: AppState) -> Router {
     let production = fhir_routes(FhirContext::new(state.clone(), Environment::Production, "/fhir"));
     let sandbox = fhir_routes(FhirContext::new(state.clone(), Environment::Sandbox, "/sandbox/fhir"));
-    let app = Router::new()
-        .nest("/fhir", production)
-        .nest("/sandbox/fhir", sandbox)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .with_state(state.clone());
+    let mut app = Router::new().nest("/fhir", production).nest("/sandbox/fhir", sandbox);
+    if let Some(auth) = &state.auth {
+        let production = AuthContext::new(&state, Arc::clone(auth), Environment::Production, "");
+        let sandbox = AuthContext::new(&state, Arc::clone(auth), Environment::Sandbox, "/sandbox");
+        app = app.nest("/auth", oauth::routes(production)).nest("/sandbox/auth", oauth::routes(sandbox));
+    }
+    let app =
+        app.route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz)).with_state(state.clone());
     middleware::stack(app, &state.config)
 }
 
@@ -28,7 +33,10 @@ pub fn router(state: AppState) -> Router {
 /// precedence over `{id}`, which cannot start with `_` or `$` anyway.
 /// Every route but `metadata` needs an access token when the server requires them.
 fn fhir_routes(context: FhirContext) -> Router<AppState> {
-    let open = Router::new().route("/metadata", get(capabilities::metadata));
+    let open = Router::new()
+        .route("/metadata", get(capabilities::metadata))
+        .route("/.well-known/smart-configuration", get(oauth::smart_configuration))
+        .route("/.well-known/openid-configuration", get(oauth::openid_configuration));
     Router::new()
         .route("/", get(search::search_system).post(transaction::transaction))
         .route("/_history", get(history::system))

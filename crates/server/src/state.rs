@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth::token::TokenKey;
+use auth::issuer::Issuer;
+use auth::secret::SecretKey;
+use auth::user::Policy;
 use store::{Environment, SearchLimits, Store};
 use tokio::sync::Semaphore;
 
@@ -44,13 +46,40 @@ impl Config {
     }
 }
 
+/// The authorization server's keys and policies.
+#[derive(Debug)]
+pub struct Authorization {
+    /// Signs and checks access tokens, runs the grants.
+    pub issuer: Issuer,
+    /// Seals secrets at rest (TOTP seeds).
+    pub secret_key: Arc<SecretKey>,
+    /// Lockout after failed sign-ins.
+    pub sign_in: Policy,
+    /// A browser session idle this long ends (ONC (d)(5)).
+    pub session_idle: Duration,
+}
+
+impl Authorization {
+    /// The authorization server whose every key derives from `secret_key`, with default
+    /// policies (15 minutes idle sessions).
+    pub fn new(secret_key: Arc<SecretKey>) -> Authorization {
+        let token_key = auth::token::TokenKey::new(&secret_key.derive("access-token"));
+        Authorization {
+            issuer: Issuer::new(token_key),
+            secret_key,
+            sign_in: Policy::default(),
+            session_idle: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
 /// Cheap-to-clone handles shared by all requests.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
-    /// The key that checks access tokens; `None` runs the FHIR API open (no tokens).
-    pub tokens: Option<Arc<TokenKey>>,
+    /// The authorization server; `None` runs the FHIR API open (no tokens, no `/auth`).
+    pub auth: Option<Arc<Authorization>>,
     /// One permit per search that may run at once ([`Config::max_concurrent_searches`]).
     pub(crate) search_slots: Arc<Semaphore>,
 }
@@ -59,13 +88,13 @@ impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: Arc<dyn Store>, config: Config) -> AppState {
         let search_slots = Arc::new(Semaphore::new(config.max_concurrent_searches));
-        AppState { store, config: Arc::new(config), tokens: None, search_slots }
+        AppState { store, config: Arc::new(config), auth: None, search_slots }
     }
 
-    /// The same state, requiring access tokens checked with `key` on every FHIR request but
-    /// `metadata`.
-    pub fn with_token_key(mut self, key: Arc<TokenKey>) -> AppState {
-        self.tokens = Some(key);
+    /// The same state with the authorization server: access tokens are then required on every
+    /// FHIR request but `metadata` and discovery.
+    pub fn with_authorization(mut self, authorization: Authorization) -> AppState {
+        self.auth = Some(Arc::new(authorization));
         self
     }
 }

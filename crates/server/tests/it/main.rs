@@ -25,6 +25,7 @@ mod history;
 mod import;
 mod postgres;
 mod search;
+mod smart;
 mod support;
 mod transaction;
 mod us_core;

@@ -15,8 +15,8 @@ pub(crate) struct TestApp {
     pub(crate) client: Client,
     /// The store itself, for operator actions that have no HTTP endpoint (reindex).
     pub(crate) store: Arc<dyn store::Store>,
-    /// The key the server checks access tokens with, when it requires them.
-    key: Option<Arc<auth::token::TokenKey>>,
+    /// The secret key the server's authorization keys derive from, when it requires tokens.
+    pub(crate) secret: Option<Arc<auth::secret::SecretKey>>,
     database: Arc<Database>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -122,8 +122,8 @@ impl TestApp {
     pub(crate) async fn spawn_secured() -> TestApp {
         let database = Arc::new(Database::fresh());
         let store = database.open().await;
-        let key = Arc::new(auth::token::TokenKey::new(uuid::Uuid::new_v4().as_bytes().repeat(2).as_slice()));
-        TestApp::serve(database, store, |_| {}, Some(key)).await
+        let secret = Arc::new(auth::secret::SecretKey::generate().expect("a secret key"));
+        TestApp::serve(database, store, |_| {}, Some(secret)).await
     }
 
     /// An access token of this server's production base granting `scopes`, with `patient` in
@@ -135,7 +135,8 @@ impl TestApp {
     /// An access token for the FHIR base `audience`, expiring `lifetime` seconds from now
     /// (negative: already expired).
     pub(crate) fn token_for(&self, audience: &str, scopes: &str, patient: Option<&str>, lifetime: i64) -> String {
-        let key = self.key.as_ref().expect("a secured server");
+        let secret = self.secret.as_ref().expect("a secured server");
+        let key = auth::token::TokenKey::new(&secret.derive("access-token"));
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
         let grant = auth::token::Grant {
             token_id: auth::token::new_token_id(),
@@ -163,28 +164,28 @@ impl TestApp {
     /// process would have it.
     pub(crate) async fn spawn_sharing(&self) -> TestApp {
         let store = self.database.open().await;
-        TestApp::serve(Arc::clone(&self.database), store, |_| {}, self.key.clone()).await
+        TestApp::serve(Arc::clone(&self.database), store, |_| {}, self.secret.clone()).await
     }
 
     async fn serve(
         database: Arc<Database>,
         store: Arc<dyn store::Store>,
         adjust: impl FnOnce(&mut server::Config),
-        key: Option<Arc<auth::token::TokenKey>>,
+        secret: Option<Arc<auth::secret::SecretKey>>,
     ) -> TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let root = format!("http://{}", listener.local_addr().expect("address"));
         let mut config = server::Config::new(root.clone());
         adjust(&mut config);
         let mut state = server::AppState::new(Arc::clone(&store), config);
-        if let Some(key) = &key {
-            state = state.with_token_key(Arc::clone(key));
+        if let Some(secret) = &secret {
+            state = state.with_authorization(server::Authorization::new(Arc::clone(secret)));
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server::serve(listener, state, async {
             let _ = stopped.await;
         }));
-        TestApp { base: format!("{root}/fhir"), root, client: Client::new(), store, key, database, _stop: stop }
+        TestApp { base: format!("{root}/fhir"), root, client: Client::new(), store, secret, database, _stop: stop }
     }
 
     /// A PostgreSQL store of its own over this server's database, for diagnostics only

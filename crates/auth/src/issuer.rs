@@ -1,0 +1,395 @@
+//! The token endpoint's logic (RFC 6749 §4.1.3 and §6, SMART App Launch): client
+//! authentication, the authorization-code and refresh-token grants, and the token response;
+//! plus introspection (RFC 7662) and revocation (RFC 7009). The server crate only parses the
+//! form and writes the JSON.
+
+use serde::Serialize;
+use store::records::Records;
+
+use crate::authorization::{self, Approval, FlowError};
+use crate::client::{self, Client, ClientType};
+use crate::pkce;
+use crate::refresh;
+use crate::scope::{Scope, Scopes};
+use crate::token::{Grant, TokenError, TokenKey, new_token_id};
+
+/// Access tokens live an hour; refresh tokens renew them.
+pub const ACCESS_LIFETIME: i64 = 60 * 60;
+
+/// Signs and checks access tokens and runs the grants.
+#[derive(Debug)]
+pub struct Issuer {
+    key: TokenKey,
+}
+
+/// The endpoint a request came to: which environment, and its FHIR base (the tokens'
+/// audience and issuer).
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint<'a> {
+    pub environment: &'a str,
+    pub fhir_base: &'a str,
+}
+
+/// The client credentials a token request presented.
+#[derive(Debug, Default, Clone)]
+pub struct Presented {
+    /// `Authorization: Basic` (client_secret_basic).
+    pub basic: Option<(String, String)>,
+    pub client_id: Option<String>,
+    /// In the form (client_secret_post).
+    pub client_secret: Option<String>,
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
+}
+
+/// The parameters of an authorization-code exchange, as the form sent them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CodeExchange<'a> {
+    pub code: Option<&'a str>,
+    pub redirect_uri: Option<&'a str>,
+    pub code_verifier: Option<&'a str>,
+}
+
+/// A successful token response (SMART App Launch §"Response to Access Token request").
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encounter: Option<String>,
+    pub need_patient_banner: bool,
+}
+
+/// A token-endpoint error (RFC 6749 §5.2); the description names the check that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenFailure {
+    InvalidRequest(String),
+    InvalidClient(String),
+    InvalidGrant(String),
+    InvalidScope(String),
+    UnauthorizedClient(String),
+    UnsupportedGrantType(String),
+    /// Not the client's fault (database, random source).
+    Server(String),
+}
+
+impl TokenFailure {
+    /// The RFC 6749 `error` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenFailure::InvalidRequest(_) => "invalid_request",
+            TokenFailure::InvalidClient(_) => "invalid_client",
+            TokenFailure::InvalidGrant(_) => "invalid_grant",
+            TokenFailure::InvalidScope(_) => "invalid_scope",
+            TokenFailure::UnauthorizedClient(_) => "unauthorized_client",
+            TokenFailure::UnsupportedGrantType(_) => "unsupported_grant_type",
+            TokenFailure::Server(_) => "server_error",
+        }
+    }
+
+    /// The `error_description`.
+    pub fn description(&self) -> &str {
+        match self {
+            TokenFailure::InvalidRequest(text)
+            | TokenFailure::InvalidClient(text)
+            | TokenFailure::InvalidGrant(text)
+            | TokenFailure::InvalidScope(text)
+            | TokenFailure::UnauthorizedClient(text)
+            | TokenFailure::UnsupportedGrantType(text)
+            | TokenFailure::Server(text) => text,
+        }
+    }
+}
+
+impl From<FlowError> for TokenFailure {
+    fn from(error: FlowError) -> TokenFailure {
+        TokenFailure::Server(error.to_string())
+    }
+}
+
+impl From<client::ClientError> for TokenFailure {
+    fn from(error: client::ClientError) -> TokenFailure {
+        TokenFailure::Server(error.to_string())
+    }
+}
+
+/// What introspection says of an active token (RFC 7662 §2.2, with SMART's context).
+#[derive(Debug, Clone, Serialize)]
+pub struct Introspection {
+    pub active: bool,
+    pub client_id: String,
+    pub scope: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub sub: String,
+    pub iss: String,
+    pub token_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encounter: Option<String>,
+    #[serde(rename = "fhirUser", skip_serializing_if = "Option::is_none")]
+    pub fhir_user: Option<String>,
+}
+
+impl Issuer {
+    pub fn new(key: TokenKey) -> Issuer {
+        Issuer { key }
+    }
+
+    /// The key that checks access tokens on FHIR requests.
+    pub fn token_key(&self) -> &TokenKey {
+        &self.key
+    }
+
+    /// The registered client the request authenticates as (client_secret_basic,
+    /// client_secret_post, or a public client's bare `client_id`).
+    pub async fn authenticate_client(
+        &self,
+        store: &dyn Records,
+        endpoint: Endpoint<'_>,
+        presented: &Presented,
+    ) -> Result<Client, TokenFailure> {
+        let unknown = || TokenFailure::InvalidClient("the client is unknown or its credentials are wrong".into());
+        let (client_id, secret) = match (&presented.basic, &presented.client_secret) {
+            (Some((id, secret)), _) => (id.as_str(), Some(secret.as_str())),
+            (None, secret) => match &presented.client_id {
+                Some(id) => (id.as_str(), secret.as_deref()),
+                None => {
+                    return Err(TokenFailure::InvalidClient("no client authentication (client_id) was sent".into()));
+                }
+            },
+        };
+        if presented.client_id.as_deref().is_some_and(|body_id| body_id != client_id) {
+            return Err(TokenFailure::InvalidRequest("client_id differs from the authenticated client".into()));
+        }
+        if presented.client_assertion.is_some() || presented.client_assertion_type.is_some() {
+            return Err(TokenFailure::InvalidClient(
+                "private_key_jwt client authentication is not available yet".into(),
+            ));
+        }
+        let Some(client) = client::find(store, endpoint.environment, client_id).await? else {
+            // The same Argon2 work as a real check would not hide much here: client ids are not
+            // secret. Answer at once.
+            return Err(unknown());
+        };
+        match (client.client_type, secret) {
+            (ClientType::Public, None) => Ok(client),
+            (ClientType::Public, Some(_)) => Err(TokenFailure::InvalidClient("a public client has no secret".into())),
+            (ClientType::ConfidentialSymmetric, Some(secret)) if client.secret_matches(secret) => Ok(client),
+            (ClientType::ConfidentialSymmetric, Some(_)) => Err(unknown()),
+            (ClientType::ConfidentialSymmetric, None) => {
+                Err(TokenFailure::InvalidClient("this client must authenticate with its secret".into()))
+            }
+            (ClientType::ConfidentialAsymmetric, _) => {
+                Err(TokenFailure::InvalidClient("this client must authenticate with private_key_jwt".into()))
+            }
+        }
+    }
+
+    /// The authorization-code grant: redeems `code` for `client`.
+    pub async fn exchange_code(
+        &self,
+        store: &dyn Records,
+        endpoint: Endpoint<'_>,
+        client: &Client,
+        exchange: CodeExchange<'_>,
+        now: i64,
+    ) -> Result<TokenResponse, TokenFailure> {
+        let CodeExchange { code, redirect_uri, code_verifier } = exchange;
+        let code = code.filter(|code| !code.is_empty()).ok_or_else(|| missing("code"))?;
+        let invalid =
+            || TokenFailure::InvalidGrant("the authorization code is invalid, expired or already used".into());
+        let code = authorization::redeem_code(store, code, now).await?.ok_or_else(invalid)?;
+        if code.environment != endpoint.environment || code.client_id != client.client_id {
+            return Err(invalid());
+        }
+        if redirect_uri != Some(code.redirect_uri.as_str()) {
+            return Err(TokenFailure::InvalidGrant(
+                "redirect_uri differs from the one in the authorization request".into(),
+            ));
+        }
+        pkce::verify(&code.code_challenge, code_verifier)
+            .map_err(|error| TokenFailure::InvalidGrant(format!("PKCE: {error}")))?;
+        self.respond(store, endpoint, client, &code.approval, None, None, now).await
+    }
+
+    /// The refresh-token grant: a new access token for the same approval, with `scope` when
+    /// it asks for less; the refresh token is renewed and returned again.
+    pub async fn refresh(
+        &self,
+        store: &dyn Records,
+        endpoint: Endpoint<'_>,
+        client: &Client,
+        token: Option<&str>,
+        scope: Option<&str>,
+        now: i64,
+    ) -> Result<TokenResponse, TokenFailure> {
+        let token = token.filter(|token| !token.is_empty()).ok_or_else(|| missing("refresh_token"))?;
+        let invalid = || TokenFailure::InvalidGrant("the refresh token is invalid, expired or revoked".into());
+        let record = refresh::find(store, token, now).await?.ok_or_else(invalid)?;
+        if record.environment != endpoint.environment || record.client_id != client.client_id {
+            return Err(invalid());
+        }
+        let granted = Scopes::parse(&record.approval.scope).map_err(|_| invalid())?;
+        let scopes = match scope.filter(|scope| !scope.trim().is_empty()) {
+            None => granted,
+            Some(asked) => {
+                let asked = Scopes::parse(asked).map_err(|error| TokenFailure::InvalidScope(error.to_string()))?;
+                if !granted.covers(&asked) {
+                    return Err(TokenFailure::InvalidScope("a refresh may not ask for more than was granted".into()));
+                }
+                asked
+            }
+        };
+        self.respond(store, endpoint, client, &record.approval, Some(scopes), Some(token), now).await
+    }
+
+    /// Issues the access token (and a refresh token for `offline_access`/`online_access`, or
+    /// renews `renewing`) of `approval`, narrowed to `scopes` when given.
+    #[allow(clippy::too_many_arguments)] // Each is one fact of the grant; a struct would only rename them.
+    async fn respond(
+        &self,
+        store: &dyn Records,
+        endpoint: Endpoint<'_>,
+        client: &Client,
+        approval: &Approval,
+        scopes: Option<Scopes>,
+        renewing: Option<&str>,
+        now: i64,
+    ) -> Result<TokenResponse, TokenFailure> {
+        let scopes = match scopes {
+            Some(scopes) => scopes,
+            None => Scopes::parse(&approval.scope).map_err(|error| TokenFailure::Server(error.to_string()))?,
+        };
+        let grant = Grant {
+            token_id: new_token_id(),
+            client_id: client.client_id.clone(),
+            subject: approval.user.clone(),
+            scopes: scopes.clone(),
+            patient: approval.patient.clone(),
+            encounter: approval.encounter.clone(),
+            fhir_user: approval.fhir_user.clone(),
+            issued_at: now,
+            expires_at: now + ACCESS_LIFETIME,
+        };
+        let access_token = self
+            .key
+            .issue(&grant, endpoint.fhir_base, endpoint.fhir_base)
+            .map_err(|error| TokenFailure::Server(error.to_string()))?;
+        let issued = (grant.token_id.clone(), grant.expires_at);
+        let refresh_token = match renewing {
+            Some(token) => {
+                refresh::renew(store, token, issued, now).await?;
+                Some(token.to_owned())
+            }
+            None if asks_offline(&scopes) => {
+                Some(refresh::issue(store, endpoint.environment, &client.client_id, approval, issued, now).await?)
+            }
+            None => None,
+        };
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: ACCESS_LIFETIME,
+            scope: scopes.to_string(),
+            refresh_token,
+            id_token: None,
+            patient: approval.patient.clone(),
+            encounter: approval.encounter.clone(),
+            // Inside an EHR (a `launch` context) the EHR shows the patient; a standalone app must.
+            need_patient_banner: !asks(&scopes, "launch"),
+        })
+    }
+
+    /// What `token` (an access or a refresh token of `endpoint`) is, or `None` when it is not
+    /// an active token: expired, revoked, forged or of another environment.
+    pub async fn introspect(
+        &self,
+        store: &dyn Records,
+        endpoint: Endpoint<'_>,
+        token: &str,
+        now: i64,
+    ) -> Result<Option<Introspection>, FlowError> {
+        if let Ok(grant) = self.key.verify(token, endpoint.fhir_base, now) {
+            if refresh::is_revoked(store, &grant.token_id).await? {
+                return Ok(None);
+            }
+            return Ok(Some(Introspection {
+                active: true,
+                client_id: grant.client_id,
+                scope: grant.scopes.to_string(),
+                exp: grant.expires_at,
+                iat: grant.issued_at,
+                sub: grant.subject,
+                iss: endpoint.fhir_base.to_owned(),
+                token_type: "Bearer",
+                patient: grant.patient,
+                encounter: grant.encounter,
+                fhir_user: grant.fhir_user,
+            }));
+        }
+        let Some(record) = refresh::find(store, token, now).await? else { return Ok(None) };
+        if record.environment != endpoint.environment {
+            return Ok(None);
+        }
+        Ok(Some(Introspection {
+            active: true,
+            client_id: record.client_id,
+            scope: record.approval.scope,
+            exp: record.expires,
+            iat: record.approval.auth_time,
+            sub: record.approval.user,
+            iss: endpoint.fhir_base.to_owned(),
+            token_type: "refresh_token",
+            patient: record.approval.patient,
+            encounter: record.approval.encounter,
+            fhir_user: record.approval.fhir_user,
+        }))
+    }
+
+    /// Revokes `token` for `client` (RFC 7009): a refresh token with every access token issued
+    /// from it, or one access token. Unknown tokens and other clients' tokens are ignored, as
+    /// the RFC asks, so the answer reveals nothing.
+    pub async fn revoke(
+        &self,
+        store: &dyn Records,
+        endpoint: Endpoint<'_>,
+        client: &Client,
+        token: &str,
+        now: i64,
+    ) -> Result<(), FlowError> {
+        match self.key.verify(token, endpoint.fhir_base, now) {
+            Ok(grant) if grant.client_id == client.client_id => {
+                refresh::revoke_access(store, &grant.token_id, grant.expires_at, now).await
+            }
+            Ok(_) | Err(TokenError::Expired) => Ok(()),
+            Err(_) => match refresh::find(store, token, now).await? {
+                Some(record) if record.client_id == client.client_id && record.environment == endpoint.environment => {
+                    refresh::revoke(store, token, now).await.map(drop)
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+fn missing(parameter: &str) -> TokenFailure {
+    TokenFailure::InvalidRequest(format!("{parameter} is required"))
+}
+
+fn asks(scopes: &Scopes, scope: &str) -> bool {
+    Scope::parse(scope).is_ok_and(|scope| scopes.contains(&scope))
+}
+
+fn asks_offline(scopes: &Scopes) -> bool {
+    asks(scopes, "offline_access") || asks(scopes, "online_access")
+}

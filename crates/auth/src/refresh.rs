@@ -1,0 +1,125 @@
+//! Refresh tokens and revocation.
+//!
+//! A refresh token is an opaque value kept as a record under its digest, holding the user's
+//! [`Approval`] and the ids of the access tokens issued from it, so that revoking it (RFC 7009)
+//! also revokes them. It lives [`LIFETIME`] and each use renews it for as long again, so an app
+//! with `offline_access` keeps working without the user signing in again (ONC attestations
+//! 11.05 and 11.16: valid at least three months, renewed without re-authentication).
+//!
+//! Access tokens are self-contained; a revoked one is listed by its id until it would have
+//! expired anyway.
+
+use serde::{Deserialize, Serialize};
+use store::records::{self, Kind, RecordKey, Records, Versioned};
+
+use crate::authorization::{Approval, FlowError};
+use crate::opaque;
+
+/// 100 days: more than the three months ONC requires, renewed on every use.
+pub const LIFETIME: i64 = 100 * 24 * 60 * 60;
+
+/// A refresh token as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefreshToken {
+    pub environment: String,
+    pub client_id: String,
+    pub approval: Approval,
+    pub expires: i64,
+    /// Access tokens issued from this grant that may still be live: `(id, expires)`.
+    #[serde(default)]
+    pub access_tokens: Vec<(String, i64)>,
+}
+
+impl Kind for RefreshToken {
+    const KIND: &'static str = "refresh_token";
+
+    fn keys(&self) -> Vec<RecordKey> {
+        vec![RecordKey::shared("user", &self.approval.user)]
+    }
+}
+
+/// Stores a refresh token for `approval` whose first access token is `access`; returns it.
+pub async fn issue(
+    store: &dyn Records,
+    environment: &str,
+    client_id: &str,
+    approval: &Approval,
+    access: (String, i64),
+    now: i64,
+) -> Result<String, FlowError> {
+    let token = opaque::new_secret()?;
+    let record = RefreshToken {
+        environment: environment.to_owned(),
+        client_id: client_id.to_owned(),
+        approval: approval.clone(),
+        expires: now + LIFETIME,
+        access_tokens: vec![access],
+    };
+    records::create(store, &opaque::digest(&token), &record, "token").await?;
+    Ok(token)
+}
+
+/// The live refresh token `token`.
+pub async fn find(store: &dyn Records, token: &str, now: i64) -> Result<Option<RefreshToken>, FlowError> {
+    let found = records::get::<RefreshToken>(store, &opaque::digest(token)).await?;
+    Ok(found.map(|found| found.value).filter(|record| record.expires > now))
+}
+
+/// Renews `token` for another [`LIFETIME`] and records `access`, issued from it now.
+pub async fn renew(
+    store: &dyn Records,
+    token: &str,
+    access: (String, i64),
+    now: i64,
+) -> Result<Versioned<RefreshToken>, FlowError> {
+    Ok(records::modify::<RefreshToken>(store, &opaque::digest(token), "token", |record| {
+        record.expires = now + LIFETIME;
+        record.access_tokens.retain(|(_, expires)| *expires > now);
+        record.access_tokens.push(access.clone());
+    })
+    .await?)
+}
+
+/// Revokes the refresh token `token` and the access tokens issued from it; true when there
+/// was one.
+pub async fn revoke(store: &dyn Records, token: &str, now: i64) -> Result<bool, FlowError> {
+    let id = opaque::digest(token);
+    let Some(found) = records::get::<RefreshToken>(store, &id).await? else { return Ok(false) };
+    for (access, expires) in &found.value.access_tokens {
+        revoke_access(store, access, *expires, now).await?;
+    }
+    match records::delete::<RefreshToken>(store, &id, found.version, "revoke").await {
+        Ok(()) | Err(store::Error::RecordNotFound { .. } | store::Error::RecordConflict { .. }) => Ok(true),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// A revoked access token, listed until it expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Revoked {
+    expires: i64,
+}
+
+impl Kind for Revoked {
+    const KIND: &'static str = "revoked_access_token";
+
+    fn keys(&self) -> Vec<RecordKey> {
+        Vec::new()
+    }
+}
+
+/// Lists the access token `id` (expiring at `expires`) as revoked.
+pub async fn revoke_access(store: &dyn Records, id: &str, expires: i64, now: i64) -> Result<(), FlowError> {
+    if expires <= now {
+        return Ok(());
+    }
+    match records::create(store, id, &Revoked { expires }, "revoke").await {
+        Ok(_) | Err(store::Error::RecordExists { .. }) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// True when the access token `id` has been revoked.
+pub async fn is_revoked(store: &dyn Records, id: &str) -> Result<bool, FlowError> {
+    Ok(records::get::<Revoked>(store, id).await?.is_some())
+}

@@ -1,0 +1,159 @@
+//! The token endpoint (RFC 6749 §3.2), revocation (RFC 7009) and introspection (RFC 7662).
+//! Every answer is JSON that no cache may keep; every error is an RFC 6749 §5.2 error object.
+
+use auth::client::Client;
+use auth::issuer::{CodeExchange, Presented, TokenFailure};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+
+use super::{AuthContext, field, form_pairs, now};
+
+/// `POST …/auth/token`.
+pub(crate) async fn token(State(context): State<AuthContext>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = form_pairs(&body);
+    let presented = presented(&headers, &form);
+    match grant(&context, &presented, &form).await {
+        Ok(response) => no_store(StatusCode::OK, json!(response)),
+        Err(failure) => token_error(&failure, tried_basic(&presented)),
+    }
+}
+
+fn tried_basic(presented: &Result<Presented, TokenFailure>) -> bool {
+    presented.as_ref().is_ok_and(|presented| presented.basic.is_some())
+}
+
+async fn grant(
+    context: &AuthContext,
+    presented: &Result<Presented, TokenFailure>,
+    form: &[(String, String)],
+) -> Result<auth::issuer::TokenResponse, TokenFailure> {
+    let presented = presented.as_ref().map_err(Clone::clone)?;
+    let issuer = &context.auth.issuer;
+    let grant_type =
+        field(form, "grant_type").ok_or_else(|| TokenFailure::InvalidRequest("grant_type is required".into()))?;
+    if !matches!(grant_type, "authorization_code" | "refresh_token") {
+        return Err(TokenFailure::UnsupportedGrantType(format!("grant_type '{grant_type}' is not supported")));
+    }
+    let client = issuer.authenticate_client(context.store(), context.endpoint(), presented).await?;
+    let now = now();
+    if grant_type == "authorization_code" {
+        let exchange = CodeExchange {
+            code: field(form, "code"),
+            redirect_uri: field(form, "redirect_uri"),
+            code_verifier: field(form, "code_verifier"),
+        };
+        issuer.exchange_code(context.store(), context.endpoint(), &client, exchange, now).await
+    } else {
+        let token = field(form, "refresh_token");
+        issuer.refresh(context.store(), context.endpoint(), &client, token, field(form, "scope"), now).await
+    }
+}
+
+/// `POST …/auth/revoke`: the client authenticates as at the token endpoint; the answer is
+/// 200 whether or not the token was known (RFC 7009 §2.2).
+pub(crate) async fn revoke(State(context): State<AuthContext>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = form_pairs(&body);
+    let presented = presented(&headers, &form);
+    let result = async {
+        let client = authenticated(&context, &presented).await?;
+        let token = field(&form, "token").ok_or_else(|| TokenFailure::InvalidRequest("token is required".into()))?;
+        let issuer = &context.auth.issuer;
+        issuer.revoke(context.store(), context.endpoint(), &client, token, now()).await.map_err(TokenFailure::from)
+    };
+    match result.await {
+        Ok(()) => no_store(StatusCode::OK, json!({})),
+        Err(failure) => token_error(&failure, tried_basic(&presented)),
+    }
+}
+
+/// `POST …/auth/introspect`: any caller may ask (the token is the secret); an inactive,
+/// unknown or malformed token gets exactly `{"active":false}` (RFC 7662 §2.2).
+pub(crate) async fn introspect(State(context): State<AuthContext>, body: Bytes) -> Response {
+    let form = form_pairs(&body);
+    let Some(token) = field(&form, "token").filter(|token| !token.is_empty()) else {
+        return token_error(&TokenFailure::InvalidRequest("token is required".into()), false);
+    };
+    match context.auth.issuer.introspect(context.store(), context.endpoint(), token, now()).await {
+        Ok(Some(active)) => no_store(StatusCode::OK, json!(active)),
+        Ok(None) => no_store(StatusCode::OK, json!({"active": false})),
+        Err(error) => token_error(&TokenFailure::Server(error.to_string()), false),
+    }
+}
+
+async fn authenticated(
+    context: &AuthContext,
+    presented: &Result<Presented, TokenFailure>,
+) -> Result<Client, TokenFailure> {
+    let presented = presented.as_ref().map_err(Clone::clone)?;
+    context.auth.issuer.authenticate_client(context.store(), context.endpoint(), presented).await
+}
+
+/// The client credentials of the request: `Authorization: Basic` (whose parts are
+/// form-urlencoded, RFC 6749 §2.3.1) and the form's `client_id`, `client_secret`,
+/// `client_assertion_type` and `client_assertion`.
+fn presented(headers: &HeaderMap, form: &[(String, String)]) -> Result<Presented, TokenFailure> {
+    let basic = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => Some(basic_credentials(value).ok_or_else(|| {
+            TokenFailure::InvalidClient("the Authorization header is not Basic base64(client_id:client_secret)".into())
+        })?),
+    };
+    let text = |name: &str| field(form, name).filter(|value| !value.is_empty()).map(str::to_owned);
+    Ok(Presented {
+        basic,
+        client_id: text("client_id"),
+        client_secret: text("client_secret"),
+        client_assertion_type: text("client_assertion_type"),
+        client_assertion: text("client_assertion"),
+    })
+}
+
+fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
+    let (scheme, encoded) = value.to_str().ok()?.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape = |text: &str| -> Option<String> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={text}")).ok()?;
+        pairs.into_iter().next().map(|(_, value)| value)
+    };
+    Some((unescape(id)?, unescape(secret)?))
+}
+
+/// A JSON answer with `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
+fn no_store(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The RFC 6749 §5.2 error: 401 for `invalid_client` (with a Basic challenge when the client
+/// tried Basic), 500 for the server's own failures, 400 otherwise.
+fn token_error(failure: &TokenFailure, tried_basic: bool) -> Response {
+    let status = match failure {
+        TokenFailure::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+        TokenFailure::Server(cause) => {
+            tracing::error!(error = %cause, "token endpoint failed");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let description = match failure {
+        TokenFailure::Server(_) => "the server could not complete the request",
+        other => other.description(),
+    };
+    let mut response = no_store(status, json!({"error": failure.code(), "error_description": description}));
+    if tried_basic && status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"ignis\""));
+    }
+    response
+}

@@ -1,0 +1,524 @@
+//! SMART App Launch through real HTTP, as an app and a browser would play it (checklist §3,
+//! §6, §8): discovery, the authorization endpoint and its pages (sign-in, second factor,
+//! patient picker, consent with unticked types and granular sub-scopes), the token endpoint
+//! with each client type, PKCE, refresh, revocation and introspection, and the RFC 6749
+//! errors of each bad request.
+
+use std::sync::Arc;
+
+use auth::client::{ClientType, NewClient};
+use auth::user::{NewUser, Role};
+use reqwest::header::{AUTHORIZATION, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::TestApp;
+
+const REDIRECT: &str = "https://app.example/callback";
+const SECRET: &str = "app secret 1234";
+const VERIFIER: &str = "a-very-long-code-verifier-of-forty-three-plus-characters-0123456789";
+const ADMIN: &str = "system/*.cruds";
+const ALL_PATIENT: &str = "launch/patient openid fhirUser offline_access patient/*.rs";
+
+/// A server with two patients, a confidential and a public client, a patient user (Alice,
+/// patient A) and a parent (acting for A and B).
+struct World {
+    app: TestApp,
+    a: String,
+    b: String,
+}
+
+async fn world() -> World {
+    let app = TestApp::spawn_secured().await;
+    let admin = app.token(ADMIN, None);
+    let mut ids = Vec::new();
+    for family in ["Alpha", "Beta"] {
+        let body = json!({"resourceType": "Patient", "name": [{"family": family, "given": ["Pat"]}]});
+        let response = app.request(reqwest::Method::POST, "/Patient").bearer_auth(&admin).json(&body).send().await;
+        let created: Value = response.expect("create").json().await.expect("json");
+        ids.push(created["id"].as_str().expect("id").to_owned());
+    }
+    let store = app.store.as_ref();
+    for (client_id, client_type, secret) in [
+        ("confidential", ClientType::ConfidentialSymmetric, Some(SECRET.to_owned())),
+        ("public", ClientType::Public, None),
+    ] {
+        let client = NewClient {
+            client_id: client_id.into(),
+            client_type,
+            environment: "production".into(),
+            secret,
+            jwks: None,
+            jwks_url: None,
+            redirect_uris: vec![REDIRECT.into()],
+            launch_uris: Vec::new(),
+            scopes: "launch launch/patient openid fhirUser offline_access patient/*.cruds user/*.cruds".into(),
+        };
+        auth::client::register(store, client, "test").await.expect("register");
+    }
+    let secret = Arc::clone(app.secret.as_ref().expect("secured"));
+    for (username, patients) in [("alice", vec![]), ("parent", vec![ids[1].clone()])] {
+        let user = NewUser {
+            username: username.into(),
+            password: format!("{username} password 42"),
+            role: Role::Patient,
+            fhir_user: format!("Patient/{}", ids[0]),
+            patients,
+            enrol_totp: false,
+        };
+        auth::user::create(store, &secret, user, "test").await.expect("user");
+    }
+    World { app, a: ids[0].clone(), b: ids[1].clone() }
+}
+
+/// A browser: no automatic redirects, one session cookie.
+struct Browser {
+    http: Client,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    fn new() -> Browser {
+        let http = Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Browser { http, cookie: None }
+    }
+
+    async fn get(&mut self, url: &str) -> reqwest::Response {
+        let mut request = self.http.get(url);
+        if let Some(cookie) = &self.cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        self.keep_cookie(request.send().await.expect("GET"))
+    }
+
+    async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self.http.post(url).form(form);
+        if let Some(cookie) = &self.cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        self.keep_cookie(request.send().await.expect("POST"))
+    }
+
+    fn keep_cookie(&mut self, response: reqwest::Response) -> reqwest::Response {
+        if let Some(set) = response.headers().get(SET_COOKIE) {
+            let pair = set.to_str().expect("cookie").split(';').next().expect("pair").to_owned();
+            self.cookie = Some(pair);
+        }
+        response
+    }
+
+    /// Follows `response`'s redirects while they stay on the server; returns the final page
+    /// or the redirect to the app.
+    async fn follow(&mut self, mut response: reqwest::Response, root: &str) -> Page {
+        loop {
+            if response.status() != StatusCode::SEE_OTHER {
+                let status = response.status();
+                return Page::Html(status, response.text().await.expect("page"));
+            }
+            let location = response.headers()[LOCATION].to_str().expect("location").to_owned();
+            if !location.starts_with(root) {
+                return Page::App(location);
+            }
+            response = self.get(&location).await;
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Page {
+    Html(StatusCode, String),
+    /// A redirect to the app's redirect URI.
+    App(String),
+}
+
+impl Page {
+    fn html(&self) -> &str {
+        match self {
+            Page::Html(_, html) => html,
+            Page::App(location) => panic!("expected a page, got a redirect to {location}"),
+        }
+    }
+
+    fn app(&self) -> Vec<(String, String)> {
+        match self {
+            Page::App(location) => {
+                let query = location.strip_prefix(&format!("{REDIRECT}?")).expect("to the redirect URI");
+                serde_urlencoded::from_str(query).expect("query")
+            }
+            Page::Html(status, html) => panic!("expected a redirect to the app, got {status}: {html}"),
+        }
+    }
+}
+
+/// The `value` of the hidden input `request` of a page.
+fn handle(html: &str) -> String {
+    attribute_after(html, "name=\"request\"").expect("a request handle")
+}
+
+fn attribute_after(html: &str, marker: &str) -> Option<String> {
+    let at = html.find(marker)?;
+    let rest = &html[at..];
+    let start = rest.find("value=\"")? + 7;
+    Some(rest[start..start + rest[start..].find('"')?].replace("&amp;", "&"))
+}
+
+/// Every `scope` checkbox of a consent page: `(value, ticked)`.
+fn checkboxes(html: &str) -> Vec<(String, bool)> {
+    html.split("<input type=\"checkbox\" name=\"scope\"")
+        .skip(1)
+        .map(|rest| {
+            let tag = &rest[..rest.find('>').expect("tag end")];
+            let value = attribute_after(tag, "").expect("value");
+            (value, tag.contains("checked"))
+        })
+        .collect()
+}
+
+fn query(pairs: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(pairs).expect("query")
+}
+
+/// The parameters of an authorization request by `client_id` for `scope`.
+fn authorize_url(app: &TestApp, client_id: &str, scope: &str, aud: &str) -> String {
+    let challenge = auth::pkce::challenge(VERIFIER);
+    let pairs = [
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("scope", scope),
+        ("state", "state-123"),
+        ("aud", aud),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    format!("{}/auth/authorize?{}", app.root, query(&pairs))
+}
+
+/// Signs `username` in from the authorization URL and returns the consent page.
+async fn sign_in(browser: &mut Browser, app: &TestApp, url: &str, username: &str) -> Page {
+    let response = browser.get(url).await;
+    let page = browser.follow(response, &app.root).await;
+    assert!(page.html().contains("name=\"username\""), "{}", page.html());
+    let password = format!("{username} password 42");
+    let form = [("request", handle(page.html())), ("username", username.into()), ("password", password)];
+    let form: Vec<(&str, &str)> = form.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let response = browser.post(&format!("{}/auth/sign-in", app.root), &form).await;
+    browser.follow(response, &app.root).await
+}
+
+/// Approves the consent page `page` with the `ticked` scopes; returns the code.
+async fn approve(browser: &mut Browser, app: &TestApp, page: &Page, ticked: &[&str]) -> String {
+    let request = handle(page.html());
+    let mut form = vec![("request", request.as_str()), ("decision", "approve")];
+    form.extend(ticked.iter().map(|scope| ("scope", *scope)));
+    let response = browser.post(&format!("{}/auth/consent", app.root), &form).await;
+    let back = browser.follow(response, &app.root).await.app();
+    assert!(back.contains(&("state".into(), "state-123".into())), "{back:?}");
+    back.into_iter().find(|(name, _)| name == "code").map(|(_, code)| code).expect("a code")
+}
+
+/// A consent page's ticked scopes, as the app asked.
+fn as_asked(page: &Page) -> Vec<String> {
+    checkboxes(page.html()).into_iter().filter(|(_, ticked)| *ticked).map(|(scope, _)| scope).collect()
+}
+
+async fn token_request(app: &TestApp, basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    let mut request = Client::new().post(format!("{}/auth/token", app.root)).form(form);
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let response = request.send().await.expect("token request");
+    let status = response.status();
+    if status == StatusCode::OK {
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        assert_eq!(response.headers()["pragma"], "no-cache");
+    }
+    (status, response.json().await.expect("JSON"))
+}
+
+async fn exchange(app: &TestApp, code: &str, verifier: Option<&str>) -> (StatusCode, Value) {
+    let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT)];
+    if let Some(verifier) = verifier {
+        form.push(("code_verifier", verifier));
+    }
+    token_request(app, Some(("confidential", SECRET)), &form).await
+}
+
+/// A full standalone launch of Alice through the confidential client, approving what was
+/// asked; returns the token response.
+async fn launch_alice(world: &World, scope: &str) -> Value {
+    let mut browser = Browser::new();
+    let url = authorize_url(&world.app, "confidential", scope, &world.app.base);
+    let page = sign_in(&mut browser, &world.app, &url, "alice").await;
+    let asked = as_asked(&page);
+    let asked: Vec<&str> = asked.iter().map(String::as_str).collect();
+    let code = approve(&mut browser, &world.app, &page, &asked).await;
+    let (status, body) = exchange(&world.app, &code, Some(VERIFIER)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn read(app: &TestApp, token: &str, path: &str) -> StatusCode {
+    app.request(reqwest::Method::GET, path).bearer_auth(token).send().await.expect("read").status()
+}
+
+#[tokio::test]
+async fn discovery_lists_the_endpoints_and_capabilities() {
+    let world = world().await;
+    let response = Client::new().get(format!("{}/.well-known/smart-configuration", world.app.base)).send().await;
+    let response = response.expect("discovery");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().expect("type").starts_with("application/json"));
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["authorization_endpoint"], format!("{}/auth/authorize", world.app.root));
+    assert_eq!(body["token_endpoint"], format!("{}/auth/token", world.app.root));
+    assert_eq!(body["code_challenge_methods_supported"], json!(["S256"]));
+    let capabilities = body["capabilities"].as_array().expect("capabilities");
+    for needed in [
+        "launch-standalone",
+        "launch-ehr",
+        "client-public",
+        "client-confidential-symmetric",
+        "permission-v1",
+        "permission-v2",
+        "authorize-post",
+        "permission-offline",
+    ] {
+        assert!(capabilities.contains(&json!(needed)), "{needed}");
+    }
+    let openid = Client::new().get(format!("{}/.well-known/openid-configuration", world.app.base)).send().await;
+    let openid: Value = openid.expect("openid").json().await.expect("json");
+    assert_eq!(openid["issuer"], world.app.base);
+    assert!(openid["id_token_signing_alg_values_supported"].as_array().expect("algs").contains(&json!("RS256")));
+    // The sandbox has its own endpoints.
+    let sandbox = Client::new().get(format!("{}/sandbox/fhir/.well-known/smart-configuration", world.app.root)).send();
+    let sandbox: Value = sandbox.await.expect("sandbox").json().await.expect("json");
+    assert_eq!(sandbox["token_endpoint"], format!("{}/sandbox/auth/token", world.app.root));
+}
+
+#[tokio::test]
+async fn a_standalone_patient_launch_reads_only_its_patient() {
+    let world = world().await;
+    let token = launch_alice(&world, ALL_PATIENT).await;
+    assert_eq!(token["token_type"], "Bearer");
+    assert!(token["expires_in"].is_number());
+    assert_eq!(token["patient"], world.a);
+    assert_eq!(token["need_patient_banner"], true);
+    let scope = token["scope"].as_str().expect("scope");
+    for granted in ["launch/patient", "openid", "fhirUser", "offline_access", "patient/*.rs"] {
+        assert!(scope.split(' ').any(|word| word == granted), "{granted} in {scope}");
+    }
+    assert!(token["refresh_token"].is_string());
+    let access = token["access_token"].as_str().expect("access token");
+    assert_eq!(read(&world.app, access, &format!("/Patient/{}", world.a)).await, StatusCode::OK);
+    assert_ne!(read(&world.app, access, &format!("/Patient/{}", world.b)).await, StatusCode::OK);
+    // Without a token: exactly 401.
+    let bare = Client::new().get(format!("{}/Patient/{}", world.app.base, world.a)).send().await.expect("read");
+    assert_eq!(bare.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn unticking_a_type_refuses_it_and_sub_scopes_narrow_a_type() {
+    let world = world().await;
+    let mut browser = Browser::new();
+    let scope = "launch/patient openid fhirUser patient/Patient.rs patient/Condition.rs patient/Observation.rs";
+    let url = authorize_url(&world.app, "confidential", scope, &world.app.base);
+    let page = sign_in(&mut browser, &world.app, &url, "alice").await;
+    let boxes = checkboxes(page.html());
+    let lab = "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory";
+    assert!(boxes.contains(&(lab.to_owned(), false)), "{boxes:?}");
+    assert!(boxes.contains(&("patient/Condition.rs".to_owned(), true)));
+    assert!(page.html().contains("name=\"decision\" value=\"approve\""));
+    // Untick Condition; grant only laboratory Observations.
+    let code =
+        approve(&mut browser, &world.app, &page, &["launch/patient", "openid", "fhirUser", "patient/Patient.rs", lab])
+            .await;
+    let (status, token) = exchange(&world.app, &code, Some(VERIFIER)).await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    assert_eq!(token["scope"], format!("launch/patient openid fhirUser patient/Patient.rs {lab}"));
+    assert!(token.get("refresh_token").is_none(), "no offline_access, no refresh token");
+    let access = token["access_token"].as_str().expect("token");
+    let refused = read(&world.app, access, &format!("/Condition?patient={}", world.a)).await;
+    assert!(matches!(refused, StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED), "{refused}");
+    assert_eq!(read(&world.app, access, &format!("/Observation?patient={}", world.a)).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_parent_picks_the_patient() {
+    let world = world().await;
+    let mut browser = Browser::new();
+    let url = authorize_url(&world.app, "public", ALL_PATIENT, &world.app.base);
+    let page = sign_in(&mut browser, &world.app, &url, "parent").await;
+    let html = page.html();
+    assert!(html.contains(&format!("value=\"{}\"", world.b)) && html.contains("name=\"patient\""), "{html}");
+    let form = [("request", handle(html)), ("patient", world.b.clone())];
+    let form: Vec<(&str, &str)> = form.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let response = browser.post(&format!("{}/auth/patient", world.app.root), &form).await;
+    let page = browser.follow(response, &world.app.root).await;
+    let asked = as_asked(&page);
+    let code = approve(&mut browser, &world.app, &page, &asked.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    // A public client: client_id in the body, no secret.
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("client_id", "public"),
+    ];
+    let (status, token) = token_request(&world.app, None, &form).await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    assert_eq!(token["patient"], world.b);
+    let access = token["access_token"].as_str().expect("token");
+    assert_eq!(read(&world.app, access, &format!("/Patient/{}", world.b)).await, StatusCode::OK);
+    assert_ne!(read(&world.app, access, &format!("/Patient/{}", world.a)).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn refresh_tokens_renew_narrow_and_refuse_more() {
+    let world = world().await;
+    let token = launch_alice(&world, ALL_PATIENT).await;
+    let refresh = token["refresh_token"].as_str().expect("refresh token");
+    let basic = Some(("confidential", SECRET));
+    let (status, renewed) =
+        token_request(&world.app, basic, &[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    assert_eq!(renewed["scope"], token["scope"]);
+    assert!(renewed["expires_in"].is_number());
+    assert_eq!(renewed["refresh_token"], refresh, "renewed in place, valid for another 100 days");
+    let access = renewed["access_token"].as_str().expect("token");
+    assert_eq!(read(&world.app, access, &format!("/Patient/{}", world.a)).await, StatusCode::OK);
+    let narrower = [("grant_type", "refresh_token"), ("refresh_token", refresh), ("scope", "patient/Patient.rs")];
+    let (status, narrowed) = token_request(&world.app, basic, &narrower).await;
+    assert_eq!(status, StatusCode::OK, "{narrowed}");
+    assert_eq!(narrowed["scope"], "patient/Patient.rs");
+    let wider = [("grant_type", "refresh_token"), ("refresh_token", refresh), ("scope", "user/*.cruds")];
+    let (status, refused) = token_request(&world.app, basic, &wider).await;
+    assert_eq!((status, &refused["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_scope")));
+    let random = uuid::Uuid::new_v4().to_string();
+    let bogus = [("grant_type", "refresh_token"), ("refresh_token", random.as_str())];
+    let (status, refused) = token_request(&world.app, basic, &bogus).await;
+    assert_eq!((status, &refused["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_grant")));
+}
+
+#[tokio::test]
+async fn revocation_and_introspection() {
+    let world = world().await;
+    let token = launch_alice(&world, ALL_PATIENT).await;
+    let access = token["access_token"].as_str().expect("token");
+    let refresh = token["refresh_token"].as_str().expect("refresh");
+    let introspect = |token: String| {
+        let url = format!("{}/auth/introspect", world.app.root);
+        async move {
+            let response = Client::new().post(url).form(&[("token", token)]).send().await.expect("introspect");
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Value>().await.expect("json")
+        }
+    };
+    let active = introspect(access.to_owned()).await;
+    assert_eq!(active["active"], true);
+    assert_eq!(active["client_id"], "confidential");
+    assert_eq!(active["scope"], token["scope"]);
+    assert_eq!(active["patient"], world.a);
+    assert!(active["exp"].is_number());
+    assert_eq!(introspect("invalid_token_value".into()).await, json!({"active": false}));
+
+    let revoke = Client::new()
+        .post(format!("{}/auth/revoke", world.app.root))
+        .basic_auth("confidential", Some(SECRET))
+        .form(&[("token", refresh)])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoke.status(), StatusCode::OK);
+    assert_eq!(read(&world.app, access, &format!("/Patient/{}", world.a)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(introspect(access.to_owned()).await, json!({"active": false}));
+    let again = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
+    let (status, _) = token_request(&world.app, Some(("confidential", SECRET)), &again).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn bad_token_requests_get_rfc_6749_errors() {
+    let world = world().await;
+    let app = &world.app;
+    // Four launches, four bad verifiers: none, empty, wrong, the challenge itself.
+    let challenge = auth::pkce::challenge(VERIFIER);
+    let wrong = "x".repeat(60);
+    for verifier in [None, Some(""), Some(wrong.as_str()), Some(challenge.as_str())] {
+        let mut browser = Browser::new();
+        let page =
+            sign_in(&mut browser, app, &authorize_url(app, "confidential", ALL_PATIENT, &app.base), "alice").await;
+        let asked = as_asked(&page);
+        let code = approve(&mut browser, app, &page, &asked.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        let (status, body) = exchange(app, &code, verifier).await;
+        assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_grant")), "{verifier:?}");
+    }
+    let (status, body) = exchange(app, "BAD_CODE", Some(VERIFIER)).await;
+    assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_grant")));
+    let form = [("grant_type", "authorization_code"), ("code", "x"), ("redirect_uri", REDIRECT)];
+    let (status, body) = token_request(app, Some(("BAD_CLIENT_ID", SECRET)), &form).await;
+    assert_eq!((status, &body["error"]), (StatusCode::UNAUTHORIZED, &json!("invalid_client")));
+    let (status, body) = token_request(app, Some(("confidential", "wrong secret")), &form).await;
+    assert_eq!((status, &body["error"]), (StatusCode::UNAUTHORIZED, &json!("invalid_client")));
+    let (status, body) = token_request(app, Some(("confidential", SECRET)), &[("grant_type", "password")]).await;
+    assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("unsupported_grant_type")));
+    let (status, body) = token_request(app, Some(("confidential", SECRET)), &[]).await;
+    assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_request")));
+    // A code is good once.
+    let mut browser = Browser::new();
+    let page = sign_in(&mut browser, app, &authorize_url(app, "confidential", ALL_PATIENT, &app.base), "alice").await;
+    let asked = as_asked(&page);
+    let code = approve(&mut browser, app, &page, &asked.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(exchange(app, &code, Some(VERIFIER)).await.0, StatusCode::OK);
+    assert_eq!(exchange(app, &code, Some(VERIFIER)).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn bad_authorization_requests_never_get_a_code() {
+    let world = world().await;
+    let app = &world.app;
+    let mut browser = Browser::new();
+    let invalid_aud = authorize_url(app, "confidential", ALL_PATIENT, "https://inferno.healthit.gov/invalid_aud");
+    let back = browser.follow(browser.http.get(&invalid_aud).send().await.expect("authorize"), &app.root).await.app();
+    assert!(back.contains(&("error".into(), "invalid_request".into())), "{back:?}");
+    assert!(!back.iter().any(|(name, _)| name == "code"));
+    // The sandbox's base is another audience.
+    let sandbox = authorize_url(app, "confidential", ALL_PATIENT, &format!("{}/sandbox/fhir", app.root));
+    let back = browser.follow(browser.http.get(&sandbox).send().await.expect("authorize"), &app.root).await.app();
+    assert!(back.contains(&("error".into(), "invalid_request".into())), "{back:?}");
+    // plain PKCE is refused.
+    let plain = authorize_url(app, "confidential", ALL_PATIENT, &app.base).replace("S256", "plain");
+    let back = browser.follow(browser.http.get(&plain).send().await.expect("authorize"), &app.root).await.app();
+    assert!(back.contains(&("error".into(), "invalid_request".into())), "{back:?}");
+    // An unregistered redirect URI gets a page, never a redirect.
+    let elsewhere = authorize_url(app, "confidential", ALL_PATIENT, &app.base)
+        .replace("app.example%2Fcallback", "evil.example%2Fcallback");
+    let response = browser.http.get(&elsewhere).send().await.expect("authorize");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().await.expect("page").contains("redirect_uri"));
+    // A wrong password shows the sign-in page again, saying so without naming which was wrong.
+    let response = browser.get(&authorize_url(app, "confidential", ALL_PATIENT, &app.base)).await;
+    let page = browser.follow(response, &app.root).await;
+    let form = [("request", handle(page.html())), ("username", "alice".into()), ("password", "wrong".into())];
+    let form: Vec<(&str, &str)> = form.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let response = browser.post(&format!("{}/auth/sign-in", app.root), &form).await;
+    let page = browser.follow(response, &app.root).await;
+    assert!(page.html().contains("the username or password is wrong"), "{}", page.html());
+    assert!(browser.cookie.is_none());
+    // Denying sends access_denied back.
+    let page = sign_in(&mut browser, app, &authorize_url(app, "confidential", ALL_PATIENT, &app.base), "alice").await;
+    let form = [("request", handle(page.html())), ("decision", "deny".to_owned())];
+    let form: Vec<(&str, &str)> = form.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let response = browser.post(&format!("{}/auth/consent", app.root), &form).await;
+    let back = browser.follow(response, &app.root).await.app();
+    assert!(back.contains(&("error".into(), "access_denied".into())), "{back:?}");
+    // Basic credentials with a bad header are refused as a bad client.
+    let response = Client::new()
+        .post(format!("{}/auth/token", app.root))
+        .header(AUTHORIZATION, "Basic !!!")
+        .form(&[("grant_type", "authorization_code")])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
