@@ -6,7 +6,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use auth::secret::SecretKey;
 use auth::totp::Enrolment;
 use auth::user::{self, NewUser, Role, User};
 use clap::{Args, Subcommand, ValueEnum};
@@ -14,7 +13,7 @@ use serde_json::json;
 use store::records::{Records, Versioned};
 
 use crate::cli::StorageArgs;
-use crate::serve::open_store;
+use crate::serve::{load_secret_key, open_store};
 
 /// Who the records' history says made an admin command's changes.
 const BY: &str = "ignis admin";
@@ -109,15 +108,7 @@ async fn create_user(args: UserCreateArgs) -> anyhow::Result<()> {
         (None, false) => None,
     };
     let password = read_password(std::io::stdin().lock())?;
-    let key_path = match &args.secret_key_file {
-        Some(path) => path.clone(),
-        None => {
-            std::fs::create_dir_all(&args.storage.data_dir)
-                .with_context(|| format!("cannot create the data folder {}", args.storage.data_dir.display()))?;
-            args.storage.data_dir.join("secret.key")
-        }
-    };
-    let key = SecretKey::load_or_create(&key_path)?;
+    let key = load_secret_key(&args.storage, args.secret_key_file.as_deref())?;
     let store = open_store(&args.storage)?;
     let records: &dyn Records = &*store;
     let new = NewUser {

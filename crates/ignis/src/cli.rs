@@ -63,6 +63,14 @@ pub(crate) struct ServeArgs {
     /// Leave the FHIR API open without tokens (loopback only; for local experiments).
     #[arg(long, env = "IGNIS_INSECURE_NO_AUTH")]
     pub(crate) insecure_no_auth: bool,
+    /// The secret key every key of the authorization server derives from and that seals
+    /// secrets at rest: 32 bytes in base64, readable by its owner only (default
+    /// `<data-dir>/secret.key`, generated on first start).
+    #[arg(long, env = "IGNIS_SECRET_KEY_FILE")]
+    pub(crate) secret_key_file: Option<PathBuf>,
+    /// A signed-in browser session idle this long ends (ONC 170.315(d)(5)).
+    #[arg(long, env = "IGNIS_SESSION_IDLE_MINUTES", default_value_t = 15)]
+    pub(crate) session_idle_minutes: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "IGNIS_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub(crate) max_body_bytes: usize,

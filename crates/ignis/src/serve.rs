@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use auth::secret::SecretKey;
 use store::postgres::PostgresStore;
 use store::sqlite::SqliteStore;
 use store::{Environment, HistoryQuery, HistoryScope};
@@ -33,10 +34,35 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !args.no_demo {
         load_demo(store.as_ref(), &args.demo_data).await?;
     }
+    let mut state = server::AppState::new(store, config);
+    if !args.insecure_no_auth {
+        state = state.with_authorization(authorization(&args)?);
+    }
     tracing::info!(%address, fhir_base = %format!("{base_url}/fhir"), "ignis is serving");
-    server::serve(listener, server::AppState::new(store, config), shutdown_signal()).await?;
+    server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("ignis stopped");
     Ok(())
+}
+
+/// The authorization server: its keys derive from the secret key file, created on first start.
+fn authorization(args: &ServeArgs) -> anyhow::Result<server::Authorization> {
+    let key = load_secret_key(&args.storage, args.secret_key_file.as_deref())?;
+    let mut authorization = server::Authorization::new(Arc::new(key));
+    authorization.session_idle = std::time::Duration::from_secs(args.session_idle_minutes.saturating_mul(60));
+    Ok(authorization)
+}
+
+/// The secret key in `file`, or in `<data-dir>/secret.key` (created, owner-only, when missing).
+pub(crate) fn load_secret_key(storage: &StorageArgs, file: Option<&std::path::Path>) -> anyhow::Result<SecretKey> {
+    let path = match file {
+        Some(path) => path.to_owned(),
+        None => {
+            std::fs::create_dir_all(&storage.data_dir)
+                .with_context(|| format!("cannot create the data folder {}", storage.data_dir.display()))?;
+            storage.data_dir.join("secret.key")
+        }
+    };
+    Ok(SecretKey::load_or_create(&path)?)
 }
 
 /// Imports the demo data into both partitions when neither holds anything yet (a first
@@ -70,19 +96,14 @@ async fn load_demo(store: &dyn store::Store, folder: &std::path::Path) -> anyhow
     Ok(())
 }
 
-/// Authorization is not built yet, so the FHIR API is open: allow that only on loopback,
-/// and say so loudly.
+/// Tokens and passwords must not cross a network in clear: until the binary serves TLS, only
+/// loopback addresses are allowed. The open mode says so loudly.
 fn check_exposure(args: &ServeArgs) -> anyhow::Result<()> {
     if !args.listen.ip().is_loopback() {
-        bail!(
-            "refusing to listen on {}: authorization is not implemented yet, so ignis only serves on a loopback address",
-            args.listen
-        );
+        bail!("refusing to listen on {}: without TLS, ignis only serves on a loopback address", args.listen);
     }
     if args.insecure_no_auth {
         tracing::warn!("--insecure-no-auth: the FHIR API accepts requests without tokens; for local experiments only");
-    } else {
-        tracing::warn!("authorization is not implemented yet: the FHIR API is open on loopback only");
     }
     Ok(())
 }

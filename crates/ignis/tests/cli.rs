@@ -85,11 +85,17 @@ struct Server {
 }
 
 impl Server {
-    /// Starts `ignis serve` on a free loopback port over `database_url` and waits until it
-    /// answers `/healthz`.
+    /// Starts `ignis serve --insecure-no-auth` on a free loopback port over `database_url` and
+    /// waits until it answers `/healthz`.
     async fn start(database_url: &str) -> Server {
+        Server::start_with(database_url, &["--insecure-no-auth"]).await
+    }
+
+    /// [`Server::start`] with `extra` flags instead of `--insecure-no-auth`.
+    async fn start_with(database_url: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ignis"))
             .args(["serve", "--listen", "127.0.0.1:0", "--no-demo", "--database-url", database_url])
+            .args(extra)
             .env("IGNIS_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -334,6 +340,25 @@ fn bad_database_urls_fail_with_a_clear_message() {
         assert!(stderr.contains(expected), "{url}: expected '{expected}' in {stderr:?}");
         assert!(!stderr.contains("panicked"), "{url}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn serve_requires_tokens_by_default() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let database = format!("sqlite://{}", folder.path().join("ignis.db").display());
+    let data_dir = folder.path().to_str().expect("UTF-8 path");
+    let server = Server::start_with(&database, &["--data-dir", data_dir]).await;
+    let client = reqwest::Client::new();
+    let refused = client.get(format!("{}/Patient", server.base)).send().await.expect("search");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(refused.headers()["www-authenticate"].to_str().expect("challenge").starts_with("Bearer"));
+    let metadata = client.get(format!("{}/metadata", server.base)).send().await.expect("metadata");
+    assert_eq!(metadata.status(), StatusCode::OK);
+    let discovery = client.get(format!("{}/.well-known/smart-configuration", server.base)).send().await;
+    let discovery: Value = discovery.expect("discovery").json().await.expect("JSON");
+    assert_eq!(discovery["token_endpoint"], server.base.replace("/fhir", "/auth/token"));
+    #[cfg(unix)]
+    assert_eq!(mode(&folder.path().join("secret.key")), 0o600, "the secret key is generated owner-only");
 }
 
 /// Runs `ignis admin user create` with `args`, writing `password` and a newline to its stdin.

@@ -522,3 +522,79 @@ async fn bad_authorization_requests_never_get_a_code() {
         .expect("token");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn an_ehr_launch_signs_a_practitioner_in_with_totp_by_post() {
+    let world = world().await;
+    let app = &world.app;
+    let secret = Arc::clone(app.secret.as_ref().expect("secured"));
+    let practitioner = NewUser {
+        username: "drhouse".into(),
+        password: "drhouse password 42".into(),
+        role: Role::Practitioner,
+        fhir_user: "Practitioner/12".into(),
+        patients: Vec::new(),
+        enrol_totp: false,
+    };
+    let (_, enrolment) = auth::user::create(app.store.as_ref(), &secret, practitioner, "test").await.expect("user");
+    let authenticator = auth::totp::Authenticator::from_base32(&enrolment.expect("enrolled").secret).expect("seed");
+    let admin = app.token(ADMIN, None);
+    let encounter = json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+        "subject": {"reference": format!("Patient/{}", world.a)}});
+    let created = app.request(reqwest::Method::POST, "/Encounter").bearer_auth(&admin).json(&encounter).send().await;
+    let encounter: Value = created.expect("create").json().await.expect("json");
+    let encounter = encounter["id"].as_str().expect("id").to_owned();
+    let launch = auth::launch::Launch {
+        environment: "production".into(),
+        patient: world.a.clone(),
+        encounter: Some(encounter.clone()),
+        user: None,
+        expires: i64::MAX / 2,
+    };
+    let launch = auth::launch::create(app.store.as_ref(), &launch, "test").await.expect("launch");
+
+    // The app posts the authorization request (authorize-post).
+    let mut browser = Browser::new();
+    let challenge = auth::pkce::challenge(VERIFIER);
+    let form = [
+        ("response_type", "code"),
+        ("client_id", "confidential"),
+        ("redirect_uri", REDIRECT),
+        ("scope", "launch openid fhirUser offline_access user/*.rs"),
+        ("state", "state-123"),
+        ("aud", app.base.as_str()),
+        ("launch", launch.as_str()),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let response = browser.post(&format!("{}/auth/authorize", app.root), &form).await;
+    let page = browser.follow(response, &app.root).await;
+    let sign_in =
+        [("request", handle(page.html())), ("username", "drhouse".into()), ("password", "drhouse password 42".into())];
+    let sign_in: Vec<(&str, &str)> = sign_in.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let response = browser.post(&format!("{}/auth/sign-in", app.root), &sign_in).await;
+    let page = browser.follow(response, &app.root).await;
+    assert!(page.html().contains("name=\"otp\""), "{}", page.html());
+    assert!(browser.cookie.is_none(), "no session before the second factor");
+    let request = handle(page.html());
+    let wrong =
+        browser.post(&format!("{}/auth/second-factor", app.root), &[("request", &request), ("otp", "000000")]).await;
+    let page = browser.follow(wrong, &app.root).await;
+    assert!(page.html().contains("wrong or was already used"), "{}", page.html());
+    let code = authenticator.code_at(time::OffsetDateTime::now_utc());
+    let right =
+        browser.post(&format!("{}/auth/second-factor", app.root), &[("request", &request), ("otp", &code)]).await;
+    let page = browser.follow(right, &app.root).await;
+    let asked = as_asked(&page);
+    assert!(asked.contains(&"user/*.rs".to_owned()), "{asked:?}");
+    let code = approve(&mut browser, app, &page, &asked.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let (status, token) = exchange(app, &code, Some(VERIFIER)).await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    assert_eq!(token["patient"], world.a);
+    assert_eq!(token["encounter"], encounter);
+    assert_eq!(token["need_patient_banner"], false);
+    let access = token["access_token"].as_str().expect("token");
+    assert_eq!(read(app, access, &format!("/Encounter/{encounter}")).await, StatusCode::OK);
+    // user/ scopes reach every patient the practitioner may see.
+    assert_eq!(read(app, access, &format!("/Patient/{}", world.b)).await, StatusCode::OK);
+}
