@@ -20,6 +20,8 @@ pub const ACCESS_LIFETIME: i64 = 60 * 60;
 #[derive(Debug)]
 pub struct Issuer {
     key: TokenKey,
+    verified: crate::token::VerifiedTokens,
+    revoked: refresh::RevocationList,
 }
 
 /// The endpoint a request came to: which environment, and its FHIR base (the tokens'
@@ -142,12 +144,34 @@ pub struct Introspection {
 
 impl Issuer {
     pub fn new(key: TokenKey) -> Issuer {
-        Issuer { key }
+        Issuer { key, verified: Default::default(), revoked: Default::default() }
     }
 
     /// The key that checks access tokens on FHIR requests.
     pub fn token_key(&self) -> &TokenKey {
         &self.key
+    }
+
+    /// The grant of the access token `token` for the FHIR base `audience`, unless it is forged,
+    /// expired or revoked.
+    pub async fn authenticate(
+        &self,
+        store: &dyn Records,
+        token: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<std::sync::Arc<Grant>, TokenError> {
+        let grant = self.verified.verify(&self.key, token, audience, now)?;
+        match self.revoked.contains(store, &grant.token_id, now).await {
+            Ok(false) => Ok(grant),
+            Ok(true) => Err(TokenError::Revoked),
+            Err(error) => Err(TokenError::Unavailable(error.to_string())),
+        }
+    }
+
+    /// True when the access token `id` has been revoked.
+    pub async fn is_revoked(&self, store: &dyn Records, id: &str, now: i64) -> Result<bool, FlowError> {
+        self.revoked.contains(store, id, now).await
     }
 
     /// The registered client the request authenticates as (client_secret_basic,
@@ -320,7 +344,7 @@ impl Issuer {
         now: i64,
     ) -> Result<Option<Introspection>, FlowError> {
         if let Ok(grant) = self.key.verify(token, endpoint.fhir_base, now) {
-            if refresh::is_revoked(store, &grant.token_id).await? {
+            if self.revoked.contains(store, &grant.token_id, now).await? {
                 return Ok(None);
             }
             return Ok(Some(Introspection {
@@ -369,12 +393,12 @@ impl Issuer {
     ) -> Result<(), FlowError> {
         match self.key.verify(token, endpoint.fhir_base, now) {
             Ok(grant) if grant.client_id == client.client_id => {
-                refresh::revoke_access(store, &grant.token_id, grant.expires_at, now).await
+                self.revoked.revoke(store, &grant.token_id, grant.expires_at, now).await
             }
             Ok(_) | Err(TokenError::Expired) => Ok(()),
             Err(_) => match refresh::find(store, token, now).await? {
                 Some(record) if record.client_id == client.client_id && record.environment == endpoint.environment => {
-                    refresh::revoke(store, token, now).await.map(drop)
+                    refresh::revoke(store, &self.revoked, token, now).await.map(drop)
                 }
                 _ => Ok(()),
             },

@@ -82,11 +82,11 @@ pub async fn renew(
 
 /// Revokes the refresh token `token` and the access tokens issued from it; true when there
 /// was one.
-pub async fn revoke(store: &dyn Records, token: &str, now: i64) -> Result<bool, FlowError> {
+pub async fn revoke(store: &dyn Records, list: &RevocationList, token: &str, now: i64) -> Result<bool, FlowError> {
     let id = opaque::digest(token);
     let Some(found) = records::get::<RefreshToken>(store, &id).await? else { return Ok(false) };
     for (access, expires) in &found.value.access_tokens {
-        revoke_access(store, access, *expires, now).await?;
+        list.revoke(store, access, *expires, now).await?;
     }
     match records::delete::<RefreshToken>(store, &id, found.version, "revoke").await {
         Ok(()) | Err(store::Error::RecordNotFound { .. } | store::Error::RecordConflict { .. }) => Ok(true),
@@ -104,12 +104,13 @@ impl Kind for Revoked {
     const KIND: &'static str = "revoked_access_token";
 
     fn keys(&self) -> Vec<RecordKey> {
-        Vec::new()
+        // One shared key on every entry, so the whole list loads with one lookup.
+        vec![RecordKey::shared("list", "revoked")]
     }
 }
 
 /// Lists the access token `id` (expiring at `expires`) as revoked.
-pub async fn revoke_access(store: &dyn Records, id: &str, expires: i64, now: i64) -> Result<(), FlowError> {
+async fn revoke_access(store: &dyn Records, id: &str, expires: i64, now: i64) -> Result<(), FlowError> {
     if expires <= now {
         return Ok(());
     }
@@ -119,7 +120,75 @@ pub async fn revoke_access(store: &dyn Records, id: &str, expires: i64, now: i64
     }
 }
 
-/// True when the access token `id` has been revoked.
-pub async fn is_revoked(store: &dyn Records, id: &str) -> Result<bool, FlowError> {
-    Ok(records::get::<Revoked>(store, id).await?.is_some())
+/// The revoked access tokens, held in memory so that checking a token on every FHIR request
+/// costs a hash lookup, not a database read. Revocations made through this process count at
+/// once; those made by other processes sharing the database are picked up when the list is
+/// reloaded, at most [`RevocationList::RELOAD`] after the last load.
+#[derive(Debug, Default)]
+pub struct RevocationList {
+    state: std::sync::RwLock<Loaded>,
+    /// Set by the one request that reloads the list; others use the list as it is.
+    reloading: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Loaded {
+    /// Token id → expiry (seconds since the epoch).
+    revoked: std::collections::HashMap<String, i64>,
+    /// When the list was last read from the database; `None` before the first read.
+    at: Option<std::time::Instant>,
+}
+
+impl RevocationList {
+    /// How stale the list may get before a request reloads it.
+    pub const RELOAD: std::time::Duration = std::time::Duration::from_secs(2);
+
+    /// True when the access token `id` has been revoked.
+    pub async fn contains(&self, store: &dyn Records, id: &str, now: i64) -> Result<bool, FlowError> {
+        let fresh = self.read(|loaded| loaded.at.is_some_and(|at| at.elapsed() < Self::RELOAD));
+        if !fresh {
+            self.reload(store, now).await?;
+        }
+        Ok(self.read(|loaded| loaded.revoked.get(id).is_some_and(|expires| *expires > now)))
+    }
+
+    /// Revokes the access token `id` (expiring at `expires`) here and in the database.
+    pub async fn revoke(&self, store: &dyn Records, id: &str, expires: i64, now: i64) -> Result<(), FlowError> {
+        revoke_access(store, id, expires, now).await?;
+        if let Ok(mut loaded) = self.state.write() {
+            loaded.revoked.insert(id.to_owned(), expires);
+        }
+        Ok(())
+    }
+
+    fn read<T>(&self, look: impl FnOnce(&Loaded) -> T) -> T
+    where
+        T: Default,
+    {
+        self.state.read().map(|loaded| look(&loaded)).unwrap_or_default()
+    }
+
+    async fn reload(&self, store: &dyn Records, now: i64) -> Result<(), FlowError> {
+        use std::sync::atomic::Ordering;
+        let loaded_once = self.read(|loaded| loaded.at.is_some());
+        let claimed = !self.reloading.swap(true, Ordering::AcqRel);
+        if !claimed && loaded_once {
+            // Another request is reloading: answer from the list as it stands.
+            return Ok(());
+        }
+        let listed = records::find::<Revoked>(store, "list", "revoked").await;
+        if claimed {
+            self.reloading.store(false, Ordering::Release);
+        }
+        let listed = listed?;
+        let revoked = listed
+            .into_iter()
+            .filter(|entry| entry.value.expires > now)
+            .map(|entry| (entry.id, entry.value.expires))
+            .collect();
+        if let Ok(mut loaded) = self.state.write() {
+            *loaded = Loaded { revoked, at: Some(std::time::Instant::now()) };
+        }
+        Ok(())
+    }
 }

@@ -64,6 +64,9 @@ pub enum TokenError {
     Scopes(#[from] ScopeError),
     #[error("the access token cannot be signed: {0}")]
     Signing(String),
+    /// The revocation list could not be read: not the token's fault.
+    #[error("the access token cannot be checked now: {0}")]
+    Unavailable(String),
 }
 
 /// The key that signs and checks access tokens.
@@ -134,6 +137,48 @@ impl TokenKey {
     }
 }
 
+/// Access tokens already verified, so that a client presenting the same token on every request
+/// pays for the signature check and the claims' parsing once. Keyed by the whole token text and
+/// its audience; expiry is still checked on every use against the grant. Bounded: when full,
+/// it starts over.
+#[derive(Debug, Default)]
+pub struct VerifiedTokens {
+    map: std::sync::RwLock<std::collections::HashMap<Box<str>, Verified>>,
+}
+
+/// A verified token's audience and grant.
+type Verified = (Box<str>, std::sync::Arc<Grant>);
+
+impl VerifiedTokens {
+    /// Tokens remembered at most; a cleared cache only costs re-verification.
+    const CAPACITY: usize = 10_000;
+
+    /// The grant of `token` for `audience` at `now`, verified with `key` unless it already was.
+    pub fn verify(
+        &self,
+        key: &TokenKey,
+        token: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<std::sync::Arc<Grant>, TokenError> {
+        let cached = self.map.read().ok().and_then(|map| map.get(token).cloned());
+        if let Some((verified_for, grant)) = cached {
+            if &*verified_for != audience {
+                return Err(TokenError::WrongAudience);
+            }
+            return if grant.expires_at <= now { Err(TokenError::Expired) } else { Ok(grant) };
+        }
+        let grant = std::sync::Arc::new(key.verify(token, audience, now)?);
+        if let Ok(mut map) = self.map.write() {
+            if map.len() >= Self::CAPACITY {
+                map.clear();
+            }
+            map.insert(token.into(), (audience.into(), std::sync::Arc::clone(&grant)));
+        }
+        Ok(grant)
+    }
+}
+
 /// A fresh random token id.
 pub fn new_token_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -178,6 +223,22 @@ mod tests {
         tampered.insert(token.len() / 2, 'x');
         assert_eq!(key.verify(&tampered, BASE, 2_000), Err(TokenError::Invalid));
         assert_eq!(key.verify("not a token", BASE, 2_000), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_with_its_audience_and_expiry() {
+        let key = TokenKey::new(&[7; 32]);
+        let token = key.issue(&grant(), "https://ignis.example", BASE).unwrap();
+        let cache = VerifiedTokens::default();
+        assert_eq!(*cache.verify(&key, &token, BASE, 2_000).unwrap(), grant_with(&token, &key));
+        assert_eq!(*cache.verify(&key, &token, BASE, 2_001).unwrap(), grant_with(&token, &key));
+        assert_eq!(cache.verify(&key, &token, "https://other.example/fhir", 2_000), Err(TokenError::WrongAudience));
+        assert_eq!(cache.verify(&key, &token, BASE, 4_600), Err(TokenError::Expired));
+        assert_eq!(cache.verify(&TokenKey::new(&[8; 32]), "forged", BASE, 2_000), Err(TokenError::Invalid));
+    }
+
+    fn grant_with(token: &str, key: &TokenKey) -> Grant {
+        key.verify(token, BASE, 2_000).unwrap()
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let backend = Backend::new(args.database_url.clone());
     let fresh = backend.fresh().await?;
-    let server = BenchServer::start(Arc::clone(&fresh.store)).await?;
+    let server = BenchServer::start(Arc::clone(&fresh.store), None).await?;
     let base = server.base.clone();
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
     let mut rows = Vec::new();
@@ -50,8 +50,14 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let observations =
         create_many(&client, &base, "Observation", &args, |index| observation(index, &patients.1)).await?;
     rows.push(observations.0);
-    rows.push(read_many(&client, &base, "Patient", &patients.1, args.clients).await?);
-    rows.push(read_many(&client, &base, "Observation", &observations.1, args.clients).await?);
+    rows.push(read_many(&client, &base, "Patient", &patients.1, args.clients, None).await?);
+    rows.push(read_many(&client, &base, "Observation", &observations.1, args.clients, None).await?);
+    // The same reads through a server that requires tokens, over the same database.
+    let secured = BenchServer::start(Arc::clone(&fresh.store), Some(bench_token()?)).await?;
+    let token = secured.token.clone();
+    rows.push(read_many(&client, &secured.base, "Patient", &patients.1, args.clients, token.as_deref()).await?);
+    rows.push(read_many(&client, &secured.base, "Observation", &observations.1, args.clients, token.as_deref()).await?);
+    secured.stop().await?;
     server.stop().await?;
     fresh.remove().await?;
     print_table(&rows, args.clients, backend.name());
@@ -115,6 +121,7 @@ async fn read_many(
     resource_type: &'static str,
     ids: &[String],
     clients: usize,
+    token: Option<&str>,
 ) -> anyhow::Result<Measurement> {
     let urls: Vec<String> = ids.iter().map(|id| format!("{base}/{resource_type}/{id}")).collect();
     let started = Instant::now();
@@ -122,11 +129,16 @@ async fn read_many(
         .into_iter()
         .map(|chunk| {
             let client = client.clone();
+            let authorization = token.map(|token| format!("Bearer {token}"));
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(chunk.len());
                 for url in chunk {
                     let sent = Instant::now();
-                    let response = client.get(&url).send().await?;
+                    let mut request = client.get(&url);
+                    if let Some(authorization) = &authorization {
+                        request = request.header("authorization", authorization);
+                    }
+                    let response = request.send().await?;
                     if response.status() != reqwest::StatusCode::OK {
                         bail!("read answered {}", response.status());
                     }
@@ -141,7 +153,12 @@ async fn read_many(
     for task in tasks {
         latencies.extend(task.await??);
     }
-    let operation = if resource_type == "Patient" { "read Patient" } else { "read Observation" };
+    let operation = match (resource_type, token.is_some()) {
+        ("Patient", false) => "read Patient",
+        ("Patient", true) => "read Patient (bearer token)",
+        (_, false) => "read Observation",
+        (_, true) => "read Observation (bearer token)",
+    };
     Ok(Measurement { operation, latencies, elapsed: started.elapsed() })
 }
 
@@ -287,24 +304,56 @@ impl Fresh {
     }
 }
 
+/// What a secured bench server is given: a fresh secret key and the grant of the token the
+/// bench presents (a practitioner's `user/*.rs`, checked like any other on every request).
+pub(crate) struct BenchToken {
+    secret: Arc<auth::secret::SecretKey>,
+    scopes: &'static str,
+}
+
+pub(crate) fn bench_token() -> anyhow::Result<BenchToken> {
+    Ok(BenchToken { secret: Arc::new(auth::secret::SecretKey::generate()?), scopes: "user/*.rs" })
+}
+
 /// A throw-away server on a loopback port, over `store`.
 struct BenchServer {
     /// The production FHIR base, e.g. `http://127.0.0.1:4242/fhir`.
     base: String,
+    /// The access token to present, when the server requires one.
+    token: Option<String>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl BenchServer {
-    async fn start(store: Arc<dyn store::Store>) -> anyhow::Result<BenchServer> {
+    async fn start(store: Arc<dyn store::Store>, secured: Option<BenchToken>) -> anyhow::Result<BenchServer> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let root = format!("http://{}", listener.local_addr()?);
-        let state = server::AppState::new(store, server::Config::new(root.clone()));
+        let base = format!("{root}/fhir");
+        let mut state = server::AppState::new(store, server::Config::new(root.clone()));
+        let mut token = None;
+        if let Some(secured) = secured {
+            let authorization = server::Authorization::new(secured.secret);
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let grant = auth::token::Grant {
+                token_id: auth::token::new_token_id(),
+                client_id: "bench".into(),
+                subject: "bench".into(),
+                scopes: auth::scope::Scopes::parse(secured.scopes)?,
+                patient: None,
+                encounter: None,
+                fhir_user: Some("Practitioner/bench".into()),
+                issued_at: now,
+                expires_at: now + 3600,
+            };
+            token = Some(authorization.issuer.token_key().issue(&grant, &base, &base)?);
+            state = state.with_authorization(authorization);
+        }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server::serve(listener, state, async {
             let _ = stopped.await;
         }));
-        Ok(BenchServer { base: format!("{root}/fhir"), stop, task })
+        Ok(BenchServer { base, token, stop, task })
     }
 
     /// Shuts the server down and waits for it.

@@ -47,15 +47,11 @@ pub(crate) async fn authenticate(State(context): State<FhirContext>, mut request
                 )
                 .into_response();
             };
-            match auth.issuer.token_key().verify(token, &context.base, now()) {
-                Ok(grant) => match auth::refresh::is_revoked(context.store(), &grant.token_id).await {
-                    Ok(false) => Caller::Token(Arc::new(grant)),
-                    Ok(true) => {
-                        let error = auth::token::TokenError::Revoked;
-                        return ApiError::unauthorized(Some("invalid_token"), error.to_string()).into_response();
-                    }
-                    Err(error) => return ApiError::internal(error.to_string()).into_response(),
-                },
+            match auth.issuer.authenticate(context.store(), token, &context.base, now()).await {
+                Ok(grant) => Caller::Token(grant),
+                Err(error @ auth::token::TokenError::Unavailable(_)) => {
+                    return ApiError::internal(error).into_response();
+                }
                 Err(error) => return ApiError::unauthorized(Some("invalid_token"), error.to_string()).into_response(),
             }
         }

@@ -87,7 +87,7 @@ async fn import_row(path: &Path, backend: &Backend) -> anyhow::Result<Row> {
 /// Posts every Bundle to a fresh server from `clients` concurrent clients.
 async fn post_all(bundles: &[(Arc<String>, usize)], clients: usize, backend: &Backend) -> anyhow::Result<Duration> {
     let fresh = backend.fresh().await?;
-    let server = BenchServer::start(Arc::clone(&fresh.store)).await?;
+    let server = BenchServer::start(Arc::clone(&fresh.store), None).await?;
     let posted = post_to(&server.base, bundles, clients).await;
     server.stop().await?;
     fresh.remove().await?;

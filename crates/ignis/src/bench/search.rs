@@ -12,7 +12,7 @@ use regex::Regex;
 use serde_json::Value;
 use store::Environment;
 
-use crate::bench::{Backend, BenchServer, percentile};
+use crate::bench::{Backend, BenchServer, bench_token, percentile};
 use crate::import::{self, Options, source};
 
 /// What one patient offers the query mix.
@@ -54,6 +54,8 @@ struct Measured {
     database_bytes: Option<u64>,
     results: Results,
     elapsed: Duration,
+    /// Searches/s of the same mix with a bearer token.
+    with_token: f64,
 }
 
 async fn measure(
@@ -69,9 +71,16 @@ async fn measure(
     let summary = import::import(fresh.store.as_ref(), &[copies.to_path_buf()], options).await?;
     let import_seconds = started.elapsed().as_secs_f64();
     let database_bytes = fresh.sqlite_bytes();
-    let server = BenchServer::start(Arc::clone(&fresh.store)).await?;
-    let (results, elapsed) = run_mix(&server.base, mix, requests, clients).await?;
+    let server = BenchServer::start(Arc::clone(&fresh.store), None).await?;
+    let (results, elapsed) = run_mix(&server.base, mix, requests, clients, None).await?;
     server.stop().await?;
+    // The same mix through a server that requires tokens, over the same database.
+    let secured = BenchServer::start(Arc::clone(&fresh.store), Some(bench_token()?)).await?;
+    let (token_results, token_elapsed) =
+        run_mix(&secured.base, mix, requests, clients, secured.token.as_deref()).await?;
+    secured.stop().await?;
+    let with_token = token_results.values().map(|(latencies, _)| latencies.len()).sum::<usize>() as f64
+        / token_elapsed.as_secs_f64().max(1e-9);
     fresh.remove().await?;
     Ok(Measured {
         backend: backend.name(),
@@ -80,6 +89,7 @@ async fn measure(
         database_bytes,
         results,
         elapsed,
+        with_token,
     })
 }
 
@@ -192,7 +202,9 @@ async fn run_mix(
     mix: &[(&'static str, String)],
     requests: usize,
     clients: usize,
+    token: Option<&str>,
 ) -> anyhow::Result<(Results, Duration)> {
+    let authorization = token.map(|token| format!("Bearer {token}"));
     let client = reqwest::Client::new();
     let mix = Arc::new(mix.to_vec());
     let started = Instant::now();
@@ -200,13 +212,18 @@ async fn run_mix(
     let tasks: Vec<_> = (0..clients)
         .map(|worker| {
             let (client, mix, base) = (client.clone(), Arc::clone(&mix), base.to_owned());
+            let authorization = authorization.clone();
             tokio::spawn(async move {
                 let mut results: Results = BTreeMap::new();
                 let mut index = worker;
                 while index < requests {
                     let (kind, query) = &mix[index % mix.len()];
                     let sent = Instant::now();
-                    let response = client.get(format!("{base}/{query}")).send().await?;
+                    let mut request = client.get(format!("{base}/{query}"));
+                    if let Some(authorization) = &authorization {
+                        request = request.header("authorization", authorization);
+                    }
+                    let response = request.send().await?;
                     if !response.status().is_success() {
                         bail!("{query} answered {}", response.status());
                     }
@@ -274,7 +291,8 @@ fn print_table(measured: &[Measured], clients: usize) {
         .map(|run| {
             let mut all: Vec<Duration> = run.results.values().flat_map(|(latencies, _)| latencies.clone()).collect();
             all.sort();
-            rates.push(format!("{} {:.0}", run.backend, all.len() as f64 / run.elapsed.as_secs_f64().max(1e-9)));
+            let rate = all.len() as f64 / run.elapsed.as_secs_f64().max(1e-9);
+            rates.push(format!("{} {rate:.0} (with a bearer token {:.0})", run.backend, run.with_token));
             format!(" {:.2} | {:.2} |", percentile(&all, 0.5), percentile(&all, 0.99))
         })
         .collect();

@@ -207,7 +207,7 @@ type Tally = BTreeMap<&'static str, BTreeMap<u16, usize>>;
 pub(crate) async fn run(requests: usize, clients: usize, database_url: Option<String>) -> anyhow::Result<()> {
     let backend = Backend::new(database_url);
     let fresh = backend.fresh().await?;
-    let server = BenchServer::start(Arc::clone(&fresh.store)).await?;
+    let server = BenchServer::start(Arc::clone(&fresh.store), None).await?;
     let root = server.base.trim_end_matches("/fhir").to_owned();
     let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
     let seed = seed(&client, &root).await?;
