@@ -11,12 +11,13 @@ use serde_json::{Value, json};
 const TYPE_INTERACTIONS: &[&str] =
     &["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"];
 
-/// The CapabilityStatement of the FHIR base at `base`.
-pub(crate) fn capability_statement(base: &str) -> Value {
+/// The CapabilityStatement of the FHIR base at `base`, with `security` (SMART's OAuth
+/// endpoints) when the server requires tokens.
+pub(crate) fn capability_statement(base: &str, security: Option<Value>) -> Value {
     let definitions = Definitions::get();
     let resources: Vec<Value> =
         definitions.resource_types().map(|resource_type| resource_capability(definitions, resource_type)).collect();
-    json!({
+    let mut statement = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": fhir::instant::format(time::OffsetDateTime::now_utc()),
@@ -33,7 +34,11 @@ pub(crate) fn capability_statement(base: &str) -> Value {
             "interaction": [{"code": "history-system"}, {"code": "search-system"}, {"code": "transaction"}, {"code": "batch"}],
             "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
         }],
-    })
+    });
+    if let Some(security) = security {
+        statement["rest"][0]["security"] = security;
+    }
+    statement
 }
 
 fn resource_capability(definitions: &Definitions, resource_type: &str) -> Value {

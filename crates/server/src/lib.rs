@@ -16,6 +16,7 @@
 mod authorize;
 mod bundle;
 mod capability;
+mod directory;
 mod error;
 mod handlers;
 mod middleware;

@@ -3,11 +3,12 @@
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -22,16 +23,39 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// span carries it; `outcome_for_bare_errors` sits outside panic catching and the timeout so
 /// that their plain responses also become OperationOutcomes.
 pub(crate) fn stack(app: Router, config: &Config) -> Router {
-    app.layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-            .layer(TraceLayer::new_for_http())
-            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(from_fn(outcome_for_bare_errors))
-            .layer(CatchPanicLayer::new())
-            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout)),
-    )
-    .layer(axum::extract::DefaultBodyLimit::disable())
+    app.layer(cors())
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(TraceLayer::new_for_http())
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(from_fn(outcome_for_bare_errors))
+                .layer(CatchPanicLayer::new())
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout)),
+        )
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+/// CORS for browser apps (SMART apps run in browsers): any origin may call the FHIR API,
+/// discovery, metadata and the token endpoint. No credentials are involved: every call carries
+/// its bearer token or client credentials itself, never a cookie, so `*` exposes nothing.
+fn cors() -> CorsLayer {
+    let header = HeaderName::from_static;
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::HEAD])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header("if-none-exist"),
+            header("prefer"),
+        ])
+        .expose_headers([header::LOCATION, header::ETAG, header::LAST_MODIFIED, header::CONTENT_LOCATION])
+        .max_age(std::time::Duration::from_secs(3600))
 }
 
 /// Refuses, with 406, requests whose `Accept` or `_format` rules out FHIR JSON.

@@ -11,10 +11,11 @@ use crate::handlers::{
 };
 use crate::oauth::AuthContext;
 use crate::state::{AppState, FhirContext};
-use crate::{authorize, middleware, oauth};
+use crate::{authorize, directory, middleware, oauth};
 
 /// The whole application: the production FHIR base at `/fhir`, the sandbox base at
-/// `/sandbox/fhir`, health checks, and the middleware stack around them.
+/// `/sandbox/fhir`, their authorization servers under `/auth` and `/sandbox/auth`, the
+/// service base URL list, health checks, and the middleware stack around them.
 pub fn router(state: AppState) -> Router {
     let production = fhir_routes(FhirContext::new(state.clone(), Environment::Production, "/fhir"));
     let sandbox = fhir_routes(FhirContext::new(state.clone(), Environment::Sandbox, "/sandbox/fhir"));
@@ -24,8 +25,11 @@ pub fn router(state: AppState) -> Router {
         let sandbox = AuthContext::new(&state, Arc::clone(auth), Environment::Sandbox, "/sandbox");
         app = app.nest("/auth", oauth::routes(production)).nest("/sandbox/auth", oauth::routes(sandbox));
     }
-    let app =
-        app.route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz)).with_state(state.clone());
+    let app = app
+        .route("/api/service-base-urls", get(directory::service_base_urls))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state.clone());
     middleware::stack(app, &state.config)
 }
 

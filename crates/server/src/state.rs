@@ -26,6 +26,8 @@ pub struct Config {
     pub max_concurrent_searches: usize,
     /// How long a search waits for a slot.
     pub search_queue_wait: Duration,
+    /// The organization that runs the server, as the service base URL list names it.
+    pub organization_name: String,
 }
 
 impl Config {
@@ -42,6 +44,7 @@ impl Config {
             search_limits: SearchLimits::default(),
             max_concurrent_searches: Config::DEFAULT_MAX_CONCURRENT_SEARCHES,
             search_queue_wait: Duration::from_secs(2),
+            organization_name: "Ignis".to_owned(),
         }
     }
 }
@@ -115,7 +118,8 @@ impl FhirContext {
     /// The context of the base at `path` (e.g. `/fhir`) serving `env`.
     pub(crate) fn new(app: AppState, env: Environment, path: &str) -> FhirContext {
         let base: Arc<str> = format!("{}{path}", app.config.base_url).into();
-        let capability = crate::capability::capability_statement(&base).to_string().into();
+        let security = app.auth.as_ref().and_then(|_| crate::oauth::capability_security(&base));
+        let capability = crate::capability::capability_statement(&base, security).to_string().into();
         FhirContext { app, env, base, capability }
     }
 

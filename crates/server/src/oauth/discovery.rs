@@ -109,7 +109,12 @@ impl Urls {
     /// The URLs for `context`'s base, when the server runs with authorization.
     pub(crate) fn of(context: &FhirContext) -> Option<Urls> {
         context.app.auth.as_ref()?;
-        let auth_base = context.base.strip_suffix("/fhir").map(|root| format!("{root}/auth"))?;
+        Urls::for_base(&context.base)
+    }
+
+    /// The URLs of the authorization server of the FHIR base `base` (`…/fhir`).
+    pub(crate) fn for_base(base: &str) -> Option<Urls> {
+        let auth_base = base.strip_suffix("/fhir").map(|root| format!("{root}/auth"))?;
         let url = |path: &str| format!("{auth_base}/{path}");
         Some(Urls {
             authorize: url("authorize"),
@@ -119,6 +124,28 @@ impl Urls {
             jwks: url("jwks"),
         })
     }
+}
+
+/// The CapabilityStatement's `rest.security`: SMART on FHIR, with the `oauth-uris` extension.
+pub(crate) fn capability_security(base: &str) -> Option<Value> {
+    let urls = Urls::for_base(base)?;
+    let uri = |name: &str, url: &str| json!({"url": name, "valueUri": url});
+    Some(json!({
+        "cors": true,
+        "service": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+            "code": "SMART-on-FHIR",
+        }]}],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                uri("authorize", &urls.authorize),
+                uri("token", &urls.token),
+                uri("revoke", &urls.revoke),
+                uri("introspect", &urls.introspect),
+            ],
+        }],
+    }))
 }
 
 fn json_response(body: Value) -> Response {

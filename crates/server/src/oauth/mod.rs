@@ -19,7 +19,7 @@ use store::{Environment, Store};
 
 use crate::state::{AppState, Authorization};
 
-pub(crate) use discovery::{openid_configuration, smart_configuration};
+pub(crate) use discovery::{capability_security, openid_configuration, smart_configuration};
 
 /// One environment's authorization server.
 #[derive(Clone)]

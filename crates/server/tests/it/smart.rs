@@ -598,3 +598,62 @@ async fn an_ehr_launch_signs_a_practitioner_in_with_totp_by_post() {
     // user/ scopes reach every patient the practitioner may see.
     assert_eq!(read(app, access, &format!("/Patient/{}", world.b)).await, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn metadata_names_the_oauth_endpoints_and_browsers_may_call_the_api() {
+    let world = world().await;
+    let app = &world.app;
+    let metadata: Value =
+        Client::new().get(format!("{}/metadata", app.base)).send().await.expect("metadata").json().await.expect("json");
+    let security = &metadata["rest"][0]["security"];
+    assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
+    let oauth = &security["extension"][0];
+    assert_eq!(oauth["url"], "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris");
+    assert!(
+        oauth["extension"]
+            .as_array()
+            .expect("uris")
+            .contains(&json!({"url": "token", "valueUri": format!("{}/auth/token", app.root)}))
+    );
+    // A preflight and a cross-origin call to the FHIR API and the token endpoint.
+    let preflight = Client::new()
+        .request(reqwest::Method::OPTIONS, format!("{}/Patient", app.base))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .expect("preflight");
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    let token = Client::new()
+        .post(format!("{}/auth/token", app.root))
+        .header("origin", "https://app.example")
+        .form(&[("grant_type", "authorization_code"), ("client_id", "public"), ("code", "x")])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(token.headers()["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn the_service_base_urls_are_public() {
+    let app = TestApp::spawn_secured().await;
+    let response = Client::new().get(format!("{}/api/service-base-urls", app.root)).send().await.expect("list");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().expect("type").starts_with("application/fhir+json"));
+    let bundle: Value = response.json().await.expect("json");
+    assert_eq!(bundle["resourceType"], "Bundle");
+    let resources: Vec<&Value> =
+        bundle["entry"].as_array().expect("entries").iter().map(|entry| &entry["resource"]).collect();
+    let addresses: Vec<&str> = resources
+        .iter()
+        .filter(|resource| resource["resourceType"] == "Endpoint")
+        .filter_map(|endpoint| endpoint["address"].as_str())
+        .collect();
+    assert_eq!(addresses, [app.base.clone(), format!("{}/sandbox/fhir", app.root)]);
+    let organization =
+        resources.iter().find(|resource| resource["resourceType"] == "Organization").expect("organization");
+    assert_eq!(organization["endpoint"].as_array().expect("endpoints").len(), 2);
+    assert!(organization["name"].is_string());
+}
