@@ -657,3 +657,16 @@ async fn the_service_base_urls_are_public() {
     assert_eq!(organization["endpoint"].as_array().expect("endpoints").len(), 2);
     assert!(organization["name"].is_string());
 }
+
+#[tokio::test]
+async fn v1_scopes_are_granted_and_read_and_search() {
+    let world = world().await;
+    let token =
+        launch_alice(&world, "launch/patient openid fhirUser patient/Patient.read patient/Observation.read").await;
+    assert_eq!(token["scope"], "launch/patient openid fhirUser patient/Patient.read patient/Observation.read");
+    let access = token["access_token"].as_str().expect("token");
+    assert_eq!(read(&world.app, access, &format!("/Patient/{}", world.a)).await, StatusCode::OK);
+    assert_eq!(read(&world.app, access, &format!("/Patient?_id={}", world.a)).await, StatusCode::OK);
+    assert_eq!(read(&world.app, access, &format!("/Observation?patient={}", world.a)).await, StatusCode::OK);
+    assert_eq!(read(&world.app, access, &format!("/Condition?patient={}", world.a)).await, StatusCode::FORBIDDEN);
+}
