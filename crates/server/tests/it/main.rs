@@ -12,10 +12,15 @@
 //! - `transaction`: transaction and batch Bundles posted to the base.
 //! - `search`: every parameter type, modifier, chain, include, sort and paging.
 //! - `us_core`: the (g)(10) US Core searches over the conformance patients.
+//! - `authorization`: bearer tokens, scopes and patient-compartment isolation on every interaction.
+//! - `smart`: SMART App Launch played as an app and a browser would, through real HTTP.
+//! - `browser`: the authorization pages in headless Chromium (`#[ignore]`d unless run with
+//!   `--include-ignored`; `.ci/run` installs Chromium and chromedriver).
 //! - `postgres`: several servers over one PostgreSQL database (`#[ignore]`d unless run with
 //!   `--include-ignored` under `.ci/with-postgres`).
 
 mod authorization;
+mod browser;
 mod capability;
 mod crud;
 mod errors;
