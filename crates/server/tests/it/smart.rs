@@ -29,7 +29,12 @@ struct World {
 }
 
 async fn world() -> World {
-    let app = TestApp::spawn_secured().await;
+    world_with(|_| {}).await
+}
+
+/// [`world`] with the authorization server's policies changed by `adjust`.
+async fn world_with(adjust: fn(&mut server::Authorization)) -> World {
+    let app = TestApp::spawn_secured_with(adjust).await;
     let admin = app.token(ADMIN, None);
     let mut ids = Vec::new();
     for family in ["Alpha", "Beta"] {
@@ -669,4 +674,16 @@ async fn v1_scopes_are_granted_and_read_and_search() {
     assert_eq!(read(&world.app, access, &format!("/Patient?_id={}", world.a)).await, StatusCode::OK);
     assert_eq!(read(&world.app, access, &format!("/Observation?patient={}", world.a)).await, StatusCode::OK);
     assert_eq!(read(&world.app, access, &format!("/Condition?patient={}", world.a)).await, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn an_idle_session_ends_and_the_user_signs_in_again() {
+    // Sessions end as soon as they are idle at all: the step after signing in finds it over.
+    let world = world_with(|authorization| authorization.session_idle = std::time::Duration::ZERO).await;
+    let mut browser = Browser::new();
+    let url = authorize_url(&world.app, "confidential", ALL_PATIENT, &world.app.base);
+    let page = sign_in(&mut browser, &world.app, &url, "alice").await;
+    assert!(browser.cookie.is_some(), "a session cookie was set");
+    assert!(page.html().contains("name=\"password\""), "signed out again: {}", page.html());
+    assert!(!page.html().contains("name=\"decision\""));
 }

@@ -105,6 +105,9 @@ impl Drop for Database {
     }
 }
 
+/// A secured server's secret key, and how to change its authorization policies.
+type Secured = (Arc<auth::secret::SecretKey>, fn(&mut server::Authorization));
+
 impl TestApp {
     /// A server with default configuration.
     pub(crate) async fn spawn() -> TestApp {
@@ -120,10 +123,15 @@ impl TestApp {
 
     /// A server that requires access tokens; [`TestApp::token`] issues them.
     pub(crate) async fn spawn_secured() -> TestApp {
+        TestApp::spawn_secured_with(|_| {}).await
+    }
+
+    /// [`TestApp::spawn_secured`] with the authorization server's policies changed by `adjust`.
+    pub(crate) async fn spawn_secured_with(adjust: fn(&mut server::Authorization)) -> TestApp {
         let database = Arc::new(Database::fresh());
         let store = database.open().await;
         let secret = Arc::new(auth::secret::SecretKey::generate().expect("a secret key"));
-        TestApp::serve(database, store, |_| {}, Some(secret)).await
+        TestApp::serve(database, store, |_| {}, Some((secret, adjust))).await
     }
 
     /// An access token of this server's production base granting `scopes`, with `patient` in
@@ -164,22 +172,26 @@ impl TestApp {
     /// process would have it.
     pub(crate) async fn spawn_sharing(&self) -> TestApp {
         let store = self.database.open().await;
-        TestApp::serve(Arc::clone(&self.database), store, |_| {}, self.secret.clone()).await
+        let secured = self.secret.clone().map(|secret| (secret, (|_| {}) as fn(&mut server::Authorization)));
+        TestApp::serve(Arc::clone(&self.database), store, |_| {}, secured).await
     }
 
     async fn serve(
         database: Arc<Database>,
         store: Arc<dyn store::Store>,
         adjust: impl FnOnce(&mut server::Config),
-        secret: Option<Arc<auth::secret::SecretKey>>,
+        secured: Option<Secured>,
     ) -> TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let root = format!("http://{}", listener.local_addr().expect("address"));
         let mut config = server::Config::new(root.clone());
         adjust(&mut config);
         let mut state = server::AppState::new(Arc::clone(&store), config);
-        if let Some(secret) = &secret {
-            state = state.with_authorization(server::Authorization::new(Arc::clone(secret)));
+        let secret = secured.as_ref().map(|(secret, _)| Arc::clone(secret));
+        if let Some((secret, adjust)) = secured {
+            let mut authorization = server::Authorization::new(secret);
+            adjust(&mut authorization);
+            state = state.with_authorization(authorization);
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server::serve(listener, state, async {
