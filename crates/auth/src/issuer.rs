@@ -30,6 +30,8 @@ pub struct Issuer {
 pub struct Endpoint<'a> {
     pub environment: &'a str,
     pub fhir_base: &'a str,
+    /// The style sheet apps are pointed at (`smart_style_url`).
+    pub style_url: &'a str,
 }
 
 /// The client credentials a token request presented.
@@ -68,6 +70,7 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encounter: Option<String>,
     pub need_patient_banner: bool,
+    pub smart_style_url: String,
 }
 
 /// A token-endpoint error (RFC 6749 §5.2); the description names the check that failed.
@@ -331,6 +334,7 @@ impl Issuer {
             encounter: approval.encounter.clone(),
             // Inside an EHR (a `launch` context) the EHR shows the patient; a standalone app must.
             need_patient_banner: !asks(&scopes, "launch"),
+            smart_style_url: endpoint.style_url.to_owned(),
         })
     }
 

@@ -33,6 +33,8 @@ pub(crate) struct AuthContext {
     pub(crate) auth_base: Arc<str>,
     /// The path the session cookie is scoped to (`/auth`, `/sandbox/auth`).
     pub(crate) cookie_path: Arc<str>,
+    /// `smart_style_url`.
+    pub(crate) style_url: Arc<str>,
 }
 
 impl AuthContext {
@@ -46,6 +48,7 @@ impl AuthContext {
             fhir_base: format!("{root}{prefix}/fhir").into(),
             auth_base: format!("{root}{prefix}/auth").into(),
             cookie_path: format!("{prefix}/auth").into(),
+            style_url: format!("{root}{prefix}/auth/style.json").into(),
         }
     }
 
@@ -54,7 +57,11 @@ impl AuthContext {
     }
 
     pub(crate) fn endpoint(&self) -> auth::issuer::Endpoint<'_> {
-        auth::issuer::Endpoint { environment: self.env.as_str(), fhir_base: &self.fhir_base }
+        auth::issuer::Endpoint {
+            environment: self.env.as_str(),
+            fhir_base: &self.fhir_base,
+            style_url: &self.style_url,
+        }
     }
 
     /// The URL of the endpoint `path` (`"token"`).

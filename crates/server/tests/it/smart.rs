@@ -598,6 +598,10 @@ async fn an_ehr_launch_signs_a_practitioner_in_with_totp_by_post() {
     assert_eq!(token["patient"], world.a);
     assert_eq!(token["encounter"], encounter);
     assert_eq!(token["need_patient_banner"], false);
+    let style = token["smart_style_url"].as_str().expect("smart_style_url");
+    let style = Client::new().get(style).send().await.expect("style");
+    assert_eq!(style.status(), StatusCode::OK);
+    assert!(style.json::<Value>().await.expect("JSON")["color_background"].is_string());
     let access = token["access_token"].as_str().expect("token");
     assert_eq!(read(app, access, &format!("/Encounter/{encounter}")).await, StatusCode::OK);
     // user/ scopes reach every patient the practitioner may see.
