@@ -3,6 +3,9 @@
 //! plus introspection (RFC 7662) and revocation (RFC 7009). The server crate only parses the
 //! form and writes the JSON.
 
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 use store::records::Records;
 
@@ -11,6 +14,8 @@ use crate::client::{self, Client, ClientType};
 use crate::pkce;
 use crate::refresh;
 use crate::scope::{Scope, Scopes};
+use crate::secret::SecretKey;
+use crate::signing::{IdTokenClaims, SigningError, SigningKeys};
 use crate::token::{Grant, TokenError, TokenKey, new_token_id};
 
 /// Access tokens live an hour; refresh tokens renew them.
@@ -22,7 +27,15 @@ pub struct Issuer {
     key: TokenKey,
     verified: crate::token::VerifiedTokens,
     revoked: refresh::RevocationList,
+    /// Seals the id_token signing keys.
+    secret: Arc<SecretKey>,
+    /// The signing keys as last loaded, and when.
+    signing: RwLock<Option<(Arc<SigningKeys>, Instant)>>,
 }
+
+/// How long loaded signing keys are used before they are read again (another process may
+/// have rotated them).
+const SIGNING_KEYS_RELOAD: Duration = Duration::from_secs(60);
 
 /// The endpoint a request came to: which environment, and its FHIR base (the tokens'
 /// audience and issuer).
@@ -146,8 +159,24 @@ pub struct Introspection {
 }
 
 impl Issuer {
-    pub fn new(key: TokenKey) -> Issuer {
-        Issuer { key, verified: Default::default(), revoked: Default::default() }
+    /// The issuer whose access tokens `key` signs and whose id_token keys `secret` seals.
+    pub fn new(key: TokenKey, secret: Arc<SecretKey>) -> Issuer {
+        Issuer { key, verified: Default::default(), revoked: Default::default(), secret, signing: RwLock::new(None) }
+    }
+
+    /// The id_token signing keys, made on first use.
+    pub async fn signing_keys(&self, store: &dyn Records, now: i64) -> Result<Arc<SigningKeys>, SigningError> {
+        let cached = self.signing.read().ok().and_then(|loaded| loaded.clone());
+        if let Some((keys, at)) = cached
+            && at.elapsed() < SIGNING_KEYS_RELOAD
+        {
+            return Ok(keys);
+        }
+        let keys = Arc::new(SigningKeys::load_or_create(store, &self.secret, now).await?);
+        if let Ok(mut loaded) = self.signing.write() {
+            *loaded = Some((Arc::clone(&keys), Instant::now()));
+        }
+        Ok(keys)
     }
 
     /// The key that checks access tokens on FHIR requests.
@@ -323,19 +352,53 @@ impl Issuer {
             }
             None => None,
         };
+        let id_token = match asks(&scopes, "openid") {
+            true => Some(self.id_token(store, endpoint, client, approval, &scopes, now).await?),
+            false => None,
+        };
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
             expires_in: ACCESS_LIFETIME,
             scope: scopes.to_string(),
             refresh_token,
-            id_token: None,
+            id_token,
             patient: approval.patient.clone(),
             encounter: approval.encounter.clone(),
             // Inside an EHR (a `launch` context) the EHR shows the patient; a standalone app must.
             need_patient_banner: !asks(&scopes, "launch"),
             smart_style_url: endpoint.style_url.to_owned(),
         })
+    }
+
+    /// The OpenID Connect id_token of `approval` for `client`: issued by the FHIR base, about
+    /// the user, with `fhirUser` as an absolute URL when that scope was granted.
+    async fn id_token(
+        &self,
+        store: &dyn Records,
+        endpoint: Endpoint<'_>,
+        client: &Client,
+        approval: &Approval,
+        scopes: &Scopes,
+        now: i64,
+    ) -> Result<String, TokenFailure> {
+        let fhir_user = approval
+            .fhir_user
+            .as_ref()
+            .filter(|_| asks(scopes, "fhirUser"))
+            .map(|fhir_user| format!("{}/{fhir_user}", endpoint.fhir_base));
+        let claims = IdTokenClaims {
+            iss: endpoint.fhir_base.to_owned(),
+            sub: approval.user.clone(),
+            aud: client.client_id.clone(),
+            exp: now + ACCESS_LIFETIME,
+            iat: now,
+            fhir_user,
+            nonce: approval.nonce.clone(),
+            auth_time: Some(approval.auth_time),
+        };
+        let failed = |error: SigningError| TokenFailure::Server(error.to_string());
+        self.signing_keys(store, now).await.map_err(failed)?.sign(&claims).map_err(failed)
     }
 
     /// What `token` (an access or a refresh token of `endpoint`) is, or `None` when it is not

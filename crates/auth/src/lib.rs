@@ -14,6 +14,7 @@ pub mod refresh;
 pub mod scope;
 pub mod secret;
 pub mod session;
+pub mod signing;
 pub mod token;
 pub mod totp;
 pub mod user;

@@ -75,8 +75,15 @@ pub(crate) async fn openid_configuration(State(context): State<FhirContext>) -> 
 }
 
 /// `GET …/auth/jwks`: the public keys id_tokens are signed with.
-pub(crate) async fn jwks(State(_context): State<AuthContext>) -> Response {
-    json_response(json!({"keys": []}))
+pub(crate) async fn jwks(State(context): State<AuthContext>) -> Response {
+    match context.auth.issuer.signing_keys(context.store(), super::now()).await {
+        Ok(keys) => json_response(keys.jwks().clone()),
+        Err(error) => {
+            tracing::error!(%error, "cannot load the signing keys");
+            let body = json!({"error": "server_error", "error_description": "the signing keys cannot be loaded"});
+            (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+        }
+    }
 }
 
 /// `GET …/auth/style.json`: the `smart_style_url` document (SMART App Launch §"Styling").

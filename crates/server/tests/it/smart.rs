@@ -263,6 +263,29 @@ async fn launch_alice(world: &World, scope: &str) -> Value {
     body
 }
 
+/// Checks the token response's id_token as an OpenID client does (checklist §2.2): RS256 with a
+/// `kid` of the JWKS that `openid-configuration` names, issued by that configuration's issuer
+/// for `client_id`; returns its claims.
+async fn verify_id_token(app: &TestApp, token: &Value, client_id: &str) -> Value {
+    let id_token = token["id_token"].as_str().expect("an id_token");
+    let header = jsonwebtoken::decode_header(id_token).expect("a JWT");
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+    let configuration = Client::new().get(format!("{}/.well-known/openid-configuration", app.base)).send().await;
+    let configuration: Value = configuration.expect("configuration").json().await.expect("json");
+    let issuer = configuration["issuer"].as_str().expect("issuer");
+    let jwks = Client::new().get(configuration["jwks_uri"].as_str().expect("jwks_uri")).send().await;
+    let jwks: jsonwebtoken::jwk::JwkSet = jwks.expect("jwks").json().await.expect("a JWK Set");
+    let jwk = jwks.find(header.kid.as_deref().expect("a kid")).expect("the kid is published");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[client_id]);
+    validation.set_issuer(&[issuer]);
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).expect("an RSA key");
+    let claims = jsonwebtoken::decode::<Value>(id_token, &key, &validation).expect("the id_token verifies").claims;
+    assert!(claims["sub"].as_str().is_some_and(|sub| !sub.is_empty() && sub.len() < 256));
+    assert!(claims["iat"].is_number());
+    claims
+}
+
 async fn read(app: &TestApp, token: &str, path: &str) -> StatusCode {
     app.request(reqwest::Method::GET, path).bearer_auth(token).send().await.expect("read").status()
 }
@@ -314,6 +337,8 @@ async fn a_standalone_patient_launch_reads_only_its_patient() {
         assert!(scope.split(' ').any(|word| word == granted), "{granted} in {scope}");
     }
     assert!(token["refresh_token"].is_string());
+    let claims = verify_id_token(&world.app, &token, "confidential").await;
+    assert_eq!(claims["fhirUser"], format!("{}/Patient/{}", world.app.base, world.a));
     let access = token["access_token"].as_str().expect("access token");
     assert_eq!(read(&world.app, access, &format!("/Patient/{}", world.a)).await, StatusCode::OK);
     assert_ne!(read(&world.app, access, &format!("/Patient/{}", world.b)).await, StatusCode::OK);
@@ -373,6 +398,7 @@ async fn a_parent_picks_the_patient() {
     let (status, token) = token_request(&world.app, None, &form).await;
     assert_eq!(status, StatusCode::OK, "{token}");
     assert_eq!(token["patient"], world.b);
+    verify_id_token(&world.app, &token, "public").await;
     let access = token["access_token"].as_str().expect("token");
     assert_eq!(read(&world.app, access, &format!("/Patient/{}", world.b)).await, StatusCode::OK);
     assert_ne!(read(&world.app, access, &format!("/Patient/{}", world.a)).await, StatusCode::OK);
