@@ -60,6 +60,12 @@ pub(crate) struct ServeArgs {
     /// The demo data imported into both partitions when the database holds no resources.
     #[arg(long, env = "IGNIS_DEMO_DATA", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/demo"))]
     pub(crate) demo_data: PathBuf,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); reloaded on SIGHUP.
+    #[arg(long, env = "IGNIS_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "IGNIS_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
     /// Leave the FHIR API open without tokens (loopback only; for local experiments).
     #[arg(long, env = "IGNIS_INSECURE_NO_AUTH")]
     pub(crate) insecure_no_auth: bool,

@@ -15,6 +15,10 @@ use crate::import;
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     check_exposure(&args)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(server::Tls::load(cert, key)?)),
+        _ => None,
+    };
     let started = std::time::Instant::now();
     let definitions = fhir::Definitions::get();
     tracing::info!(
@@ -25,7 +29,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = open_store(&args.storage)?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
-    let base_url = args.base_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let base_url = args.base_url.clone().unwrap_or_else(|| format!("{scheme}://{address}"));
     let mut config = server::Config::new(base_url.clone());
     config.max_body_bytes = args.max_body_bytes;
     config.search_limits.time = std::time::Duration::from_millis(args.search_time_limit_ms);
@@ -38,8 +43,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !args.insecure_no_auth {
         state = state.with_authorization(authorization(&args)?);
     }
-    tracing::info!(%address, fhir_base = %format!("{base_url}/fhir"), "ignis is serving");
-    server::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!(%address, fhir_base = %format!("{base_url}/fhir"), tls = tls.is_some(), "ignis is serving");
+    match tls {
+        Some(tls) => {
+            reload_on_hangup(Arc::clone(&tls));
+            server::serve_tls(listener, state, tls, shutdown_signal()).await?;
+        }
+        None => server::serve(listener, state, shutdown_signal()).await?,
+    }
     tracing::info!("ignis stopped");
     Ok(())
 }
@@ -96,11 +107,15 @@ async fn load_demo(store: &dyn store::Store, folder: &std::path::Path) -> anyhow
     Ok(())
 }
 
-/// Tokens and passwords must not cross a network in clear: until the binary serves TLS, only
-/// loopback addresses are allowed. The open mode says so loudly.
+/// Tokens and passwords must not cross a network in clear: without TLS only loopback addresses
+/// are allowed, and the open mode only ever on loopback. The open mode says so loudly.
 fn check_exposure(args: &ServeArgs) -> anyhow::Result<()> {
-    if !args.listen.ip().is_loopback() {
-        bail!("refusing to listen on {}: without TLS, ignis only serves on a loopback address", args.listen);
+    let loopback = args.listen.ip().is_loopback();
+    if !loopback && args.tls_cert.is_none() {
+        bail!("refusing to listen on {} without TLS: pass --tls-cert and --tls-key", args.listen);
+    }
+    if !loopback && args.insecure_no_auth {
+        bail!("refusing to listen on {} with --insecure-no-auth: the open mode is for loopback only", args.listen);
     }
     if args.insecure_no_auth {
         tracing::warn!("--insecure-no-auth: the FHIR API accepts requests without tokens; for local experiments only");
@@ -184,6 +199,24 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// Reloads the TLS certificate and key on every SIGHUP; a failed reload keeps the old ones.
+fn reload_on_hangup(tls: Arc<server::Tls>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return tracing::warn!("cannot listen for SIGHUP: the TLS certificate will not be reloaded");
+        };
+        while hangups.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(error) => tracing::error!(%error, "TLS certificate not reloaded; keeping the previous one"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(tls);
 }
 
 async fn shutdown_signal() {

@@ -5,6 +5,8 @@
 //! - `admin user create` makes patients and practitioners while a server runs on the same
 //!   SQLite file, prints them without secrets, writes the TOTP enrolment to an owner-only file,
 //!   and leaves neither password nor TOTP secret in clear in the database.
+//! - `serve --tls-cert --tls-key` speaks TLS 1.2 and 1.3, refuses a TLS 1.1 ClientHello, and
+//!   reloads its certificate on SIGHUP without dropping an open connection.
 //! - Two `ignis serve` processes over one PostgreSQL database (skipped without
 //!   `IGNIS_TEST_POSTGRES_URL`; `.ci/with-postgres` provides one): what one writes the other
 //!   reads and finds, and conditional creates racing across both make one resource.
@@ -82,6 +84,10 @@ struct Server {
     child: Child,
     /// The production FHIR base, e.g. `http://127.0.0.1:4242/fhir`.
     base: String,
+    /// The address it listens on.
+    address: String,
+    /// Its log lines so far.
+    log: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -105,10 +111,11 @@ impl Server {
             .expect("start ignis serve");
         let stderr = child.stderr.take().expect("stderr");
         let (address_sender, address) = std::sync::mpsc::channel::<String>();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = Arc::clone(&log);
         // The log is read to its end, so the child never blocks on a full pipe; the address
         // comes from the line announcing that the server is serving.
         std::thread::spawn(move || {
-            let mut log = Vec::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let line = strip_ansi(&line);
                 if line.contains("ignis is serving")
@@ -116,9 +123,10 @@ impl Server {
                 {
                     let _ = address_sender.send(address);
                 }
-                log.push(line);
+                kept.lock().expect("log").push(line);
             }
             // The process ended: anything it said helps whoever reads the failure.
+            let log = kept.lock().expect("log");
             if log.iter().all(|line| !line.contains("ignis is serving")) {
                 eprintln!("ignis serve ended before serving:\n{}", log.join("\n"));
             }
@@ -127,9 +135,23 @@ impl Server {
             .await
             .expect("address task")
             .expect("ignis serve logs its address");
-        let server = Server { child, base: format!("http://{address}/fhir") };
-        server.wait_healthy().await;
+        let tls = extra.contains(&"--tls-cert");
+        let scheme = if tls { "https" } else { "http" };
+        let server = Server { child, base: format!("{scheme}://{address}/fhir"), address, log };
+        if !tls {
+            // Over TLS the tests make their own connections; the listener is bound already.
+            server.wait_healthy().await;
+        }
         server
+    }
+
+    /// Waits until the log has a line containing `text` (the deadline is only a hang guard).
+    async fn wait_for_log(&self, text: &str) {
+        let started = Instant::now();
+        while !self.log.lock().expect("log").iter().any(|line| line.contains(text)) {
+            assert!(started.elapsed() < START_DEADLINE, "the log never said '{text}'");
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Asks `/healthz` until it answers 200 (the listener is bound before the address is
@@ -508,4 +530,126 @@ async fn admin_user_create_stores_users_without_secrets_in_clear() {
         .any(|bytes| String::from_utf8_lossy(&bytes).contains("drhouse"));
     assert!(both, "the user records are in the database files scanned");
     drop(server);
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 written to `cert.pem`/`key.pem` in
+/// `folder`; returns its DER.
+fn write_certificate(folder: &std::path::Path) -> Vec<u8> {
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let rcgen::CertifiedKey { cert, signing_key } = rcgen::generate_simple_self_signed(names).expect("a certificate");
+    std::fs::write(folder.join("cert.pem"), cert.pem()).expect("write the certificate");
+    std::fs::write(folder.join("key.pem"), signing_key.serialize_pem()).expect("write the key");
+    cert.der().to_vec()
+}
+
+/// A TLS connection to `address` trusting only `trusted`, speaking only `version`.
+async fn tls_connect(
+    address: &str,
+    trusted: &[u8],
+    version: &'static rustls::SupportedProtocolVersion,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from(trusted.to_vec())).expect("a root");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    connector.connect(name, tcp).await.expect("a TLS handshake")
+}
+
+/// Sends `GET path` on `stream` and returns the status line.
+async fn http_get(stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    String::from_utf8_lossy(&response).lines().next().unwrap_or_default().to_owned()
+}
+
+/// A TLS 1.1 ClientHello (legacy_version 0x0302, no supported_versions extension).
+fn tls11_client_hello() -> Vec<u8> {
+    let mut body = vec![0x03, 0x02];
+    body.extend([0x42; 32]); // random
+    body.push(0); // no session id
+    body.extend([0x00, 0x04, 0xc0, 0x13, 0x00, 0x2f]); // ECDHE-RSA-AES128-SHA, RSA-AES128-SHA
+    body.extend([0x01, 0x00]); // null compression
+    let mut handshake = vec![0x01, 0x00];
+    handshake.extend(u16::try_from(body.len()).expect("short").to_be_bytes());
+    handshake.extend(body);
+    let mut record = vec![0x16, 0x03, 0x02];
+    record.extend(u16::try_from(handshake.len()).expect("short").to_be_bytes());
+    record.extend(handshake);
+    record
+}
+
+#[tokio::test]
+async fn serve_speaks_tls_1_2_and_1_3_only_and_reloads_its_certificate() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let folder = tempfile::tempdir().expect("temp dir");
+    let first = write_certificate(folder.path());
+    let database = format!("sqlite://{}", folder.path().join("ignis.db").display());
+    let (cert, key) = (folder.path().join("cert.pem"), folder.path().join("key.pem"));
+    let flags = ["--tls-cert", cert.to_str().expect("path"), "--tls-key", key.to_str().expect("path")];
+    let server =
+        Server::start_with(&database, &[&flags[..], &["--data-dir", folder.path().to_str().expect("path")]].concat())
+            .await;
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let mut stream = tls_connect(&server.address, &first, version).await;
+        assert_eq!(stream.get_ref().1.protocol_version(), Some(version.version));
+        assert_eq!(http_get(&mut stream, "/fhir/metadata").await, "HTTP/1.1 200 OK");
+    }
+
+    let mut old = tokio::net::TcpStream::connect(&server.address).await.expect("connect");
+    old.write_all(&tls11_client_hello()).await.expect("send the hello");
+    let mut answer = Vec::new();
+    let _ = old.read_to_end(&mut answer).await;
+    assert!(answer.first() != Some(&0x16), "no ServerHello for TLS 1.1: {answer:02x?}");
+    if let Some(first_byte) = answer.first() {
+        assert_eq!(*first_byte, 0x15, "an alert: {answer:02x?}");
+    }
+
+    // A connection opened before the reload keeps working after it.
+    let mut before = tls_connect(&server.address, &first, &rustls::version::TLS13).await;
+    let second = write_certificate(folder.path());
+    assert_ne!(first, second);
+    let hangup = Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().expect("kill -HUP");
+    assert!(hangup.success());
+    server.wait_for_log("TLS certificate reloaded").await;
+    let mut after = tls_connect(&server.address, &second, &rustls::version::TLS13).await;
+    let presented = after.get_ref().1.peer_certificates().expect("a certificate")[0].to_vec();
+    assert_eq!(presented, second, "new connections get the new certificate");
+    assert_eq!(http_get(&mut after, "/fhir/metadata").await, "HTTP/1.1 200 OK");
+    assert_eq!(http_get(&mut before, "/fhir/metadata").await, "HTTP/1.1 200 OK");
+}
+
+#[test]
+fn serve_refuses_plain_http_beyond_loopback_and_half_tls_flags() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ignis"))
+            .args(["serve", "--no-demo"])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run ignis serve")
+    };
+    let folder = tempfile::tempdir().expect("temp dir");
+    let data_dir = folder.path().to_str().expect("path");
+    let plain = run(&["--listen", "0.0.0.0:0", "--data-dir", data_dir]);
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert!(!plain.status.success() && stderr.contains("without TLS: pass --tls-cert and --tls-key"), "{stderr}");
+    let half = run(&["--listen", "127.0.0.1:0", "--tls-cert", "cert.pem", "--data-dir", data_dir]);
+    let stderr = String::from_utf8_lossy(&half.stderr);
+    assert!(!half.status.success() && stderr.contains("--tls-key"), "{stderr}");
+    let missing =
+        run(&["--listen", "127.0.0.1:0", "--tls-cert", "nope.pem", "--tls-key", "nope.key", "--data-dir", data_dir]);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && stderr.contains("nope.pem"), "{stderr}");
 }

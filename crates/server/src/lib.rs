@@ -25,6 +25,7 @@ mod oauth;
 mod response;
 mod router;
 mod state;
+mod tls;
 mod transaction;
 
 use std::future::Future;
@@ -33,6 +34,7 @@ use tokio::net::TcpListener;
 
 pub use router::router;
 pub use state::{AppState, Authorization, Config};
+pub use tls::{PeerCertificates, Tls, TlsError, serve_tls};
 
 /// Serves `state` on `listener` until `shutdown` resolves, then finishes in-flight requests.
 pub async fn serve(
