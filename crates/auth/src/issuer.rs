@@ -447,6 +447,32 @@ impl Issuer {
         }))
     }
 
+    /// The apps `user` has granted lasting access (refresh tokens), by grant id.
+    pub async fn grants(
+        &self,
+        store: &dyn Records,
+        user: &str,
+        now: i64,
+    ) -> Result<Vec<(String, refresh::RefreshToken)>, FlowError> {
+        refresh::grants_of(store, user, now).await
+    }
+
+    /// Revokes `user`'s grant `grant` and every token issued from it; false when `user` has no
+    /// such grant.
+    pub async fn revoke_grant(
+        &self,
+        store: &dyn Records,
+        user: &str,
+        grant: &str,
+        now: i64,
+    ) -> Result<bool, FlowError> {
+        let theirs = refresh::grants_of(store, user, now).await?.iter().any(|(id, _)| id == grant);
+        if !theirs {
+            return Ok(false);
+        }
+        refresh::revoke_grant(store, &self.revoked, grant, now).await
+    }
+
     /// Revokes `token` for `client` (RFC 7009): a refresh token with every access token issued
     /// from it, or one access token. Unknown tokens and other clients' tokens are ignored, as
     /// the RFC asks, so the answer reveals nothing.

@@ -83,12 +83,23 @@ pub async fn renew(
 /// Revokes the refresh token `token` and the access tokens issued from it; true when there
 /// was one.
 pub async fn revoke(store: &dyn Records, list: &RevocationList, token: &str, now: i64) -> Result<bool, FlowError> {
-    let id = opaque::digest(token);
-    let Some(found) = records::get::<RefreshToken>(store, &id).await? else { return Ok(false) };
+    revoke_grant(store, list, &opaque::digest(token), now).await
+}
+
+/// The live grants (refresh tokens) of the user `user`, by record id.
+pub async fn grants_of(store: &dyn Records, user: &str, now: i64) -> Result<Vec<(String, RefreshToken)>, FlowError> {
+    let found = records::find::<RefreshToken>(store, "user", user).await?;
+    Ok(found.into_iter().filter(|grant| grant.value.expires > now).map(|grant| (grant.id, grant.value)).collect())
+}
+
+/// Revokes the grant whose record id is `id` (the digest of its refresh token) and the access
+/// tokens issued from it; true when there was one.
+pub async fn revoke_grant(store: &dyn Records, list: &RevocationList, id: &str, now: i64) -> Result<bool, FlowError> {
+    let Some(found) = records::get::<RefreshToken>(store, id).await? else { return Ok(false) };
     for (access, expires) in &found.value.access_tokens {
         list.revoke(store, access, *expires, now).await?;
     }
-    match records::delete::<RefreshToken>(store, &id, found.version, "revoke").await {
+    match records::delete::<RefreshToken>(store, id, found.version, "revoke").await {
         Ok(()) | Err(store::Error::RecordNotFound { .. } | store::Error::RecordConflict { .. }) => Ok(true),
         Err(error) => Err(error.into()),
     }

@@ -310,7 +310,7 @@ async fn signed_in_user(
     }
 }
 
-async fn session_of(
+pub(super) async fn session_of(
     context: &AuthContext,
     headers: &HeaderMap,
 ) -> Result<Option<(session::Session, Versioned<User>)>, auth::authorization::FlowError> {
@@ -330,17 +330,21 @@ async fn signed_in(context: &AuthContext, handle: &str, user: &Versioned<User>) 
     if let Err(error) = advanced {
         return failed(error);
     }
-    let cookie = match session::start(context.store(), &user.id, now()).await {
+    let cookie = match start_session(context, &user.id).await {
         Ok(cookie) => cookie,
-        Err(error) => return failed(error),
+        Err(response) => return response,
     };
     let mut response = see_other(&flow_url(context, handle));
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    response
+}
+
+/// Starts a browser session for the user `user`; returns its `Set-Cookie` value.
+pub(super) async fn start_session(context: &AuthContext, user: &str) -> Result<HeaderValue, Response> {
+    let cookie = session::start(context.store(), user, now()).await.map_err(failed)?;
     let secure = if context.app.config.base_url.starts_with("https://") { "; Secure" } else { "" };
     let value = format!("{SESSION}={cookie}; Path={}; HttpOnly; SameSite=Lax{secure}", context.cookie_path);
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    response
+    HeaderValue::from_str(&value).map_err(failed)
 }
 
 /// The patients `user` may choose, as `(id, label)`: a patient's own ones, or for
@@ -404,7 +408,7 @@ fn redirect_error(redirect_uri: &str, error: &str, description: &str, state: Opt
     ))
 }
 
-fn see_other(location: &str) -> Response {
+pub(super) fn see_other(location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(location) => {
             let mut response = StatusCode::SEE_OTHER.into_response();
@@ -420,7 +424,7 @@ fn unknown_request() -> Response {
     pages::error(StatusCode::BAD_REQUEST, &auth::authorization::FlowError::UnknownRequest.to_string())
 }
 
-fn failed(error: impl std::fmt::Display) -> Response {
+pub(super) fn failed(error: impl std::fmt::Display) -> Response {
     tracing::error!(error = %error, "authorization step failed");
     pages::error(StatusCode::INTERNAL_SERVER_ERROR, "The server could not complete this step. Try again later.")
 }

@@ -1,10 +1,11 @@
 //! The SMART App Launch authorization server over HTTP: the authorization endpoint and its
-//! pages ([`flow`], [`pages`]), the token, revocation and introspection endpoints ([`token`]),
+//! pages ([`flow`], [`pages`]), the user's connected apps ([`apps`]), the token, revocation and introspection endpoints ([`token`]),
 //! and discovery ([`discovery`]). Each environment has its own endpoints under its prefix
 //! (`/auth/…` for production, `/sandbox/auth/…` for the sandbox), and its tokens name its FHIR
 //! base as their audience, so neither accepts the other's. The logic lives in the `auth`
 //! crate; this module parses requests and writes responses.
 
+mod apps;
 mod discovery;
 mod flow;
 mod pages;
@@ -79,6 +80,9 @@ pub(crate) fn routes(context: AuthContext) -> Router<AppState> {
         .route("/second-factor", post(flow::second_factor))
         .route("/patient", post(flow::pick_patient))
         .route("/consent", post(flow::consent))
+        .route("/apps", get(apps::list))
+        .route("/apps/sign-in", post(apps::sign_in))
+        .route("/apps/revoke", post(apps::revoke))
         .route("/token", post(token::token))
         .route("/revoke", post(token::revoke))
         .route("/introspect", post(token::introspect))

@@ -103,6 +103,49 @@ pub(crate) fn consent(
     )
 }
 
+/// Sign-in for the connected-apps page: password and, when enrolled, the TOTP code at once.
+pub(crate) fn apps_sign_in(action: &str, error: Option<&str>) -> Response {
+    page(
+        StatusCode::OK,
+        "Your connected apps",
+        html! {
+            p { "Sign in to see the apps you allowed to access your records, and to revoke them." }
+            (problem(error))
+            form method="post" action=(action) {
+                label { "Username " input type="text" name="username" autocomplete="username" required autofocus; }
+                label { "Password " input type="password" name="password" autocomplete="current-password" required; }
+                label { "Code (if you use an authenticator app) " input type="text" name="otp" inputmode="numeric" autocomplete="one-time-code"; }
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+/// The apps `username` granted lasting access: `(grant, client_id, scope)`, each revocable.
+pub(crate) fn apps(
+    action: &str,
+    username: &str,
+    grants: &[(String, String, String)],
+    notice: Option<&str>,
+) -> Response {
+    page(
+        StatusCode::OK,
+        "Your connected apps",
+        html! {
+            p { "Signed in as " strong { (username) } "." }
+            @if let Some(notice) = notice { p.notice role="status" { (notice) } }
+            @if grants.is_empty() { p { "No app has lasting access to your records." } }
+            @for (grant, client_id, scope) in grants {
+                form method="post" action=(action) {
+                    input type="hidden" name="grant" value=(grant);
+                    p { strong { (client_id) } br; code { (scope) } }
+                    button type="submit" { "Revoke access" }
+                }
+            }
+        },
+    )
+}
+
 /// A page that ends the flow here: the app's request cannot be answered at its redirect URI.
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     page(status, "Cannot continue", html! { p.problem { (message) } })

@@ -717,3 +717,33 @@ async fn an_idle_session_ends_and_the_user_signs_in_again() {
     assert!(page.html().contains("name=\"password\""), "signed out again: {}", page.html());
     assert!(!page.html().contains("name=\"decision\""));
 }
+
+#[tokio::test]
+async fn a_patient_revokes_an_app_on_the_connected_apps_page() {
+    let world = world().await;
+    let app = &world.app;
+    let token = launch_alice(&world, ALL_PATIENT).await;
+    let access = token["access_token"].as_str().expect("token");
+    let refresh = token["refresh_token"].as_str().expect("refresh");
+    let mut browser = Browser::new();
+    let page = browser.get(&format!("{}/auth/apps", app.root)).await.text().await.expect("page");
+    assert!(page.contains("name=\"password\""), "{page}");
+    let wrong = [("username", "alice"), ("password", "nope")];
+    let page = browser.post(&format!("{}/auth/apps/sign-in", app.root), &wrong).await.text().await.expect("page");
+    assert!(page.contains("the username or password is wrong"), "{page}");
+    let right = [("username", "alice"), ("password", "alice password 42")];
+    let response = browser.post(&format!("{}/auth/apps/sign-in", app.root), &right).await;
+    let page = browser.follow(response, &app.root).await;
+    let html = page.html();
+    assert!(html.contains("confidential") && html.contains("patient/*.rs"), "{html}");
+    let grant = attribute_after(html, "name=\"grant\"").expect("a grant to revoke");
+    let page = browser.post(&format!("{}/auth/apps/revoke", app.root), &[("grant", &grant)]).await;
+    assert!(page.text().await.expect("page").contains("Access revoked"));
+    assert_eq!(read(app, access, &format!("/Patient/{}", world.a)).await, StatusCode::UNAUTHORIZED);
+    let again = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
+    let (status, _) = token_request(app, Some(("confidential", SECRET)), &again).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Another user's grant cannot be revoked from this session.
+    let forged = browser.post(&format!("{}/auth/apps/revoke", app.root), &[("grant", "0123")]).await;
+    assert_eq!(forged.status(), StatusCode::NOT_FOUND);
+}
