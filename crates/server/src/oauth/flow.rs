@@ -174,14 +174,11 @@ pub(crate) async fn second_factor(State(context): State<AuthContext>, headers: H
 
 /// `POST …/auth/patient` with `patient`.
 pub(crate) async fn pick_patient(State(context): State<AuthContext>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = form_pairs(&body);
-    let Some(handle) = field(&form, "request") else { return unknown_request() };
-    let Some((request, user)) = (match signed_in_user(&context, &headers, handle).await {
-        Ok(found) => found,
+    let Step { form, handle, request, user } = match Step::of(&context, &headers, &body).await {
+        Ok(step) => step,
         Err(response) => return response,
-    }) else {
-        return see_other(&flow_url(&context, handle));
     };
+    let handle = handle.as_str();
     let chosen = field(&form, "patient").unwrap_or("");
     let patients = match patient_choices(&context, &user.value).await {
         Ok(patients) => patients,
@@ -199,14 +196,11 @@ pub(crate) async fn pick_patient(State(context): State<AuthContext>, headers: He
 
 /// `POST …/auth/consent` with the ticked `scope`s and `decision`.
 pub(crate) async fn consent(State(context): State<AuthContext>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = form_pairs(&body);
-    let Some(handle) = field(&form, "request") else { return unknown_request() };
-    let Some((request, user)) = (match signed_in_user(&context, &headers, handle).await {
-        Ok(found) => found,
+    let Step { form, handle, request, user } = match Step::of(&context, &headers, &body).await {
+        Ok(step) => step,
         Err(response) => return response,
-    }) else {
-        return see_other(&flow_url(&context, handle));
     };
+    let handle = handle.as_str();
     if request.value.needs_patient() && request.value.patient.is_none() {
         return see_other(&flow_url(&context, handle));
     }
@@ -240,6 +234,28 @@ pub(crate) async fn consent(State(context): State<AuthContext>, headers: HeaderM
     match authorization::issue_code(context.store(), &request, approval, now()).await {
         Ok(code) => see_other(&with_query(&request.redirect_uri, &[("code", Some(&code)), ("state", state)])),
         Err(error) => failed(error),
+    }
+}
+
+/// A posted step that needs the signed-in user: the form, the request handle, the request and
+/// the user.
+struct Step {
+    form: Vec<(String, String)>,
+    handle: String,
+    request: Versioned<PendingRequest>,
+    user: Versioned<User>,
+}
+
+impl Step {
+    /// The step `body` posts; otherwise what to answer (back to the flow when no one is signed
+    /// in for the request, or an error page).
+    async fn of(context: &AuthContext, headers: &HeaderMap, body: &[u8]) -> Result<Step, Response> {
+        let form = form_pairs(body);
+        let handle = field(&form, "request").ok_or_else(unknown_request)?.to_owned();
+        match signed_in_user(context, headers, &handle).await? {
+            Some((request, user)) => Ok(Step { form, handle, request, user }),
+            None => Err(see_other(&flow_url(context, &handle))),
+        }
     }
 }
 
