@@ -13,7 +13,10 @@ use serde_json::json;
 use store::records::{Records, Versioned};
 
 use crate::cli::StorageArgs;
-use crate::serve::{load_secret_key, open_store};
+use crate::serve::{load_secret_key as secret_key, open_store};
+
+mod grants;
+mod launch;
 
 /// Who the records' history says made an admin command's changes.
 const BY: &str = "ignis admin";
@@ -29,6 +32,33 @@ enum AdminCommand {
     /// Users who sign in: patients, practitioners and operators.
     #[command(subcommand)]
     User(UserCommand),
+    /// EHR launch contexts.
+    #[command(subcommand)]
+    Launch(LaunchCommand),
+    /// Apps' grants.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The OpenID Connect signing keys.
+    #[command(subcommand, name = "signing-key")]
+    SigningKey(SigningKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LaunchCommand {
+    /// Bind a patient (and maybe an encounter and user) to a new `launch` value; prints it.
+    Create(launch::LaunchCreateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Revoke a user's app grants: refresh tokens and the access tokens issued from them.
+    Revoke(grants::TokenRevokeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SigningKeyCommand {
+    /// Make a new id_token signing key; the old one stays published until its tokens expire.
+    Rotate(grants::KeyRotateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +121,17 @@ impl From<RoleArg> for Role {
 pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
     match args.command {
         AdminCommand::User(UserCommand::Create(args)) => create_user(args).await,
+        AdminCommand::Launch(LaunchCommand::Create(args)) => launch::create(args).await,
+        AdminCommand::Token(TokenCommand::Revoke(args)) => grants::revoke(args).await,
+        AdminCommand::SigningKey(SigningKeyCommand::Rotate(args)) => grants::rotate(args).await,
+    }
+}
+
+/// Prints a command's result.
+fn print_json(value: &serde_json::Value) {
+    #[allow(clippy::print_stdout)] // What the command made is its output.
+    {
+        println!("{value}");
     }
 }
 
@@ -108,7 +149,7 @@ async fn create_user(args: UserCreateArgs) -> anyhow::Result<()> {
         (None, false) => None,
     };
     let password = read_password(std::io::stdin().lock())?;
-    let key = load_secret_key(&args.storage, args.secret_key_file.as_deref())?;
+    let key = secret_key(&args.storage, args.secret_key_file.as_deref())?;
     let store = open_store(&args.storage)?;
     let records: &dyn Records = &*store;
     let new = NewUser {
@@ -132,11 +173,7 @@ async fn create_user(args: UserCreateArgs) -> anyhow::Result<()> {
     if let (Some(file), Some(enrolment)) = (secret_out, &enrolment) {
         file.write(enrolment)?;
     }
-    let output = user_json(&created);
-    #[allow(clippy::print_stdout)] // The created user is the command's output.
-    {
-        println!("{output}");
-    }
+    print_json(&user_json(&created));
     Ok(())
 }
 

@@ -653,3 +653,33 @@ fn serve_refuses_plain_http_beyond_loopback_and_half_tls_flags() {
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(!missing.status.success() && stderr.contains("nope.pem"), "{stderr}");
 }
+
+/// Runs `ignis admin ARGS` and returns its JSON output, failing on a non-zero exit.
+fn admin(args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_ignis")).arg("admin").args(args).env("NO_COLOR", "1").output();
+    let output = output.expect("run ignis admin");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{args:?}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"))
+}
+
+#[test]
+fn admin_launch_and_signing_key_commands() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let data_dir = folder.path().to_str().expect("path");
+    let launch = admin(&["launch", "create", "--patient", "85", "--encounter", "e1", "--data-dir", data_dir]);
+    assert!(launch["launch"].as_str().is_some_and(|value| value.len() >= 40), "{launch}");
+    assert_eq!((&launch["patient"], &launch["encounter"]), (&json!("85"), &json!("e1")));
+    let first = admin(&["signing-key", "rotate", "--data-dir", data_dir]);
+    let second = admin(&["signing-key", "rotate", "--data-dir", data_dir]);
+    assert_ne!(first["kid"], second["kid"]);
+    // The first start's key, then two rotations: the keys rotated out stay published while the
+    // tokens they signed live.
+    assert_eq!((&first["published"], &second["published"]), (&json!(2), &json!(3)));
+    let revoked = Command::new(env!("CARGO_BIN_EXE_ignis"))
+        .args(["admin", "token", "revoke", "--username", "nobody", "--data-dir", data_dir])
+        .output()
+        .expect("run");
+    assert!(!revoked.status.success());
+    assert!(String::from_utf8_lossy(&revoked.stderr).contains("no user named 'nobody'"));
+}
