@@ -7,6 +7,9 @@
 //!   and leaves neither password nor TOTP secret in clear in the database.
 //! - `serve --tls-cert --tls-key` speaks TLS 1.2 and 1.3, refuses a TLS 1.1 ClientHello, and
 //!   reloads its certificate on SIGHUP without dropping an open connection.
+//! - A whole SMART launch against the real binary leaves no password, client secret, TOTP
+//!   seed, recovery code, token, code, cookie, secret key or private key in clear in the
+//!   database files or the debug log.
 //! - Two `ignis serve` processes over one PostgreSQL database (skipped without
 //!   `IGNIS_TEST_POSTGRES_URL`; `.ci/with-postgres` provides one): what one writes the other
 //!   reads and finds, and conditional creates racing across both make one resource.
@@ -682,4 +685,160 @@ fn admin_launch_and_signing_key_commands() {
         .expect("run");
     assert!(!revoked.status.success());
     assert!(String::from_utf8_lossy(&revoked.stderr).contains("no user named 'nobody'"));
+}
+
+/// A form POST without following redirects; returns the response.
+async fn post_form(
+    http: &reqwest::Client,
+    url: &str,
+    form: &[(&str, &str)],
+    cookie: Option<&str>,
+) -> reqwest::Response {
+    let mut request = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form).expect("form"));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.expect("POST")
+}
+
+/// The `Location` of a redirect.
+fn location(response: &reqwest::Response) -> String {
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    response.headers()["location"].to_str().expect("location").to_owned()
+}
+
+/// The value of the hidden `request` field of a page.
+fn request_handle(page: &str) -> String {
+    let at = page.find("name=\"request\" value=\"").expect("a request handle") + 22;
+    page[at..at + page[at..].find('"').expect("end")].to_owned()
+}
+
+#[tokio::test]
+async fn no_secret_is_in_clear_in_the_database_or_the_log() {
+    const PASSWORD: &str = "practitioner pass phrase 7731";
+    const CLIENT_SECRET: &str = "client secret 5521 of the audit app";
+    const REDIRECT: &str = "https://app.example/callback";
+    let folder = tempfile::tempdir().expect("temp dir");
+    let data_dir = folder.path().to_str().expect("path");
+    let database = folder.path().join("ignis.db");
+    let url = format!("sqlite://{}", database.display());
+    let server = Server::start_with(&url, &["--data-dir", data_dir, "--log-level", "debug"]).await;
+    let totp_file = folder.path().join("totp.json");
+    let args = ["--data-dir", data_dir, "--username", "drwho", "--password-stdin", "--fhir-user", "Practitioner/9"];
+    let extra = ["--role", "practitioner", "--totp-secret-out", totp_file.to_str().expect("path")];
+    created_user(&admin_user_create(&[&args[..], &extra[..]].concat(), PASSWORD));
+    let enrolment: Value = serde_json::from_str(&std::fs::read_to_string(&totp_file).expect("file")).expect("JSON");
+    let seed = enrolment["secret"].as_str().expect("seed").to_owned();
+    let store = store::sqlite::SqliteStore::open(&database).expect("the database");
+    let client = auth::client::NewClient {
+        client_id: "audit-app".into(),
+        client_type: auth::client::ClientType::ConfidentialSymmetric,
+        environment: "production".into(),
+        secret: Some(CLIENT_SECRET.into()),
+        jwks: None,
+        jwks_url: None,
+        redirect_uris: vec![REDIRECT.into()],
+        launch_uris: Vec::new(),
+        scopes: "openid fhirUser offline_access user/*.rs".into(),
+    };
+    auth::client::register(&store, client, "test").await.expect("register the client");
+
+    // The whole flow against the real binary.
+    let root = server.base.trim_end_matches("/fhir").to_owned();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let verifier = "v".repeat(64);
+    let challenge = auth::pkce::challenge(&verifier);
+    let query = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", "audit-app"),
+        ("redirect_uri", REDIRECT),
+        ("scope", "openid fhirUser offline_access user/*.rs"),
+        ("state", "s"),
+        ("aud", server.base.as_str()),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ])
+    .expect("query");
+    let flow = location(&http.get(format!("{root}/auth/authorize?{query}")).send().await.expect("authorize"));
+    let page = http.get(&flow).send().await.expect("flow").text().await.expect("page");
+    let handle = request_handle(&page);
+    let signed = post_form(
+        &http,
+        &format!("{root}/auth/sign-in"),
+        &[("request", &handle), ("username", "drwho"), ("password", PASSWORD)],
+        None,
+    )
+    .await;
+    location(&signed);
+    let code = auth::totp::Authenticator::from_base32(&seed).expect("seed").code_at(time::OffsetDateTime::now_utc());
+    let verified =
+        post_form(&http, &format!("{root}/auth/second-factor"), &[("request", &handle), ("otp", &code)], None).await;
+    let cookie = verified.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_owned();
+    let consent = [
+        ("request", handle.as_str()),
+        ("decision", "approve"),
+        ("scope", "openid"),
+        ("scope", "fhirUser"),
+        ("scope", "offline_access"),
+        ("scope", "user/*.rs"),
+    ];
+    let back = location(&post_form(&http, &format!("{root}/auth/consent"), &consent, Some(&cookie)).await);
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(back.split_once('?').expect("query").1).expect("pairs");
+    let auth_code = pairs.iter().find(|(name, _)| name == "code").map(|(_, code)| code.clone()).expect("a code");
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", auth_code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let token = http
+        .post(format!("{root}/auth/token"))
+        .basic_auth("audit-app", Some(CLIENT_SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(exchange).expect("form"))
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(token.status(), StatusCode::OK);
+    let token: Value = token.json().await.expect("JSON");
+    let access = token["access_token"].as_str().expect("access token").to_owned();
+    let refresh = token["refresh_token"].as_str().expect("refresh token").to_owned();
+    assert!(token["id_token"].is_string());
+    let read = http.get(format!("{}/Patient", server.base)).bearer_auth(&access).send().await.expect("search");
+    assert_eq!(read.status(), StatusCode::OK);
+
+    let secret_key = std::fs::read_to_string(folder.path().join("secret.key")).expect("the secret key");
+    let mut secrets = vec![
+        PASSWORD,
+        CLIENT_SECRET,
+        seed.as_str(),
+        access.as_str(),
+        refresh.as_str(),
+        auth_code.as_str(),
+        &cookie["ignis_session=".len()..],
+        secret_key.trim(),
+    ];
+    let recovery: Vec<String> = serde_json::from_value(enrolment["recovery_codes"].clone()).expect("codes");
+    secrets.extend(recovery.iter().map(String::as_str));
+    let log = server.log.lock().expect("log").join("\n");
+    assert!(log.contains("authorize"), "the log saw the flow:\n{log}");
+    let mut scanned = vec![("the log".to_owned(), log)];
+    for file in ["ignis.db", "ignis.db-wal"] {
+        if let Ok(bytes) = std::fs::read(folder.path().join(file)) {
+            scanned.push((file.to_owned(), String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+    for (name, text) in &scanned {
+        for secret in &secrets {
+            assert!(!text.contains(secret), "{name} holds a secret in clear ({} characters)", secret.len());
+        }
+        assert!(!text.contains("PRIVATE KEY"), "{name} holds a private key in clear");
+    }
+    let stored: String =
+        scanned.iter().filter(|(name, _)| name.starts_with("ignis.db")).map(|(_, text)| text.as_str()).collect();
+    assert!(stored.contains("drwho") && stored.contains("signing_keys"), "the records are in the files scanned");
 }
