@@ -17,6 +17,7 @@
 mod body;
 mod clock;
 mod error;
+pub mod expiring;
 pub mod migrate;
 mod panic_guard;
 pub mod postgres;
@@ -216,9 +217,10 @@ pub struct SearchPage {
 pub type ExpectedVersion = Option<u64>;
 
 /// The storage interface the server uses. Implementations must make each call atomic.
-/// Every store also keeps the platform records ([`records::Records`]).
+/// Every store also keeps the platform records ([`records::Records`]) and the expiring lists
+/// ([`expiring::Expiring`]).
 #[async_trait]
-pub trait Store: records::Records + Send + Sync {
+pub trait Store: records::Records + expiring::Expiring + Send + Sync {
     /// The current version of a resource, including a tombstone if it was deleted; `None`
     /// if it never existed.
     async fn read(

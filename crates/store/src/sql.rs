@@ -12,6 +12,7 @@
 pub(crate) mod bundle;
 pub(crate) mod criteria;
 pub(crate) mod db;
+pub(crate) mod expiring;
 pub(crate) mod import;
 pub(crate) mod read;
 pub(crate) mod records;

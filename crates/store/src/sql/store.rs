@@ -3,18 +3,21 @@
 //! [`crate::sql`]. All database work runs on tokio's blocking pool.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use fhir::id::{LogicalId, ResourceType};
 use fhir::search::{Criteria, Registry};
 use serde_json::Value;
+use time::OffsetDateTime;
 
-use crate::clock::{WriteClock, WriteContext};
+use crate::clock::{WriteClock, WriteContext, micros};
+use crate::expiring::Expiring;
 use crate::records::{Record, RecordWrite, Records};
 use crate::registry::{self, Registries};
 use crate::sql::db::Db;
 use crate::sql::write::VersionWrite;
-use crate::sql::{bundle, import, read, records, search, write};
+use crate::sql::{bundle, expiring, import, read, records, search, write};
 use crate::{
     EntryOutcome, Environment, Error, ExpectedVersion, HistoryPage, HistoryQuery, ImportCounts, ImportResource, Method,
     SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteKind, WriteOutcome,
@@ -92,7 +95,14 @@ pub(crate) struct Shared<B> {
     pub(crate) clock: WriteClock,
     /// The search parameters of each partition; replaced after a `SearchParameter` is written.
     pub(crate) registries: Registries,
+    /// How many times `remember` was called: every [`PURGE_EVERY`]th call also purges.
+    pub(crate) remembers: AtomicU64,
 }
+
+/// How often `remember` purges expired entries, and how many at most: frequent enough that a
+/// list never holds much more than its live entries, rare and small enough to cost nothing.
+const PURGE_EVERY: u64 = 64;
+const PURGE_BATCH: usize = 256;
 
 // The backends are the store's own: callers name `SqliteStore` and `PostgresStore`.
 #[allow(private_bounds)]
@@ -102,7 +112,8 @@ impl<B: Backend> SqlStore<B> {
     pub(crate) fn new(backend: B, floor: i64) -> Result<SqlStore<B>, Error> {
         let registries = Registries::official();
         backend.read(&mut |db| registry::load(db, &registries))?;
-        let shared = Shared { backend, clock: WriteClock::starting_after(floor), registries };
+        let shared =
+            Shared { backend, clock: WriteClock::starting_after(floor), registries, remembers: AtomicU64::new(0) };
         Ok(SqlStore { shared: Arc::new(shared) })
     }
 
@@ -184,6 +195,40 @@ impl<B: Backend> Records for SqlStore<B> {
     async fn record_history(&self, kind: &str, id: &str) -> Result<Vec<Record>, Error> {
         let (kind, id) = (kind.to_owned(), id.to_owned());
         SqlStore::read(self, move |db| records::history(db, &kind, &id)).await
+    }
+}
+
+#[async_trait]
+#[allow(private_bounds)]
+impl<B: Backend> Expiring for SqlStore<B> {
+    async fn remember(
+        &self,
+        list: &str,
+        key: &str,
+        expires: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        let (list, key, expires, at) = (list.to_owned(), key.to_owned(), micros(expires), micros(now));
+        // Expiring lists belong to no partition; the write context goes unused.
+        let new =
+            self.write(Environment::Production, move |db, _| expiring::remember(db, &list, &key, expires, at)).await?;
+        if self.shared.remembers.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
+            // In a transaction of its own, so that it never delays or fails the remember.
+            if let Err(error) = self.purge_expired(now, PURGE_BATCH).await {
+                tracing::warn!(%error, "purging expired list entries failed");
+            }
+        }
+        Ok(new)
+    }
+
+    async fn remembered(&self, list: &str, key: &str, now: OffsetDateTime) -> Result<bool, Error> {
+        let (list, key, now) = (list.to_owned(), key.to_owned(), micros(now));
+        SqlStore::read(self, move |db| expiring::remembered(db, &list, &key, now)).await
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime, limit: usize) -> Result<u64, Error> {
+        let now = micros(now);
+        self.write(Environment::Production, move |db, _| expiring::purge(db, now, limit)).await
     }
 }
 
