@@ -7,8 +7,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use store::Store;
 use store::records::Records;
 
+use crate::assertion::{ASSERTION_TYPE, AssertionError, JwksCache, JwksFetcher, claimed_client_id};
 use crate::authorization::{self, Approval, FlowError};
 use crate::client::{self, Client, ClientType};
 use crate::pkce;
@@ -31,6 +33,8 @@ pub struct Issuer {
     secret: Arc<SecretKey>,
     /// The signing keys as last loaded, and when.
     signing: RwLock<Option<(Arc<SigningKeys>, Instant)>>,
+    /// Client JWKS fetched by URL.
+    client_keys: JwksCache,
 }
 
 /// How long loaded signing keys are used before they are read again (another process may
@@ -45,6 +49,8 @@ pub struct Endpoint<'a> {
     pub fhir_base: &'a str,
     /// The style sheet apps are pointed at (`smart_style_url`).
     pub style_url: &'a str,
+    /// The token endpoint's URL, the `aud` of client assertions.
+    pub token_url: &'a str,
 }
 
 /// The client credentials a token request presented.
@@ -159,9 +165,17 @@ pub struct Introspection {
 }
 
 impl Issuer {
-    /// The issuer whose access tokens `key` signs and whose id_token keys `secret` seals.
-    pub fn new(key: TokenKey, secret: Arc<SecretKey>) -> Issuer {
-        Issuer { key, verified: Default::default(), revoked: Default::default(), secret, signing: RwLock::new(None) }
+    /// The issuer whose access tokens `key` signs, whose id_token keys `secret` seals, and
+    /// which fetches clients' JWKS with `fetcher`.
+    pub fn new(key: TokenKey, secret: Arc<SecretKey>, fetcher: Arc<dyn JwksFetcher>) -> Issuer {
+        Issuer {
+            key,
+            verified: Default::default(),
+            revoked: Default::default(),
+            secret,
+            signing: RwLock::new(None),
+            client_keys: JwksCache::new(fetcher),
+        }
     }
 
     /// The id_token signing keys, made on first use.
@@ -206,14 +220,18 @@ impl Issuer {
         self.revoked.contains(store, id, now).await
     }
 
-    /// The registered client the request authenticates as (client_secret_basic,
-    /// client_secret_post, or a public client's bare `client_id`).
+    /// The registered client the request authenticates as: `private_key_jwt` (a client
+    /// assertion), client_secret_basic, client_secret_post, or a public client's bare
+    /// `client_id`.
     pub async fn authenticate_client(
         &self,
-        store: &dyn Records,
+        store: &dyn Store,
         endpoint: Endpoint<'_>,
         presented: &Presented,
     ) -> Result<Client, TokenFailure> {
+        if presented.client_assertion.is_some() || presented.client_assertion_type.is_some() {
+            return self.authenticate_assertion(store, endpoint, presented).await;
+        }
         let unknown = || TokenFailure::InvalidClient("the client is unknown or its credentials are wrong".into());
         let (client_id, secret) = match (&presented.basic, &presented.client_secret) {
             (Some((id, secret)), _) => (id.as_str(), Some(secret.as_str())),
@@ -227,16 +245,8 @@ impl Issuer {
         if presented.client_id.as_deref().is_some_and(|body_id| body_id != client_id) {
             return Err(TokenFailure::InvalidRequest("client_id differs from the authenticated client".into()));
         }
-        if presented.client_assertion.is_some() || presented.client_assertion_type.is_some() {
-            return Err(TokenFailure::InvalidClient(
-                "private_key_jwt client authentication is not available yet".into(),
-            ));
-        }
-        let Some(client) = client::find(store, endpoint.environment, client_id).await? else {
-            // The same Argon2 work as a real check would not hide much here: client ids are not
-            // secret. Answer at once.
-            return Err(unknown());
-        };
+        // Client ids are not secret: an unknown one is answered at once.
+        let Some(client) = client::find(store, endpoint.environment, client_id).await? else { return Err(unknown()) };
         match (client.client_type, secret) {
             (ClientType::Public, None) => Ok(client),
             (ClientType::Public, Some(_)) => Err(TokenFailure::InvalidClient("a public client has no secret".into())),
@@ -249,6 +259,40 @@ impl Issuer {
                 Err(TokenFailure::InvalidClient("this client must authenticate with private_key_jwt".into()))
             }
         }
+    }
+
+    /// `private_key_jwt` (RFC 7523 §2.2): the assertion, signed by a key the client registered.
+    async fn authenticate_assertion(
+        &self,
+        store: &dyn Store,
+        endpoint: Endpoint<'_>,
+        presented: &Presented,
+    ) -> Result<Client, TokenFailure> {
+        if presented.client_assertion_type.as_deref() != Some(ASSERTION_TYPE) {
+            return Err(TokenFailure::InvalidClient(format!("client_assertion_type must be {ASSERTION_TYPE}")));
+        }
+        if presented.basic.is_some() || presented.client_secret.is_some() {
+            return Err(TokenFailure::InvalidRequest("use one client authentication method, not several".into()));
+        }
+        let assertion = presented
+            .client_assertion
+            .as_deref()
+            .ok_or_else(|| TokenFailure::InvalidClient("client_assertion is required".into()))?;
+        let refused = |error: AssertionError| match error {
+            AssertionError::Store(error) => TokenFailure::Server(error.to_string()),
+            error => TokenFailure::InvalidClient(error.to_string()),
+        };
+        let client_id = match &presented.client_id {
+            Some(id) => id.clone(),
+            None => claimed_client_id(assertion).map_err(refused)?,
+        };
+        let Some(client) = client::find(store, endpoint.environment, &client_id).await? else {
+            return Err(TokenFailure::InvalidClient("the client is unknown".into()));
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let keys = &self.client_keys;
+        crate::assertion::verify(assertion, &client, endpoint.token_url, keys, store, now).await.map_err(refused)?;
+        Ok(client)
     }
 
     /// The authorization-code grant: redeems `code` for `client`.

@@ -19,6 +19,7 @@ mod capability;
 mod directory;
 mod error;
 mod handlers;
+mod jwks;
 mod middleware;
 mod negotiation;
 mod oauth;
@@ -32,6 +33,7 @@ use std::future::Future;
 
 use tokio::net::TcpListener;
 
+pub use jwks::HttpJwksFetcher;
 pub use router::router;
 pub use state::{AppState, Authorization, Config};
 pub use tls::{PeerCertificates, Tls, TlsError, serve_tls};

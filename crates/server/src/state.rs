@@ -68,7 +68,7 @@ impl Authorization {
     pub fn new(secret_key: Arc<SecretKey>) -> Authorization {
         let token_key = auth::token::TokenKey::new(&secret_key.derive("access-token"));
         Authorization {
-            issuer: Issuer::new(token_key, Arc::clone(&secret_key)),
+            issuer: Issuer::new(token_key, Arc::clone(&secret_key), Arc::new(crate::jwks::HttpJwksFetcher::new())),
             secret_key,
             sign_in: Policy::default(),
             session_idle: Duration::from_secs(15 * 60),

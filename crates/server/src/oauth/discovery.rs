@@ -17,6 +17,7 @@ const CAPABILITIES: &[&str] = &[
     "authorize-post",
     "client-public",
     "client-confidential-symmetric",
+    "client-confidential-asymmetric",
     "sso-openid-connect",
     "context-banner",
     "context-style",
@@ -45,7 +46,8 @@ pub(crate) async fn smart_configuration(State(context): State<FhirContext>) -> R
         "jwks_uri": urls.jwks,
         "authorization_endpoint": urls.authorize,
         "token_endpoint": urls.token,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "response_types_supported": ["code"],
         "scopes_supported": scopes,
@@ -69,7 +71,7 @@ pub(crate) async fn openid_configuration(State(context): State<FhirContext>) -> 
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": SCOPES,
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "fhirUser", "nonce"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "code_challenge_methods_supported": ["S256"],
     }))
 }

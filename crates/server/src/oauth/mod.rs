@@ -36,6 +36,8 @@ pub(crate) struct AuthContext {
     pub(crate) cookie_path: Arc<str>,
     /// `smart_style_url`.
     pub(crate) style_url: Arc<str>,
+    /// The token endpoint (the audience of client assertions).
+    pub(crate) token_url: Arc<str>,
 }
 
 impl AuthContext {
@@ -50,6 +52,7 @@ impl AuthContext {
             auth_base: format!("{root}{prefix}/auth").into(),
             cookie_path: format!("{prefix}/auth").into(),
             style_url: format!("{root}{prefix}/auth/style.json").into(),
+            token_url: format!("{root}{prefix}/auth/token").into(),
         }
     }
 
@@ -62,6 +65,7 @@ impl AuthContext {
             environment: self.env.as_str(),
             fhir_base: &self.fhir_base,
             style_url: &self.style_url,
+            token_url: &self.token_url,
         }
     }
 

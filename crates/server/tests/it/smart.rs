@@ -747,3 +747,96 @@ async fn a_patient_revokes_an_app_on_the_connected_apps_page() {
     let forged = browser.post(&format!("{}/auth/apps/revoke", app.root), &[("grant", "0123")]).await;
     assert_eq!(forged.status(), StatusCode::NOT_FOUND);
 }
+
+/// A client assertion (RFC 7523) for `client_id` at `token_url`, signed ES384 with `key`.
+fn client_assertion(key: &jsonwebtoken::EncodingKey, kid: &str, client_id: &str, token_url: &str) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let claims = json!({"iss": client_id, "sub": client_id, "aud": token_url, "exp": now + 240,
+        "jti": uuid::Uuid::new_v4().to_string()});
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, &claims, key).expect("sign the assertion")
+}
+
+#[tokio::test]
+async fn an_asymmetric_client_authenticates_with_private_key_jwt() {
+    use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    use base64::Engine;
+    let world = world().await;
+    let app = &world.app;
+    let pair = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).expect("a P-384 key");
+    let point = pair.public_key().as_ref().to_vec();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let jwk = json!({"kty": "EC", "crv": "P-384", "alg": "ES384", "kid": "k1", "x": b64(&point[1..49]), "y": b64(&point[49..97])});
+    let signing = jsonwebtoken::EncodingKey::from_ec_der(pair.to_pkcs8v1().expect("PKCS#8").as_ref());
+    let client = NewClient {
+        client_id: "asymmetric".into(),
+        client_type: ClientType::ConfidentialAsymmetric,
+        environment: "production".into(),
+        secret: None,
+        jwks: Some(json!({"keys": [jwk]})),
+        jwks_url: None,
+        redirect_uris: vec![REDIRECT.into()],
+        launch_uris: Vec::new(),
+        scopes: ALL_PATIENT.into(),
+    };
+    auth::client::register(app.store.as_ref(), client, "test").await.expect("register");
+    let mut browser = Browser::new();
+    let page = sign_in(&mut browser, app, &authorize_url(app, "asymmetric", ALL_PATIENT, &app.base), "alice").await;
+    let asked = as_asked(&page);
+    let code = approve(&mut browser, app, &page, &asked.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let token_url = format!("{}/auth/token", app.root);
+    let assertion = client_assertion(&signing, "k1", "asymmetric", &token_url);
+    let assertion_type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("client_assertion_type", assertion_type),
+        ("client_assertion", assertion.as_str()),
+    ];
+    let (status, token) = token_request(app, None, &form).await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    assert_eq!(token["patient"], world.a);
+    verify_id_token(app, &token, "asymmetric").await;
+    // The same assertion again is a replay.
+    let refresh = token["refresh_token"].as_str().expect("refresh token");
+    let replayed = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh),
+        ("client_assertion_type", assertion_type),
+        ("client_assertion", assertion.as_str()),
+    ];
+    let (status, body) = token_request(app, None, &replayed).await;
+    assert_eq!((status, &body["error"]), (StatusCode::UNAUTHORIZED, &json!("invalid_client")), "{body}");
+    assert!(body["error_description"].as_str().expect("description").contains("jti was already used"));
+    let fresh = client_assertion(&signing, "k1", "asymmetric", &token_url);
+    let renewed = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh),
+        ("client_assertion_type", assertion_type),
+        ("client_assertion", fresh.as_str()),
+    ];
+    let (status, body) = token_request(app, None, &renewed).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // An assertion for another audience, or signed by an unknown key, is refused.
+    let elsewhere = client_assertion(&signing, "k1", "asymmetric", "https://elsewhere.example/token");
+    let wrong = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh),
+        ("client_assertion_type", assertion_type),
+        ("client_assertion", elsewhere.as_str()),
+    ];
+    let (status, body) = token_request(app, None, &wrong).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let unknown = client_assertion(&signing, "k2", "asymmetric", &token_url);
+    let wrong = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh),
+        ("client_assertion_type", assertion_type),
+        ("client_assertion", unknown.as_str()),
+    ];
+    let (status, _) = token_request(app, None, &wrong).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
