@@ -15,6 +15,7 @@ use store::records::{Records, Versioned};
 use crate::cli::StorageArgs;
 use crate::serve::{load_secret_key as secret_key, open_store};
 
+mod clients;
 mod grants;
 mod launch;
 
@@ -32,6 +33,9 @@ enum AdminCommand {
     /// Users who sign in: patients, practitioners and operators.
     #[command(subcommand)]
     User(UserCommand),
+    /// Registered SMART clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
     /// EHR launch contexts.
     #[command(subcommand)]
     Launch(LaunchCommand),
@@ -41,6 +45,14 @@ enum AdminCommand {
     /// The OpenID Connect signing keys.
     #[command(subcommand, name = "signing-key")]
     SigningKey(SigningKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Register a client and print it as JSON (without its secret).
+    Create(clients::ClientCreateArgs),
+    /// Register the clients of a list in the Inferno reference server's format.
+    Import(clients::ClientImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +133,8 @@ impl From<RoleArg> for Role {
 pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
     match args.command {
         AdminCommand::User(UserCommand::Create(args)) => create_user(args).await,
+        AdminCommand::Client(ClientCommand::Create(args)) => clients::create(args).await,
+        AdminCommand::Client(ClientCommand::Import(args)) => clients::import(args).await,
         AdminCommand::Launch(LaunchCommand::Create(args)) => launch::create(args).await,
         AdminCommand::Token(TokenCommand::Revoke(args)) => grants::revoke(args).await,
         AdminCommand::SigningKey(SigningKeyCommand::Rotate(args)) => grants::rotate(args).await,

@@ -5,6 +5,9 @@
 //! - `admin user create` makes patients and practitioners while a server runs on the same
 //!   SQLite file, prints them without secrets, writes the TOTP enrolment to an owner-only file,
 //!   and leaves neither password nor TOTP secret in clear in the database.
+//! - `admin client create` registers each client type and refuses bad ones; `admin client
+//!   import` takes the Inferno reference server's client list; `admin launch create` and
+//!   `admin signing-key rotate` print what they made.
 //! - `serve --tls-cert --tls-key` speaks TLS 1.2 and 1.3, refuses a TLS 1.1 ClientHello, and
 //!   reloads its certificate on SIGHUP without dropping an open connection.
 //! - A whole SMART launch against the real binary leaves no password, client secret, TOTP
@@ -841,4 +844,143 @@ async fn no_secret_is_in_clear_in_the_database_or_the_log() {
     let stored: String =
         scanned.iter().filter(|(name, _)| name.starts_with("ignis.db")).map(|(_, text)| text.as_str()).collect();
     assert!(stored.contains("drwho") && stored.contains("signing_keys"), "the records are in the files scanned");
+}
+
+/// Runs `ignis admin ARGS` with `stdin` on its standard input.
+fn admin_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ignis"))
+        .arg("admin")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ignis admin");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write");
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn admin_client_create_and_import() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let data_dir = folder.path().to_str().expect("path");
+    let base = [
+        "client",
+        "create",
+        "--data-dir",
+        data_dir,
+        "--redirect-uri",
+        "https://app.example/cb",
+        "--scopes",
+        "launch/patient openid fhirUser patient/*.rs",
+    ];
+    let public = admin(&[&base[..], &["--client-id", "pub", "--type", "public"]].concat());
+    assert_eq!(
+        (&public["client_id"], &public["type"], &public["environment"]),
+        (&json!("pub"), &json!("public"), &json!("production"))
+    );
+    let symmetric = admin_with_stdin(
+        &[
+            &base[..],
+            &["--client-id", "sym", "--type", "confidential-symmetric", "--secret-stdin", "--environment", "sandbox"],
+        ]
+        .concat(),
+        "s3cret of the app\n",
+    );
+    let stdout = String::from_utf8_lossy(&symmetric.stdout);
+    assert!(symmetric.status.success(), "{stdout}{}", String::from_utf8_lossy(&symmetric.stderr));
+    assert!(
+        stdout.contains("\"environment\":\"sandbox\"") && !stdout.contains("s3cret") && !stdout.contains("argon2"),
+        "{stdout}"
+    );
+    let jwks = folder.path().join("jwks.json");
+    std::fs::write(&jwks, r#"{"keys": []}"#).expect("write");
+    let asymmetric = admin(
+        &[
+            &base[..],
+            &["--client-id", "asym", "--type", "confidential-asymmetric", "--jwks-file", jwks.to_str().expect("path")],
+        ]
+        .concat(),
+    );
+    assert_eq!(asymmetric["jwks"], true);
+    let refusals: [(&[&str], &str); 3] = [
+        (&["--client-id", "nosecret", "--type", "confidential-symmetric"], "--secret-stdin"),
+        (
+            &[
+                "--client-id",
+                "both",
+                "--type",
+                "confidential-asymmetric",
+                "--jwks-file",
+                "a.json",
+                "--jwks-url",
+                "https://keys.example/jwks",
+            ],
+            "cannot be used with",
+        ),
+        (&["--client-id", "pub", "--type", "public"], "'pub' already exists"),
+    ];
+    for (extra, expected) in refusals {
+        let output = admin_with_stdin(&[&base[..], extra].concat(), "");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains(expected), "{extra:?}: {stderr}");
+    }
+    let bad_uri = admin_with_stdin(
+        &[
+            "client",
+            "create",
+            "--data-dir",
+            data_dir,
+            "--client-id",
+            "x",
+            "--type",
+            "public",
+            "--redirect-uri",
+            "app.example/cb",
+            "--scopes",
+            "openid",
+        ],
+        "",
+    );
+    assert!(String::from_utf8_lossy(&bad_uri.stderr).contains("not an absolute http(s) URI"));
+    let bad_scope = admin_with_stdin(
+        &[
+            "client",
+            "create",
+            "--data-dir",
+            data_dir,
+            "--client-id",
+            "y",
+            "--type",
+            "public",
+            "--redirect-uri",
+            "https://app.example/cb",
+            "--scopes",
+            "patient/Observation.xyz",
+        ],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&bad_scope.stderr);
+    assert!(!bad_scope.status.success() && stderr.contains("the client's scopes"), "{stderr}");
+
+    let list = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/inferno/default_clients.json");
+    let imported = admin(&["client", "import", list, "--data-dir", data_dir]);
+    let ids: Vec<&str> = imported["registered"]
+        .as_array()
+        .expect("registered")
+        .iter()
+        .filter_map(|client| client["client_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["SAMPLE_PUBLIC_CLIENT_ID", "SAMPLE_CONFIDENTIAL_CLIENT_ID", "SAMPLE_ASYMMETRIC_CLIENT_ID"]);
+    assert_eq!(imported["registered"][2]["jwks"], true);
+    assert_eq!(
+        imported["registered"][0]["redirect_uris"],
+        json!(["https://inferno.healthit.gov/suites/custom/smart/redirect"])
+    );
+    assert_eq!(imported["skipped"].as_array().expect("skipped").len(), 1, "the backend-services client, for now");
+    let again = admin(&["client", "import", list, "--data-dir", data_dir]);
+    assert_eq!(again["registered"], json!([]));
+    assert!(again["skipped"][0]["reason"].as_str().expect("reason").contains("already exists"));
 }
