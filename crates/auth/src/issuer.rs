@@ -202,7 +202,7 @@ impl Issuer {
     /// expired or revoked.
     pub async fn authenticate(
         &self,
-        store: &dyn Records,
+        store: &dyn Store,
         token: &str,
         audience: &str,
         now: i64,
@@ -216,7 +216,7 @@ impl Issuer {
     }
 
     /// True when the access token `id` has been revoked.
-    pub async fn is_revoked(&self, store: &dyn Records, id: &str, now: i64) -> Result<bool, FlowError> {
+    pub async fn is_revoked(&self, store: &dyn Store, id: &str, now: i64) -> Result<bool, FlowError> {
         self.revoked.contains(store, id, now).await
     }
 
@@ -449,7 +449,7 @@ impl Issuer {
     /// an active token: expired, revoked, forged or of another environment.
     pub async fn introspect(
         &self,
-        store: &dyn Records,
+        store: &dyn Store,
         endpoint: Endpoint<'_>,
         token: &str,
         now: i64,
@@ -503,13 +503,7 @@ impl Issuer {
 
     /// Revokes `user`'s grant `grant` and every token issued from it; false when `user` has no
     /// such grant.
-    pub async fn revoke_grant(
-        &self,
-        store: &dyn Records,
-        user: &str,
-        grant: &str,
-        now: i64,
-    ) -> Result<bool, FlowError> {
+    pub async fn revoke_grant(&self, store: &dyn Store, user: &str, grant: &str, now: i64) -> Result<bool, FlowError> {
         let theirs = refresh::grants_of(store, user, now).await?.iter().any(|(id, _)| id == grant);
         if !theirs {
             return Ok(false);
@@ -522,7 +516,7 @@ impl Issuer {
     /// the RFC asks, so the answer reveals nothing.
     pub async fn revoke(
         &self,
-        store: &dyn Records,
+        store: &dyn Store,
         endpoint: Endpoint<'_>,
         client: &Client,
         token: &str,

@@ -6,10 +6,11 @@
 //! with `offline_access` keeps working without the user signing in again (ONC attestations
 //! 11.05 and 11.16: valid at least three months, renewed without re-authentication).
 //!
-//! Access tokens are self-contained; a revoked one is listed by its id until it would have
-//! expired anyway.
+//! Access tokens are self-contained; a revoked one is listed by its id in the store's expiring
+//! list until it would have expired anyway.
 
 use serde::{Deserialize, Serialize};
+use store::Store;
 use store::records::{self, Kind, RecordKey, Records, Versioned};
 
 use crate::authorization::{Approval, FlowError};
@@ -82,7 +83,7 @@ pub async fn renew(
 
 /// Revokes the refresh token `token` and the access tokens issued from it; true when there
 /// was one.
-pub async fn revoke(store: &dyn Records, list: &RevocationList, token: &str, now: i64) -> Result<bool, FlowError> {
+pub async fn revoke(store: &dyn Store, list: &RevocationList, token: &str, now: i64) -> Result<bool, FlowError> {
     revoke_grant(store, list, &opaque::digest(token), now).await
 }
 
@@ -94,7 +95,7 @@ pub async fn grants_of(store: &dyn Records, user: &str, now: i64) -> Result<Vec<
 
 /// Revokes the grant whose record id is `id` (the digest of its refresh token) and the access
 /// tokens issued from it; true when there was one.
-pub async fn revoke_grant(store: &dyn Records, list: &RevocationList, id: &str, now: i64) -> Result<bool, FlowError> {
+pub async fn revoke_grant(store: &dyn Store, list: &RevocationList, id: &str, now: i64) -> Result<bool, FlowError> {
     let Some(found) = records::get::<RefreshToken>(store, id).await? else { return Ok(false) };
     for (access, expires) in &found.value.access_tokens {
         list.revoke(store, access, *expires, now).await?;
@@ -105,30 +106,20 @@ pub async fn revoke_grant(store: &dyn Records, list: &RevocationList, id: &str, 
     }
 }
 
-/// A revoked access token, listed until it expires.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Revoked {
-    expires: i64,
-}
-
-impl Kind for Revoked {
-    const KIND: &'static str = "revoked_access_token";
-
-    fn keys(&self) -> Vec<RecordKey> {
-        // One shared key on every entry, so the whole list loads with one lookup.
-        vec![RecordKey::shared("list", "revoked")]
-    }
-}
+/// The expiring list of revoked access-token ids, each kept until the token would have expired.
+const REVOKED: &str = "revoked-access-tokens";
 
 /// Lists the access token `id` (expiring at `expires`) as revoked.
-async fn revoke_access(store: &dyn Records, id: &str, expires: i64, now: i64) -> Result<(), FlowError> {
+async fn revoke_access(store: &dyn Store, id: &str, expires: i64, now: i64) -> Result<(), FlowError> {
     if expires <= now {
         return Ok(());
     }
-    match records::create(store, id, &Revoked { expires }, "revoke").await {
-        Ok(_) | Err(store::Error::RecordExists { .. }) => Ok(()),
-        Err(error) => Err(error.into()),
-    }
+    store.remember(REVOKED, id, instant(expires), instant(now)).await?;
+    Ok(())
+}
+
+fn instant(seconds: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 /// The revoked access tokens, held in memory so that checking a token on every FHIR request
@@ -155,7 +146,7 @@ impl RevocationList {
     pub const RELOAD: std::time::Duration = std::time::Duration::from_secs(2);
 
     /// True when the access token `id` has been revoked.
-    pub async fn contains(&self, store: &dyn Records, id: &str, now: i64) -> Result<bool, FlowError> {
+    pub async fn contains(&self, store: &dyn Store, id: &str, now: i64) -> Result<bool, FlowError> {
         let fresh = self.read(|loaded| loaded.at.is_some_and(|at| at.elapsed() < Self::RELOAD));
         if !fresh {
             self.reload(store, now).await?;
@@ -164,7 +155,7 @@ impl RevocationList {
     }
 
     /// Revokes the access token `id` (expiring at `expires`) here and in the database.
-    pub async fn revoke(&self, store: &dyn Records, id: &str, expires: i64, now: i64) -> Result<(), FlowError> {
+    pub async fn revoke(&self, store: &dyn Store, id: &str, expires: i64, now: i64) -> Result<(), FlowError> {
         revoke_access(store, id, expires, now).await?;
         if let Ok(mut loaded) = self.state.write() {
             loaded.revoked.insert(id.to_owned(), expires);
@@ -179,7 +170,7 @@ impl RevocationList {
         self.state.read().map(|loaded| look(&loaded)).unwrap_or_default()
     }
 
-    async fn reload(&self, store: &dyn Records, now: i64) -> Result<(), FlowError> {
+    async fn reload(&self, store: &dyn Store, now: i64) -> Result<(), FlowError> {
         use std::sync::atomic::Ordering;
         let loaded_once = self.read(|loaded| loaded.at.is_some());
         let claimed = !self.reloading.swap(true, Ordering::AcqRel);
@@ -187,16 +178,12 @@ impl RevocationList {
             // Another request is reloading: answer from the list as it stands.
             return Ok(());
         }
-        let listed = records::find::<Revoked>(store, "list", "revoked").await;
+        let listed = store.listed(REVOKED, instant(now)).await;
         if claimed {
             self.reloading.store(false, Ordering::Release);
         }
         let listed = listed?;
-        let revoked = listed
-            .into_iter()
-            .filter(|entry| entry.value.expires > now)
-            .map(|entry| (entry.id, entry.value.expires))
-            .collect();
+        let revoked = listed.into_iter().map(|(id, expires)| (id, expires.unix_timestamp())).collect();
         if let Ok(mut loaded) = self.state.write() {
             *loaded = Loaded { revoked, at: Some(std::time::Instant::now()) };
         }

@@ -29,6 +29,10 @@ pub trait Expiring: Send + Sync {
     /// True when `key` is in `list` and has not expired by `now`.
     async fn remembered(&self, list: &str, key: &str, now: OffsetDateTime) -> Result<bool, Error>;
 
+    /// Every entry of `list` unexpired at `now`, with its expiry: what a process holds in
+    /// memory to check a short list on every request.
+    async fn listed(&self, list: &str, now: OffsetDateTime) -> Result<Vec<(String, OffsetDateTime)>, Error>;
+
     /// Deletes up to `limit` entries (of any list) expired by `now`, oldest first; how many
     /// were deleted. `remember` calls this itself now and then.
     async fn purge_expired(&self, now: OffsetDateTime, limit: usize) -> Result<u64, Error>;

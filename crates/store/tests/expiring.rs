@@ -79,6 +79,12 @@ async fn a_key_is_new_once_until_it_expires(database: Database) {
     assert!(lists.remember("jti", "a", at(200), at(60)).await.expect("remember"), "expired, so new again");
     assert!(lists.remembered("jti", "a", at(199)).await.expect("remembered"));
     assert!(!lists.remember("jti", "a", at(300), at(150)).await.expect("remember"));
+    // A list's live entries, with their expiry.
+    assert!(lists.remember("jti", "b", at(100), at(0)).await.expect("remember"));
+    let mut live = lists.listed("jti", at(150)).await.expect("listed");
+    live.sort();
+    assert_eq!(live, [("a".to_owned(), at(200))], "b expired at 100; revoked is another list");
+    assert_eq!(lists.listed("revoked", at(0)).await.expect("listed"), [("a".to_owned(), at(60))]);
 }
 
 async fn expired_entries_are_purged_in_batches(database: Database) {

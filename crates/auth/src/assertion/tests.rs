@@ -134,6 +134,12 @@ impl Expiring for Lists {
         Ok(entries.get(&(list.to_owned(), key.to_owned())).is_some_and(|until| *until > now))
     }
 
+    async fn listed(&self, list: &str, now: OffsetDateTime) -> Result<Vec<(String, OffsetDateTime)>, store::Error> {
+        let entries = self.0.lock().unwrap();
+        let live = entries.iter().filter(|((name, _), until)| name == list && **until > now);
+        Ok(live.map(|((_, key), until)| (key.clone(), *until)).collect())
+    }
+
     async fn purge_expired(&self, _now: OffsetDateTime, _limit: usize) -> Result<u64, store::Error> {
         Ok(0)
     }

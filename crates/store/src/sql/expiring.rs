@@ -38,3 +38,18 @@ pub(crate) fn purge(db: &mut dyn Db, now: i64, limit: usize) -> Result<u64, Erro
     );
     db.execute(&sql)
 }
+
+/// Every entry of `list` unexpired at `now`: `(key, expires)`.
+pub(crate) fn listed(db: &mut dyn Db, list: &str, now: i64) -> Result<Vec<(String, i64)>, Error> {
+    let sql = Sql::fixed(
+        db.dialect(),
+        "SELECT key, expires FROM expiring WHERE list = {} AND expires > {}",
+        [list.into(), now.into()],
+    );
+    let mut entries = Vec::new();
+    db.query(&sql, &mut |row| {
+        entries.push((row.text(0)?, row.int(1)?));
+        Ok(true)
+    })?;
+    Ok(entries)
+}

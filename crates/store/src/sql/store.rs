@@ -11,7 +11,7 @@ use fhir::search::{Criteria, Registry};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::clock::{WriteClock, WriteContext, micros};
+use crate::clock::{WriteClock, WriteContext, from_micros, micros};
 use crate::expiring::Expiring;
 use crate::records::{Record, RecordWrite, Records};
 use crate::registry::{self, Registries};
@@ -224,6 +224,12 @@ impl<B: Backend> Expiring for SqlStore<B> {
     async fn remembered(&self, list: &str, key: &str, now: OffsetDateTime) -> Result<bool, Error> {
         let (list, key, now) = (list.to_owned(), key.to_owned(), micros(now));
         SqlStore::read(self, move |db| expiring::remembered(db, &list, &key, now)).await
+    }
+
+    async fn listed(&self, list: &str, now: OffsetDateTime) -> Result<Vec<(String, OffsetDateTime)>, Error> {
+        let (list, now) = (list.to_owned(), micros(now));
+        let entries = SqlStore::read(self, move |db| expiring::listed(db, &list, now)).await?;
+        Ok(entries.into_iter().map(|(key, expires)| (key, from_micros(expires))).collect())
     }
 
     async fn purge_expired(&self, now: OffsetDateTime, limit: usize) -> Result<u64, Error> {
