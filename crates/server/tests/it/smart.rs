@@ -632,6 +632,24 @@ async fn an_ehr_launch_signs_a_practitioner_in_with_totp_by_post() {
     assert_eq!(read(app, access, &format!("/Encounter/{encounter}")).await, StatusCode::OK);
     // user/ scopes reach every patient the practitioner may see.
     assert_eq!(read(app, access, &format!("/Patient/{}", world.b)).await, StatusCode::OK);
+
+    // An EHR launch asking only patient-level scopes (checklist §6.6), in the same browser
+    // session: no sign-in again, and the launch's patient is the context.
+    let scope = "launch openid fhirUser offline_access patient/Patient.rs";
+    let mut form = form.to_vec();
+    form.retain(|(name, _)| *name != "scope");
+    form.push(("scope", scope));
+    let response = browser.post(&format!("{}/auth/authorize", app.root), &form).await;
+    let page = browser.follow(response, &app.root).await;
+    assert!(page.html().contains("name=\"decision\""), "straight to consent: {}", page.html());
+    let asked = as_asked(&page);
+    let code = approve(&mut browser, app, &page, &asked.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let (status, token) = exchange(app, &code, Some(VERIFIER)).await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    assert_eq!((&token["scope"], &token["patient"]), (&json!(scope), &json!(world.a)));
+    let access = token["access_token"].as_str().expect("token");
+    assert_eq!(read(app, access, &format!("/Patient/{}", world.a)).await, StatusCode::OK);
+    assert_ne!(read(app, access, &format!("/Patient/{}", world.b)).await, StatusCode::OK);
 }
 
 #[tokio::test]
