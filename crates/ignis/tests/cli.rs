@@ -391,20 +391,7 @@ async fn serve_requires_tokens_by_default() {
 
 /// Runs `ignis admin user create` with `args`, writing `password` and a newline to its stdin.
 fn admin_user_create(args: &[&str], password: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ignis"))
-        .args(["admin", "user", "create"])
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ignis admin user create");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(format!("{password}\n").as_bytes()).expect("write the password");
-    drop(stdin);
-    child.wait_with_output().expect("wait for ignis admin user create")
+    admin_with_stdin(&[&["user", "create"], args].concat(), &format!("{password}\n"))
 }
 
 /// The JSON a successful `admin user create` printed.

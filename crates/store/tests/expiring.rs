@@ -7,56 +7,11 @@
 
 use std::sync::Arc;
 
-use store::Store;
 use store::expiring::Expiring;
-use store::postgres::PostgresStore;
-use store::sqlite::SqliteStore;
 use time::{Duration, OffsetDateTime};
 
-/// Where a test's stores live; dropped at the end of the test.
-enum Database {
-    Sqlite(tempfile::TempDir),
-    Postgres { url: String, schema: String },
-}
-
-impl Database {
-    fn sqlite() -> Database {
-        Database::Sqlite(tempfile::tempdir().expect("temporary folder"))
-    }
-
-    fn postgres() -> Database {
-        let url = std::env::var("IGNIS_TEST_POSTGRES_URL").expect("IGNIS_TEST_POSTGRES_URL is not set");
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let schema = format!("expiring_{nanos:x}_{}", std::process::id());
-        Database::Postgres { url, schema }
-    }
-
-    /// A store on this database: each call is another process's view of it.
-    async fn open(&self) -> Arc<dyn Store> {
-        match self {
-            Database::Sqlite(folder) => Arc::new(SqliteStore::open(&folder.path().join("lists.db")).expect("open")),
-            Database::Postgres { url, schema } => {
-                let (url, schema) = (url.clone(), schema.clone());
-                let store = tokio::task::spawn_blocking(move || PostgresStore::open_in_schema(&url, &schema))
-                    .await
-                    .expect("open task")
-                    .expect("open");
-                Arc::new(store)
-            }
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Database::Postgres { url, schema } = self {
-            let (url, schema) = (url.clone(), schema.clone());
-            // Off the runtime: the synchronous client blocks.
-            let _ = std::thread::spawn(move || PostgresStore::drop_schema(&url, &schema)).join();
-        }
-    }
-}
+mod common;
+use common::Database;
 
 /// A fixed instant, so expiry is decided by the `now` each call passes.
 fn at(seconds: i64) -> OffsetDateTime {
@@ -157,17 +112,17 @@ async fn sqlite_concurrent_remembers_agree_on_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs IGNIS_TEST_POSTGRES_URL"]
 async fn postgres_a_key_is_new_once_until_it_expires() {
-    a_key_is_new_once_until_it_expires(Database::postgres()).await;
+    a_key_is_new_once_until_it_expires(Database::postgres("expiring")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs IGNIS_TEST_POSTGRES_URL"]
 async fn postgres_expired_entries_are_purged_in_batches() {
-    expired_entries_are_purged_in_batches(Database::postgres()).await;
+    expired_entries_are_purged_in_batches(Database::postgres("expiring")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs IGNIS_TEST_POSTGRES_URL"]
 async fn postgres_concurrent_remembers_agree_on_one() {
-    concurrent_remembers_agree_on_one(Database::postgres()).await;
+    concurrent_remembers_agree_on_one(Database::postgres("expiring")).await;
 }

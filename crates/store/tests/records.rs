@@ -7,10 +7,11 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use store::postgres::PostgresStore;
 use store::records::{self, Kind, RecordKey, Records};
-use store::sqlite::SqliteStore;
 use store::{Error, Store};
+
+mod common;
+use common::Database;
 
 /// A record kind as the security layer will declare them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,54 +31,6 @@ impl Kind for Client {
 
 fn client(client_id: &str, account: &str) -> Client {
     Client { client_id: client_id.into(), account: account.into(), counter: 0 }
-}
-
-/// Where a test's stores live; dropped at the end of the test.
-enum Database {
-    Sqlite(tempfile::TempDir),
-    Postgres { url: String, schema: String },
-}
-
-impl Database {
-    fn sqlite() -> Database {
-        Database::Sqlite(tempfile::tempdir().expect("temporary folder"))
-    }
-
-    fn postgres() -> Database {
-        let url = std::env::var("IGNIS_TEST_POSTGRES_URL").expect("IGNIS_TEST_POSTGRES_URL is not set");
-        let schema = format!("records_{}", uuid_like());
-        Database::Postgres { url, schema }
-    }
-
-    /// A store on this database: each call is another process's view of it.
-    async fn open(&self) -> Arc<dyn Store> {
-        match self {
-            Database::Sqlite(folder) => Arc::new(SqliteStore::open(&folder.path().join("records.db")).expect("open")),
-            Database::Postgres { url, schema } => {
-                let (url, schema) = (url.clone(), schema.clone());
-                let store = tokio::task::spawn_blocking(move || PostgresStore::open_in_schema(&url, &schema))
-                    .await
-                    .expect("open task")
-                    .expect("open");
-                Arc::new(store)
-            }
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Database::Postgres { url, schema } = self {
-            let (url, schema) = (url.clone(), schema.clone());
-            // Off the runtime: the synchronous client blocks.
-            let _ = std::thread::spawn(move || PostgresStore::drop_schema(&url, &schema)).join();
-        }
-    }
-}
-
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{nanos:x}_{}", std::process::id())
 }
 
 async fn create_update_and_conflict(database: Database) {
@@ -199,23 +152,23 @@ async fn sqlite_two_processes_lose_no_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs IGNIS_TEST_POSTGRES_URL"]
 async fn postgres_create_update_and_conflict() {
-    create_update_and_conflict(Database::postgres()).await;
+    create_update_and_conflict(Database::postgres("records")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs IGNIS_TEST_POSTGRES_URL"]
 async fn postgres_history_keeps_every_version() {
-    history_keeps_every_version(Database::postgres()).await;
+    history_keeps_every_version(Database::postgres("records")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs IGNIS_TEST_POSTGRES_URL"]
 async fn postgres_lookups_by_each_declared_key() {
-    lookups_by_each_declared_key(Database::postgres()).await;
+    lookups_by_each_declared_key(Database::postgres("records")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs IGNIS_TEST_POSTGRES_URL"]
 async fn postgres_two_processes_lose_no_change() {
-    two_processes_lose_no_change(Database::postgres()).await;
+    two_processes_lose_no_change(Database::postgres("records")).await;
 }
