@@ -15,13 +15,15 @@ use crate::authorization::{self, Approval, FlowError};
 use crate::client::{self, Client, ClientType};
 use crate::pkce;
 use crate::refresh;
-use crate::scope::{Scope, Scopes};
+use crate::scope::{Context, Scope, Scopes};
 use crate::secret::SecretKey;
 use crate::signing::{IdTokenClaims, SigningError, SigningKeys};
 use crate::token::{Grant, TokenError, TokenKey, new_token_id};
 
 /// Access tokens live an hour; refresh tokens renew them.
 pub const ACCESS_LIFETIME: i64 = 60 * 60;
+/// Backend Services tokens live five minutes, as SMART recommends; the client asks again.
+pub const BACKEND_LIFETIME: i64 = 5 * 60;
 
 /// Signs and checks access tokens and runs the grants.
 #[derive(Debug)]
@@ -320,6 +322,59 @@ impl Issuer {
         pkce::verify(&code.code_challenge, code_verifier)
             .map_err(|error| TokenFailure::InvalidGrant(format!("PKCE: {error}")))?;
         self.respond(store, endpoint, client, &code.approval, None, None, now).await
+    }
+
+    /// The client-credentials grant of SMART Backend Services: a confidential-asymmetric client
+    /// (authenticated by its assertion) gets a short-lived token for the `system/` scopes it asks
+    /// and may have; nothing else, and no refresh token.
+    pub fn client_credentials(
+        &self,
+        endpoint: Endpoint<'_>,
+        client: &Client,
+        scope: Option<&str>,
+        now: i64,
+    ) -> Result<TokenResponse, TokenFailure> {
+        if client.client_type != ClientType::ConfidentialAsymmetric {
+            return Err(TokenFailure::UnauthorizedClient(
+                "client_credentials is for clients that authenticate with private_key_jwt".into(),
+            ));
+        }
+        let asked = scope.filter(|scope| !scope.trim().is_empty()).ok_or_else(|| missing("scope"))?;
+        let asked = Scopes::parse(asked).map_err(|error| TokenFailure::InvalidScope(error.to_string()))?;
+        let system = |scope: &Scope| matches!(scope, Scope::Resource(resource) if resource.context == Context::System);
+        if !asked.iter().all(system) {
+            return Err(TokenFailure::InvalidScope("client_credentials grants system/ scopes only".into()));
+        }
+        if !client.allowed_scopes().covers(&asked) {
+            return Err(TokenFailure::InvalidScope("a requested scope is not allowed for this client".into()));
+        }
+        let grant = Grant {
+            token_id: new_token_id(),
+            client_id: client.client_id.clone(),
+            subject: client.client_id.clone(),
+            scopes: asked.clone(),
+            patient: None,
+            encounter: None,
+            fhir_user: None,
+            issued_at: now,
+            expires_at: now + BACKEND_LIFETIME,
+        };
+        let access_token = self
+            .key
+            .issue(&grant, endpoint.fhir_base, endpoint.fhir_base)
+            .map_err(|error| TokenFailure::Server(error.to_string()))?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: BACKEND_LIFETIME,
+            scope: asked.to_string(),
+            refresh_token: None,
+            id_token: None,
+            patient: None,
+            encounter: None,
+            need_patient_banner: false,
+            smart_style_url: endpoint.style_url.to_owned(),
+        })
     }
 
     /// The refresh-token grant: a new access token for the same approval, with `scope` when

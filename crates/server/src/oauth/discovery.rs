@@ -40,7 +40,8 @@ const SCOPES: &[&str] =
 pub(crate) async fn smart_configuration(State(context): State<FhirContext>) -> Response {
     let Some(urls) = Urls::of(&context) else { return not_enabled() };
     let mut scopes: Vec<Value> = SCOPES.iter().map(|scope| json!(scope)).collect();
-    scopes.extend(["patient/*.rs", "user/*.rs", "patient/*.read", "user/*.read"].map(|scope| json!(scope)));
+    let resources = ["patient/*.rs", "user/*.rs", "system/*.rs", "patient/*.read", "user/*.read", "system/*.read"];
+    scopes.extend(resources.map(|scope| json!(scope)));
     json_response(json!({
         "issuer": &*context.base,
         "jwks_uri": urls.jwks,
@@ -48,7 +49,7 @@ pub(crate) async fn smart_configuration(State(context): State<FhirContext>) -> R
         "token_endpoint": urls.token,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"],
         "scopes_supported": scopes,
         "code_challenge_methods_supported": ["S256"],

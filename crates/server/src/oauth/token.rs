@@ -36,21 +36,24 @@ async fn grant(
     let issuer = &context.auth.issuer;
     let grant_type =
         field(form, "grant_type").ok_or_else(|| TokenFailure::InvalidRequest("grant_type is required".into()))?;
-    if !matches!(grant_type, "authorization_code" | "refresh_token") {
+    if !matches!(grant_type, "authorization_code" | "refresh_token" | "client_credentials") {
         return Err(TokenFailure::UnsupportedGrantType(format!("grant_type '{grant_type}' is not supported")));
     }
     let client = issuer.authenticate_client(context.store(), context.endpoint(), presented).await?;
-    let now = now();
-    if grant_type == "authorization_code" {
-        let exchange = CodeExchange {
-            code: field(form, "code"),
-            redirect_uri: field(form, "redirect_uri"),
-            code_verifier: field(form, "code_verifier"),
-        };
-        issuer.exchange_code(context.store(), context.endpoint(), &client, exchange, now).await
-    } else {
-        let token = field(form, "refresh_token");
-        issuer.refresh(context.store(), context.endpoint(), &client, token, field(form, "scope"), now).await
+    let (store, endpoint, now) = (context.store(), context.endpoint(), now());
+    match grant_type {
+        "authorization_code" => {
+            let exchange = CodeExchange {
+                code: field(form, "code"),
+                redirect_uri: field(form, "redirect_uri"),
+                code_verifier: field(form, "code_verifier"),
+            };
+            issuer.exchange_code(store, endpoint, &client, exchange, now).await
+        }
+        "refresh_token" => {
+            issuer.refresh(store, endpoint, &client, field(form, "refresh_token"), field(form, "scope"), now).await
+        }
+        _ => issuer.client_credentials(endpoint, &client, field(form, "scope"), now),
     }
 }
 

@@ -771,22 +771,14 @@ fn client_assertion(key: &jsonwebtoken::EncodingKey, kid: &str, client_id: &str,
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
     let claims = json!({"iss": client_id, "sub": client_id, "aud": token_url, "exp": now + 240,
         "jti": uuid::Uuid::new_v4().to_string()});
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
-    header.kid = Some(kid.to_owned());
-    jsonwebtoken::encode(&header, &claims, key).expect("sign the assertion")
+    signed_assertion(key, kid, &claims)
 }
 
 #[tokio::test]
 async fn an_asymmetric_client_authenticates_with_private_key_jwt() {
-    use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-    use base64::Engine;
     let world = world().await;
     let app = &world.app;
-    let pair = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).expect("a P-384 key");
-    let point = pair.public_key().as_ref().to_vec();
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let jwk = json!({"kty": "EC", "crv": "P-384", "alg": "ES384", "kid": "k1", "x": b64(&point[1..49]), "y": b64(&point[49..97])});
-    let signing = jsonwebtoken::EncodingKey::from_ec_der(pair.to_pkcs8v1().expect("PKCS#8").as_ref());
+    let (jwk, signing) = es384_key("k1");
     let client = NewClient {
         client_id: "asymmetric".into(),
         client_type: ClientType::ConfidentialAsymmetric,
@@ -857,4 +849,131 @@ async fn an_asymmetric_client_authenticates_with_private_key_jwt() {
     ];
     let (status, _) = token_request(app, None, &wrong).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// An ES384 key pair: its public JWK (`kid`) and the key jsonwebtoken signs with.
+fn es384_key(kid: &str) -> (Value, jsonwebtoken::EncodingKey) {
+    use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    use base64::Engine;
+    let pair = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).expect("a P-384 key");
+    let point = pair.public_key().as_ref().to_vec();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let jwk = json!({"kty": "EC", "crv": "P-384", "alg": "ES384", "kid": kid, "x": b64(&point[1..49]), "y": b64(&point[49..97])});
+    (jwk, jsonwebtoken::EncodingKey::from_ec_der(pair.to_pkcs8v1().expect("PKCS#8").as_ref()))
+}
+
+/// An ES384 assertion with `claims`, signed by `key` under `kid`.
+fn signed_assertion(key: &jsonwebtoken::EncodingKey, kid: &str, claims: &Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, key).expect("sign")
+}
+
+#[tokio::test]
+async fn backend_services_get_system_tokens_with_client_credentials() {
+    let world = world().await;
+    let app = &world.app;
+    let (jwk, key) = es384_key("backend-1");
+    let client = NewClient {
+        client_id: "backend".into(),
+        client_type: ClientType::ConfidentialAsymmetric,
+        environment: "production".into(),
+        secret: None,
+        jwks: Some(json!({"keys": [jwk]})),
+        jwks_url: None,
+        redirect_uris: Vec::new(),
+        launch_uris: Vec::new(),
+        scopes: "system/*.rs".into(),
+    };
+    auth::client::register(app.store.as_ref(), client, "test").await.expect("register");
+    let token_url = format!("{}/auth/token", app.root);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    let claims = |change: &dyn Fn(&mut Value)| {
+        let mut claims = json!({"iss": "backend", "sub": "backend", "aud": token_url, "exp": now + 240,
+            "jti": uuid::Uuid::new_v4().to_string()});
+        change(&mut claims);
+        claims
+    };
+    let request = |assertion: String, grant_type: &'static str, scope: &'static str| async move {
+        let form = [
+            ("grant_type", grant_type),
+            ("scope", scope),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", assertion.as_str()),
+        ];
+        token_request(app, None, &form).await
+    };
+    let good = signed_assertion(&key, "backend-1", &claims(&|_| {}));
+    let (status, token) =
+        request(good.clone(), "client_credentials", "system/Patient.rs system/Observation.read").await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    assert_eq!(token["scope"], "system/Patient.rs system/Observation.read");
+    assert_eq!(token["expires_in"], 300);
+    assert!(token.get("refresh_token").is_none());
+    let access = token["access_token"].as_str().expect("token");
+    assert_eq!(read(app, access, &format!("/Patient/{}", world.b)).await, StatusCode::OK);
+    assert_eq!(read(app, access, "/Condition").await, StatusCode::FORBIDDEN);
+
+    let (_, other_key) = es384_key("backend-1");
+    let refusals = [
+        (good, "client_credentials", "system/Patient.rs", StatusCode::UNAUTHORIZED, "jti was already used"),
+        (
+            signed_assertion(&key, "backend-1", &claims(&|c| c["exp"] = json!(now - 600))),
+            "client_credentials",
+            "system/Patient.rs",
+            StatusCode::UNAUTHORIZED,
+            "expired",
+        ),
+        (
+            signed_assertion(&key, "backend-1", &claims(&|c| c["aud"] = json!("https://elsewhere.example/token"))),
+            "client_credentials",
+            "system/Patient.rs",
+            StatusCode::UNAUTHORIZED,
+            "aud",
+        ),
+        (
+            signed_assertion(&key, "backend-2", &claims(&|_| {})),
+            "client_credentials",
+            "system/Patient.rs",
+            StatusCode::UNAUTHORIZED,
+            "kid",
+        ),
+        (
+            signed_assertion(&other_key, "backend-1", &claims(&|_| {})),
+            "client_credentials",
+            "system/Patient.rs",
+            StatusCode::UNAUTHORIZED,
+            "signature",
+        ),
+        (
+            signed_assertion(&key, "backend-1", &claims(&|_| {})),
+            "client_credentials",
+            "system/*.cruds",
+            StatusCode::BAD_REQUEST,
+            "not allowed",
+        ),
+        (
+            signed_assertion(&key, "backend-1", &claims(&|_| {})),
+            "client_credentials",
+            "patient/Patient.rs",
+            StatusCode::BAD_REQUEST,
+            "system/ scopes only",
+        ),
+        (
+            signed_assertion(&key, "backend-1", &claims(&|_| {})),
+            "password",
+            "system/Patient.rs",
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+        ),
+    ];
+    for (assertion, grant_type, scope, status, says) in refusals {
+        let (got, body) = request(assertion, grant_type, scope).await;
+        assert_eq!(got, status, "{says}: {body}");
+        assert!(body.to_string().contains(says), "{says}: {body}");
+    }
+    // A client with a secret cannot use client_credentials.
+    let form = [("grant_type", "client_credentials"), ("scope", "system/Patient.rs")];
+    let (status, body) = token_request(app, Some(("confidential", SECRET)), &form).await;
+    assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("unauthorized_client")));
 }
