@@ -167,7 +167,11 @@ pub(crate) async fn import(args: ClientImportArgs) -> anyhow::Result<()> {
 /// The client an entry of the list describes (environment, URIs and scopes set by the caller).
 fn imported(entry: Listed, folder: &Path) -> anyhow::Result<NewClient> {
     if entry.authorization_grant_type.as_deref() == Some("client_credentials") {
-        bail!("client_credentials (SMART Backend Services) clients are not supported yet");
+        // Its id is a registration token naming a JWKS URL on the reference server's own host.
+        bail!(
+            "a Backend Services client is registered with its own JWKS URL: ignis admin client create \
+             --type confidential-asymmetric --jwks-url URL --scopes 'system/*.rs'"
+        );
     }
     let (client_type, jwks) = match entry.client_authentication_method.as_str() {
         "none" => (ClientType::Public, None),
