@@ -914,6 +914,29 @@ fn admin_client_create_and_import() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success() && stderr.contains(expected), "{extra:?}: {stderr}");
     }
+    let backend = admin(&[
+        "client",
+        "create",
+        "--data-dir",
+        data_dir,
+        "--client-id",
+        "bulk",
+        "--type",
+        "confidential-asymmetric",
+        "--jwks-url",
+        "https://app.example/jwks.json",
+        "--scopes",
+        "system/*.rs",
+    ]);
+    assert_eq!(
+        (&backend["redirect_uris"], &backend["jwks_url"]),
+        (&json!([]), &json!("https://app.example/jwks.json"))
+    );
+    let no_redirect = admin_with_stdin(
+        &["client", "create", "--data-dir", data_dir, "--client-id", "z", "--type", "public", "--scopes", "openid"],
+        "",
+    );
+    assert!(String::from_utf8_lossy(&no_redirect.stderr).contains("a public client needs at least one --redirect-uri"));
     let bad_uri = admin_with_stdin(
         &[
             "client",

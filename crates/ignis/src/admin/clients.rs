@@ -44,8 +44,9 @@ pub(crate) struct ClientCreateArgs {
     client_id: String,
     #[arg(long = "type", value_enum)]
     client_type: TypeArg,
-    /// A redirect URI, matched exactly; repeatable.
-    #[arg(long = "redirect-uri", required = true)]
+    /// A redirect URI, matched exactly; repeatable. Needed by every client but a Backend
+    /// Services one (confidential-asymmetric with only `system/` scopes).
+    #[arg(long = "redirect-uri")]
     redirect_uris: Vec<String>,
     /// Read a confidential-symmetric client's secret from standard input.
     #[arg(long)]
@@ -78,6 +79,12 @@ pub(crate) async fn create(args: ClientCreateArgs) -> anyhow::Result<()> {
         (true, _) => bail!("--secret-stdin is only for confidential-symmetric clients"),
         (false, _) => None,
     };
+    if args.redirect_uris.is_empty() && client_type != ClientType::ConfidentialAsymmetric {
+        bail!(
+            "a {} client needs at least one --redirect-uri",
+            args.client_type.to_possible_value().map_or_else(String::new, |value| value.get_name().to_owned())
+        );
+    }
     let jwks = args.jwks_file.as_deref().map(read_jwks).transpose()?;
     let store = open_store(&args.storage)?;
     let new = NewClient {
