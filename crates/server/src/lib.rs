@@ -34,7 +34,7 @@ use std::future::Future;
 use tokio::net::TcpListener;
 
 pub use jwks::HttpJwksFetcher;
-pub use router::router;
+pub use router::{app, router};
 pub use state::{AppState, Authorization, Config};
 pub use tls::{PeerCertificates, Tls, TlsError, serve_tls};
 
@@ -44,5 +44,6 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app(state));
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
 }

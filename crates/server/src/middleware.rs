@@ -8,7 +8,9 @@ use axum::middleware::{Next, from_fn};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::{Any, CorsLayer};
+use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -28,10 +30,15 @@ pub(crate) fn stack(app: Router, config: &Config) -> Router {
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(TraceLayer::new_for_http())
+                // Responses in gzip or brotli when the client asks; gzipped request bodies are
+                // inflated (innermost) before the handlers read them, so the body size limit
+                // counts the inflated bytes and a decompression bomb stops at the limit (413).
+                .layer(CompressionLayer::new())
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(from_fn(outcome_for_bare_errors))
                 .layer(CatchPanicLayer::new())
-                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout)),
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
+                .layer(RequestDecompressionLayer::new()),
         )
         .layer(axum::extract::DefaultBodyLimit::disable())
 }

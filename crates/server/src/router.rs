@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use store::Environment;
+use tower_http::normalize_path::NormalizePath;
 
 use crate::handlers::{
     capabilities, create, delete, health, history, patch, read, search, transaction, update, validate,
@@ -31,6 +32,13 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .with_state(state.clone());
     middleware::stack(app, &state.config)
+}
+
+/// [`router`] behind path normalization: `[base]/`, `[base]/Patient/` and every other path
+/// with a trailing slash are served as the path without it (clients post transactions to
+/// `[base]/`). It runs before routing, which a layer on the router itself cannot do.
+pub fn app(state: AppState) -> NormalizePath<Router> {
+    NormalizePath::trim_trailing_slash(router(state))
 }
 
 /// The FHIR REST interactions of one base. Static segments (`_history`, `$validate`) take

@@ -26,8 +26,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
+use tower_http::normalize_path::NormalizePath;
 
-use crate::router;
+use crate::app;
 use crate::state::AppState;
 
 /// How long a client has to finish its TLS handshake.
@@ -119,7 +120,7 @@ pub async fn serve_tls(
     tls: Arc<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let app = router(state);
+    let app = app(state);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
     let graceful = GracefulShutdown::new();
     let builder = Builder::new(TokioExecutor::new());
@@ -165,6 +166,9 @@ pub async fn serve_tls(
     Ok(())
 }
 
-async fn handle(app: Router, request: Request) -> Result<axum::response::Response, std::convert::Infallible> {
+async fn handle(
+    app: NormalizePath<Router>,
+    request: Request,
+) -> Result<axum::response::Response, std::convert::Infallible> {
     app.oneshot(request).await
 }

@@ -28,6 +28,7 @@ mod examples;
 mod hardening;
 mod history;
 mod import;
+mod interop;
 mod postgres;
 mod search;
 mod smart;
