@@ -5,9 +5,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The version `--version` prints: the build's, and the FHIR version it serves.
+const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (FHIR R4 4.0.1, US Core 6.1.0 and 7.0.0, SMART App Launch 2.2)");
+
 /// Ignis: a FHIR R4 server.
 #[derive(Debug, Parser)]
-#[command(name = "ignis", version)]
+#[command(name = "ignis", version = VERSION)]
 pub(crate) struct Cli {
     /// Log filter, e.g. `info`, `debug`, `server=debug,tower_http=debug`.
     #[arg(long, env = "IGNIS_LOG", default_value = "info", global = true)]
@@ -28,8 +32,17 @@ pub(crate) enum Command {
     Migrate(MigrateArgs),
     /// Measure creates/s and reads/s over HTTP against a throw-away server.
     Bench(BenchArgs),
-    /// Operator commands (users), over the same database as a running server.
+    /// Operator commands (users, clients, launches, grants, keys), over the same database as a
+    /// running server.
     Admin(crate::admin::AdminArgs),
+    /// Print a shell completion script: `ignis completions bash > /etc/bash_completion.d/ignis`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
 }
 
 /// Where the data lives; shared by every command that opens the database.

@@ -994,3 +994,15 @@ fn admin_client_create_and_import() {
     assert_eq!(again["registered"], json!([]));
     assert!(again["skipped"][0]["reason"].as_str().expect("reason").contains("already exists"));
 }
+
+#[test]
+fn version_and_shell_completions() {
+    let version = Command::new(env!("CARGO_BIN_EXE_ignis")).arg("--version").output().expect("run");
+    let text = String::from_utf8_lossy(&version.stdout);
+    assert!(version.status.success() && text.starts_with("ignis ") && text.contains("FHIR R4 4.0.1"), "{text}");
+    for shell in ["bash", "zsh", "fish"] {
+        let script = Command::new(env!("CARGO_BIN_EXE_ignis")).args(["completions", shell]).output().expect("run");
+        let text = String::from_utf8_lossy(&script.stdout);
+        assert!(script.status.success() && text.contains("serve") && text.contains("--tls-cert"), "{shell}: {text}");
+    }
+}
