@@ -37,6 +37,16 @@ pub(crate) enum Command {
     Admin(crate::admin::AdminArgs),
     /// Print a shell completion script: `ignis completions bash > /etc/bash_completion.d/ignis`.
     Completions(CompletionsArgs),
+    /// The `serve` configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Print the effective `serve` settings (flags, `IGNIS_*` variables, `--config` file,
+    /// defaults) as TOML, the database password masked.
+    Print(Box<ServeArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +69,10 @@ pub(crate) struct StorageArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
+    /// A TOML file of `serve` settings, keyed by flag name (`listen = "127.0.0.1:8080"`); flags
+    /// and `IGNIS_*` variables take precedence over it.
+    #[arg(long, env = "IGNIS_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "IGNIS_LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,

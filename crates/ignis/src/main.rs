@@ -4,14 +4,13 @@
 mod admin;
 mod bench;
 mod cli;
+mod config;
 mod import;
 mod migrate;
 mod reindex;
 mod serve;
 
-use clap::Parser;
-
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ConfigCommand};
 
 /// mimalloc: parsing, validating and indexing FHIR JSON allocate many small objects from
 /// several threads at once, where glibc's allocator measurably slows imports.
@@ -19,7 +18,18 @@ use crate::cli::{Cli, Command};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let args = match config::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("ignis: {error:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let cli = <Cli as clap::Parser>::parse_from(&args);
+    if let Command::Config(ConfigCommand::Print(_)) = &cli.command {
+        config::print(&args);
+        return std::process::ExitCode::SUCCESS;
+    }
     if let Command::Completions(args) = &cli.command {
         let mut command = <Cli as clap::CommandFactory>::command();
         clap_complete::generate(args.shell, &mut command, "ignis", &mut std::io::stdout());
@@ -41,7 +51,7 @@ fn main() -> std::process::ExitCode {
             Command::Migrate(args) => migrate::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Admin(args) => admin::run(args).await,
-            Command::Completions(_) => Ok(()),
+            Command::Completions(_) | Command::Config(_) => Ok(()),
         }
     });
     match result {

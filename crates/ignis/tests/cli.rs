@@ -1006,3 +1006,52 @@ fn version_and_shell_completions() {
         assert!(script.status.success() && text.contains("serve") && text.contains("--tls-cert"), "{shell}: {text}");
     }
 }
+
+#[test]
+fn the_configuration_file_gives_serve_settings_below_flags_and_variables() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let config = folder.path().join("ignis.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:9911\"\nmax_concurrent_searches = 7\nno-demo = true\n\
+         database-url = \"postgres://ignis:hunter2@db.example/ignis\"\n",
+    )
+    .expect("write");
+    let print = |extra: &[&str], env: &[(&str, &str)]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_ignis"))
+            .args(["config", "print", "--config", config.to_str().expect("path")])
+            .args(extra)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+        stdout
+    };
+    let from_file = print(&[], &[]);
+    assert!(from_file.contains("listen = \"127.0.0.1:9911\""), "{from_file}");
+    assert!(from_file.contains("max-concurrent-searches = \"7\""), "{from_file}");
+    assert!(from_file.contains("no-demo = \"true\""), "{from_file}");
+    assert!(
+        from_file.contains("postgres://ignis:***@db.example/ignis") && !from_file.contains("hunter2"),
+        "{from_file}"
+    );
+    let flag_wins = print(&["--listen", "127.0.0.1:9922"], &[("IGNIS_MAX_CONCURRENT_SEARCHES", "9")]);
+    assert!(flag_wins.contains("listen = \"127.0.0.1:9922\" # command line"), "{flag_wins}");
+    assert!(flag_wins.contains("max-concurrent-searches = \"9\" # environment"), "{flag_wins}");
+
+    std::fs::write(&config, "listen = \"127.0.0.1:9911\"\nlisten-port = 80\n").expect("write");
+    let unknown = Command::new(env!("CARGO_BIN_EXE_ignis"))
+        .args(["serve", "--config", config.to_str().expect("path")])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(!unknown.status.success() && stderr.contains("unknown key 'listen-port'"), "{stderr}");
+    std::fs::write(&config, "max-body-bytes = \"lots\"\n").expect("write");
+    let bad = Command::new(env!("CARGO_BIN_EXE_ignis"))
+        .args(["serve", "--config", config.to_str().expect("path")])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && stderr.contains("--max-body-bytes") && stderr.contains("lots"), "{stderr}");
+}
