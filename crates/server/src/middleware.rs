@@ -8,7 +8,7 @@ use axum::middleware::{Next, from_fn};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::compression::CompressionLayer;
+use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -33,7 +33,7 @@ pub(crate) fn stack(app: Router, config: &Config) -> Router {
                 // Responses in gzip or brotli when the client asks; gzipped request bodies are
                 // inflated (innermost) before the handlers read them, so the body size limit
                 // counts the inflated bytes and a decompression bomb stops at the limit (413).
-                .layer(CompressionLayer::new())
+                .layer(CompressionLayer::new().quality(CompressionLevel::Fastest))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(from_fn(outcome_for_bare_errors))
                 .layer(CatchPanicLayer::new())
