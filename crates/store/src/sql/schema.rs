@@ -11,8 +11,11 @@ use std::borrow::Cow;
 use crate::sql::Dialect;
 
 /// Shared migrations in order, as templates.
-const SHARED: &[&str] =
-    &[include_str!("../../migrations/shared/0001.sql"), include_str!("../../migrations/shared/0002.sql")];
+const SHARED: &[&str] = &[
+    include_str!("../../migrations/shared/0001.sql"),
+    include_str!("../../migrations/shared/0002.sql"),
+    include_str!("../../migrations/shared/0003.sql"),
+];
 
 /// The shared migrations spelled for `dialect`.
 pub(crate) fn migrations(dialect: Dialect) -> impl Iterator<Item = Cow<'static, str>> {
