@@ -1055,3 +1055,24 @@ fn the_configuration_file_gives_serve_settings_below_flags_and_variables() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && stderr.contains("--max-body-bytes") && stderr.contains("lots"), "{stderr}");
 }
+
+#[tokio::test]
+#[ignore = "needs Node.js and `npm ci` in clients/fhir-kit-client (.ci/run does both)"]
+async fn a_third_party_javascript_client_works_unmodified() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&format!("sqlite://{}", folder.path().join("ignis.db").display())).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../clients/fhir-kit-client/check.mjs");
+    let base = server.base.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .env("IGNIS_FHIR_BASE", base)
+            .output()
+            .expect("node runs (Node.js is installed)")
+    })
+    .await
+    .expect("the node task");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "fhir-kit-client failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("all worked"), "{stdout}");
+}
