@@ -112,7 +112,8 @@ pub(crate) async fn show(
     let Some(handle) = field(&pairs, "request") else {
         return pages::error(StatusCode::BAD_REQUEST, "No authorization request.");
     };
-    next_page(&context, &headers, handle, None).await
+    let name = field(&pairs, "name").map(str::trim).filter(|name| !name.is_empty());
+    next_page_finding(&context, &headers, handle, None, name).await
 }
 
 /// `POST …/auth/sign-in` with `username` and `password`.
@@ -180,11 +181,11 @@ pub(crate) async fn pick_patient(State(context): State<AuthContext>, headers: He
     };
     let handle = handle.as_str();
     let chosen = field(&form, "patient").unwrap_or("");
-    let patients = match patient_choices(&context, &user.value).await {
-        Ok(patients) => patients,
+    let allowed = match may_choose(&context, &user.value, chosen).await {
+        Ok(allowed) => allowed,
         Err(response) => return response,
     };
-    if request.value.patient.is_some() || !patients.iter().any(|(id, _)| id == chosen) {
+    if request.value.patient.is_some() || !allowed {
         return next_page(&context, &headers, handle, Some("Choose one of the patients listed.")).await;
     }
     let chosen = chosen.to_owned();
@@ -261,6 +262,17 @@ impl Step {
 
 /// The page for the request's next step, with `problem` shown when the last step failed.
 async fn next_page(context: &AuthContext, headers: &HeaderMap, handle: &str, problem: Option<&str>) -> Response {
+    next_page_finding(context, headers, handle, problem, None).await
+}
+
+/// [`next_page`], the patient picker narrowed to patients named `name`.
+async fn next_page_finding(
+    context: &AuthContext,
+    headers: &HeaderMap,
+    handle: &str,
+    problem: Option<&str>,
+    name: Option<&str>,
+) -> Response {
     let request = match authorization::pending(context.store(), handle, now()).await {
         Ok(request) => request,
         Err(error) => return pages::error(StatusCode::BAD_REQUEST, &error.to_string()),
@@ -275,11 +287,12 @@ async fn next_page(context: &AuthContext, headers: &HeaderMap, handle: &str, pro
     };
     let request = request.value;
     if request.needs_patient() && request.patient.is_none() {
-        let patients = match patient_choices(context, &user.value).await {
+        let patients = match patient_choices(context, &user.value, name).await {
             Ok(patients) => patients,
             Err(response) => return response,
         };
-        if let [(only, _)] = patients.as_slice() {
+        let searching = user.value.role != Role::Patient;
+        if let ([(only, _)], None) = (patients.as_slice(), name) {
             let only = only.clone();
             return match authorization::advance(context.store(), handle, |request| request.patient = Some(only.clone()))
                 .await
@@ -288,10 +301,12 @@ async fn next_page(context: &AuthContext, headers: &HeaderMap, handle: &str, pro
                 Err(error) => failed(error),
             };
         }
-        if patients.is_empty() {
+        if patients.is_empty() && !searching {
             return pages::error(StatusCode::FORBIDDEN, "Your account may not act for any patient.");
         }
-        return pages::patient_picker(&context.url("patient"), handle, &patients, problem);
+        let search = searching.then(|| (context.url("flow"), name));
+        let search = search.as_ref().map(|(action, name)| (action.as_str(), *name));
+        return pages::patient_picker(&context.url("patient"), handle, &patients, problem, search);
     }
     let offers = consent::offers(&request.scopes(), user.value.role);
     let offline = request.asks("offline_access");
@@ -364,35 +379,51 @@ pub(super) async fn start_session(context: &AuthContext, user: &str) -> Result<H
 }
 
 /// The patients `user` may choose, as `(id, label)`: a patient's own ones, or for
-/// practitioners and operators the first patients of the environment.
-async fn patient_choices(context: &AuthContext, user: &User) -> Result<Vec<(String, String)>, Response> {
+/// practitioners and operators the first 100 of the environment, those named `name` when given.
+async fn patient_choices(
+    context: &AuthContext,
+    user: &User,
+    name: Option<&str>,
+) -> Result<Vec<(String, String)>, Response> {
     let patient_type = ResourceType::parse("Patient").ok_or_else(|| failed("the definitions lack Patient"))?;
-    let ids: Vec<String> = match user.role {
-        Role::Patient => user.patients.clone(),
-        Role::Practitioner | Role::Operator => {
-            let registry = context.store().registry(context.env);
-            let query = SearchQuery::parse(&registry, "Patient", &[], Handling::Lenient)
-                .map_err(|issue| failed(format!("{issue:?}")))?;
-            let request = SearchRequest {
-                types: vec![patient_type.clone()],
-                query,
-                count: 100,
-                limits: context.app.config.search_limits,
-            };
-            let found = context.store().search(context.env, request).await.map_err(failed)?;
-            found.matches.iter().map(|resource| resource.id.clone()).collect()
+    if user.role == Role::Patient {
+        let mut choices = Vec::with_capacity(user.patients.len());
+        for id in &user.patients {
+            let read = read_patient(context, &patient_type, id).await;
+            let label = read.as_ref().and_then(patient_label).unwrap_or_else(|| format!("Patient/{id}"));
+            choices.push((id.clone(), label));
         }
-    };
-    let mut choices = Vec::with_capacity(ids.len());
-    for id in ids {
-        let read = match LogicalId::parse(&id) {
-            Some(logical) => context.store().read(context.env, &patient_type, &logical).await.ok().flatten(),
-            None => None,
-        };
-        let label = read.as_ref().and_then(patient_label).unwrap_or_else(|| format!("Patient/{id}"));
-        choices.push((id, label));
+        return Ok(choices);
     }
-    Ok(choices)
+    let registry = context.store().registry(context.env);
+    let pairs: Vec<(String, String)> = name.map(|name| ("name".to_owned(), name.to_owned())).into_iter().collect();
+    let query = SearchQuery::parse(&registry, "Patient", &pairs, Handling::Lenient)
+        .map_err(|issue| pages::error(StatusCode::BAD_REQUEST, &issue.diagnostics))?;
+    let request =
+        SearchRequest { types: vec![patient_type], query, count: 100, limits: context.app.config.search_limits };
+    let found = context.store().search(context.env, request).await.map_err(failed)?;
+    Ok(found
+        .matches
+        .iter()
+        .map(|resource| {
+            (resource.id.clone(), patient_label(resource).unwrap_or_else(|| format!("Patient/{}", resource.id)))
+        })
+        .collect())
+}
+
+/// Whether `user` may choose the Patient `id`: one of a patient's own, or for practitioners and
+/// operators any Patient of the environment.
+async fn may_choose(context: &AuthContext, user: &User, id: &str) -> Result<bool, Response> {
+    if user.role == Role::Patient {
+        return Ok(user.patients.iter().any(|own| own == id));
+    }
+    let patient_type = ResourceType::parse("Patient").ok_or_else(|| failed("the definitions lack Patient"))?;
+    Ok(read_patient(context, &patient_type, id).await.is_some_and(|patient| !patient.deleted))
+}
+
+async fn read_patient(context: &AuthContext, patient_type: &ResourceType, id: &str) -> Option<StoredResource> {
+    let id = LogicalId::parse(id)?;
+    context.store().read(context.env, patient_type, &id).await.ok().flatten()
 }
 
 /// "Amy V. Shaw (Patient/85)".

@@ -44,11 +44,14 @@ pub(crate) fn second_factor(action: &str, handle: &str, error: Option<&str>) -> 
     )
 }
 
+/// The patient picker: a radio button `patient` per choice; for practitioners and operators a
+/// search by name first (`search` = the flow URL and the name searched).
 pub(crate) fn patient_picker(
     action: &str,
     handle: &str,
     patients: &[(String, String)],
     error: Option<&str>,
+    search: Option<(&str, Option<&str>)>,
 ) -> Response {
     page(
         StatusCode::OK,
@@ -56,6 +59,14 @@ pub(crate) fn patient_picker(
         html! {
             p { "Whose records should the app see?" }
             (problem(error))
+            @if let Some((flow, name)) = search {
+                form method="get" action=(flow) {
+                    input type="hidden" name="request" value=(handle);
+                    label { "Name " input type="search" name="name" value=[name]; }
+                    button type="submit" { "Find" }
+                }
+            }
+            @if patients.is_empty() { p { "No patient matches." } }
             form method="post" action=(action) {
                 input type="hidden" name="request" value=(handle);
                 @for (index, (id, label)) in patients.iter().enumerate() {

@@ -977,3 +977,48 @@ async fn backend_services_get_system_tokens_with_client_credentials() {
     let (status, body) = token_request(app, Some(("confidential", SECRET)), &form).await;
     assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("unauthorized_client")));
 }
+
+#[tokio::test]
+async fn a_practitioner_finds_the_patient_by_name_in_a_standalone_launch() {
+    let world = world().await;
+    let app = &world.app;
+    let secret = Arc::clone(app.secret.as_ref().expect("secured"));
+    let practitioner = NewUser {
+        username: "drpick".into(),
+        password: "drpick password 42".into(),
+        role: Role::Practitioner,
+        fhir_user: "Practitioner/3".into(),
+        patients: Vec::new(),
+        enrol_totp: false,
+    };
+    let (_, enrolment) = auth::user::create(app.store.as_ref(), &secret, practitioner, "test").await.expect("user");
+    let authenticator = auth::totp::Authenticator::from_base32(&enrolment.expect("enrolled").secret).expect("seed");
+    let mut browser = Browser::new();
+    let scope = "launch/patient openid fhirUser user/Patient.rs";
+    let page = sign_in(&mut browser, app, &authorize_url(app, "confidential", scope, &app.base), "drpick").await;
+    let request = handle(page.html());
+    let code = authenticator.code_at(time::OffsetDateTime::now_utc());
+    let verified =
+        browser.post(&format!("{}/auth/second-factor", app.root), &[("request", &request), ("otp", &code)]).await;
+    let page = browser.follow(verified, &app.root).await;
+    let html = page.html();
+    assert!(html.contains("name=\"name\"") && html.contains(&world.a) && html.contains(&world.b), "{html}");
+    let query = serde_urlencoded::to_string([("request", request.as_str()), ("name", "Beta")]).expect("query");
+    let found = browser.get(&format!("{}/auth/flow?{query}", app.root)).await;
+    let html = found.text().await.expect("page");
+    assert!(
+        html.contains(&format!("value=\"{}\"", world.b)) && !html.contains(&format!("value=\"{}\"", world.a)),
+        "{html}"
+    );
+    let none = serde_urlencoded::to_string([("request", request.as_str()), ("name", "Nobody")]).expect("query");
+    let html = browser.get(&format!("{}/auth/flow?{none}", app.root)).await.text().await.expect("page");
+    assert!(html.contains("No patient matches"), "{html}");
+    let picked =
+        browser.post(&format!("{}/auth/patient", app.root), &[("request", &request), ("patient", &world.b)]).await;
+    let page = browser.follow(picked, &app.root).await;
+    let asked = as_asked(&page);
+    let code = approve(&mut browser, app, &page, &asked.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let (status, token) = exchange(app, &code, Some(VERIFIER)).await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    assert_eq!(token["patient"], world.b);
+}
