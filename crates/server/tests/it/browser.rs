@@ -4,11 +4,9 @@
 //! the token the app gets is refused that type.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auth::client::{ClientType, NewClient};
-use auth::user::{NewUser, Role};
 use fantoccini::{ClientBuilder, Locator};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -75,17 +73,7 @@ async fn a_practitioner_signs_in_with_totp_and_unticks_a_type_in_chromium() {
         scopes: "launch openid fhirUser user/*.rs".into(),
     };
     auth::client::register(app.store.as_ref(), client, "test").await.expect("client");
-    let secret = Arc::clone(app.secret.as_ref().expect("secured"));
-    let user = NewUser {
-        username: "drchrome".into(),
-        password: "drchrome password 42".into(),
-        role: Role::Practitioner,
-        fhir_user: "Practitioner/7".into(),
-        patients: Vec::new(),
-        enrol_totp: false,
-    };
-    let (_, enrolment) = auth::user::create(app.store.as_ref(), &secret, user, "test").await.expect("user");
-    let authenticator = auth::totp::Authenticator::from_base32(&enrolment.expect("enrolled").secret).expect("seed");
+    let authenticator = app.practitioner("drchrome", "Practitioner/7").await;
     let launch = auth::launch::Launch {
         environment: "production".into(),
         patient: patient.clone(),

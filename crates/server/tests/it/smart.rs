@@ -558,17 +558,7 @@ async fn bad_authorization_requests_never_get_a_code() {
 async fn an_ehr_launch_signs_a_practitioner_in_with_totp_by_post() {
     let world = world().await;
     let app = &world.app;
-    let secret = Arc::clone(app.secret.as_ref().expect("secured"));
-    let practitioner = NewUser {
-        username: "drhouse".into(),
-        password: "drhouse password 42".into(),
-        role: Role::Practitioner,
-        fhir_user: "Practitioner/12".into(),
-        patients: Vec::new(),
-        enrol_totp: false,
-    };
-    let (_, enrolment) = auth::user::create(app.store.as_ref(), &secret, practitioner, "test").await.expect("user");
-    let authenticator = auth::totp::Authenticator::from_base32(&enrolment.expect("enrolled").secret).expect("seed");
+    let authenticator = app.practitioner("drhouse", "Practitioner/12").await;
     let admin = app.token(ADMIN, None);
     let encounter = json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
         "subject": {"reference": format!("Patient/{}", world.a)}});
@@ -982,17 +972,7 @@ async fn backend_services_get_system_tokens_with_client_credentials() {
 async fn a_practitioner_finds_the_patient_by_name_in_a_standalone_launch() {
     let world = world().await;
     let app = &world.app;
-    let secret = Arc::clone(app.secret.as_ref().expect("secured"));
-    let practitioner = NewUser {
-        username: "drpick".into(),
-        password: "drpick password 42".into(),
-        role: Role::Practitioner,
-        fhir_user: "Practitioner/3".into(),
-        patients: Vec::new(),
-        enrol_totp: false,
-    };
-    let (_, enrolment) = auth::user::create(app.store.as_ref(), &secret, practitioner, "test").await.expect("user");
-    let authenticator = auth::totp::Authenticator::from_base32(&enrolment.expect("enrolled").secret).expect("seed");
+    let authenticator = app.practitioner("drpick", "Practitioner/3").await;
     let mut browser = Browser::new();
     let scope = "launch/patient openid fhirUser user/Patient.rs";
     let page = sign_in(&mut browser, app, &authorize_url(app, "confidential", scope, &app.base), "drpick").await;

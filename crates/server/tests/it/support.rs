@@ -160,6 +160,23 @@ impl TestApp {
         key.issue(&grant, &self.root, audience).expect("sign")
     }
 
+    /// A practitioner user `username` (password `"{username} password 42"`) whose FHIR user is
+    /// `fhir_user`, and the authenticator of the TOTP it is enrolled in.
+    pub(crate) async fn practitioner(&self, username: &str, fhir_user: &str) -> auth::totp::Authenticator {
+        let secret = self.secret.as_ref().expect("a secured server");
+        let user = auth::user::NewUser {
+            username: username.into(),
+            password: format!("{username} password 42"),
+            role: auth::user::Role::Practitioner,
+            fhir_user: fhir_user.into(),
+            patients: Vec::new(),
+            enrol_totp: false,
+        };
+        let (_, enrolment) =
+            auth::user::create(self.store.as_ref(), secret, user, "test").await.expect("a practitioner");
+        auth::totp::Authenticator::from_base32(&enrolment.expect("enrolled in TOTP").secret).expect("a TOTP seed")
+    }
+
     /// A server over a fresh schema of the PostgreSQL database at `url`.
     pub(crate) async fn spawn_postgres(url: &str) -> TestApp {
         let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
