@@ -75,27 +75,65 @@ pub enum Clause {
     /// Every one of the clauses (one alternative of a token's granted filters).
     AllOf(Vec<Clause>),
     /// Membership of a compartment (`Patient/123/Observation`): any of the reference
-    /// parameters the CompartmentDefinition names points at `target_type/id`.
-    Compartment { reference_ids: Vec<i64>, target_type: String, id: String },
+    /// parameters the CompartmentDefinition names points at `target_type/id`, for one of
+    /// `ids`, or for any resource of the type when `ids` is `None` (a bulk export of every
+    /// patient's data).
+    Compartment { reference_ids: Vec<i64>, target_type: String, ids: Option<Vec<String>> },
 }
 
 impl Clause {
     /// The clause restricting `resource_type` resources to the compartment of
     /// `compartment_type/id`; `None` when no resource of that type can be in it.
     pub fn compartment(registry: &Registry, compartment_type: &str, id: &str, resource_type: &str) -> Option<Clause> {
+        Clause::compartments(registry, compartment_type, Some(vec![id.to_owned()]), resource_type)
+    }
+
+    /// The clause restricting `resource_type` resources to the compartments of the
+    /// `compartment_type` resources `ids` (of every one when `None`); `None` when no
+    /// resource of that type can be in such a compartment.
+    pub fn compartments(
+        registry: &Registry,
+        compartment_type: &str,
+        ids: Option<Vec<String>>,
+        resource_type: &str,
+    ) -> Option<Clause> {
         let codes = crate::Definitions::get().compartment_params(compartment_type, resource_type);
-        let reference_ids: Vec<i64> = codes
-            .iter()
-            .filter_map(|code| registry.find_param(resource_type, code))
-            .filter(|param| param.kind == crate::definitions::SearchParamType::Reference)
-            .map(|param| param_id(&param.url))
-            .collect();
+        let reference_ids = reference_ids(registry, resource_type, codes);
         let is_compartment_owner = resource_type == compartment_type && !codes.is_empty();
         if reference_ids.is_empty() && !is_compartment_owner {
             return None;
         }
-        Some(Clause::Compartment { reference_ids, target_type: compartment_type.to_owned(), id: id.to_owned() })
+        Some(Clause::Compartment { reference_ids, target_type: compartment_type.to_owned(), ids })
     }
+
+    /// The clause restricting `resource_type` resources to those whose reference parameters
+    /// `codes` (any of them) point at one of the `target_type` resources `ids` (any when
+    /// `None`), or that are one of them; `None` when the type has none of those parameters.
+    /// A compartment is one such set of codes; a bulk export adds others (`Device.patient`).
+    pub fn linked(
+        registry: &Registry,
+        resource_type: &str,
+        codes: &[String],
+        target_type: &str,
+        ids: Option<Vec<String>>,
+    ) -> Option<Clause> {
+        let reference_ids = reference_ids(registry, resource_type, codes);
+        (!reference_ids.is_empty()).then(|| Clause::Compartment {
+            reference_ids,
+            target_type: target_type.to_owned(),
+            ids,
+        })
+    }
+}
+
+/// The index row ids of the reference parameters `codes` of `resource_type`.
+fn reference_ids(registry: &Registry, resource_type: &str, codes: &[String]) -> Vec<i64> {
+    codes
+        .iter()
+        .filter_map(|code| registry.find_param(resource_type, code))
+        .filter(|param| param.kind == crate::definitions::SearchParamType::Reference)
+        .map(|param| param_id(&param.url))
+        .collect()
 }
 
 /// A parameter, the modifier it was used with, and its OR-ed values.

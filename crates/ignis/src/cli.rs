@@ -116,6 +116,46 @@ pub(crate) struct ServeArgs {
     /// Searches that may run at once; more wait briefly, then get 503 with `Retry-After`.
     #[arg(long, env = "IGNIS_MAX_CONCURRENT_SEARCHES", default_value_t = server::Config::DEFAULT_MAX_CONCURRENT_SEARCHES)]
     pub(crate) max_concurrent_searches: usize,
+    #[command(flatten)]
+    pub(crate) export: ExportArgs,
+}
+
+/// Where and how Bulk Data exports are written.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ExportArgs {
+    /// Where export files go: `file://DIR` (default `<data-dir>/exports`).
+    #[arg(long, env = "IGNIS_EXPORT_STORE")]
+    pub(crate) export_store: Option<String>,
+    /// An export file is closed, and the next begun, once it holds this many bytes.
+    #[arg(long, env = "IGNIS_EXPORT_FILE_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub(crate) export_file_bytes: u64,
+    /// How long a complete export's files are kept, in minutes.
+    #[arg(long, env = "IGNIS_EXPORT_RETENTION_MINUTES", default_value_t = 24 * 60)]
+    pub(crate) export_retention_minutes: u64,
+    /// How long a server's hold on a running export lasts unrenewed: when a server dies,
+    /// another takes its export over after this many seconds.
+    #[arg(long, env = "IGNIS_EXPORT_LEASE_SECONDS", default_value_t = 30)]
+    pub(crate) export_lease_seconds: u64,
+}
+
+impl ExportArgs {
+    /// The export settings, with files under the data folder unless `--export-store` says.
+    pub(crate) fn settings(&self, data_dir: &std::path::Path) -> anyhow::Result<export::Settings> {
+        let root = match self.export_store.as_deref() {
+            None => data_dir.join("exports"),
+            Some(store) => match store.strip_prefix("file://") {
+                Some(folder) if !folder.is_empty() => PathBuf::from(folder),
+                _ => anyhow::bail!(
+                    "--export-store '{store}': use file://DIR (object storage such as s3:// is not supported yet)"
+                ),
+            },
+        };
+        let mut settings = export::Settings::new(root);
+        settings.max_file_bytes = self.export_file_bytes.max(1);
+        settings.retention = std::time::Duration::from_secs(self.export_retention_minutes.saturating_mul(60));
+        settings.lease = std::time::Duration::from_secs(self.export_lease_seconds.max(1));
+        Ok(settings)
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -75,6 +75,15 @@ pub(crate) fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// What a bulk export may hold for its caller ([`Caller::admit_export`]).
+#[derive(Debug, Clone)]
+pub(crate) struct ExportGrant {
+    /// The patient a `patient/` token confines the export to.
+    pub(crate) patient: Option<String>,
+    /// The types granted, in order, each with the granular queries confining it.
+    pub(crate) types: Vec<(String, Vec<String>)>,
+}
+
 /// What an admitted caller reaches of one resource type.
 #[derive(Debug, Clone)]
 pub(crate) enum Limit {
@@ -139,6 +148,52 @@ impl Caller {
             1 => Ok(Limit::Within(alternatives)),
             _ => Ok(Limit::Within(vec![Clause::AnyOf(alternatives)])),
         }
+    }
+
+    /// The client the caller uses (`open` on a server without tokens).
+    pub(crate) fn client_id(&self) -> &str {
+        match self {
+            Caller::Token(grant) => &grant.client_id,
+            Caller::Open => "open",
+        }
+    }
+
+    /// What a bulk export of `candidates` may hold for this caller: `system/` scopes export
+    /// at every level; at `Patient/$export` (`patient_export`) a token with `patient/` scopes
+    /// and a patient in context exports that patient's compartment. Each granted type comes with the queries
+    /// of granular scopes that confine it (none: the whole type). 403 when nothing is granted.
+    pub(crate) fn admit_export(&self, candidates: &[String], patient_export: bool) -> Result<ExportGrant, ApiError> {
+        let Caller::Token(grant) = self else {
+            let types = candidates.iter().map(|resource_type| (resource_type.clone(), Vec::new())).collect();
+            return Ok(ExportGrant { patient: None, types });
+        };
+        let has = |context: Context| grant.scopes.resources().any(|scope| scope.context == context);
+        let (context, patient) = if has(Context::System) {
+            (Context::System, None)
+        } else if patient_export && has(Context::Patient) && grant.patient.is_some() {
+            (Context::Patient, grant.patient.clone())
+        } else if patient_export {
+            return Err(ApiError::forbidden(
+                "Patient/$export needs system/ scopes, or patient/ scopes with a patient in context",
+            ));
+        } else {
+            return Err(ApiError::forbidden("a system or Group export needs system/ scopes"));
+        };
+        let mut types = Vec::new();
+        for resource_type in candidates {
+            match grant.scopes.access(context, resource_type, Permission::Read) {
+                Access::Denied => {}
+                Access::All => types.push((resource_type.clone(), Vec::new())),
+                Access::Matching(queries) => types.push((resource_type.clone(), queries)),
+            }
+        }
+        if types.is_empty() {
+            return Err(ApiError::forbidden(format!(
+                "the access token's {}/ scopes grant read on none of the types asked for",
+                context.as_str()
+            )));
+        }
+        Ok(ExportGrant { patient, types })
     }
 
     /// The token's patient, when it has one.
@@ -214,11 +269,12 @@ impl Limit {
                 "the access token may only write {resource_type} resources in its patient's compartment"
             ))
         };
-        let ([Clause::Compartment { reference_ids, target_type, id }], Some(patient)) =
+        let ([Clause::Compartment { reference_ids, target_type, ids: Some(ids) }], Some(patient)) =
             (clauses.as_slice(), caller.patient())
         else {
             return Err(refused());
         };
+        let [id] = ids.as_slice() else { return Err(refused()) };
         if resource_type.as_str() == target_type {
             return if body.get("id").and_then(Value::as_str) == Some(patient) { Ok(()) } else { Err(refused()) };
         }

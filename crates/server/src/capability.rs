@@ -11,6 +11,20 @@ use serde_json::{Value, json};
 const TYPE_INTERACTIONS: &[&str] =
     &["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"];
 
+/// The Bulk Data Access CapabilityStatement the server instantiates (`$export` at system,
+/// Patient and Group level).
+const BULK_DATA_CAPABILITY: &str = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data";
+
+/// The Bulk Data export operation of a type's entry: `Patient/$export` and `Group/[id]/$export`.
+fn export_operation(resource_type: &str) -> Option<Value> {
+    let definition = match resource_type {
+        "Patient" => "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+        "Group" => "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
+        _ => return None,
+    };
+    Some(json!({"name": "export", "definition": definition}))
+}
+
 /// The CapabilityStatement of the FHIR base at `base`, with `security` (SMART's OAuth
 /// endpoints) when the server requires tokens.
 pub(crate) fn capability_statement(base: &str, security: Option<Value>) -> Value {
@@ -28,11 +42,15 @@ pub(crate) fn capability_statement(base: &str, security: Option<Value>) -> Value
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"],
+        "instantiates": [BULK_DATA_CAPABILITY],
         "rest": [{
             "mode": "server",
             "resource": resources,
             "interaction": [{"code": "history-system"}, {"code": "search-system"}, {"code": "transaction"}, {"code": "batch"}],
-            "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
+            "operation": [
+                {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+                {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
+            ],
         }],
     });
     if let Some(security) = security {
@@ -70,6 +88,9 @@ fn resource_capability(definitions: &Definitions, resource_type: &str) -> Value 
         .collect();
     resource["searchInclude"] = json!(includes);
     resource["searchRevInclude"] = json!(revincludes(definitions, resource_type));
+    if let Some(operation) = export_operation(resource_type) {
+        resource["operation"] = json!([operation]);
+    }
     let profiles = definitions.profiles_for(resource_type);
     if !profiles.is_empty() {
         resource["supportedProfile"] = json!(profiles);

@@ -18,6 +18,7 @@ mod bundle;
 mod capability;
 mod directory;
 mod error;
+mod export;
 mod handlers;
 mod jwks;
 mod middleware;
@@ -44,6 +45,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let runner = state.start_exports();
     let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app(state));
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
+    runner.abort();
+    served
 }

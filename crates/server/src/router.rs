@@ -12,7 +12,7 @@ use crate::handlers::{
 };
 use crate::oauth::AuthContext;
 use crate::state::{AppState, FhirContext};
-use crate::{authorize, directory, middleware, oauth};
+use crate::{authorize, directory, export, middleware, oauth};
 
 /// The whole application: the production FHIR base at `/fhir`, the sandbox base at
 /// `/sandbox/fhir`, their authorization servers under `/auth` and `/sandbox/auth`, the
@@ -49,8 +49,17 @@ fn fhir_routes(context: FhirContext) -> Router<AppState> {
         .route("/metadata", get(capabilities::metadata))
         .route("/.well-known/smart-configuration", get(oauth::smart_configuration))
         .route("/.well-known/openid-configuration", get(oauth::openid_configuration));
+    let authenticate = axum::middleware::from_fn_with_state(context.clone(), authorize::authenticate);
+    // Export status and files answer JSON and NDJSON, outside FHIR's content negotiation.
+    let exports = Router::new()
+        .route("/$export-status/{job}", get(export::status).delete(export::cancel))
+        .route("/$export-file/{job}/{name}", get(export::file))
+        .route_layer(authenticate.clone());
     Router::new()
         .route("/", get(search::search_system).post(transaction::transaction))
+        .route("/$export", get(export::system).post(export::system))
+        .route("/Patient/$export", get(export::patient).post(export::patient))
+        .route("/Group/{id}/$export", get(export::group).post(export::group))
         .route("/_history", get(history::system))
         .route(
             "/{type}",
@@ -66,8 +75,9 @@ fn fhir_routes(context: FhirContext) -> Router<AppState> {
         .route("/{type}/{id}/_history", get(history::instance))
         .route("/{type}/{id}/_history/{version}", get(read::vread))
         .route("/{type}/{id}/{compartment_type}", get(search::search_compartment))
-        .route_layer(axum::middleware::from_fn_with_state(context.clone(), authorize::authenticate))
+        .route_layer(authenticate)
         .merge(open)
         .layer(axum::middleware::from_fn(middleware::negotiate))
+        .merge(exports)
         .with_state(context)
 }

@@ -28,6 +28,8 @@ pub struct Config {
     pub search_queue_wait: Duration,
     /// The organization that runs the server, as the service base URL list names it.
     pub organization_name: String,
+    /// Where and how Bulk Data exports are written and kept.
+    pub export: export::Settings,
 }
 
 impl Config {
@@ -45,6 +47,7 @@ impl Config {
             max_concurrent_searches: Config::DEFAULT_MAX_CONCURRENT_SEARCHES,
             search_queue_wait: Duration::from_secs(2),
             organization_name: "Ignis".to_owned(),
+            export: export::Settings::new(std::env::temp_dir().join("ignis-exports")),
         }
     }
 }
@@ -85,13 +88,22 @@ pub struct AppState {
     pub auth: Option<Arc<Authorization>>,
     /// One permit per search that may run at once ([`Config::max_concurrent_searches`]).
     pub(crate) search_slots: Arc<Semaphore>,
+    /// Bulk Data export jobs: started by kick-offs, run by [`AppState::start_exports`].
+    pub exports: Arc<export::Exports>,
 }
 
 impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: Arc<dyn Store>, config: Config) -> AppState {
         let search_slots = Arc::new(Semaphore::new(config.max_concurrent_searches));
-        AppState { store, config: Arc::new(config), auth: None, search_slots }
+        let exports = Arc::new(export::Exports::new(Arc::clone(&store), config.export.clone()));
+        AppState { store, config: Arc::new(config), auth: None, search_slots, exports }
+    }
+
+    /// Starts this process's export runner: it claims queued jobs (and those a dead process
+    /// left) and writes their files until the returned task is aborted.
+    pub fn start_exports(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(Arc::clone(&self.exports).run_forever())
     }
 
     /// The same state with the authorization server: access tokens are then required on every

@@ -120,6 +120,7 @@ pub async fn serve_tls(
     tls: Arc<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let runner = state.start_exports();
     let app = app(state);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
     let graceful = GracefulShutdown::new();
@@ -163,6 +164,7 @@ pub async fn serve_tls(
     }
     drop(listener);
     graceful.shutdown().await;
+    runner.abort();
     Ok(())
 }
 

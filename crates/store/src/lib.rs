@@ -18,6 +18,7 @@ mod body;
 mod clock;
 mod error;
 pub mod expiring;
+pub mod leases;
 pub mod migrate;
 mod panic_guard;
 pub mod postgres;
@@ -217,10 +218,10 @@ pub struct SearchPage {
 pub type ExpectedVersion = Option<u64>;
 
 /// The storage interface the server uses. Implementations must make each call atomic.
-/// Every store also keeps the platform records ([`records::Records`]) and the expiring lists
-/// ([`expiring::Expiring`]).
+/// Every store also keeps the platform records ([`records::Records`]), the expiring lists
+/// ([`expiring::Expiring`]) and the leases of background work ([`leases::Leases`]).
 #[async_trait]
-pub trait Store: records::Records + expiring::Expiring + Send + Sync {
+pub trait Store: records::Records + expiring::Expiring + leases::Leases + Send + Sync {
     /// The current version of a resource, including a tombstone if it was deleted; `None`
     /// if it never existed.
     async fn read(

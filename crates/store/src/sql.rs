@@ -14,6 +14,7 @@ pub(crate) mod criteria;
 pub(crate) mod db;
 pub(crate) mod expiring;
 pub(crate) mod import;
+pub(crate) mod leases;
 pub(crate) mod read;
 pub(crate) mod records;
 pub(crate) mod schema;

@@ -9,6 +9,7 @@
 //! - `examples`: the official R4 examples round-trip through create and read.
 //! - `hardening`: panicking writes, dates at the edges, search limits, forged cursors.
 //! - `capability`: the generated CapabilityStatement.
+//! - `export`: Bulk Data `$export` kick-off, polling, manifest, files and cancellation.
 //! - `transaction`: transaction and batch Bundles posted to the base.
 //! - `search`: every parameter type, modifier, chain, include, sort and paging.
 //! - `us_core`: the (g)(10) US Core searches over the conformance patients.
@@ -25,6 +26,7 @@ mod capability;
 mod crud;
 mod errors;
 mod examples;
+mod export;
 mod hardening;
 mod history;
 mod import;

@@ -143,12 +143,24 @@ impl TestApp {
     /// An access token for the FHIR base `audience`, expiring `lifetime` seconds from now
     /// (negative: already expired).
     pub(crate) fn token_for(&self, audience: &str, scopes: &str, patient: Option<&str>, lifetime: i64) -> String {
+        self.token_of_client("test-client", audience, scopes, patient, lifetime)
+    }
+
+    /// [`TestApp::token_for`] issued to the client `client_id`.
+    pub(crate) fn token_of_client(
+        &self,
+        client_id: &str,
+        audience: &str,
+        scopes: &str,
+        patient: Option<&str>,
+        lifetime: i64,
+    ) -> String {
         let secret = self.secret.as_ref().expect("a secured server");
         let key = auth::token::TokenKey::new(&secret.derive("access-token"));
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
         let grant = auth::token::Grant {
             token_id: auth::token::new_token_id(),
-            client_id: "test-client".into(),
+            client_id: client_id.into(),
             subject: "test-user".into(),
             scopes: auth::scope::Scopes::parse(scopes).expect("scopes"),
             patient: patient.map(str::to_owned),
@@ -191,6 +203,15 @@ impl TestApp {
         let store = self.database.open().await;
         let secured = self.secret.clone().map(|secret| (secret, (|_| {}) as fn(&mut server::Authorization)));
         TestApp::serve(Arc::clone(&self.database), store, |_| {}, secured).await
+    }
+
+    /// A server that requires access tokens over this one's database (to load data through
+    /// an open server, then test a secured one).
+    pub(crate) async fn spawn_secured_sharing(&self, adjust: impl FnOnce(&mut server::Config)) -> TestApp {
+        let store = self.database.open().await;
+        let secret = Arc::new(auth::secret::SecretKey::generate().expect("a secret key"));
+        let secured = (secret, (|_| {}) as fn(&mut server::Authorization));
+        TestApp::serve(Arc::clone(&self.database), store, adjust, Some(secured)).await
     }
 
     async fn serve(

@@ -58,14 +58,14 @@ const DATE_SEARCHES: &[(&str, &str)] = &[
 ];
 
 /// The conformance data as loaded: each resource (with server ids and rewritten references).
-struct Loaded {
-    resources: Vec<Value>,
+pub(crate) struct Loaded {
+    pub(crate) resources: Vec<Value>,
 }
 
 /// Loads the conformance bundles as transactions. Entries that fail validation are left
 /// out first (the upstream data has two real errors: Patient 908 lacks the `gender` US Core
 /// requires, and an Observation of 355 has `effectivePeriod.stop`).
-async fn load(app: &TestApp) -> Loaded {
+pub(crate) async fn load(app: &TestApp) -> Loaded {
     let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/demo/conformance-patients");
     let mut dropped = Vec::new();
     for name in BUNDLES {

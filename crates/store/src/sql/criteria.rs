@@ -98,14 +98,8 @@ fn push_joined(sql: &mut Sql, clauses: &[Clause], joiner: &str, alias: &str, par
 fn push_clause(sql: &mut Sql, clause: &Clause, alias: &str, partition: &str) {
     match clause {
         Clause::Id { ids, negate } => {
-            sql.push(&format!("{alias}.logical_id {}IN (", if *negate { "NOT " } else { "" }));
-            for (index, id) in ids.iter().enumerate() {
-                if index > 0 {
-                    sql.push(", ");
-                }
-                sql.bind(id.clone());
-            }
-            sql.push(")");
+            sql.push(&format!("{alias}.logical_id {}IN ", if *negate { "NOT " } else { "" }));
+            push_list(sql, ids);
         }
         Clause::LastUpdated(values) => {
             let column = format!("{alias}.last_updated");
@@ -115,22 +109,21 @@ fn push_clause(sql: &mut Sql, clause: &Clause, alias: &str, partition: &str) {
         Clause::Chain { reference_id, targets, .. } => push_chain(sql, *reference_id, targets, alias, partition),
         Clause::AnyOf(alternatives) => push_joined(sql, alternatives, " OR ", alias, partition),
         Clause::AllOf(clauses) => push_joined(sql, clauses, " AND ", alias, partition),
-        Clause::Compartment { reference_ids, target_type, id } => {
+        Clause::Compartment { reference_ids, target_type, ids } => {
             let link = sql.fresh_alias("l");
             sql.push(&format!(
                 "({alias}.row_id IN (SELECT {link}.resource_row FROM reference_index {link} WHERE {link}.param IN ("
             ));
-            let ids: Vec<String> = reference_ids.iter().map(i64::to_string).collect();
-            sql.push(&ids.join(", "));
-            sql.push(&format!(") AND {link}.target_id = "));
-            sql.bind(id.clone());
+            let params: Vec<String> = reference_ids.iter().map(i64::to_string).collect();
+            sql.push(&params.join(", "));
+            sql.push(")");
+            push_ids_in(sql, &format!("{link}.target_id"), ids.as_deref());
             sql.push(&format!(" AND {link}.target_type = "));
             sql.bind(target_type.clone());
             // The compartment's own resource belongs to it too (Patient/1 is in Patient/1's).
             sql.push(&format!(") OR ({alias}.type = "));
             sql.bind(target_type.clone());
-            sql.push(&format!(" AND {alias}.logical_id = "));
-            sql.bind(id.clone());
+            push_ids_in(sql, &format!("{alias}.logical_id"), ids.as_deref());
             sql.push("))");
         }
         Clause::Has { source_type, reference_id, inner } => {
@@ -149,6 +142,29 @@ fn push_clause(sql: &mut Sql, clause: &Clause, alias: &str, partition: &str) {
             sql.push(")");
         }
     }
+}
+
+/// ` AND {column} IN (ids…)`, or nothing when `ids` is `None` (any id).
+fn push_ids_in(sql: &mut Sql, column: &str, ids: Option<&[String]>) {
+    if let Some(ids) = ids {
+        sql.push(&format!(" AND {column} IN "));
+        push_list(sql, ids);
+    }
+}
+
+/// `(values…)` bound as parameters; `(NULL)`, which matches nothing, when empty.
+fn push_list(sql: &mut Sql, values: &[String]) {
+    sql.push("(");
+    for (index, value) in values.iter().enumerate() {
+        if index > 0 {
+            sql.push(", ");
+        }
+        sql.bind(value.clone());
+    }
+    if values.is_empty() {
+        sql.push("NULL");
+    }
+    sql.push(")");
 }
 
 fn push_chain(sql: &mut Sql, reference_id: i64, targets: &[(String, Box<Clause>)], alias: &str, partition: &str) {

@@ -15,6 +15,7 @@ const SHARED: &[&str] = &[
     include_str!("../../migrations/shared/0001.sql"),
     include_str!("../../migrations/shared/0002.sql"),
     include_str!("../../migrations/shared/0003.sql"),
+    include_str!("../../migrations/shared/0004.sql"),
 ];
 
 /// The shared migrations spelled for `dialect`.

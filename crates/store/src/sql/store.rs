@@ -13,11 +13,12 @@ use time::OffsetDateTime;
 
 use crate::clock::{WriteClock, WriteContext, from_micros, micros};
 use crate::expiring::Expiring;
+use crate::leases::Leases;
 use crate::records::{Record, RecordWrite, Records};
 use crate::registry::{self, Registries};
 use crate::sql::db::Db;
 use crate::sql::write::VersionWrite;
-use crate::sql::{bundle, expiring, import, read, records, search, write};
+use crate::sql::{bundle, expiring, import, leases, read, records, search, write};
 use crate::{
     EntryOutcome, Environment, Error, ExpectedVersion, HistoryPage, HistoryQuery, ImportCounts, ImportResource, Method,
     SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteKind, WriteOutcome,
@@ -235,6 +236,27 @@ impl<B: Backend> Expiring for SqlStore<B> {
     async fn purge_expired(&self, now: OffsetDateTime, limit: usize) -> Result<u64, Error> {
         let now = micros(now);
         self.write(Environment::Production, move |db, _| expiring::purge(db, now, limit)).await
+    }
+}
+
+#[async_trait]
+#[allow(private_bounds)]
+impl<B: Backend> Leases for SqlStore<B> {
+    async fn claim(
+        &self,
+        name: &str,
+        owner: &str,
+        expires: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        let (name, owner, expires, now) = (name.to_owned(), owner.to_owned(), micros(expires), micros(now));
+        // Leases belong to no partition; the write context goes unused.
+        self.write(Environment::Production, move |db, _| leases::claim(db, &name, &owner, expires, now)).await
+    }
+
+    async fn release(&self, name: &str, owner: &str) -> Result<bool, Error> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.write(Environment::Production, move |db, _| leases::release(db, &name, &owner)).await
     }
 }
 

@@ -1,0 +1,121 @@
+//! The searches an export job runs: one pass per type, each a store search narrowed to the
+//! job's level, `_since`, `transactionTime`, `_typeFilter`s and the caller's scope filters.
+
+use std::collections::BTreeSet;
+
+use fhir::search::{Clause, Handling, Registry, SearchQuery, Total};
+
+use crate::job::{ExportJob, Level};
+
+/// The types a patient-level export adds when the compartments reference them.
+pub const REFERENCED_TYPES: [&str; 4] = ["Organization", "Practitioner", "Location", "Medication"];
+
+/// How many resources one search page reads.
+pub(crate) const PAGE: usize = 1000;
+
+/// What one pass over a type exports.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Pass {
+    /// Every resource of the type matching the job's filters.
+    All,
+    /// The type's resources in the compartments of the job's patients.
+    Compartment(Clause),
+    /// The referenced resources collected from the compartments (patient level).
+    Referenced,
+    /// Nothing: the type cannot be in the export.
+    Empty,
+}
+
+/// The pass for `resource_type` of `job`.
+pub(crate) fn pass(registry: &Registry, job: &ExportJob, resource_type: &str) -> Pass {
+    match &job.level {
+        Level::System => Pass::All,
+        Level::Patients { patients } => {
+            if let Some(clause) = patient_clause(registry, resource_type, patients.clone()) {
+                Pass::Compartment(clause)
+            } else if REFERENCED_TYPES.contains(&resource_type) {
+                Pass::Referenced
+            } else {
+                Pass::Empty
+            }
+        }
+    }
+}
+
+/// The clause confining `resource_type` to the data of `patients` (of every patient when
+/// `None`): their compartments, or, for a type outside the Patient compartment that names its
+/// patient (`Device.patient`), that reference. `None` when the type holds no patient's data.
+pub fn patient_clause(registry: &Registry, resource_type: &str, patients: Option<Vec<String>>) -> Option<Clause> {
+    if fhir::Definitions::get().compartment_params("Patient", resource_type).is_empty() && resource_type != "Patient" {
+        return Clause::linked(registry, resource_type, &["patient".to_owned()], "Patient", patients);
+    }
+    Clause::compartments(registry, "Patient", patients, resource_type)
+}
+
+/// The types a patient-level export may hold, in the order they are written: those with
+/// patients' data, then those their resources reference ([`REFERENCED_TYPES`]).
+pub fn patient_types(registry: &Registry) -> Vec<&'static str> {
+    let definitions = fhir::Definitions::get();
+    let mut types: Vec<&'static str> = definitions
+        .resource_types()
+        .filter(|resource_type| patient_clause(registry, resource_type, None).is_some())
+        .collect();
+    types.extend(REFERENCED_TYPES);
+    types
+}
+
+/// Whether a patient-level export collects references to `resource_type`.
+pub(crate) fn collects(job: &ExportJob, resource_type: &str) -> bool {
+    matches!(job.level, Level::Patients { .. })
+        && REFERENCED_TYPES.contains(&resource_type)
+        && job.types.iter().any(|wanted| wanted == resource_type)
+}
+
+/// The query of one page of `resource_type`: the job's instant bounds, its filters, and
+/// `extra` (the compartment, or the ids of a referenced chunk), continuing at `cursor`.
+pub(crate) fn query(
+    registry: &Registry,
+    job: &ExportJob,
+    resource_type: &str,
+    extra: Option<Clause>,
+    cursor: Option<String>,
+) -> Result<SearchQuery, String> {
+    let mut pairs = vec![("_lastUpdated".to_owned(), format!("le{}", job.transaction_time))];
+    if let Some(since) = &job.since {
+        pairs.push(("_lastUpdated".to_owned(), format!("ge{since}")));
+    }
+    let mut query = SearchQuery::parse(registry, resource_type, &pairs, Handling::Strict)
+        .map_err(|issue| format!("the export's time bounds cannot be searched: {}", issue.diagnostics))?;
+    for filters in [job.type_filters.get(resource_type), job.scope_filters.get(resource_type)].into_iter().flatten() {
+        query.clauses.push(any_of(registry, resource_type, filters)?);
+    }
+    query.clauses.extend(extra);
+    query.total = Total::None;
+    query.cursor = cursor;
+    Ok(query)
+}
+
+/// One clause matching any of `queries` (each a search query string on `resource_type`).
+pub fn any_of(registry: &Registry, resource_type: &str, queries: &[String]) -> Result<Clause, String> {
+    let mut alternatives = Vec::new();
+    for text in queries {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(text).map_err(|_| format!("'{text}' is not a query string"))?;
+        let parsed = SearchQuery::parse(registry, resource_type, &pairs, Handling::Strict)
+            .map_err(|issue| format!("{resource_type}?{text}: {}", issue.diagnostics))?;
+        if !parsed.includes.is_empty() || !parsed.revincludes.is_empty() || !parsed.sort.is_empty() {
+            return Err(format!("{resource_type}?{text}: a filter holds search criteria only"));
+        }
+        alternatives.push(Clause::AllOf(parsed.clauses));
+    }
+    Ok(Clause::AnyOf(alternatives))
+}
+
+/// The next chunk of referenced ids after `after`, at most [`PAGE`] of them.
+pub(crate) fn referenced_chunk(ids: &BTreeSet<String>, after: Option<&str>) -> Vec<String> {
+    let rest = match after {
+        Some(after) => ids.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+        None => ids.range::<str, _>(..),
+    };
+    rest.take(PAGE).cloned().collect()
+}
