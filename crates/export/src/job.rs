@@ -122,6 +122,32 @@ impl Kind for ExportJob {
 }
 
 impl ExportJob {
+    /// A queued job of `client_id` exporting `types` of `env` at `level`, reflecting the
+    /// data as of now, with no filter; the caller sets the rest.
+    pub fn queued(env: Environment, client_id: &str, request: String, level: Level, types: Vec<String>) -> ExportJob {
+        ExportJob {
+            environment: env.as_str().to_owned(),
+            client_id: client_id.to_owned(),
+            request,
+            transaction_time: fhir::instant::format(time::OffsetDateTime::now_utc()),
+            level,
+            types,
+            since: None,
+            type_filters: BTreeMap::new(),
+            scope_filters: BTreeMap::new(),
+            elements: None,
+            notes: Vec::new(),
+            state: State::Queued,
+            failure: None,
+            position: Position::default(),
+            exported: 0,
+            outputs: Vec::new(),
+            errors: Vec::new(),
+            referenced: BTreeMap::new(),
+            expires: None,
+        }
+    }
+
     /// The partition exported.
     pub fn env(&self) -> Environment {
         if self.environment == Environment::Sandbox.as_str() { Environment::Sandbox } else { Environment::Production }

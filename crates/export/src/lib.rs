@@ -39,6 +39,8 @@ pub struct Settings {
     pub lease: Duration,
     /// How often an idle runner looks for work (a kick-off in this process wakes it at once).
     pub poll: Duration,
+    /// Resources one search page reads (and one file commit holds at least).
+    pub page: usize,
     /// The time limit of one page's search.
     pub page_time: Duration,
 }
@@ -52,6 +54,7 @@ impl Settings {
             retention: Duration::from_secs(24 * 3600),
             lease: Duration::from_secs(30),
             poll: Duration::from_secs(2),
+            page: 1000,
             page_time: Duration::from_secs(60),
         }
     }
@@ -76,6 +79,7 @@ pub struct Exports {
     /// This process's name on the leases it holds.
     owner: String,
     wake: tokio::sync::Notify,
+    written: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Exports {
@@ -93,6 +97,7 @@ impl Exports {
             settings,
             owner: uuid::Uuid::new_v4().simple().to_string(),
             wake: tokio::sync::Notify::new(),
+            written: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -167,6 +172,26 @@ impl Exports {
             }
         }
         Ok(())
+    }
+
+    /// Runs job `id` alone, in the foreground (`ignis export`): takes its lease, runs it to
+    /// its end and gives the lease up. The job's state after the run.
+    pub async fn run_one(&self, id: &str) -> Result<State, RunError> {
+        if !self.claim(id).await? {
+            return Err(RunError::Plan(format!("the export {id} is being run by another process")));
+        }
+        let outcome = self.run(id).await;
+        if let Err(error) = &outcome {
+            self.fail(id, error).await?;
+        }
+        self.store.release(&lease_name(id), &self.owner).await?;
+        outcome?;
+        Ok(self.get(id).await?.map_or(State::Expired, |job| job.value.state))
+    }
+
+    /// Resources this process has written to export files since it started.
+    pub fn written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Takes or renews this process's lease on job `id`.

@@ -10,9 +10,6 @@ use crate::job::{ExportJob, Level};
 /// The types a patient-level export adds when the compartments reference them.
 pub const REFERENCED_TYPES: [&str; 4] = ["Organization", "Practitioner", "Location", "Medication"];
 
-/// How many resources one search page reads.
-pub(crate) const PAGE: usize = 1000;
-
 /// What one pass over a type exports.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Pass {
@@ -64,6 +61,29 @@ pub fn patient_types(registry: &Registry) -> Vec<&'static str> {
     types
 }
 
+/// The patients a Group export covers: the ids of its active `Patient` members.
+pub fn group_members(group: &serde_json::Value) -> Vec<String> {
+    group["member"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|member| member["inactive"] != serde_json::Value::Bool(true))
+        .filter_map(|member| patient_id(member["entity"]["reference"].as_str()?))
+        .collect()
+}
+
+/// `Patient/123`, or an absolute URL ending so, as `123`.
+pub fn patient_id(reference: &str) -> Option<String> {
+    let mut segments = reference.rsplit('/');
+    let id = segments.next()?;
+    (segments.next()? == "Patient" && fhir::id::is_valid_id(id)).then(|| id.to_owned())
+}
+
+/// The types a system export may hold, in order (every resource type).
+pub fn all_types() -> Vec<&'static str> {
+    fhir::Definitions::get().resource_types().collect()
+}
+
 /// Whether a patient-level export collects references to `resource_type`.
 pub(crate) fn collects(job: &ExportJob, resource_type: &str) -> bool {
     matches!(job.level, Level::Patients { .. })
@@ -111,11 +131,11 @@ pub fn any_of(registry: &Registry, resource_type: &str, queries: &[String]) -> R
     Ok(Clause::AnyOf(alternatives))
 }
 
-/// The next chunk of referenced ids after `after`, at most [`PAGE`] of them.
-pub(crate) fn referenced_chunk(ids: &BTreeSet<String>, after: Option<&str>) -> Vec<String> {
+/// The next chunk of referenced ids after `after`, at most `page` of them.
+pub(crate) fn referenced_chunk(ids: &BTreeSet<String>, after: Option<&str>, page: usize) -> Vec<String> {
     let rest = match after {
         Some(after) => ids.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
         None => ids.range::<str, _>(..),
     };
-    rest.take(PAGE).cloned().collect()
+    rest.take(page).cloned().collect()
 }

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use crate::files::FileWriter;
 use crate::job::{ExportJob, Output, Position, State};
-use crate::plan::{self, PAGE, Pass};
+use crate::plan::{self, Pass};
 use crate::{Exports, RunError};
 
 /// Why a run stopped before the end.
@@ -166,7 +166,7 @@ impl Run<'_> {
             if let Some(stop) = self.checkpoint().await? {
                 return Ok(Some(stop));
             }
-            let chunk = plan::referenced_chunk(&ids, after.as_deref());
+            let chunk = plan::referenced_chunk(&ids, after.as_deref(), self.exports.settings.page);
             let Some(last) = chunk.last().cloned() else { return Ok(None) };
             let clause = Clause::Id { ids: chunk, negate: false };
             let query =
@@ -190,7 +190,7 @@ impl Run<'_> {
         let resource_type = fhir::id::ResourceType::parse(resource_type)
             .ok_or_else(|| RunError::Plan(format!("{resource_type} is not a resource type")))?;
         let limits = SearchLimits { time: self.exports.settings.page_time, ..SearchLimits::default() };
-        let request = SearchRequest { types: vec![resource_type], query, count: PAGE, limits };
+        let request = SearchRequest { types: vec![resource_type], query, count: self.exports.settings.page, limits };
         Ok(self.exports.store.search(self.job.env(), request).await?)
     }
 
@@ -210,6 +210,7 @@ impl Run<'_> {
         let Some(file) = self.file.as_mut() else { return Ok(()) };
         file.writer.line(shaped.as_deref().unwrap_or(body).as_bytes()).await?;
         file.count += 1;
+        self.exports.written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

@@ -28,6 +28,9 @@ pub(crate) enum Command {
     Import(ImportArgs),
     /// Recompute every resource's search index rows (after adding a custom SearchParameter).
     Reindex(ReindexArgs),
+    /// Write a Bulk Data export (NDJSON files) of the database, as `$export` does, with a
+    /// progress bar.
+    Export(ExportArgs),
     /// Apply pending database schema migrations and print the schema version before and after.
     Migrate(MigrateArgs),
     /// Measure creates/s and reads/s over HTTP against a throw-away server.
@@ -117,12 +120,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "IGNIS_MAX_CONCURRENT_SEARCHES", default_value_t = server::Config::DEFAULT_MAX_CONCURRENT_SEARCHES)]
     pub(crate) max_concurrent_searches: usize,
     #[command(flatten)]
-    pub(crate) export: ExportArgs,
+    pub(crate) export: ExportSettingsArgs,
 }
 
-/// Where and how Bulk Data exports are written.
+/// Where and how the server writes Bulk Data exports.
 #[derive(Debug, Clone, Args)]
-pub(crate) struct ExportArgs {
+pub(crate) struct ExportSettingsArgs {
     /// Where export files go: `file://DIR` (default `<data-dir>/exports`).
     #[arg(long, env = "IGNIS_EXPORT_STORE")]
     pub(crate) export_store: Option<String>,
@@ -138,7 +141,7 @@ pub(crate) struct ExportArgs {
     pub(crate) export_lease_seconds: u64,
 }
 
-impl ExportArgs {
+impl ExportSettingsArgs {
     /// The export settings, with files under the data folder unless `--export-store` says.
     pub(crate) fn settings(&self, data_dir: &std::path::Path) -> anyhow::Result<export::Settings> {
         let root = match self.export_store.as_deref() {
@@ -209,6 +212,37 @@ pub(crate) struct ImportArgs {
     /// Resources written per database transaction.
     #[arg(long, default_value_t = 2000)]
     pub(crate) batch_size: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    #[command(flatten)]
+    pub(crate) storage: StorageArgs,
+    /// The partition to export.
+    #[arg(long, value_enum, default_value_t = EnvironmentArg::Production)]
+    pub(crate) environment: EnvironmentArg,
+    /// Only these resource types (comma-separated, as `_type`).
+    #[arg(long = "type", value_delimiter = ',')]
+    pub(crate) types: Vec<String>,
+    /// Only resources last updated at or after this FHIR instant (as `_since`).
+    #[arg(long)]
+    pub(crate) since: Option<String>,
+    /// `Type?query`: only the resources of the type matching the query (as `_typeFilter`;
+    /// repeat for alternatives).
+    #[arg(long = "type-filter")]
+    pub(crate) type_filters: Vec<String>,
+    /// Export the members of this Group and their data (as `Group/[id]/$export`).
+    #[arg(long, conflicts_with = "patients")]
+    pub(crate) group: Option<String>,
+    /// Export every patient's data (as `Patient/$export`).
+    #[arg(long)]
+    pub(crate) patients: bool,
+    /// The folder the export's own folder is written in (default `<data-dir>/exports`).
+    #[arg(long)]
+    pub(crate) output: Option<PathBuf>,
+    /// A file is closed, and the next begun, once it holds this many bytes.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    pub(crate) file_bytes: u64,
 }
 
 /// A data partition, as named on the command line.

@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod cli;
 mod config;
+mod export;
 mod import;
 mod migrate;
 mod reindex;
@@ -47,6 +48,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Import(args) => import::run(args).await,
+            Command::Export(args) => export::run(args).await,
             Command::Reindex(args) => reindex::run(args).await,
             Command::Migrate(args) => migrate::run(args).await,
             Command::Bench(args) => bench::run(args).await,

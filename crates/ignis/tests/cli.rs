@@ -1076,3 +1076,100 @@ async fn a_third_party_javascript_client_works_unmodified() {
     assert!(output.status.success(), "fhir-kit-client failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("all worked"), "{stdout}");
 }
+
+/// Kicks off `path` on `base` and returns the status URL.
+async fn kick_off_export(client: &reqwest::Client, base: &str, path: &str) -> String {
+    let response =
+        client.get(format!("{base}/{path}")).header("prefer", "respond-async").send().await.expect("kick-off");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    response.headers()["content-location"].to_str().expect("location").to_owned()
+}
+
+/// Polls `status` until the manifest comes; resource counts by type.
+async fn export_counts(client: &reqwest::Client, status: &str) -> std::collections::BTreeMap<String, u64> {
+    let started = Instant::now();
+    loop {
+        let response = client.get(status).send().await.expect("poll");
+        if response.status() == StatusCode::OK {
+            let manifest: Value = response.json().await.expect("manifest");
+            let mut counts = std::collections::BTreeMap::new();
+            for output in manifest["output"].as_array().expect("output") {
+                *counts.entry(output["type"].as_str().expect("type").to_owned()).or_default() +=
+                    output["count"].as_u64().expect("count");
+            }
+            return counts;
+        }
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        assert!(started.elapsed() < START_DEADLINE, "the export never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_whose_server_was_killed_is_finished_by_the_next_server() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let data_dir = folder.path().to_str().expect("UTF-8 path");
+    let conformance = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/demo/conformance-patients");
+    let imported = Command::new(env!("CARGO_BIN_EXE_ignis"))
+        .args(["import", "--data-dir", data_dir])
+        .args(["85", "907"].map(|patient| format!("{conformance}/uscore_bundle_patient_{patient}.json")))
+        .output()
+        .expect("run ignis import");
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    let database = format!("sqlite://{data_dir}/ignis.db");
+    let exports = format!("file://{data_dir}/exports");
+    // A file per page, and a lease a dead server holds for one second only.
+    let flags =
+        ["--insecure-no-auth", "--export-store", &exports, "--export-file-bytes", "1", "--export-lease-seconds", "1"];
+    let client = reqwest::Client::new();
+
+    // Killed at once after its kick-off, wherever its runner had got to.
+    let mut first = Server::start_with(&database, &flags).await;
+    let status = kick_off_export(&client, &first.base, "$export").await;
+    first.child.kill().expect("kill");
+    first.child.wait().expect("wait");
+    drop(first);
+
+    let second = Server::start_with(&database, &flags).await;
+    let status = status.replace(&status[..status.find("/fhir").expect("base")], &format!("http://{}", second.address));
+    let resumed = export_counts(&client, &status).await;
+    let whole = export_counts(&client, &kick_off_export(&client, &second.base, "$export").await).await;
+    assert_eq!(resumed, whole, "the resumed export holds every resource once");
+    assert_eq!(whole["Observation"], 66, "patient 85's Observations: {whole:?}");
+}
+
+#[test]
+fn export_writes_a_group_export_from_the_command_line() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let data_dir = folder.path().to_str().expect("UTF-8 path");
+    let conformance = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/demo/conformance-patients");
+    let imported = Command::new(env!("CARGO_BIN_EXE_ignis"))
+        .args(["import", "--data-dir", data_dir])
+        .args(
+            ["uscore_bundle_patient_85.json", "uscore_bundle_patient_907.json", "uscore_group_1a.json"]
+                .map(|name| format!("{conformance}/{name}")),
+        )
+        .output()
+        .expect("run ignis import");
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    let output = Command::new(env!("CARGO_BIN_EXE_ignis"))
+        .args(["export", "--data-dir", data_dir, "--group", "1a", "--type", "Patient,Observation,Practitioner"])
+        .output()
+        .expect("run ignis export");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.starts_with("exported 70 resources"), "2 Patients, 66 Observations, 2 Practitioners: {stdout}");
+    let folder = stdout.split(" to ").nth(1).and_then(|rest| rest.split(" in ").next()).expect("the folder");
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .expect("the export's folder")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["Observation-0.ndjson", "Patient-1.ndjson", "Practitioner-2.ndjson"]);
+    let bad = Command::new(env!("CARGO_BIN_EXE_ignis"))
+        .args(["export", "--data-dir", data_dir, "--type-filter", "Observation?bogus=1"])
+        .output()
+        .expect("run ignis export");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bogus"));
+}

@@ -62,21 +62,8 @@ pub(crate) async fn group(
         .filter(|group| !group.deleted)
         .ok_or_else(|| ApiError::not_found(format!("Group/{id} is not known")))?;
     let group: Value = serde_json::from_str(&group.body).map_err(ApiError::internal)?;
-    let members = group["member"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|member| member["inactive"] != Value::Bool(true))
-        .filter_map(|member| patient_id(member["entity"]["reference"].as_str()?))
-        .collect();
+    let members = export::plan::group_members(&group);
     kick_off(&context, &caller, request, Scope::Group(members)).await
-}
-
-/// `Patient/123` (or an absolute URL ending so) as `123`.
-fn patient_id(reference: &str) -> Option<String> {
-    let mut segments = reference.rsplit('/');
-    let id = segments.next()?;
-    (segments.next()? == "Patient" && fhir::id::is_valid_id(id)).then(|| id.to_owned())
 }
 
 /// The level of a kick-off: every resource, every patient's data, or a Group's members' data.
@@ -177,7 +164,7 @@ impl Request {
             }
             "_elements" => self.elements.get_or_insert_with(Vec::new).extend(list()),
             "patient" if method == Method::POST => {
-                let id = patient_id(value)
+                let id = export::plan::patient_id(value)
                     .ok_or_else(|| ApiError::bad_request(format!("patient '{value}' is not a Patient reference")))?;
                 self.patients.get_or_insert_with(Vec::new).push(id);
             }
@@ -252,27 +239,12 @@ async fn kick_off(
         grant.types.iter().map(|(resource_type, _)| resource_type.clone()).collect(),
         grant.types.into_iter().filter(|(_, queries)| !queries.is_empty()).collect(),
     );
-    let job = ExportJob {
-        environment: context.env.as_str().to_owned(),
-        client_id: caller.client_id().to_owned(),
-        request: request.url,
-        transaction_time: fhir::instant::format(time::OffsetDateTime::now_utc()),
-        level,
-        types,
-        since: request.since,
-        type_filters: request.type_filters,
-        scope_filters,
-        elements: request.elements,
-        notes,
-        state: JobState::Queued,
-        failure: None,
-        position: export::Position::default(),
-        exported: 0,
-        outputs: Vec::new(),
-        errors: Vec::new(),
-        referenced: BTreeMap::new(),
-        expires: None,
-    };
+    let mut job = ExportJob::queued(context.env, caller.client_id(), request.url, level, types);
+    job.since = request.since;
+    job.type_filters = request.type_filters;
+    job.scope_filters = scope_filters;
+    job.elements = request.elements;
+    job.notes = notes;
     let id = context.app.exports.start(&job, caller.client_id()).await?;
     let mut response = StatusCode::ACCEPTED.into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("{}/$export-status/{id}", context.base)) {
@@ -289,7 +261,7 @@ fn candidate_types(context: &FhirContext, asked: Option<&[String]>, patient_leve
     let types: Vec<&str> = if patient_level {
         export::plan::patient_types(&context.store().registry(context.env))
     } else {
-        Definitions::get().resource_types().collect()
+        export::plan::all_types()
     };
     types.into_iter().filter(wanted).map(str::to_owned).collect()
 }
