@@ -3,10 +3,12 @@
 //! database), and prints a table of throughput and latency. Bounded in count; it stops by itself.
 //! With `--bundles`, it measures loading Bundles instead (`bench/bundles.rs`), and with
 //! `--search` a mix of searches (`bench/search.rs`); both run on SQLite and, given
-//! `--database-url`, on PostgreSQL too, printing the two side by side. `--soak` sends a mix of
+//! `--database-url`, on PostgreSQL too, printing the two side by side. `--export` measures a
+//! Bulk Data export through a real server process (`bench/export.rs`). `--soak` sends a mix of
 //! valid and malformed requests and checks the server never fails (`bench/soak.rs`).
 
 mod bundles;
+mod export;
 mod search;
 mod soak;
 
@@ -32,6 +34,9 @@ struct Measurement {
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.soak {
         return soak::run(args.requests, args.clients, args.database_url.clone()).await;
+    }
+    if let Some(path) = &args.export {
+        return export::run(path, &args.export_sizes).await;
     }
     if let Some(path) = &args.search {
         return search::run(path, args.resources, args.requests, args.clients, args.database_url.clone()).await;

@@ -178,6 +178,15 @@ pub(crate) struct BenchArgs {
     /// measure a fixed mix of US Core searches over HTTP.
     #[arg(long)]
     pub(crate) search: Option<PathBuf>,
+    /// Instead, load these Bundles (copied with new ids) once per `--export-sizes` entry and
+    /// measure a system `$export` of each through a real `ignis serve` process: MB/s,
+    /// resources/s and the server's peak memory.
+    #[arg(long)]
+    pub(crate) export: Option<PathBuf>,
+    /// With `--export`: the export sizes to measure, in resources (each rounded up to whole
+    /// copies of the Bundles).
+    #[arg(long, value_delimiter = ',', default_values_t = [30_000, 120_000])]
+    pub(crate) export_sizes: Vec<usize>,
     /// Instead, send `--requests` mixed valid and malformed requests from `--clients` clients
     /// and fail on any 5xx other than a deliberate 503 (a soak test of the hardening).
     #[arg(long)]

@@ -16,7 +16,7 @@ use crate::bench::{Backend, BenchServer, bench_token, percentile};
 use crate::import::{self, Options, source};
 
 /// What one patient offers the query mix.
-struct PatientFacts {
+pub(super) struct PatientFacts {
     id: String,
     family: String,
     birth_date: String,
@@ -93,7 +93,7 @@ async fn measure(
     })
 }
 
-fn read_texts(path: &Path) -> anyhow::Result<Vec<String>> {
+pub(super) fn read_texts(path: &Path) -> anyhow::Result<Vec<String>> {
     let mut texts = Vec::new();
     for file in source::files(&[path.to_path_buf()])? {
         source::documents(&file, &mut |document| {
@@ -111,7 +111,7 @@ fn read_texts(path: &Path) -> anyhow::Result<Vec<String>> {
 
 /// Writes `copies` copies of every Bundle, each UUID (ids, references, identifiers) suffixed
 /// with the copy number, and returns the facts of every patient written.
-fn write_copies(bundles: &[String], copies: usize, folder: &Path) -> anyhow::Result<Vec<PatientFacts>> {
+pub(super) fn write_copies(bundles: &[String], copies: usize, folder: &Path) -> anyhow::Result<Vec<PatientFacts>> {
     let uuid = Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")?;
     let mut patients = Vec::new();
     for copy in 0..copies {
