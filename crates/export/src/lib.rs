@@ -22,14 +22,14 @@ use store::Store;
 use store::records::{self, Versioned};
 use time::OffsetDateTime;
 
-pub use files::Files;
+pub use files::{Files, Location};
 pub use job::{ExportJob, Level, Output, Position, State};
 
 /// How exports are run and kept.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Where files are written.
-    pub root: std::path::PathBuf,
+    pub location: Location,
     /// A file is closed, and the next one begun, once it holds this many bytes.
     pub max_file_bytes: u64,
     /// How long a complete export's files are kept.
@@ -46,10 +46,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Defaults with files under `root`.
-    pub fn new(root: impl Into<std::path::PathBuf>) -> Settings {
+    /// Defaults with files at `location`.
+    pub fn new(location: Location) -> Settings {
         Settings {
-            root: root.into(),
+            location,
             max_file_bytes: 256 * 1024 * 1024,
             retention: Duration::from_secs(24 * 3600),
             lease: Duration::from_secs(30),
@@ -66,7 +66,7 @@ pub enum RunError {
     #[error(transparent)]
     Store(#[from] store::Error),
     #[error("export file: {0}")]
-    Io(#[from] std::io::Error),
+    Files(#[from] object_store::Error),
     #[error("{0}")]
     Plan(String),
 }
@@ -89,16 +89,17 @@ impl std::fmt::Debug for Exports {
 }
 
 impl Exports {
-    /// The service over `store`.
-    pub fn new(store: Arc<dyn Store>, settings: Settings) -> Exports {
-        Exports {
+    /// The service over `store`; fails when the file location cannot be used (an S3
+    /// bucket without credentials or region, a folder that cannot be created).
+    pub fn new(store: Arc<dyn Store>, settings: Settings) -> Result<Exports, RunError> {
+        Ok(Exports {
             store,
-            files: Files::new(settings.root.clone()),
+            files: Files::open(&settings.location)?,
             settings,
             owner: uuid::Uuid::new_v4().simple().to_string(),
             wake: tokio::sync::Notify::new(),
             written: std::sync::atomic::AtomicU64::new(0),
-        }
+        })
     }
 
     /// The folder files are served from.

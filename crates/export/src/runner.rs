@@ -64,8 +64,7 @@ impl Exports {
             Run { exports: self, id, job, registry, file: None, referenced: BTreeMap::new(), renewed: Instant::now() };
         if let Some(stop) = run.passes().await? {
             if let Some(file) = run.file.take() {
-                drop(file.writer);
-                self.files.remove_file(id, &file.name).await?;
+                file.writer.abort().await?;
             }
             return Ok(Some(stop));
         }

@@ -34,7 +34,7 @@ fn job() -> ExportJob {
 
 /// Pages of 10 resources, a file per page.
 fn settings(root: &std::path::Path) -> Settings {
-    let mut settings = Settings::new(root);
+    let mut settings = Settings::new(export::Location::Folder(root.to_path_buf()));
     settings.page = 10;
     settings.max_file_bytes = 1;
     settings.lease = Duration::from_secs(60);
@@ -60,7 +60,7 @@ async fn a_job_left_by_a_dead_process_is_finished_from_its_last_committed_file()
     let store = store_with_data(folder.path()).await;
 
     // The whole export, as one process runs it.
-    let exports = Exports::new(Arc::clone(&store), settings(&root));
+    let exports = Exports::new(Arc::clone(&store), settings(&root)).expect("exports");
     let original = exports.start(&job(), "test").await.expect("start");
     exports.work().await.expect("work");
     let finished = exports.get(&original).await.expect("get").expect("job").value;
@@ -94,7 +94,7 @@ async fn a_job_left_by_a_dead_process_is_finished_from_its_last_committed_file()
     assert!(store.claim(lease, "dead", now + time::Duration::seconds(60), now).await.expect("claim"));
 
     // While the dead process's lease lasts, a restarted server leaves the job alone...
-    let restarted = Exports::new(Arc::clone(&store), settings(&root));
+    let restarted = Exports::new(Arc::clone(&store), settings(&root)).expect("exports");
     restarted.work().await.expect("work");
     assert_eq!(restarted.get(abandoned).await.expect("get").expect("job").value.state, State::Running);
 

@@ -335,7 +335,7 @@ impl BenchServer {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let root = format!("http://{}", listener.local_addr()?);
         let base = format!("{root}/fhir");
-        let mut state = server::AppState::new(store, server::Config::new(root.clone()));
+        let mut state = server::AppState::new(store, server::Config::new(root.clone()))?;
         let mut token = None;
         if let Some(secured) = secured {
             let authorization = server::Authorization::new(secured.secret);

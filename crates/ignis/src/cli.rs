@@ -126,7 +126,10 @@ pub(crate) struct ServeArgs {
 /// Where and how the server writes Bulk Data exports.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ExportSettingsArgs {
-    /// Where export files go: `file://DIR` (default `<data-dir>/exports`).
+    /// Where export files go: `file://DIR` (default `<data-dir>/exports`) or
+    /// `s3://BUCKET/PREFIX` (S3-compatible object storage, configured by the standard `AWS_*`
+    /// variables: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+    /// `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`).
     #[arg(long, env = "IGNIS_EXPORT_STORE")]
     pub(crate) export_store: Option<String>,
     /// An export file is closed, and the next begun, once it holds this many bytes.
@@ -144,16 +147,13 @@ pub(crate) struct ExportSettingsArgs {
 impl ExportSettingsArgs {
     /// The export settings, with files under the data folder unless `--export-store` says.
     pub(crate) fn settings(&self, data_dir: &std::path::Path) -> anyhow::Result<export::Settings> {
-        let root = match self.export_store.as_deref() {
-            None => data_dir.join("exports"),
-            Some(store) => match store.strip_prefix("file://") {
-                Some(folder) if !folder.is_empty() => PathBuf::from(folder),
-                _ => anyhow::bail!(
-                    "--export-store '{store}': use file://DIR (object storage such as s3:// is not supported yet)"
-                ),
-            },
+        let location = match self.export_store.as_deref() {
+            None => export::Location::Folder(data_dir.join("exports")),
+            Some(store) => {
+                export::Location::parse(store).map_err(|problem| anyhow::anyhow!("--export-store {problem}"))?
+            }
         };
-        let mut settings = export::Settings::new(root);
+        let mut settings = export::Settings::new(location);
         settings.max_file_bytes = self.export_file_bytes.max(1);
         settings.retention = std::time::Duration::from_secs(self.export_retention_minutes.saturating_mul(60));
         settings.lease = std::time::Duration::from_secs(self.export_lease_seconds.max(1));

@@ -18,10 +18,10 @@ pub(crate) async fn run(args: ExportArgs) -> anyhow::Result<()> {
     let store = open_store(&args.storage)?;
     let env: Environment = args.environment.into();
     let job = job(store.as_ref(), env, &args).await?;
-    let mut settings =
-        export::Settings::new(args.output.clone().unwrap_or_else(|| args.storage.data_dir.join("exports")));
+    let folder = args.output.clone().unwrap_or_else(|| args.storage.data_dir.join("exports"));
+    let mut settings = export::Settings::new(export::Location::Folder(folder.clone()));
     settings.max_file_bytes = args.file_bytes.max(1);
-    let exports = Arc::new(Exports::new(Arc::clone(&store), settings.clone()));
+    let exports = Arc::new(Exports::new(Arc::clone(&store), settings)?);
     let id = exports.start(&job, "ignis export").await?;
     let progress = progress_bar();
     let ticker = tokio::spawn({
@@ -42,7 +42,7 @@ pub(crate) async fn run(args: ExportArgs) -> anyhow::Result<()> {
     if state != State::Complete {
         bail!("the export ended {}: {}", state.as_str(), finished.failure.unwrap_or_default());
     }
-    print_summary(&finished, &settings.root.join(&id), started.elapsed());
+    print_summary(&finished, &folder.join(&id), started.elapsed());
     Ok(())
 }
 

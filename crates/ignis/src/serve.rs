@@ -40,7 +40,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !args.no_demo {
         load_demo(store.as_ref(), &args.demo_data).await?;
     }
-    let mut state = server::AppState::new(store, config);
+    let mut state = server::AppState::new(store, config).context("cannot use the export store")?;
     if !args.insecure_no_auth {
         state = state.with_authorization(authorization(&args)?);
     }

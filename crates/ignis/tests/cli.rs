@@ -13,6 +13,10 @@
 //! - A whole SMART launch against the real binary leaves no password, client secret, TOTP
 //!   seed, recovery code, token, code, cookie, secret key or private key in clear in the
 //!   database files or the debug log.
+//! - Bulk export: a server killed right after an export's kick-off leaves the job to the next
+//!   server, which finishes it with every resource once; `ignis export` writes a Group export;
+//!   `--export-store s3://…` writes to an S3-compatible server (moto; ignored unless run with
+//!   `--include-ignored`, as `.ci/run` does after installing it).
 //! - Two `ignis serve` processes over one PostgreSQL database (skipped without
 //!   `IGNIS_TEST_POSTGRES_URL`; `.ci/with-postgres` provides one): what one writes the other
 //!   reads and finds, and conditional creates racing across both make one resource.
@@ -105,9 +109,15 @@ impl Server {
 
     /// [`Server::start`] with `extra` flags instead of `--insecure-no-auth`.
     async fn start_with(database_url: &str, extra: &[&str]) -> Server {
+        Server::start_with_env(database_url, extra, &[]).await
+    }
+
+    /// [`Server::start_with`] with these environment variables too.
+    async fn start_with_env(database_url: &str, extra: &[&str], environment: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ignis"))
             .args(["serve", "--listen", "127.0.0.1:0", "--no-demo", "--database-url", database_url])
             .args(extra)
+            .envs(environment.iter().copied())
             .env("IGNIS_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -1172,4 +1182,71 @@ fn export_writes_a_group_export_from_the_command_line() {
         .expect("run ignis export");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("bogus"));
+}
+
+/// A moto S3 server on a free loopback port, killed when dropped.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    async fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("port").port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server (pip install 'moto[server]') runs");
+        let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        while client.get(&moto.endpoint).send().await.is_err() {
+            assert!(started.elapsed() < START_DEADLINE, "moto_server never answered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        moto
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto_server (pip install 'moto[server]'; .ci/run installs it)"]
+async fn an_export_goes_to_s3_compatible_object_storage() {
+    let moto = Moto::start().await;
+    let client = reqwest::Client::new();
+    let bucket = format!("{}/ignis-exports", moto.endpoint);
+    assert!(client.put(&bucket).send().await.expect("create the bucket").status().is_success());
+    let folder = tempfile::tempdir().expect("temp dir");
+    let database = format!("sqlite://{}/ignis.db", folder.path().display());
+    let flags = ["--insecure-no-auth", "--export-store", "s3://ignis-exports/bulk/"];
+    let environment = [
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let server = Server::start_with_env(&database, &flags, &environment).await;
+    let created = send(post(&client, format!("{}/Patient", server.base), &patient("Stored", "s3-1"))).await;
+    assert_eq!(created.0, StatusCode::CREATED);
+    let status = kick_off_export(&client, &server.base, "$export?_type=Patient").await;
+    assert_eq!(export_counts(&client, &status).await["Patient"], 1);
+    let manifest: Value = client.get(&status).send().await.expect("poll").json().await.expect("manifest");
+    let url = manifest["output"][0]["url"].as_str().expect("a file");
+    let response = client.get(url).send().await.expect("the file");
+    assert_eq!(response.headers()["content-type"], "application/fhir+ndjson");
+    let line: Value = serde_json::from_str(response.text().await.expect("text").trim()).expect("one resource");
+    assert_eq!(line["name"][0]["family"], "Stored");
+    // The file is an object of the bucket, under the prefix.
+    let listing = client.get(format!("{bucket}?list-type=2")).send().await.expect("list").text().await.expect("text");
+    let job = status.rsplit('/').next().expect("job id");
+    assert!(listing.contains(&format!("<Key>bulk/{job}/")), "{listing}");
 }

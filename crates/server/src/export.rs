@@ -355,14 +355,11 @@ pub(crate) async fn file(
     if job.state != JobState::Complete || !listed {
         return Err(ApiError::not_found(format!("the export {id} has no file {name}")));
     }
-    let path = context
-        .app
-        .exports
-        .files()
-        .path(&id, &name)
-        .ok_or_else(|| ApiError::not_found(format!("the export {id} has no file {name}")))?;
-    let file = tokio::fs::File::open(&path).await.map_err(ApiError::internal)?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
+    if !export::Files::is_valid(&id, &name) {
+        return Err(ApiError::not_found(format!("the export {id} has no file {name}")));
+    }
+    let stream = context.app.exports.files().read(&id, &name).await.map_err(ApiError::internal)?;
+    let body = Body::from_stream(stream);
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
     Ok(response)

@@ -47,7 +47,7 @@ impl Config {
             max_concurrent_searches: Config::DEFAULT_MAX_CONCURRENT_SEARCHES,
             search_queue_wait: Duration::from_secs(2),
             organization_name: "Ignis".to_owned(),
-            export: export::Settings::new(std::env::temp_dir().join("ignis-exports")),
+            export: export::Settings::new(export::Location::Folder(std::env::temp_dir().join("ignis-exports"))),
         }
     }
 }
@@ -93,11 +93,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over `store` with `config`.
-    pub fn new(store: Arc<dyn Store>, config: Config) -> AppState {
+    /// State over `store` with `config`; fails when the export location cannot be used.
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Result<AppState, export::RunError> {
         let search_slots = Arc::new(Semaphore::new(config.max_concurrent_searches));
-        let exports = Arc::new(export::Exports::new(Arc::clone(&store), config.export.clone()));
-        AppState { store, config: Arc::new(config), auth: None, search_slots, exports }
+        let exports = Arc::new(export::Exports::new(Arc::clone(&store), config.export.clone())?);
+        Ok(AppState { store, config: Arc::new(config), auth: None, search_slots, exports })
     }
 
     /// Starts this process's export runner: it claims queued jobs (and those a dead process

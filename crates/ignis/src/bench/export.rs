@@ -53,11 +53,8 @@ async fn measure(bundles: &[String], copies: usize) -> anyhow::Result<Row> {
     let peak_before = peak_memory_of(&pid);
     let client = reqwest::Client::new();
     let started = Instant::now();
-    let response = client
-        .get(format!("http://{}/fhir/$export", server.address))
-        .header("prefer", "respond-async")
-        .send()
-        .await?;
+    let response =
+        client.get(format!("http://{}/fhir/$export", server.address)).header("prefer", "respond-async").send().await?;
     if response.status() != reqwest::StatusCode::ACCEPTED {
         bail!("the kick-off answered {}", response.status());
     }

@@ -224,7 +224,7 @@ impl TestApp {
         let root = format!("http://{}", listener.local_addr().expect("address"));
         let mut config = server::Config::new(root.clone());
         adjust(&mut config);
-        let mut state = server::AppState::new(Arc::clone(&store), config);
+        let mut state = server::AppState::new(Arc::clone(&store), config).expect("the app state");
         let secret = secured.as_ref().map(|(secret, _)| Arc::clone(secret));
         if let Some((secret, adjust)) = secured {
             let mut authorization = server::Authorization::new(secret);
