@@ -399,3 +399,41 @@ async fn the_capability_statement_declares_bulk_export() {
     assert_eq!(group["operation"][0]["name"], "export");
     assert_eq!(group["operation"][0]["definition"], "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export");
 }
+
+#[tokio::test]
+async fn files_are_removed_when_their_export_expires() {
+    let open = TestApp::spawn().await;
+    open.create(&json!({"resourceType": "Patient", "name": [{"family": "Brief"}]})).await;
+    let root = tempfile::tempdir().expect("temp dir");
+    let folder = root.path().to_path_buf();
+    let app = open
+        .spawn_secured_sharing(move |config| {
+            config.export.location = export::Location::Folder(folder);
+            config.export.retention = Duration::ZERO;
+            config.export.poll = Duration::from_millis(10);
+        })
+        .await;
+    let token = app.token(SYSTEM_READ, None);
+    let status = kick_off(&app, "$export?_type=Patient", &token).await;
+    let job = status.rsplit('/').next().expect("job id").to_owned();
+    // Complete, then expired at the runner's next round: the status is then 404 for good.
+    let mut seen_files = false;
+    for _ in 0..2_000 {
+        let response = app.client.get(&status).bearer_auth(&token).send().await.expect("send");
+        match response.status() {
+            StatusCode::NOT_FOUND => {
+                assert_outcome(response, StatusCode::NOT_FOUND, "not-found").await;
+                assert!(!root.path().join(&job).exists(), "the export's folder is removed");
+                let file = format!("{}/$export-file/{job}/Patient-0.ndjson", app.base);
+                let response = app.client.get(&file).bearer_auth(&token).send().await.expect("send");
+                assert_outcome(response, StatusCode::NOT_FOUND, "not-found").await;
+                return;
+            }
+            StatusCode::OK => seen_files |= root.path().join(&job).exists(),
+            StatusCode::ACCEPTED => {}
+            other => panic!("polling answered {other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the export never expired (its files were seen: {seen_files})");
+}
