@@ -91,7 +91,9 @@ impl From<postgres::Error> for Error {
             if matches!(class, "08" | "57" | "53") {
                 return Error::Unavailable(error.to_string());
             }
-            return Error::Database(error.to_string());
+            // `postgres::Error` says only "db error"; the server's log needs what failed.
+            let detail = error.as_db_error().map_or_else(String::new, |db| format!(": {}", db.message()));
+            return Error::Database(format!("{error} (SQLSTATE {}){detail}", code.code()));
         }
         let io = std::error::Error::source(&error).is_some_and(|source| source.is::<std::io::Error>());
         if error.is_closed() || io { Error::Unavailable(error.to_string()) } else { Error::Database(error.to_string()) }

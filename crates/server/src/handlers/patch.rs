@@ -51,13 +51,20 @@ pub(crate) async fn patch(
             Err(store::Error::VersionConflict { .. }) if requested.is_none() && attempt < PATCH_ATTEMPTS => {
                 attempt += 1;
             }
+            // Still losing to other writers: the client asked for no precondition, so no 412.
+            Err(store::Error::VersionConflict { .. }) if requested.is_none() => {
+                return Err(ApiError::unavailable(
+                    format!("{resource_type}/{id} kept changing while the patch was applied; retry it"),
+                    1,
+                ));
+            }
             outcome => return Ok(respond(&context, &headers, &outcome?)),
         }
     }
 }
 
-/// Reads and applications of a patch without `If-Match` before a concurrent writer's 412 is
-/// passed on.
+/// Reads and applications of a patch without `If-Match` before it gives up with a 503 (other
+/// writers kept changing the resource).
 const PATCH_ATTEMPTS: u32 = 5;
 
 /// The resource `current` becomes under `operations`, validated, and the version the write

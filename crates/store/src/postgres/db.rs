@@ -28,10 +28,13 @@ impl<C: GenericClient> Db for PostgresDb<'_, C> {
 
     fn query(&mut self, sql: &Sql, each: &mut dyn FnMut(&dyn Row) -> Result<bool, Error>) -> Result<(), Error> {
         let mut rows = self.0.query_typed_raw(&sql.text, params(&sql.values))?;
-        // Rows stream in; once `each` has had enough the rest are left unread (the driver
-        // discards them).
         while let Some(row) = rows.next()? {
             if !each(&PostgresRow(&row))? {
+                // The rest is read and dropped: an error the server sends after the rows
+                // `each` wanted (a serialization failure found mid-statement) must surface
+                // here. Left unread, the driver would discard it, and the transaction's next
+                // statement would fail as "aborted" instead of being retried.
+                while rows.next()?.is_some() {}
                 break;
             }
         }
