@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::model::{Element, JsonKind, MANY, TypeDef, TypeKind};
+use crate::model::{Element, Invariant, JsonKind, MANY, TypeDef, TypeKind};
 use crate::value_sets::Bindings;
 use crate::{Package, strip_version};
 
@@ -77,6 +77,7 @@ fn compile_type(
         json: JsonKind::String,
         regex: None,
         elements: Vec::new(),
+        invariants: if kind == TypeKind::Resource { root_invariants(sd) } else { Vec::new() },
     };
     let mut index_by_path: HashMap<String, u32> = HashMap::new();
     let mut content_references = Vec::new();
@@ -110,6 +111,24 @@ fn compile_type(
         def.elements[index as usize].content_reference = Some(*target);
     }
     def
+}
+
+/// The invariants of a resource's root element, with their FHIRPath expressions.
+fn root_invariants(sd: &Value) -> Vec<Invariant> {
+    let root = &sd["snapshot"]["element"][0];
+    root["constraint"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|constraint| {
+            Some(Invariant {
+                key: constraint["key"].as_str()?.to_owned(),
+                error: constraint["severity"] == "error",
+                human: constraint["human"].as_str().unwrap_or_default().to_owned(),
+                expression: constraint["expression"].as_str()?.to_owned(),
+            })
+        })
+        .collect()
 }
 
 fn compile_element(element: &Value, bindings: &mut Bindings) -> Element {

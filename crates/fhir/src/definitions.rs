@@ -101,6 +101,11 @@ impl Definitions {
             .collect()
     }
 
+    /// Every type, sorted by name.
+    pub(crate) fn types(&self) -> &[TypeDef] {
+        &self.model.types
+    }
+
     /// The type named `name` (a resource, complex datatype or primitive type).
     pub(crate) fn type_def(&self, name: &str) -> Option<&TypeDef> {
         self.type_index(name).map(|index| &self.model.types[index])

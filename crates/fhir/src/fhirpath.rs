@@ -77,6 +77,8 @@ pub struct Context<'a> {
     variables: Vec<(String, Vec<Item<'a>>)>,
     /// Steps an evaluation may take; `None` for [`DEFAULT_WORK_BUDGET`].
     work_budget: Option<usize>,
+    /// See [`Context::with_filtering_as`].
+    filtering_as: bool,
 }
 
 /// Why an expression's text was rejected.
@@ -125,7 +127,22 @@ impl Expression {
 impl<'a> Context<'a> {
     /// A context whose `%resource` and `%rootResource` are `resource`.
     pub fn new(resource: &'a Value) -> Context<'a> {
-        Context { resource: Some(resource), root_resource: Some(resource), variables: Vec::new(), work_budget: None }
+        Context {
+            resource: Some(resource),
+            root_resource: Some(resource),
+            variables: Vec::new(),
+            work_budget: None,
+            filtering_as: false,
+        }
+    }
+
+    /// Makes the `as(type)` function filter a collection of several items, as `ofType` does,
+    /// instead of failing. The R4 invariants were written so (`descendants().as(canonical)`
+    /// in `dom-3`), and the official validator reads them so; the FHIRPath specification
+    /// makes it an error, which stays the default.
+    pub fn with_filtering_as(mut self) -> Context<'a> {
+        self.filtering_as = true;
+        self
     }
 
     /// Sets `%rootResource` (the Bundle or container a resource sits in).

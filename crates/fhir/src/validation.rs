@@ -8,6 +8,7 @@
 //! strings only for the issues it reports ([`path`]).
 
 mod binding;
+mod invariants;
 mod path;
 mod primitive;
 mod profile;
@@ -78,6 +79,7 @@ impl<'d> Validator<'d> {
         let site = Site { ty, element: &ty.elements[0] };
         self.object(object, site, path, depth, true);
         self.profiles(object, ty, path);
+        self.issues.extend(invariants::check(ty, value, path));
     }
 
     /// Validates the keys of `object` against the children of `site`.
@@ -475,7 +477,11 @@ pub(crate) mod tests {
             ]
         );
         let contained = json!({"resourceType": "Patient", "contained": [{"resourceType": "Organization", "nam": "x"}]});
-        assert_eq!(issues_of(&contained), [("structure", "Patient.contained[0].nam".into())]);
+        // The misspelt name also leaves the Organization without a name or identifier (org-1).
+        assert_eq!(
+            issues_of(&contained),
+            [("structure", "Patient.contained[0].nam".into()), ("invariant", "Patient.contained[0]".into())]
+        );
         let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "p", "resource": {"resourceType": "Patient", "active": 1}}]});
         assert_eq!(issues_of(&parameters), [("structure", "Parameters.parameter[0].resource.active".into())]);
     }

@@ -63,6 +63,22 @@ pub(crate) struct TypeDef {
     /// The snapshot elements; index 0 is the root. Primitive types leave out their `value`
     /// element, so that the list holds exactly what a `_name` object may carry.
     pub(crate) elements: Vec<Element>,
+    /// For resources: the invariants (`ElementDefinition.constraint`) of the root element,
+    /// inherited ones (`dom-*`) included, as the snapshot lists them.
+    pub(crate) invariants: Vec<Invariant>,
+}
+
+/// A FHIRPath invariant a resource must satisfy.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Invariant {
+    /// The constraint's key (`dom-3`, `obs-6`).
+    pub(crate) key: String,
+    /// `error` severity rejects a write; otherwise it is a warning.
+    pub(crate) error: bool,
+    /// The constraint's human text.
+    pub(crate) human: String,
+    /// The FHIRPath expression that must evaluate to true, with the resource as context.
+    pub(crate) expression: String,
 }
 
 /// One element of a type's snapshot.

@@ -205,7 +205,11 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                     }
                     None => input,
                 };
-                type_operation(targets, *operation, type_spec)
+                let operation = match operation {
+                    TypeOperation::AsFunction if self.context.filtering_as => TypeOperation::OfType,
+                    operation => *operation,
+                };
+                type_operation(targets, operation, type_spec)
             }
             Expr::Index(target, index) => {
                 let targets = self.eval(target, input, frame)?;

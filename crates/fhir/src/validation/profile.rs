@@ -217,7 +217,12 @@ mod tests {
     fn unknown_profiles_are_information() {
         let patient =
             json!({"resourceType": "Patient", "meta": {"profile": ["http://example.org/StructureDefinition/mine"]}});
-        let issues = Definitions::get().validate(&patient);
+        // Besides the profile note, only dom-6's warning (no narrative).
+        let issues: Vec<_> = Definitions::get()
+            .validate(&patient)
+            .into_iter()
+            .filter(|issue| !issue.diagnostics.starts_with("dom-6"))
+            .collect();
         assert_eq!(issues.len(), 1);
         assert!(!issues[0].is_error());
     }

@@ -7,6 +7,7 @@
 //! - `import`: bulk import through the store, checked over HTTP.
 //! - `errors`: bad input of every kind gets the right status and an OperationOutcome.
 //! - `examples`: the official R4 examples round-trip through create and read.
+//! - `invariants`: the definitions' FHIRPath invariants (`dom-*`, `obs-6`, `obs-7`) on writes.
 //! - `hardening`: panicking writes, dates at the edges, search limits, forged cursors.
 //! - `capability`: the generated CapabilityStatement.
 //! - `export`: Bulk Data `$export` kick-off, polling, manifest, files and cancellation.
@@ -31,6 +32,7 @@ mod hardening;
 mod history;
 mod import;
 mod interop;
+mod invariants;
 mod postgres;
 mod search;
 mod smart;

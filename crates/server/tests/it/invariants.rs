@@ -1,0 +1,84 @@
+//! The FHIRPath invariants of the definitions, as a client meets them on a write: an `error`
+//! invariant that does not hold is a 400 whose OperationOutcome names the constraint's key
+//! and human text, with the resource's path in `expression`.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, status_and_json};
+
+/// The error issues of a write refused with 400.
+async fn errors(app: &TestApp, resource: &Value) -> Vec<Value> {
+    let resource_type = resource["resourceType"].as_str().expect("type");
+    let (status, outcome) = status_and_json(app.post(resource_type, resource).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{outcome}");
+    outcome["issue"].as_array().expect("issues").iter().filter(|issue| issue["severity"] == "error").cloned().collect()
+}
+
+/// The single error issue of a write refused with 400.
+async fn refused(app: &TestApp, resource: &Value) -> Value {
+    let mut errors = errors(app, resource).await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    errors.remove(0)
+}
+
+#[tokio::test]
+async fn a_contained_resource_referenced_from_nowhere_is_refused_by_dom_3() {
+    let app = TestApp::spawn().await;
+    let mut patient = json!({"resourceType": "Patient",
+        "contained": [{"resourceType": "Organization", "id": "org1", "name": "Clinic"}]});
+    let issue = refused(&app, &patient).await;
+    assert_eq!(issue["code"], "invariant");
+    assert!(issue["diagnostics"].as_str().expect("text").starts_with("dom-3: If the resource is contained"), "{issue}");
+    assert_eq!(issue["expression"][0], "Patient");
+    patient["managingOrganization"] = json!({"reference": "#org1"});
+    let (status, body) = status_and_json(app.post("Patient", &patient).await).await;
+    assert_eq!(status, StatusCode::CREATED, "referenced, it is allowed: {body}");
+}
+
+#[tokio::test]
+async fn nested_contained_resources_and_their_meta_are_refused() {
+    let app = TestApp::spawn().await;
+    let nested = json!({"resourceType": "Patient", "managingOrganization": {"reference": "#org1"},
+        "contained": [{"resourceType": "Organization", "id": "org1", "name": "Clinic",
+            "contained": [{"resourceType": "Organization", "id": "inner", "name": "Inner"}]}]});
+    let issues = errors(&app, &nested).await;
+    let keys: Vec<&str> = issues.iter().filter_map(|issue| issue["diagnostics"].as_str()?.split(':').next()).collect();
+    // The inner Organization is nested (dom-2 on the Patient) and referenced from nowhere
+    // (dom-3 on the outer Organization).
+    assert_eq!(keys, ["dom-3", "dom-2"], "{issues:?}");
+    let versioned = json!({"resourceType": "Patient", "managingOrganization": {"reference": "#org1"},
+        "contained": [{"resourceType": "Organization", "id": "org1", "name": "Clinic", "meta": {"versionId": "1"}}]});
+    let issue = refused(&app, &versioned).await;
+    assert!(issue["diagnostics"].as_str().expect("text").starts_with("dom-4:"), "{issue}");
+}
+
+#[tokio::test]
+async fn resource_invariants_are_checked() {
+    let app = TestApp::spawn().await;
+    let base = json!({"resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}});
+    // obs-6: dataAbsentReason only when there is no value.
+    let mut both = base.clone();
+    both["valueQuantity"] = json!({"value": 72});
+    both["dataAbsentReason"] = json!({"text": "not asked"});
+    let issue = refused(&app, &both).await;
+    assert!(issue["diagnostics"].as_str().expect("text").starts_with("obs-6:"), "{issue}");
+    assert_eq!(issue["expression"][0], "Observation");
+    // obs-7: a component with the Observation's own code, when the Observation has a value.
+    let mut same_code = base.clone();
+    same_code["valueQuantity"] = json!({"value": 72});
+    same_code["component"] = json!([{"code": base["code"], "valueQuantity": {"value": 70}}]);
+    let issue = refused(&app, &same_code).await;
+    assert!(issue["diagnostics"].as_str().expect("text").starts_with("obs-7:"), "{issue}");
+    // Within a transaction too: the entry is named.
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": both, "request": {"method": "POST", "url": "Observation"}}]});
+    let (status, outcome) = status_and_json(app.post_base(&bundle).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{outcome}");
+    assert!(outcome.to_string().contains("obs-6"), "{outcome}");
+    let mut fine = base;
+    fine["valueQuantity"] = json!({"value": 72});
+    let (status, body) = status_and_json(app.post("Observation", &fine).await).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
