@@ -36,7 +36,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return soak::run(args.requests, args.clients, args.database_url.clone()).await;
     }
     if let Some(path) = &args.export {
-        return export::run(path, &args.export_sizes).await;
+        return export::run(path, &args.export_sizes, args.database_url.clone()).await;
     }
     if let Some(path) = &args.search {
         return search::run(path, args.resources, args.requests, args.clients, args.database_url.clone()).await;
@@ -294,6 +294,18 @@ impl Fresh {
         let database = folder.path().join("bench.db");
         let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
         Some(size(&database) + size(&database.with_extension("db-wal")))
+    }
+
+    /// The database URL another process opens this store's data with (PostgreSQL: the
+    /// schema chosen through the connection's `options`).
+    pub(crate) fn database_url(&self) -> String {
+        match &self.place {
+            Place::Folder(folder) => format!("sqlite://{}", folder.path().join("bench.db").display()),
+            Place::Schema { url, schema } => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{separator}options=-c%20search_path%3D{schema}")
+            }
+        }
     }
 
     /// Drops the store, then its data.

@@ -1,5 +1,6 @@
 //! `ignis bench --export PATH`: for each size, loads copies of the Bundles at PATH into a
-//! throw-away SQLite database, starts a real `ignis serve` process over it, runs a system
+//! throw-away SQLite database (and, with `--database-url`, a throw-away PostgreSQL schema),
+//! starts a real `ignis serve` process over it, runs a system
 //! `$export` through HTTP until the manifest comes, and prints MB/s, resources/s and the
 //! server process's peak memory (Linux `VmHWM`, before and after the export): the export
 //! streams, so the peak must not grow with the size.
@@ -13,12 +14,14 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use store::Environment;
 
+use crate::bench::Backend;
 use crate::bench::search::{read_texts, write_copies};
 use crate::export::peak_memory_of;
 use crate::import::{self, Options};
 
 /// One export measured.
 struct Row {
+    backend: &'static str,
     resources: u64,
     bytes: u64,
     files: usize,
@@ -28,27 +31,26 @@ struct Row {
     peak_after: Option<u64>,
 }
 
-pub(crate) async fn run(path: &Path, sizes: &[usize]) -> anyhow::Result<()> {
+pub(crate) async fn run(path: &Path, sizes: &[usize], database_url: Option<String>) -> anyhow::Result<()> {
     let bundles = read_texts(path)?;
     let per_copy: usize = bundles.iter().map(|text| text.matches("\"request\"").count()).sum();
     let mut rows = Vec::new();
-    for &size in sizes {
-        rows.push(measure(&bundles, size.div_ceil(per_copy.max(1)).max(1)).await?);
+    for backend in Backend::compared(database_url) {
+        for &size in sizes {
+            rows.push(measure(&backend, &bundles, size.div_ceil(per_copy.max(1)).max(1)).await?);
+        }
     }
     print_table(&rows);
     Ok(())
 }
 
-async fn measure(bundles: &[String], copies: usize) -> anyhow::Result<Row> {
+async fn measure(backend: &Backend, bundles: &[String], copies: usize) -> anyhow::Result<Row> {
     let folder = tempfile::tempdir()?;
     write_copies(bundles, copies, &folder.path().join("copies"))?;
-    let database = folder.path().join("ignis.db");
-    {
-        let store = store::sqlite::SqliteStore::open(&database)?;
-        let options = Options { env: Environment::Production, strict: false, batch_size: 2000, progress: true };
-        import::import(&store, &[folder.path().join("copies")], options).await?;
-    }
-    let mut server = Server::start(folder.path())?;
+    let fresh = backend.fresh().await?;
+    let options = Options { env: Environment::Production, strict: false, batch_size: 2000, progress: true };
+    import::import(fresh.store.as_ref(), &[folder.path().join("copies")], options).await?;
+    let mut server = Server::start(folder.path(), &fresh.database_url())?;
     let pid = server.child.id().to_string();
     let peak_before = peak_memory_of(&pid);
     let client = reqwest::Client::new();
@@ -70,6 +72,7 @@ async fn measure(bundles: &[String], copies: usize) -> anyhow::Result<Row> {
     let seconds = started.elapsed().as_secs_f64();
     let peak_after = peak_memory_of(&pid);
     server.stop();
+    fresh.remove().await?;
     let outputs = manifest["output"].as_array().context("the manifest lists files")?;
     let resources = outputs.iter().filter_map(|output| output["count"].as_u64()).sum();
     let job = status.rsplit('/').next().context("the job id")?;
@@ -77,20 +80,21 @@ async fn measure(bundles: &[String], copies: usize) -> anyhow::Result<Row> {
     for entry in std::fs::read_dir(folder.path().join("exports").join(job))? {
         bytes += entry?.metadata()?.len();
     }
-    Ok(Row { resources, bytes, files: outputs.len(), seconds, peak_before, peak_after })
+    Ok(Row { backend: backend.name(), resources, bytes, files: outputs.len(), seconds, peak_before, peak_after })
 }
 
-/// An `ignis serve` child over the folder's database, open on loopback.
+/// An `ignis serve` child over `database_url`, open on loopback, its exports in the folder.
 struct Server {
     child: Child,
     address: String,
 }
 
 impl Server {
-    fn start(folder: &Path) -> anyhow::Result<Server> {
+    fn start(folder: &Path, database_url: &str) -> anyhow::Result<Server> {
         let exports = format!("file://{}", folder.join("exports").display());
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", "--listen", "127.0.0.1:0", "--no-demo", "--insecure-no-auth", "--export-store", &exports])
+            .args(["--database-url", database_url])
             .arg("--data-dir")
             .arg(folder)
             .env("NO_COLOR", "1")
@@ -130,15 +134,16 @@ impl Drop for Server {
 #[allow(clippy::print_stdout)] // The table is the command's output.
 fn print_table(rows: &[Row]) {
     let mib = |bytes: Option<u64>| bytes.map_or("-".to_owned(), |bytes| format!("{:.0}", bytes as f64 / 1048576.0));
-    println!("system $export through ignis serve (SQLite, file store)");
+    println!("system $export through ignis serve (file store)");
     println!(
-        "{:>10} {:>9} {:>6} {:>8} {:>8} {:>12} {:>16} {:>15}",
-        "resources", "MB", "files", "seconds", "MB/s", "resources/s", "peak MiB before", "peak MiB after"
+        "{:<10} {:>10} {:>9} {:>6} {:>8} {:>8} {:>12} {:>16} {:>15}",
+        "database", "resources", "MB", "files", "seconds", "MB/s", "resources/s", "peak MiB before", "peak MiB after"
     );
     for row in rows {
         let seconds = row.seconds.max(f64::EPSILON);
         println!(
-            "{:>10} {:>9.1} {:>6} {:>8.2} {:>8.1} {:>12.0} {:>16} {:>15}",
+            "{:<10} {:>10} {:>9.1} {:>6} {:>8.2} {:>8.1} {:>12.0} {:>16} {:>15}",
+            row.backend,
             row.resources,
             row.bytes as f64 / 1e6,
             row.files,
