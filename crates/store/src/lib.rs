@@ -46,7 +46,8 @@ pub use transaction::{
 
 /// The data partition a request works in. Every row carries one; a request never sees
 /// another partition's rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Environment {
     Production,
     Sandbox,
@@ -58,6 +59,15 @@ impl Environment {
         match self {
             Environment::Production => "production",
             Environment::Sandbox => "sandbox",
+        }
+    }
+
+    /// The environment of a partition name.
+    pub fn parse(name: &str) -> Option<Environment> {
+        match name {
+            "production" => Some(Environment::Production),
+            "sandbox" => Some(Environment::Sandbox),
+            _ => None,
         }
     }
 }

@@ -1,0 +1,82 @@
+//! Accounts: the companies that integrate with the platform. An account owns devices and
+//! production access requests; its members are users with a role on it.
+
+use serde::{Deserialize, Serialize};
+use store::records::{self, Kind, RecordKey, Records, Versioned};
+
+use crate::AccessError;
+
+/// What a member may do on the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    /// Everything, members included.
+    Owner,
+    /// Devices, credentials, access requests.
+    Developer,
+    /// Reads only.
+    Viewer,
+}
+
+/// A user's membership of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The user's username (lowercase).
+    pub username: String,
+    pub role: MemberRole,
+}
+
+/// An account as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub name: String,
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+impl Kind for Account {
+    const KIND: &'static str = "account";
+
+    fn keys(&self) -> Vec<RecordKey> {
+        self.members.iter().map(|member| RecordKey::shared("member", &member.username)).collect()
+    }
+}
+
+impl Account {
+    /// The role `username` holds on the account, if a member.
+    pub fn role_of(&self, username: &str) -> Option<MemberRole> {
+        self.members.iter().find(|member| member.username == username).map(|member| member.role)
+    }
+}
+
+/// The longest account name accepted.
+const MAX_NAME: usize = 200;
+
+/// Creates an account named `name` with `members`, by `by`.
+pub async fn create(
+    store: &dyn Records,
+    name: &str,
+    members: Vec<Member>,
+    by: &str,
+) -> Result<Versioned<Account>, AccessError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(AccessError::Invalid(format!(
+            "an account name must be 1 to {MAX_NAME} characters without control characters"
+        )));
+    }
+    let account = Account { name: name.to_owned(), members };
+    Ok(records::create(store, &crate::new_id(), &account, by).await?)
+}
+
+/// The account at `id`.
+pub async fn get(store: &dyn Records, id: &str) -> Result<Versioned<Account>, AccessError> {
+    records::get::<Account>(store, id)
+        .await?
+        .ok_or_else(|| AccessError::NotFound { what: "account", id: id.to_owned() })
+}
+
+/// The accounts `username` is a member of.
+pub async fn of_member(store: &dyn Records, username: &str) -> Result<Vec<Versioned<Account>>, AccessError> {
+    Ok(records::find::<Account>(store, "member", username).await?)
+}

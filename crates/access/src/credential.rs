@@ -1,0 +1,297 @@
+//! Device JWTs: the one live credential of a device. Signed by the platform with ES256 (a P-256
+//! key made on first use, its private half sealed under the server's secret key in one platform
+//! record), carrying the device, its account and environment, its scopes and, for a device with
+//! a certificate, `cnf.x5t#S256` (RFC 8705 §3.1): the JWT is only good with that certificate.
+//!
+//! A device record names the `jti` of its live JWT: issuing a new one replaces it, revoking the
+//! device clears it. Verification checks the signature once per token (then caches it) and the
+//! device's record at most [`FRESH`] old, so a revocation written by any process sharing the
+//! database is refused within a second, and at once by the process that wrote it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use auth::secret::SecretKey;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use store::Environment;
+use store::records::{self, Kind, Records};
+
+use crate::device::{self, Device};
+use crate::{AccessError, request};
+
+/// The `iss` of every Device JWT.
+pub const ISSUER: &str = "urn:ignis:device-credentials";
+/// How old a device's record may be when a JWT is checked against it.
+pub const FRESH: Duration = Duration::from_secs(1);
+
+/// The record holding the signing key.
+const RECORD_ID: &str = "device-jwt";
+/// What the private key is sealed for.
+const PURPOSE: &str = "device-jwt-signing-key";
+
+/// The signing key as stored.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+struct StoredKey {
+    kid: String,
+    /// The public point, uncompressed, base64url.
+    public: String,
+    /// The PKCS#8 private key, sealed under the secret key.
+    sealed: String,
+}
+
+impl fmt::Debug for StoredKey {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.debug_struct("StoredKey").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+impl Kind for StoredKey {
+    const KIND: &'static str = "device-signing-key";
+}
+
+/// The confirmation claim (RFC 7800): the certificate the JWT is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    #[serde(rename = "x5t#S256")]
+    pub thumbprint: String,
+}
+
+/// The claims of a Device JWT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceClaims {
+    pub iss: String,
+    /// The device id.
+    pub sub: String,
+    pub account: String,
+    pub environment: Environment,
+    pub scope: String,
+    pub iat: i64,
+    pub jti: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// A verified Device JWT whose device is live: what the caller may do.
+pub type DeviceGrant = Arc<DeviceClaims>;
+
+/// Why a Device JWT is refused. Names the check, never the token.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("the Device JWT is not valid: {0}")]
+    Invalid(String),
+    #[error("the Device JWT was replaced by a newer one or revoked")]
+    Superseded,
+    #[error("the device is revoked")]
+    Revoked,
+    #[error("the Device JWT is for the {0} environment")]
+    WrongEnvironment(&'static str),
+    #[error("device credentials are unavailable: {0}")]
+    Unavailable(#[from] store::Error),
+}
+
+/// A device's state as last read.
+#[derive(Debug, Clone)]
+struct Seen {
+    read: Instant,
+    credential: Option<String>,
+    revoked: bool,
+}
+
+/// The platform's device signing key, and what it has verified.
+pub struct DeviceCredentials {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    verified: RwLock<HashMap<Box<str>, DeviceGrant>>,
+    devices: RwLock<HashMap<String, Seen>>,
+}
+
+impl fmt::Debug for DeviceCredentials {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.debug_struct("DeviceCredentials").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+impl DeviceCredentials {
+    /// Tokens whose signature check is remembered at most; a cleared cache costs re-checking.
+    const CAPACITY: usize = 10_000;
+
+    /// The stored key, or a first key made and stored now.
+    pub async fn load_or_create(store: &dyn Records, secret: &SecretKey) -> Result<DeviceCredentials, AccessError> {
+        let stored = match records::get::<StoredKey>(store, RECORD_ID).await? {
+            Some(stored) => stored.value,
+            None => match records::create(store, RECORD_ID, &generate(secret)?, "device-credentials").await {
+                Ok(created) => created.value,
+                // Another process made it at the same moment: use that one.
+                Err(store::Error::RecordExists { .. }) => {
+                    records::get::<StoredKey>(store, RECORD_ID)
+                        .await?
+                        .ok_or_else(|| AccessError::Key("the stored key vanished".to_owned()))?
+                        .value
+                }
+                Err(error) => return Err(error.into()),
+            },
+        };
+        let private = secret.open(&stored.sealed, PURPOSE)?;
+        let public = URL_SAFE_NO_PAD.decode(&stored.public).map_err(|_| AccessError::Key("malformed".to_owned()))?;
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims = ["iss", "sub"].map(str::to_owned).into_iter().collect();
+        validation.set_issuer(&[ISSUER]);
+        Ok(DeviceCredentials {
+            kid: stored.kid,
+            encoding: EncodingKey::from_ec_der(&private),
+            decoding: DecodingKey::from_ec_der(&public),
+            validation,
+            verified: RwLock::default(),
+            devices: RwLock::default(),
+        })
+    }
+
+    /// Whether `token` claims to be a Device JWT (signed with this platform's device key), as
+    /// opposed to an access token: only then is it checked here.
+    pub fn is_device_jwt(&self, token: &str) -> bool {
+        jsonwebtoken::decode_header(token)
+            .is_ok_and(|header| header.alg == Algorithm::ES256 && header.kid.as_deref() == Some(&self.kid))
+    }
+
+    /// Issues the device's one live credential, replacing any earlier one. A production device
+    /// needs a certificate and an account whose access request is approved.
+    pub async fn issue(&self, store: &dyn Records, device_id: &str, by: &str) -> Result<String, AccessError> {
+        let device = device::get(store, device_id).await?;
+        check_issuable(store, &device.value).await?;
+        let jti = uuid::Uuid::new_v4().simple().to_string();
+        let mut revoked = false;
+        let updated = records::modify::<Device>(store, device_id, by, |device| {
+            revoked = device.revoked_at.is_some();
+            if !revoked {
+                device.credential = Some(jti.clone());
+            }
+        })
+        .await?;
+        if revoked {
+            return Err(AccessError::Revoked);
+        }
+        self.forget(device_id);
+        let claims = DeviceClaims {
+            iss: ISSUER.to_owned(),
+            sub: updated.id,
+            account: updated.value.account,
+            environment: updated.value.environment,
+            scope: updated.value.scope,
+            iat: crate::now().unix_timestamp(),
+            jti,
+            cnf: updated.value.certificate.map(|certificate| Confirmation { thumbprint: certificate.thumbprint }),
+        };
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|error| AccessError::Key(error.to_string()))
+    }
+
+    /// The grant of a Device JWT presented to `environment`, if its signature holds and it is
+    /// its device's live credential. The certificate binding is the caller's to check
+    /// ([`DeviceClaims::cnf`]), against the connection's certificate.
+    pub async fn verify(
+        &self,
+        store: &dyn Records,
+        token: &str,
+        environment: Environment,
+    ) -> Result<DeviceGrant, CredentialError> {
+        let claims = self.verified_claims(token)?;
+        if claims.environment != environment {
+            return Err(CredentialError::WrongEnvironment(claims.environment.as_str()));
+        }
+        let seen = self.device_state(store, &claims.sub).await?;
+        if seen.revoked {
+            return Err(CredentialError::Revoked);
+        }
+        if seen.credential.as_deref() != Some(claims.jti.as_str()) {
+            return Err(CredentialError::Superseded);
+        }
+        Ok(claims)
+    }
+
+    /// Forgets what this process read of a device, after it changed it.
+    pub fn forget(&self, device_id: &str) {
+        if let Ok(mut devices) = self.devices.write() {
+            devices.remove(device_id);
+        }
+    }
+
+    fn verified_claims(&self, token: &str) -> Result<DeviceGrant, CredentialError> {
+        if let Some(claims) = self.verified.read().ok().and_then(|map| map.get(token).cloned()) {
+            return Ok(claims);
+        }
+        let claims = jsonwebtoken::decode::<DeviceClaims>(token, &self.decoding, &self.validation)
+            .map_err(|error| CredentialError::Invalid(error.to_string()))?
+            .claims;
+        let claims = Arc::new(claims);
+        if let Ok(mut map) = self.verified.write() {
+            if map.len() >= Self::CAPACITY {
+                map.clear();
+            }
+            map.insert(token.into(), Arc::clone(&claims));
+        }
+        Ok(claims)
+    }
+
+    /// The device's state, read again when what this process saw is older than [`FRESH`].
+    async fn device_state(&self, store: &dyn Records, device_id: &str) -> Result<Seen, CredentialError> {
+        let cached = self.devices.read().ok().and_then(|devices| devices.get(device_id).cloned());
+        if let Some(seen) = cached.filter(|seen| seen.read.elapsed() < FRESH) {
+            return Ok(seen);
+        }
+        let read = Instant::now();
+        let device = records::get::<Device>(store, device_id).await?;
+        let seen = Seen {
+            read,
+            credential: device.as_ref().and_then(|device| device.value.credential.clone()),
+            revoked: device.is_none_or(|device| device.value.revoked_at.is_some()),
+        };
+        if let Ok(mut devices) = self.devices.write() {
+            if devices.len() >= Self::CAPACITY {
+                devices.clear();
+            }
+            devices.insert(device_id.to_owned(), seen.clone());
+        }
+        Ok(seen)
+    }
+}
+
+/// Whether `device` may get a credential now.
+async fn check_issuable(store: &dyn Records, device: &Device) -> Result<(), AccessError> {
+    if device.revoked_at.is_some() {
+        return Err(AccessError::Revoked);
+    }
+    if device.environment == Environment::Production {
+        if device.certificate.is_none() {
+            return Err(AccessError::Invalid(
+                "a production device needs a certificate before it gets a credential".to_owned(),
+            ));
+        }
+        if request::approved(store, &device.account).await?.is_none() {
+            return Err(AccessError::NotCertified);
+        }
+    }
+    Ok(())
+}
+
+/// A new P-256 key, its private half sealed.
+fn generate(secret: &SecretKey) -> Result<StoredKey, AccessError> {
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+        .map_err(|_| AccessError::Key("cannot generate a P-256 key".to_owned()))?;
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+        .map_err(|_| AccessError::Key("cannot read the generated key".to_owned()))?;
+    let public = pair.public_key().as_ref().to_vec();
+    let kid = crate::sha256_base64url(&public);
+    Ok(StoredKey { kid, public: URL_SAFE_NO_PAD.encode(public), sealed: secret.seal(pkcs8.as_ref(), PURPOSE)? })
+}

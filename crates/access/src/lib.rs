@@ -1,0 +1,71 @@
+//! The production-access program (DESIGN.md, "Environments and the access program"): the
+//! companies that integrate with the platform as **accounts**, their **production access
+//! requests** and the operator's certification review, and their **devices**, each with one
+//! live **Device JWT** bound to the device's certificate.
+//!
+//! Everything here is platform records ([`store::records`]); the server's `/api/` and the
+//! `ignis admin` commands both call these functions, so an operation means the same whichever
+//! way it arrives. No HTTP.
+
+pub mod account;
+pub mod certificate;
+pub mod credential;
+pub mod device;
+pub mod request;
+
+use time::OffsetDateTime;
+
+pub use account::Account;
+pub use credential::{DeviceClaims, DeviceCredentials, DeviceGrant};
+pub use device::Device;
+pub use request::{AccessRequest, Action, Item, State};
+
+/// Why an access-program operation was refused. Messages name the check that failed and
+/// never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("no {what} with id '{id}'")]
+    NotFound { what: &'static str, id: String },
+    /// The request's state does not allow the action; `allowed` lists what it does allow.
+    #[error("a request that is {} cannot be {}", .from.as_str(), .action.past_tense())]
+    IllegalTransition { from: State, action: Action, allowed: Vec<(Action, State)> },
+    #[error("the review checklist is incomplete: {} missing", .missing.join(", "))]
+    ChecklistIncomplete { missing: Vec<&'static str> },
+    /// The request is approved or rejected: nothing about it changes any more.
+    #[error("the request is {0}: it can no longer change")]
+    Closed(State),
+    #[error("{0}")]
+    Invalid(String),
+    /// A production credential before the account's access request is approved.
+    #[error("the account has no approved production access request")]
+    NotCertified,
+    #[error("the device is revoked")]
+    Revoked,
+    #[error("the platform's device signing key: {0}")]
+    Key(String),
+    #[error(transparent)]
+    Secret(#[from] auth::secret::SecretError),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// Serde for instants as RFC 3339 text, the form every record and API answer uses.
+pub(crate) use time::serde::rfc3339;
+
+/// The current instant, truncated to whole seconds so it reads the same after a round trip.
+pub(crate) fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
+}
+
+/// A new record id.
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// base64url (no padding) of the SHA-256 of `bytes`: certificate thumbprints, key ids.
+pub(crate) fn sha256_base64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
+}
