@@ -8,10 +8,12 @@
 //! way it arrives. No HTTP.
 
 pub mod account;
+pub mod ca;
 pub mod certificate;
 pub mod credential;
 pub mod device;
 pub mod request;
+pub mod view;
 
 use time::OffsetDateTime;
 

@@ -15,6 +15,7 @@ use store::records::{Records, Versioned};
 use crate::cli::StorageArgs;
 use crate::serve::{load_secret_key as secret_key, open_store};
 
+mod access;
 mod clients;
 mod grants;
 mod launch;
@@ -45,6 +46,18 @@ enum AdminCommand {
     /// The OpenID Connect signing keys.
     #[command(subcommand, name = "signing-key")]
     SigningKey(SigningKeyCommand),
+    /// Accounts of the access program.
+    #[command(subcommand)]
+    Account(access::AccountCommand),
+    /// Accounts' devices and their Device JWTs.
+    #[command(subcommand)]
+    Device(access::DeviceCommand),
+    /// Production access requests and their certification review.
+    #[command(subcommand, name = "access-request")]
+    AccessRequest(access::AccessRequestCommand),
+    /// The platform client-auth CA.
+    #[command(subcommand)]
+    Ca(access::CaCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +151,10 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Launch(LaunchCommand::Create(args)) => launch::create(args).await,
         AdminCommand::Token(TokenCommand::Revoke(args)) => grants::revoke(args).await,
         AdminCommand::SigningKey(SigningKeyCommand::Rotate(args)) => grants::rotate(args).await,
+        AdminCommand::Account(command) => access::account(command).await,
+        AdminCommand::Device(command) => access::device(command).await,
+        AdminCommand::AccessRequest(command) => access::access_request(command).await,
+        AdminCommand::Ca(command) => access::ca(command).await,
     }
 }
 
@@ -241,22 +258,25 @@ impl SecretFile {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = options
             .open(path)
-            .with_context(|| format!("cannot create the TOTP secret file {} (it must not exist)", path.display()))?;
+            .with_context(|| format!("cannot create the secret file {} (it must not exist)", path.display()))?;
         Ok(SecretFile { path: path.to_owned(), file })
     }
 
-    fn write(mut self, enrolment: &Enrolment) -> anyhow::Result<()> {
+    fn write(self, enrolment: &Enrolment) -> anyhow::Result<()> {
         let text = json!({
             "otpauth_uri": enrolment.uri,
             "secret": enrolment.secret,
             "recovery_codes": enrolment.recovery_codes,
         });
-        let written = serde_json::to_writer_pretty(&mut self.file, &text)
-            .map_err(std::io::Error::from)
-            .and_then(|()| self.file.write_all(b"\n"))
-            .and_then(|()| self.file.sync_all());
+        let text = serde_json::to_string_pretty(&text).context("cannot write the TOTP enrolment")? + "\n";
+        self.write_text(&text)
+    }
+
+    /// Writes the secret the command made; it exists now, so a failure says so.
+    fn write_text(mut self, text: &str) -> anyhow::Result<()> {
+        let written = self.file.write_all(text.as_bytes()).and_then(|()| self.file.sync_all());
         written.with_context(|| {
-            format!("the user was created, but its TOTP enrolment could not be written to {}", self.path.display())
+            format!("the record was created, but its secret could not be written to {}", self.path.display())
         })
     }
 

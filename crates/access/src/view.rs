@@ -1,0 +1,197 @@
+//! The JSON the `/api/` answers and the `ignis admin` commands print: one shape per record,
+//! without secrets, with what a client needs next (a request's missing checklist items and
+//! allowed actions). Each type is described in the OpenAPI document.
+
+use serde::Serialize;
+use store::records::Versioned;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+
+use crate::account::{Account, MemberRole};
+use crate::device::{CertificateSource, Device};
+use crate::request::{AccessRequest, Action, Item, State};
+
+fn text(instant: OffsetDateTime) -> String {
+    instant.format(&Rfc3339).unwrap_or_default()
+}
+
+/// An account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    pub id: String,
+    pub name: String,
+    pub members: Vec<MemberView>,
+    pub version: u64,
+    pub updated: String,
+}
+
+/// A member of an account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberView {
+    pub username: String,
+    #[schema(value_type = String, example = "owner")]
+    pub role: MemberRole,
+}
+
+impl From<&Versioned<Account>> for AccountView {
+    fn from(account: &Versioned<Account>) -> AccountView {
+        AccountView {
+            id: account.id.clone(),
+            name: account.value.name.clone(),
+            members: account
+                .value
+                .members
+                .iter()
+                .map(|member| MemberView { username: member.username.clone(), role: member.role })
+                .collect(),
+            version: account.version,
+            updated: text(account.updated),
+        }
+    }
+}
+
+/// A production access request and its review.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccessRequestView {
+    pub id: String,
+    pub account: String,
+    #[schema(value_type = String, example = "in_review")]
+    pub state: State,
+    /// The checklist items recorded so far.
+    pub checklist: Vec<ChecklistEntryView>,
+    /// The items still missing before approval.
+    pub missing: Vec<&'static str>,
+    /// What may happen next.
+    pub allowed: Vec<AllowedView>,
+    pub transitions: Vec<TransitionView>,
+    pub version: u64,
+}
+
+/// A recorded checklist item.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChecklistEntryView {
+    #[schema(value_type = String, example = "network")]
+    pub item: Item,
+    pub value: String,
+    pub by: String,
+    pub at: String,
+}
+
+/// An action allowed from the current state, and the state it leads to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AllowedView {
+    #[schema(value_type = String, example = "approve")]
+    pub action: Action,
+    #[schema(value_type = String, example = "approved")]
+    pub to: State,
+}
+
+/// A step of the request's life.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransitionView {
+    #[schema(value_type = String)]
+    pub action: Action,
+    #[schema(value_type = String)]
+    pub from: State,
+    #[schema(value_type = String)]
+    pub to: State,
+    pub by: String,
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The allowed actions from `state`.
+pub fn allowed(state: State) -> Vec<AllowedView> {
+    state.allowed().into_iter().map(|(action, to)| AllowedView { action, to }).collect()
+}
+
+impl From<&Versioned<AccessRequest>> for AccessRequestView {
+    fn from(request: &Versioned<AccessRequest>) -> AccessRequestView {
+        let value = &request.value;
+        AccessRequestView {
+            id: request.id.clone(),
+            account: value.account.clone(),
+            state: value.state,
+            checklist: value
+                .checklist
+                .iter()
+                .map(|(item, entry)| ChecklistEntryView {
+                    item: *item,
+                    value: entry.value.clone(),
+                    by: entry.by.clone(),
+                    at: text(entry.at),
+                })
+                .collect(),
+            missing: value.missing(),
+            allowed: allowed(value.state),
+            transitions: value
+                .transitions
+                .iter()
+                .map(|step| TransitionView {
+                    action: step.action,
+                    from: step.from,
+                    to: step.to,
+                    by: step.by.clone(),
+                    at: text(step.at),
+                    reason: step.reason.clone(),
+                })
+                .collect(),
+            version: request.version,
+        }
+    }
+}
+
+/// A device.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceView {
+    pub id: String,
+    pub account: String,
+    pub name: String,
+    pub purpose: String,
+    #[schema(value_type = String, example = "production")]
+    pub environment: store::Environment,
+    pub scope: String,
+    /// The certificate the device presents, PEM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// Its `x5t#S256`, which the Device JWT's `cnf` carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "signed-csr")]
+    pub certificate_source: Option<CertificateSource>,
+    /// Whether a Device JWT is live.
+    pub credential_live: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    pub version: u64,
+}
+
+impl From<&Versioned<Device>> for DeviceView {
+    fn from(device: &Versioned<Device>) -> DeviceView {
+        let value = &device.value;
+        let certificate = value.certificate.as_ref();
+        DeviceView {
+            id: device.id.clone(),
+            account: value.account.clone(),
+            name: value.name.clone(),
+            purpose: value.purpose.clone(),
+            environment: value.environment,
+            scope: value.scope.clone(),
+            certificate: certificate.map(|certificate| certificate.pem.clone()),
+            thumbprint: certificate.map(|certificate| certificate.thumbprint.clone()),
+            certificate_issuer: certificate.map(|certificate| certificate.issuer.clone()),
+            certificate_not_after: certificate.map(|certificate| text(certificate.not_after)),
+            certificate_source: value.certificate_source,
+            credential_live: value.credential.is_some(),
+            revoked_at: value.revoked_at.map(text),
+            version: device.version,
+        }
+    }
+}
