@@ -13,7 +13,9 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use auth::scope::Scopes;
 use auth::secret::SecretKey;
+use auth::token::Grant;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
@@ -78,8 +80,31 @@ pub struct DeviceClaims {
     pub cnf: Option<Confirmation>,
 }
 
-/// A verified Device JWT whose device is live: what the caller may do.
-pub type DeviceGrant = Arc<DeviceClaims>;
+/// A verified Device JWT: its claims, and the grant they make (the device's `system/` scopes;
+/// a Device JWT lasts until it is replaced or revoked).
+#[derive(Debug)]
+pub struct DeviceGrant {
+    pub claims: DeviceClaims,
+    pub grant: Arc<Grant>,
+}
+
+impl DeviceGrant {
+    fn new(claims: DeviceClaims) -> Result<DeviceGrant, CredentialError> {
+        let scopes = Scopes::parse(&claims.scope).map_err(|error| CredentialError::Invalid(error.to_string()))?;
+        let grant = Grant {
+            token_id: claims.jti.clone(),
+            client_id: claims.sub.clone(),
+            subject: claims.sub.clone(),
+            scopes,
+            patient: None,
+            encounter: None,
+            fhir_user: None,
+            issued_at: claims.iat,
+            expires_at: i64::MAX,
+        };
+        Ok(DeviceGrant { claims, grant: Arc::new(grant) })
+    }
+}
 
 /// Why a Device JWT is refused. Names the check, never the token.
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +135,7 @@ pub struct DeviceCredentials {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
-    verified: RwLock<HashMap<Box<str>, DeviceGrant>>,
+    verified: RwLock<HashMap<Box<str>, Arc<DeviceGrant>>>,
     devices: RwLock<HashMap<String, Seen>>,
 }
 
@@ -205,8 +230,9 @@ impl DeviceCredentials {
         store: &dyn Records,
         token: &str,
         environment: Environment,
-    ) -> Result<DeviceGrant, CredentialError> {
-        let claims = self.verified_claims(token)?;
+    ) -> Result<Arc<DeviceGrant>, CredentialError> {
+        let verified = self.verified(token)?;
+        let claims = &verified.claims;
         if claims.environment != environment {
             return Err(CredentialError::WrongEnvironment(claims.environment.as_str()));
         }
@@ -217,7 +243,7 @@ impl DeviceCredentials {
         if seen.credential.as_deref() != Some(claims.jti.as_str()) {
             return Err(CredentialError::Superseded);
         }
-        Ok(claims)
+        Ok(verified)
     }
 
     /// Forgets what this process read of a device, after it changed it.
@@ -227,21 +253,22 @@ impl DeviceCredentials {
         }
     }
 
-    fn verified_claims(&self, token: &str) -> Result<DeviceGrant, CredentialError> {
-        if let Some(claims) = self.verified.read().ok().and_then(|map| map.get(token).cloned()) {
-            return Ok(claims);
+    /// The token's grant if its signature and claims hold, checked once per token.
+    fn verified(&self, token: &str) -> Result<Arc<DeviceGrant>, CredentialError> {
+        if let Some(verified) = self.verified.read().ok().and_then(|map| map.get(token).cloned()) {
+            return Ok(verified);
         }
         let claims = jsonwebtoken::decode::<DeviceClaims>(token, &self.decoding, &self.validation)
             .map_err(|error| CredentialError::Invalid(error.to_string()))?
             .claims;
-        let claims = Arc::new(claims);
+        let verified = Arc::new(DeviceGrant::new(claims)?);
         if let Ok(mut map) = self.verified.write() {
             if map.len() >= Self::CAPACITY {
                 map.clear();
             }
-            map.insert(token.into(), Arc::clone(&claims));
+            map.insert(token.into(), Arc::clone(&verified));
         }
-        Ok(claims)
+        Ok(verified)
     }
 
     /// The device's state, read again when what this process saw is older than [`FRESH`].

@@ -40,7 +40,7 @@ async fn a_sandbox_credential_is_live_until_replaced_or_revoked() {
 
     let first = credentials.issue(&store, &device.id, BY).await.unwrap();
     assert!(credentials.is_device_jwt(&first));
-    let grant = credentials.verify(&store, &first, Environment::Sandbox).await.unwrap();
+    let grant = &credentials.verify(&store, &first, Environment::Sandbox).await.unwrap().claims;
     assert_eq!(
         (grant.sub.as_str(), grant.account.as_str(), grant.scope.as_str()),
         (device.id.as_str(), account.id.as_str(), "system/*.rs")
@@ -110,6 +110,7 @@ async fn a_production_credential_needs_a_certificate_and_an_approved_request() {
     );
 
     let jwt = credentials.issue(&store, &device.id, BY).await.unwrap();
-    let grant = credentials.verify(&store, &jwt, Environment::Production).await.unwrap();
+    let verified = credentials.verify(&store, &jwt, Environment::Production).await.unwrap();
+    let grant = &verified.claims;
     assert_eq!(grant.cnf.as_ref().map(|cnf| cnf.thumbprint.as_str()), Some(thumbprint.as_str()));
 }

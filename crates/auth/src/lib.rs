@@ -2,6 +2,7 @@
 //! land) users, clients, codes, tokens, sessions and keys. The server crate maps it onto
 //! routes and pages.
 
+pub mod api_key;
 pub mod assertion;
 pub mod authorization;
 pub mod client;

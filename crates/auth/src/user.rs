@@ -27,6 +27,9 @@ pub enum Role {
     Patient,
     Practitioner,
     Operator,
+    /// A member of an integrating company's account: uses the `/api/`, never authorizes apps
+    /// (no FHIR user, no patient data).
+    Developer,
 }
 
 impl Role {
@@ -36,6 +39,7 @@ impl Role {
             "patient" => Some(Role::Patient),
             "practitioner" => Some(Role::Practitioner),
             "operator" => Some(Role::Operator),
+            "developer" => Some(Role::Developer),
             _ => None,
         }
     }
@@ -45,12 +49,18 @@ impl Role {
             Role::Patient => "patient",
             Role::Practitioner => "practitioner",
             Role::Operator => "operator",
+            Role::Developer => "developer",
         }
     }
 
     /// Practitioners and operators see many patients' data: a password alone is not enough.
     pub fn requires_totp(self) -> bool {
-        !matches!(self, Role::Patient)
+        matches!(self, Role::Practitioner | Role::Operator)
+    }
+
+    /// Whether the user may sign in to authorize a SMART app (developers have no FHIR user).
+    pub fn authorizes_apps(self) -> bool {
+        !matches!(self, Role::Developer)
     }
 
     /// The resource types this role's `fhirUser` may be.
@@ -59,6 +69,7 @@ impl Role {
             Role::Patient => &["Patient", "RelatedPerson", "Person"],
             Role::Practitioner => &["Practitioner"],
             Role::Operator => &["Practitioner", "Person", "Patient", "RelatedPerson"],
+            Role::Developer => &[],
         }
     }
 }
@@ -105,7 +116,11 @@ impl Kind for User {
     const KIND: &'static str = "user";
 
     fn keys(&self) -> Vec<RecordKey> {
-        vec![RecordKey::unique("username", &self.username), RecordKey::shared("fhir_user", &self.fhir_user)]
+        let mut keys = vec![RecordKey::unique("username", &self.username)];
+        if !self.fhir_user.is_empty() {
+            keys.push(RecordKey::shared("fhir_user", &self.fhir_user));
+        }
+        keys
     }
 }
 
@@ -410,6 +425,12 @@ pub fn validate_username(username: &str) -> Result<String, AuthError> {
 /// `fhir_user` if it is `Type/id` with a type `role` allows and a valid FHIR id.
 fn validate_fhir_user(role: Role, fhir_user: &str) -> Result<String, AuthError> {
     let allowed = role.fhir_user_types();
+    if allowed.is_empty() {
+        return match fhir_user {
+            "" => Ok(String::new()),
+            _ => Err(AuthError::InvalidUser(format!("a {} has no FHIR user", role.as_str()))),
+        };
+    }
     let invalid = || {
         AuthError::InvalidUser(format!(
             "the FHIR user '{fhir_user}' of a {} is not Type/id with Type one of {}",

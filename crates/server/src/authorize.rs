@@ -47,17 +47,71 @@ pub(crate) async fn authenticate(State(context): State<FhirContext>, mut request
                 )
                 .into_response();
             };
-            match auth.issuer.authenticate(context.store(), token, &context.base, now()).await {
-                Ok(grant) => Caller::Token(grant),
-                Err(error @ auth::token::TokenError::Unavailable(_)) => {
-                    return ApiError::internal(error).into_response();
+            let devices = match auth.devices(context.store()).await {
+                Ok(devices) => devices,
+                Err(error) => return ApiError::internal(error).into_response(),
+            };
+            if devices.is_device_jwt(token) {
+                let presented = request
+                    .extensions()
+                    .get::<crate::tls::PeerCertificates>()
+                    .and_then(|peer| peer.0.first())
+                    .map(|certificate| access::certificate::thumbprint(certificate.as_ref()));
+                match device_caller(&context, devices, token, presented).await {
+                    Ok(caller) => caller,
+                    Err(error) => return error.into_response(),
                 }
-                Err(error) => return ApiError::unauthorized(Some("invalid_token"), error.to_string()).into_response(),
+            } else {
+                match auth.issuer.authenticate(context.store(), token, &context.base, now()).await {
+                    Ok(grant) => Caller::Token(grant),
+                    Err(error @ auth::token::TokenError::Unavailable(_)) => {
+                        return ApiError::internal(error).into_response();
+                    }
+                    Err(error) => {
+                        return ApiError::unauthorized(Some("invalid_token"), error.to_string()).into_response();
+                    }
+                }
             }
         }
     };
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// The caller a Device JWT makes: the JWT must be its device's live credential for this
+/// environment and, when it is bound to a certificate (always in production), come over mutual
+/// TLS with that certificate (`presented`: the thumbprint of the connection's certificate).
+async fn device_caller(
+    context: &FhirContext,
+    devices: &access::DeviceCredentials,
+    token: &str,
+    presented: Option<String>,
+) -> Result<Caller, ApiError> {
+    let refused = |reason: String| ApiError::unauthorized(Some("invalid_token"), reason);
+    let verified = match devices.verify(context.store(), token, context.env).await {
+        Ok(verified) => verified,
+        Err(error @ access::credential::CredentialError::Unavailable(_)) => return Err(ApiError::internal(error)),
+        Err(error) => return Err(refused(error.to_string())),
+    };
+    match (&verified.claims.cnf, presented) {
+        (None, _) if context.env == store::Environment::Sandbox => {}
+        (None, _) => {
+            return Err(refused("a production Device JWT must be bound to the device's certificate".to_owned()));
+        }
+        (Some(_), None) => {
+            return Err(refused(
+                "the Device JWT is bound to a certificate: call over mutual TLS presenting it".to_owned(),
+            ));
+        }
+        (Some(cnf), Some(thumbprint)) => {
+            if thumbprint != cnf.thumbprint {
+                return Err(refused(
+                    "the client certificate is not the one the Device JWT is bound to (cnf x5t#S256)".to_owned(),
+                ));
+            }
+        }
+    }
+    Ok(Caller::Token(Arc::clone(&verified.grant)))
 }
 
 /// The token of an `Authorization: Bearer …` header (the scheme is case-insensitive).

@@ -6,13 +6,16 @@
 //!
 //! Layout: `router.rs` lists every route; `handlers/` holds one module per FHIR interaction;
 //! `authorize.rs` authenticates bearer tokens and decides what each caller may reach;
+//! `api.rs` (+ `api/`) is the access program's JSON API, whose errors are problem documents;
 //! `negotiation.rs` reads request headers and bodies; `response.rs` writes resource
-//! responses; `error.rs` is the only place errors become HTTP responses; `middleware.rs`
+//! responses; `error.rs` is the only place FHIR errors become HTTP responses (`api/problem.rs`
+//! for the `/api/`); `middleware.rs`
 //! stacks the layers.
 //!
 //! **Architecture invariant:** this is the only crate that knows HTTP. FHIR rules live in
 //! `fhir`, storage in `store`.
 
+mod api;
 mod authorize;
 mod bundle;
 mod capability;

@@ -15,6 +15,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::api::problem::Problem;
 use crate::error::{issue_for_status, outcome_response};
 use crate::negotiation::check_acceptable;
 use crate::state::Config;
@@ -81,19 +82,27 @@ pub(crate) async fn negotiate(request: Request, next: Next) -> Response {
 
 /// Gives every error response an OperationOutcome body: routing misses, wrong methods,
 /// caught panics and timeouts come from the framework with plain or empty bodies.
+/// Under `/api/` they become problem documents instead.
 async fn outcome_for_bare_errors(request: Request<Body>, next: Next) -> Response {
+    let api = request.uri().path().starts_with("/api/");
     let response = next.run(request).await;
     let status = response.status();
-    // OperationOutcomes, OAuth JSON errors and the authorization pages keep their bodies.
+    // OperationOutcomes, problem documents, OAuth JSON errors and the authorization pages keep
+    // their bodies.
     let has_own_body =
         response.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).is_some_and(|value| {
-            ["application/fhir+json", "application/json", "text/html"].iter().any(|kind| value.starts_with(kind))
+            ["application/fhir+json", "application/json", "application/problem+json", "text/html"]
+                .iter()
+                .any(|kind| value.starts_with(kind))
         });
     if !(status.is_client_error() || status.is_server_error()) || has_own_body {
         return response;
     }
     let (parts, _) = response.into_parts();
-    let mut replaced = outcome_response(status, &[issue_for_status(status)], None);
+    let mut replaced = match api {
+        true => Problem::for_status(status).into_response(),
+        false => outcome_response(status, &[issue_for_status(status)], None),
+    };
     for name in [header::ALLOW, header::RETRY_AFTER] {
         if let Some(value) = parts.headers.get(&name) {
             replaced.headers_mut().insert(name, value.clone());

@@ -12,7 +12,7 @@ use crate::handlers::{
 };
 use crate::oauth::AuthContext;
 use crate::state::{AppState, FhirContext};
-use crate::{authorize, directory, export, middleware, oauth};
+use crate::{api, authorize, directory, export, middleware, oauth};
 
 /// The whole application: the production FHIR base at `/fhir`, the sandbox base at
 /// `/sandbox/fhir`, their authorization servers under `/auth` and `/sandbox/auth`, the
@@ -25,6 +25,8 @@ pub fn router(state: AppState) -> Router {
         let production = AuthContext::new(&state, Arc::clone(auth), Environment::Production, "");
         let sandbox = AuthContext::new(&state, Arc::clone(auth), Environment::Sandbox, "/sandbox");
         app = app.nest("/auth", oauth::routes(production)).nest("/sandbox/auth", oauth::routes(sandbox));
+        let api = api::ApiContext { app: state.clone(), auth: Arc::clone(auth) };
+        app = app.nest("/api", api::routes(api));
     }
     let app = app
         .route("/api/service-base-urls", get(directory::service_base_urls))

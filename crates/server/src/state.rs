@@ -63,6 +63,8 @@ pub struct Authorization {
     pub sign_in: Policy,
     /// A browser session idle this long ends (ONC (d)(5)).
     pub session_idle: Duration,
+    /// Issues and checks Device JWTs; its key is loaded (or made) on first use.
+    devices: tokio::sync::OnceCell<access::DeviceCredentials>,
 }
 
 impl Authorization {
@@ -75,7 +77,16 @@ impl Authorization {
             secret_key,
             sign_in: Policy::default(),
             session_idle: Duration::from_secs(15 * 60),
+            devices: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The Device JWT issuer and checker, its key loaded from `store` (or made) the first time.
+    pub async fn devices(
+        &self,
+        store: &dyn store::records::Records,
+    ) -> Result<&access::DeviceCredentials, access::AccessError> {
+        self.devices.get_or_try_init(|| access::DeviceCredentials::load_or_create(store, &self.secret_key)).await
     }
 }
 

@@ -352,6 +352,12 @@ pub(super) async fn session_of(
 
 /// Starts `user`'s session, binds the request to them, and goes on.
 async fn signed_in(context: &AuthContext, handle: &str, user: &Versioned<User>) -> Response {
+    if !user.value.role.authorizes_apps() {
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "A developer account cannot authorize apps: sign in as a patient or practitioner.",
+        );
+    }
     let id = user.id.clone();
     let advanced = authorization::advance(context.store(), handle, |request| {
         request.user = Some(id.clone());

@@ -21,6 +21,7 @@
 //! - `postgres`: several servers over one PostgreSQL database (`#[ignore]`d unless run with
 //!   `--include-ignored` under `.ci/with-postgres`).
 
+mod access;
 mod authorization;
 mod browser;
 mod capability;

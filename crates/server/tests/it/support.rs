@@ -175,11 +175,20 @@ impl TestApp {
     /// A practitioner user `username` (password `"{username} password 42"`) whose FHIR user is
     /// `fhir_user`, and the authenticator of the TOTP it is enrolled in.
     pub(crate) async fn practitioner(&self, username: &str, fhir_user: &str) -> auth::totp::Authenticator {
+        self.staff(auth::user::Role::Practitioner, username, fhir_user).await
+    }
+
+    /// An operator `username` (password `"{username} password 42"`), and its TOTP authenticator.
+    pub(crate) async fn operator(&self, username: &str) -> auth::totp::Authenticator {
+        self.staff(auth::user::Role::Operator, username, "Practitioner/operator").await
+    }
+
+    async fn staff(&self, role: auth::user::Role, username: &str, fhir_user: &str) -> auth::totp::Authenticator {
         let secret = self.secret.as_ref().expect("a secured server");
         let user = auth::user::NewUser {
             username: username.into(),
             password: format!("{username} password 42"),
-            role: auth::user::Role::Practitioner,
+            role,
             fhir_user: fhir_user.into(),
             patients: Vec::new(),
             enrol_totp: false,

@@ -1,0 +1,127 @@
+//! The `/api/` JSON API of the access program: sign-up, sign-in, accounts, devices and their
+//! Device JWTs, production access requests and their review. Every operation calls the
+//! `access` crate, as the `ignis admin` commands do; errors are RFC 9457 problem documents
+//! ([`problem`]); `GET /api/openapi.json` describes it all ([`openapi`]).
+//!
+//! A caller authenticates with `Authorization: Bearer <api key>` (from sign-up or
+//! `POST /api/sessions`). Operators may do everything; an account's owners and developers
+//! change its devices and requests, its viewers read them; only operators review.
+
+mod accounts;
+mod devices;
+pub(crate) mod openapi;
+pub(crate) mod problem;
+mod requests;
+mod sessions;
+
+use std::sync::Arc;
+
+use access::account::{Account, MemberRole};
+use auth::user::{Role, User};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::routing::{get, post, put};
+use serde::de::DeserializeOwned;
+use store::Store;
+use store::records::Versioned;
+
+use self::problem::Problem;
+use crate::state::{AppState, Authorization};
+
+/// What every API handler is given.
+#[derive(Clone)]
+pub(crate) struct ApiContext {
+    pub(crate) app: AppState,
+    pub(crate) auth: Arc<Authorization>,
+}
+
+impl ApiContext {
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.app.store.as_ref()
+    }
+}
+
+/// The routes under `/api/`.
+pub(crate) fn routes(context: ApiContext) -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(openapi::document))
+        .route("/signup", post(sessions::sign_up))
+        .route("/sessions", post(sessions::sign_in))
+        .route("/accounts", post(accounts::create))
+        .route("/accounts/{id}", get(accounts::get))
+        .route("/accounts/{id}/devices", get(devices::list).post(devices::create))
+        .route("/accounts/{id}/access-requests", get(requests::list).post(requests::create))
+        .route("/devices/{id}", get(devices::get))
+        .route("/devices/{id}/credential", post(devices::credential))
+        .route("/devices/{id}/revoke", post(devices::revoke))
+        .route("/access-requests/{id}", get(requests::get))
+        .route("/access-requests/{id}/checklist/{item}", put(requests::record))
+        .route("/access-requests/{id}/{action}", post(requests::transition))
+        .with_state(context)
+}
+
+/// The signed-in user of an API request.
+pub(crate) struct ApiUser(pub(crate) Versioned<User>);
+
+impl FromRequestParts<ApiContext> for ApiUser {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, context: &ApiContext) -> Result<ApiUser, Problem> {
+        let key = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
+            .ok_or_else(|| Problem::unauthorized("this API requires an API key (Authorization: Bearer)"))?;
+        match auth::api_key::user_of(context.store(), key, crate::authorize::now()).await? {
+            Some(user) => Ok(ApiUser(user)),
+            None => Err(Problem::unauthorized("the API key is unknown or expired")),
+        }
+    }
+}
+
+/// What a caller wants to do with an account's things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    Read,
+    Change,
+}
+
+impl ApiUser {
+    pub(crate) fn username(&self) -> &str {
+        &self.0.value.username
+    }
+
+    pub(crate) fn is_operator(&self) -> bool {
+        self.0.value.role == Role::Operator
+    }
+
+    /// Whether the caller may `need` on `account`: operators always, members by their role.
+    pub(crate) fn check(&self, account: &Account, need: Need) -> Result<(), Problem> {
+        if self.is_operator() {
+            return Ok(());
+        }
+        match (account.role_of(self.username()), need) {
+            (Some(MemberRole::Owner | MemberRole::Developer), _) | (Some(MemberRole::Viewer), Need::Read) => Ok(()),
+            (Some(MemberRole::Viewer), Need::Change) => {
+                Err(Problem::forbidden("a viewer of the account cannot change it"))
+            }
+            (None, _) => Err(Problem::forbidden("the caller is not a member of the account")),
+        }
+    }
+
+    /// Only operators review.
+    pub(crate) fn check_operator(&self, what: &str) -> Result<(), Problem> {
+        if self.is_operator() { Ok(()) } else { Err(Problem::forbidden(format!("only an operator may {what}"))) }
+    }
+}
+
+/// The JSON body of a request as `T`, or a problem naming what is wrong with it.
+pub(crate) fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
+    serde_json::from_slice(body).map_err(|error| Problem::bad_request(format!("the request body: {error}")))
+}

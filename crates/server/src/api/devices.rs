@@ -1,0 +1,150 @@
+//! Devices of an account and their Device JWTs.
+
+use access::account;
+use access::ca;
+use access::certificate::DeviceCertificate;
+use access::device::{self, CertificateSource, NewDevice};
+use access::view::DeviceView;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use store::Environment;
+use utoipa::ToSchema;
+
+use super::problem::{Problem, ProblemDocument};
+use super::{ApiContext, ApiUser, Need, json_body};
+
+/// A device to configure: the certificate it will present, or a CSR for the platform CA to
+/// sign (its private key stays on the device).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewDeviceRequest {
+    name: String,
+    #[schema(value_type = String, example = "production")]
+    environment: Environment,
+    #[serde(default)]
+    purpose: String,
+    /// `system/` scopes (default `system/*.rs`).
+    #[serde(default)]
+    scope: Option<String>,
+    /// PEM.
+    #[serde(default)]
+    certificate: Option<String>,
+    /// PEM certificate signing request.
+    #[serde(default)]
+    csr: Option<String>,
+}
+
+/// A Device JWT.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Credential {
+    device: String,
+    /// The device's one live Device JWT (shown once).
+    jwt: String,
+}
+
+/// Configure a device of the account.
+#[utoipa::path(post, path = "/api/accounts/{id}/devices", tag = "devices", request_body = NewDeviceRequest,
+    security(("api_key" = [])), params(("id" = String, Path, description = "the account id")),
+    responses((status = 201, body = DeviceView), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+pub(crate) async fn create(
+    State(context): State<ApiContext>,
+    caller: ApiUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let request: NewDeviceRequest = json_body(&body)?;
+    let store = context.store();
+    caller.check(&account::get(store, &id).await?.value, Need::Change)?;
+    let certificate = match (request.certificate, request.csr) {
+        (Some(_), Some(_)) => return Err(Problem::bad_request("give either `certificate` or `csr`, not both")),
+        (Some(pem), None) => Some((DeviceCertificate::from_pem(&pem)?, CertificateSource::Presented)),
+        (None, Some(csr)) => {
+            Some((ca::sign_csr(store, &context.auth.secret_key, &csr).await?, CertificateSource::SignedCsr))
+        }
+        (None, None) => None,
+    };
+    let new = NewDevice {
+        account: id,
+        name: request.name,
+        purpose: request.purpose,
+        environment: request.environment,
+        scope: request.scope,
+        certificate,
+    };
+    let created = device::create(store, new, caller.username()).await?;
+    Ok((StatusCode::CREATED, axum::Json(DeviceView::from(&created))).into_response())
+}
+
+/// The account's devices.
+#[utoipa::path(get, path = "/api/accounts/{id}/devices", tag = "devices", security(("api_key" = [])),
+    params(("id" = String, Path, description = "the account id")), responses((status = 200, body = [DeviceView])))]
+pub(crate) async fn list(
+    State(context): State<ApiContext>,
+    caller: ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let store = context.store();
+    caller.check(&account::get(store, &id).await?.value, Need::Read)?;
+    let devices: Vec<DeviceView> = device::of_account(store, &id).await?.iter().map(DeviceView::from).collect();
+    Ok(axum::Json(devices).into_response())
+}
+
+/// Read a device.
+#[utoipa::path(get, path = "/api/devices/{id}", tag = "devices", security(("api_key" = [])),
+    params(("id" = String, Path, description = "the device id")),
+    responses((status = 200, body = DeviceView), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+pub(crate) async fn get(
+    State(context): State<ApiContext>,
+    caller: ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let device = checked(&context, &caller, &id, Need::Read).await?;
+    Ok(axum::Json(DeviceView::from(&device)).into_response())
+}
+
+/// Issue the device's one live Device JWT; the one before is refused from now on. A production
+/// device needs a certificate and an approved access request.
+#[utoipa::path(post, path = "/api/devices/{id}/credential", tag = "devices", security(("api_key" = [])),
+    params(("id" = String, Path, description = "the device id")),
+    responses((status = 201, body = Credential), (status = 409, description = "not certified, or revoked", body = ProblemDocument, content_type = "application/problem+json")))]
+pub(crate) async fn credential(
+    State(context): State<ApiContext>,
+    caller: ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    checked(&context, &caller, &id, Need::Change).await?;
+    let store = context.store();
+    let jwt = context.auth.devices(store).await?.issue(store, &id, caller.username()).await?;
+    Ok((StatusCode::CREATED, axum::Json(Credential { device: id, jwt })).into_response())
+}
+
+/// Revoke the device and its Device JWT.
+#[utoipa::path(post, path = "/api/devices/{id}/revoke", tag = "devices", security(("api_key" = [])),
+    params(("id" = String, Path, description = "the device id")), responses((status = 200, body = DeviceView)))]
+pub(crate) async fn revoke(
+    State(context): State<ApiContext>,
+    caller: ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    checked(&context, &caller, &id, Need::Change).await?;
+    let store = context.store();
+    let revoked = device::revoke(store, &id, caller.username()).await?;
+    context.auth.devices(store).await?.forget(&id);
+    Ok(axum::Json(DeviceView::from(&revoked)).into_response())
+}
+
+/// The device at `id`, if the caller may `need` on its account.
+async fn checked(
+    context: &ApiContext,
+    caller: &ApiUser,
+    id: &str,
+    need: Need,
+) -> Result<store::records::Versioned<device::Device>, Problem> {
+    let store = context.store();
+    let device = device::get(store, id).await?;
+    caller.check(&account::get(store, &device.value.account).await?.value, need)?;
+    Ok(device)
+}

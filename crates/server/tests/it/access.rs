@@ -1,0 +1,253 @@
+//! The access program through its `/api/`, as an integrating company and an operator use it:
+//! sign-up with a working sandbox credential, the production access request and its review
+//! (illegal transitions and an incomplete checklist refused as problem documents), devices and
+//! their Device JWTs on the FHIR API.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, status_and_json};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Calls the `/api/` with `key`, a JSON body when given; the status and the JSON answer.
+async fn api(app: &TestApp, key: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut request = app.client.request(method, format!("{}/api{path}", app.root));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        request = request.header("content-type", "application/json").body(body.to_string());
+    }
+    let response = request.send().await.expect("send");
+    let problem = response.headers().get("content-type").is_some_and(|value| value == "application/problem+json");
+    let (status, body) = status_and_json(response).await;
+    assert_eq!(problem, !status.is_success(), "errors, and only errors, are problem documents: {status} {body}");
+    (status, body)
+}
+
+/// A FHIR read of `path` under `base` with the Device JWT `jwt`.
+async fn fhir(app: &TestApp, base: &str, path: &str, jwt: &str) -> (StatusCode, Value) {
+    let response = app.client.get(format!("{}{base}/{path}", app.root)).bearer_auth(jwt).send().await.expect("send");
+    status_and_json(response).await
+}
+
+fn diagnostics(outcome: &Value) -> &str {
+    outcome["issue"][0]["diagnostics"].as_str().unwrap_or_default()
+}
+
+/// Signs the operator `username` in with its password and a TOTP code; its API key.
+async fn operator_key(app: &TestApp, username: &str) -> String {
+    let totp = app.operator(username).await;
+    let password = format!("{username} password 42");
+    let (status, problem) =
+        api(app, None, Method::POST, "/sessions", Some(json!({"username": username, "password": password}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(problem["type"], "urn:ignis:problem:second-factor-required");
+    let code = totp.code_at(time::OffsetDateTime::now_utc());
+    let body = json!({"username": username, "password": password, "code": code});
+    let (status, session) = api(app, None, Method::POST, "/sessions", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    session["api_key"].as_str().expect("an API key").to_owned()
+}
+
+fn self_signed_certificate() -> String {
+    let key = rcgen::KeyPair::generate().expect("key");
+    rcgen::CertificateParams::new(vec!["lab-interface".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("sign")
+        .pem()
+}
+
+#[tokio::test]
+async fn from_sign_up_to_an_approved_production_device() {
+    let app = TestApp::spawn_secured().await;
+
+    // Sign-up: an account, its owner and a sandbox credential that works at once, in the
+    // sandbox only.
+    let body = json!({"account": "Acme Labs", "username": "dev@acme.example", "password": PASSWORD});
+    let (status, signed_up) = api(&app, None, Method::POST, "/signup", Some(body.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{signed_up}");
+    let developer = signed_up["api_key"].as_str().expect("api key").to_owned();
+    let account = signed_up["account"]["id"].as_str().expect("account id").to_owned();
+    assert_eq!(signed_up["account"]["members"], json!([{"username": "dev@acme.example", "role": "owner"}]));
+    let sandbox_jwt = signed_up["sandbox_jwt"].as_str().expect("sandbox jwt").to_owned();
+    let (status, bundle) = fhir(&app, "/sandbox/fhir", "Patient?_count=1", &sandbox_jwt).await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    let (status, outcome) = fhir(&app, "/fhir", "Patient?_count=1", &sandbox_jwt).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(diagnostics(&outcome).contains("sandbox environment"), "{outcome}");
+    let (status, problem) = api(&app, None, Method::POST, "/signup", Some(body)).await;
+    assert_eq!((status, problem["type"].as_str()), (StatusCode::CONFLICT, Some("urn:ignis:problem:username-taken")));
+
+    // A production device: no credential before the account is certified.
+    let certificate = self_signed_certificate();
+    let device_body = json!({"name": "lab interface", "environment": "production", "certificate": certificate});
+    let (status, device) =
+        api(&app, Some(&developer), Method::POST, &format!("/accounts/{account}/devices"), Some(device_body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{device}");
+    let device = device["id"].as_str().expect("device id").to_owned();
+    let credential = format!("/devices/{device}/credential");
+    let (status, problem) = api(&app, Some(&developer), Method::POST, &credential, None).await;
+    assert_eq!((status, problem["type"].as_str()), (StatusCode::CONFLICT, Some("urn:ignis:problem:not-certified")));
+
+    // The request and its review.
+    let (status, request) =
+        api(&app, Some(&developer), Method::POST, &format!("/accounts/{account}/access-requests"), None).await;
+    assert_eq!((status, request["state"].as_str()), (StatusCode::CREATED, Some("draft")));
+    let request = request["id"].as_str().expect("request id").to_owned();
+    let step = |action: &str| format!("/access-requests/{request}/{action}");
+    let operator = operator_key(&app, "olivia").await;
+
+    let (status, problem) = api(&app, Some(&operator), Method::POST, &step("approve"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(problem["type"], "urn:ignis:problem:illegal-transition");
+    assert_eq!(problem["state"], "draft");
+    assert_eq!(problem["allowed"], json!([{"action": "submit", "to": "submitted"}]));
+    assert_eq!(problem["status"], 409);
+
+    let (status, submitted) = api(&app, Some(&developer), Method::POST, &step("submit"), None).await;
+    assert_eq!((status, submitted["state"].as_str()), (StatusCode::OK, Some("submitted")));
+    let (status, problem) = api(&app, Some(&developer), Method::POST, &step("review"), None).await;
+    assert_eq!((status, problem["type"].as_str()), (StatusCode::FORBIDDEN, Some("urn:ignis:problem:forbidden")));
+    let (status, _) = api(&app, Some(&operator), Method::POST, &step("review"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, problem) = api(&app, Some(&operator), Method::POST, &step("request-changes"), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a request for changes says why: {problem}");
+    let why = json!({"reason": "name the egress addresses"});
+    let (status, sent_back) = api(&app, Some(&operator), Method::POST, &step("request-changes"), Some(why)).await;
+    assert_eq!((status, sent_back["state"].as_str()), (StatusCode::OK, Some("changes_requested")));
+    let (status, _) = api(&app, Some(&developer), Method::POST, &step("submit"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api(&app, Some(&operator), Method::POST, &step("review"), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, problem) = api(&app, Some(&operator), Method::POST, &step("approve"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(problem["type"], "urn:ignis:problem:checklist-incomplete");
+    assert_eq!(problem["missing"], json!(["legal", "architecture", "security", "network", "demo"]));
+
+    let item = |name: &str| format!("/access-requests/{request}/checklist/{name}");
+    let (status, problem) =
+        api(&app, Some(&developer), Method::PUT, &item("network"), Some(json!({"value": "10.0.0.0/33"}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(problem["detail"].as_str().unwrap_or_default().contains("10.0.0.0/33"), "{problem}");
+    let values = [
+        ("legal", "BAA and terms signed by J. Doe, CTO"),
+        ("architecture", "one interface engine, no PHI at rest"),
+        ("security", "SOC 2 type II"),
+        ("network", "203.0.113.0/24"),
+        ("demo", "https://videos.example/acme-demo"),
+    ];
+    for (name, value) in values {
+        let (status, body) = api(&app, Some(&developer), Method::PUT, &item(name), Some(json!({"value": value}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, approved) = api(&app, Some(&operator), Method::POST, &step("approve"), None).await;
+    assert_eq!((status, approved["state"].as_str()), (StatusCode::OK, Some("approved")), "{approved}");
+    let steps: Vec<(&str, &str)> = approved["transitions"]
+        .as_array()
+        .expect("transitions")
+        .iter()
+        .map(|step| (step["action"].as_str().unwrap_or_default(), step["by"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("submit", "dev@acme.example"),
+            ("review", "olivia"),
+            ("request-changes", "olivia"),
+            ("submit", "dev@acme.example"),
+            ("review", "olivia"),
+            ("approve", "olivia")
+        ]
+    );
+    assert_eq!(approved["transitions"][2]["reason"], "name the egress addresses");
+    assert_eq!(approved["allowed"], json!([]));
+    let (status, problem) =
+        api(&app, Some(&operator), Method::POST, &step("reject"), Some(json!({"reason": "x"}))).await;
+    assert_eq!((status, problem["allowed"].clone()), (StatusCode::CONFLICT, json!([])));
+
+    // Certified: the production device gets its credential, which only works over mutual TLS
+    // with the device's certificate.
+    let (status, issued) = api(&app, Some(&developer), Method::POST, &credential, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let jwt = issued["jwt"].as_str().expect("jwt");
+    let (status, outcome) = fhir(&app, "/fhir", "Patient?_count=1", jwt).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(diagnostics(&outcome).contains("mutual TLS"), "{outcome}");
+}
+
+#[tokio::test]
+async fn a_revoked_or_replaced_device_jwt_is_refused_at_once() {
+    let app = TestApp::spawn_secured().await;
+    let body = json!({"account": "Beta Health", "username": "beta", "password": PASSWORD});
+    let (_, signed_up) = api(&app, None, Method::POST, "/signup", Some(body)).await;
+    let key = signed_up["api_key"].as_str().expect("api key");
+    let device = signed_up["sandbox_device"]["id"].as_str().expect("device");
+    let first = signed_up["sandbox_jwt"].as_str().expect("jwt");
+    assert_eq!(fhir(&app, "/sandbox/fhir", "Patient?_count=1", first).await.0, StatusCode::OK);
+
+    let (status, issued) = api(&app, Some(key), Method::POST, &format!("/devices/{device}/credential"), None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let second = issued["jwt"].as_str().expect("jwt");
+    let (status, outcome) = fhir(&app, "/sandbox/fhir", "Patient?_count=1", first).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(diagnostics(&outcome).contains("replaced"), "{outcome}");
+    assert_eq!(fhir(&app, "/sandbox/fhir", "Patient?_count=1", second).await.0, StatusCode::OK);
+
+    let (status, revoked) = api(&app, Some(key), Method::POST, &format!("/devices/{device}/revoke"), None).await;
+    assert_eq!((status, revoked["credential_live"].as_bool()), (StatusCode::OK, Some(false)));
+    assert!(revoked["revoked_at"].is_string());
+    let (status, outcome) = fhir(&app, "/sandbox/fhir", "Patient?_count=1", second).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(diagnostics(&outcome).contains("revoked"), "{outcome}");
+}
+
+#[tokio::test]
+async fn callers_see_only_their_own_accounts_and_errors_are_problem_documents() {
+    let app = TestApp::spawn_secured().await;
+    let (_, first) =
+        api(&app, None, Method::POST, "/signup", Some(json!({"account": "A", "username": "a", "password": PASSWORD})))
+            .await;
+    let (_, second) =
+        api(&app, None, Method::POST, "/signup", Some(json!({"account": "B", "username": "b", "password": PASSWORD})))
+            .await;
+    let other = first["account"]["id"].as_str().expect("id");
+    let key = second["api_key"].as_str().expect("key");
+    let (status, problem) = api(&app, Some(key), Method::GET, &format!("/accounts/{other}"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    let (status, problem) = api(&app, None, Method::GET, &format!("/accounts/{other}"), None).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("urn:ignis:problem:unauthenticated"))
+    );
+    let (status, problem) = api(&app, Some("not-a-key"), Method::GET, &format!("/accounts/{other}"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
+    let (status, problem) = api(&app, Some(key), Method::GET, "/accounts/no-such-account", None).await;
+    assert_eq!((status, problem["type"].as_str()), (StatusCode::NOT_FOUND, Some("urn:ignis:problem:not-found")));
+    let (status, _) = api(&app, None, Method::GET, "/no-such-route", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, problem) = api(&app, None, Method::POST, "/signup", Some(json!({"account": "C"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert!(problem["detail"].as_str().unwrap_or_default().contains("username"), "{problem}");
+}
+
+#[tokio::test]
+async fn the_api_is_described_by_an_openapi_document() {
+    let app = TestApp::spawn_secured().await;
+    let (status, document) = api(&app, None, Method::GET, "/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(document["openapi"].as_str().unwrap_or_default().starts_with("3.1"), "{}", document["openapi"]);
+    for path in [
+        "/api/signup",
+        "/api/accounts/{id}/devices",
+        "/api/access-requests/{id}/{action}",
+        "/api/devices/{id}/credential",
+    ] {
+        assert!(document["paths"][path].is_object(), "{path} is described");
+    }
+    assert!(document["components"]["schemas"]["AccessRequestView"].is_object());
+    assert_eq!(document["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
+}
