@@ -96,6 +96,18 @@ pub(crate) struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "IGNIS_TLS_KEY", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
+    /// Also listen here with mutual TLS (the certificate of --tls-cert; a client certificate
+    /// required): the address devices call production through.
+    #[arg(long, env = "IGNIS_MTLS_LISTEN", requires = "tls_cert")]
+    pub(crate) mtls_listen: Option<SocketAddr>,
+    /// A folder of PEM CA certificates whose client certificates production accepts (the
+    /// approved-CA list; the platform CA of `ignis admin ca init` is always among them).
+    #[arg(long, env = "IGNIS_TRUST_ANCHORS", requires = "mtls_listen")]
+    pub(crate) trust_anchors: Option<PathBuf>,
+    /// A folder of CRLs (PEM or DER) checked for production client certificates; re-read when
+    /// it changes.
+    #[arg(long, env = "IGNIS_CRL_DIR", requires = "mtls_listen")]
+    pub(crate) crl_dir: Option<PathBuf>,
     /// Leave the FHIR API open without tokens (loopback only; for local experiments).
     #[arg(long, env = "IGNIS_INSECURE_NO_AUTH")]
     pub(crate) insecure_no_auth: bool,

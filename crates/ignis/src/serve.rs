@@ -48,12 +48,39 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     match tls {
         Some(tls) => {
             reload_on_hangup(Arc::clone(&tls));
+            let mutual = match args.mtls_listen {
+                Some(address) => Some(serve_mutual(&args, address, &state, &tls).await?),
+                None => None,
+            };
             server::serve_tls(listener, state, tls, shutdown_signal()).await?;
+            if let Some(mutual) = mutual {
+                mutual.await.context("the mutual-TLS listener")??;
+            }
         }
         None => server::serve(listener, state, shutdown_signal()).await?,
     }
     tracing::info!("ignis stopped");
     Ok(())
+}
+
+/// Starts the mutual-TLS listener at `address` beside the main one; it stops on the same
+/// signals.
+async fn serve_mutual(
+    args: &ServeArgs,
+    address: std::net::SocketAddr,
+    state: &server::AppState,
+    tls: &Arc<server::Tls>,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let store = Arc::clone(&state.store);
+    let trust = server::ClientTrust::load(args.trust_anchors.as_deref(), args.crl_dir.as_deref(), store)
+        .await
+        .context("cannot load the client certificate trust")?;
+    let trust = Arc::new(trust);
+    trust.watch();
+    let listener = TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
+    tracing::info!(address = %listener.local_addr()?, "ignis is serving mutual TLS");
+    let (state, tls) = (state.clone(), Arc::clone(tls));
+    Ok(tokio::spawn(server::serve_mtls(listener, state, tls, trust, shutdown_signal())))
 }
 
 /// The authorization server: its keys derive from the secret key file, created on first start.

@@ -52,11 +52,10 @@ pub(crate) async fn authenticate(State(context): State<FhirContext>, mut request
                 Err(error) => return ApiError::internal(error).into_response(),
             };
             if devices.is_device_jwt(token) {
-                let presented = request
-                    .extensions()
-                    .get::<crate::tls::PeerCertificates>()
-                    .and_then(|peer| peer.0.first())
-                    .map(|certificate| access::certificate::thumbprint(certificate.as_ref()));
+                let presented = request.extensions().get::<crate::mtls::PeerCertificates>().and_then(|peer| {
+                    let thumbprint = access::certificate::thumbprint(peer.chain.first()?.as_ref());
+                    Some((thumbprint, peer.production.clone()))
+                });
                 match device_caller(&context, devices, token, presented).await {
                     Ok(caller) => caller,
                     Err(error) => return error.into_response(),
@@ -80,12 +79,13 @@ pub(crate) async fn authenticate(State(context): State<FhirContext>, mut request
 
 /// The caller a Device JWT makes: the JWT must be its device's live credential for this
 /// environment and, when it is bound to a certificate (always in production), come over mutual
-/// TLS with that certificate (`presented`: the thumbprint of the connection's certificate).
+/// TLS with that certificate, which in production must also pass the checks of
+/// `crate::mtls` (`presented`: the thumbprint of the connection's certificate and its verdict).
 async fn device_caller(
     context: &FhirContext,
     devices: &access::DeviceCredentials,
     token: &str,
-    presented: Option<String>,
+    presented: Option<(String, crate::mtls::Verdict)>,
 ) -> Result<Caller, ApiError> {
     let refused = |reason: String| ApiError::unauthorized(Some("invalid_token"), reason);
     let verified = match devices.verify(context.store(), token, context.env).await {
@@ -103,7 +103,10 @@ async fn device_caller(
                 "the Device JWT is bound to a certificate: call over mutual TLS presenting it".to_owned(),
             ));
         }
-        (Some(cnf), Some(thumbprint)) => {
+        (Some(cnf), Some((thumbprint, production))) => {
+            if context.env == store::Environment::Production {
+                production.map_err(|reason| refused(reason.to_string()))?;
+            }
             if thumbprint != cnf.thumbprint {
                 return Err(refused(
                     "the client certificate is not the one the Device JWT is bound to (cnf x5t#S256)".to_owned(),

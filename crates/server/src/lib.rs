@@ -25,6 +25,7 @@ mod export;
 mod handlers;
 mod jwks;
 mod middleware;
+mod mtls;
 mod negotiation;
 mod oauth;
 mod response;
@@ -38,9 +39,10 @@ use std::future::Future;
 use tokio::net::TcpListener;
 
 pub use jwks::HttpJwksFetcher;
+pub use mtls::{ClientTrust, PeerCertificates, Verdict};
 pub use router::{app, router};
 pub use state::{AppState, Authorization, Config};
-pub use tls::{PeerCertificates, Tls, TlsError, serve_tls};
+pub use tls::{Tls, TlsError, serve_mtls, serve_tls};
 
 /// Serves `state` on `listener` until `shutdown` resolves, then finishes in-flight requests.
 pub async fn serve(

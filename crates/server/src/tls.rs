@@ -5,8 +5,9 @@
 //!
 //! `axum::serve` has no TLS, so [`serve_tls`] runs the accept loop itself with hyper-util: each
 //! connection's handshake runs on its own task under a time limit (a slow or broken client
-//! never holds the loop), and the peer's certificate chain, when it sent one, is put in each
-//! request's extensions ([`PeerCertificates`]) for the device authentication to come.
+//! never holds the loop). [`serve_mtls`] runs the same loop for the mutual-TLS listener
+//! (`crate::mtls`): it requires a client certificate and puts the chain, with its verdict for
+//! production, in each request's extensions ([`PeerCertificates`]).
 
 use std::future::Future;
 use std::io;
@@ -23,20 +24,17 @@ use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_http::normalize_path::NormalizePath;
 
 use crate::app;
+use crate::mtls::{ClientTrust, PeerCertificates};
 use crate::state::AppState;
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The certificate chain a client presented during the handshake (mutual TLS).
-#[derive(Debug, Clone)]
-pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
 
 /// Why the certificate or key cannot be used; names the file, never shows key material.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +80,19 @@ impl Tls {
         Ok(Tls { cert_path: cert_path.to_owned(), key_path: key_path.to_owned(), current, config: Arc::new(config) })
     }
 
+    /// The configuration of the mutual-TLS listener: the same server certificate (reloaded with
+    /// it), and a client certificate required ([`ClientTrust::handshake_verifier`]).
+    fn mutual(&self, trust: &ClientTrust) -> Result<Arc<ServerConfig>, TlsError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|error| TlsError::Config(error.to_string()))?
+            .with_client_cert_verifier(trust.handshake_verifier())
+            .with_cert_resolver(Arc::clone(&self.current) as Arc<dyn ResolvesServerCert>);
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
     /// Reads the certificate and key files again; on success new handshakes use them. On
     /// failure the certificate in use stays.
     pub fn reload(&self) -> Result<(), TlsError> {
@@ -113,7 +124,7 @@ fn certified_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsE
 }
 
 /// Serves `state` over TLS on `listener` until `shutdown` resolves, then finishes the requests
-/// in flight.
+/// in flight. Runs this process's export loop meanwhile.
 pub async fn serve_tls(
     listener: TcpListener,
     state: AppState,
@@ -121,8 +132,34 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let runner = state.start_exports();
-    let app = app(state);
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
+    let served = accept_loop(listener, app(state), Arc::clone(&tls.config), None, shutdown).await;
+    runner.abort();
+    served
+}
+
+/// Serves `state` over mutual TLS on `listener` until `shutdown` resolves: every client
+/// presents a certificate, judged by `trust` for production. Runs beside [`serve_tls`], which
+/// runs the export loop.
+pub async fn serve_mtls(
+    listener: TcpListener,
+    state: AppState,
+    tls: Arc<Tls>,
+    trust: Arc<ClientTrust>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let config = tls.mutual(&trust).map_err(io::Error::other)?;
+    accept_loop(listener, app(state), config, Some(trust), shutdown).await
+}
+
+/// Accepts connections until `shutdown`; each handshake on its own task under a time limit.
+async fn accept_loop(
+    listener: TcpListener,
+    app: NormalizePath<Router>,
+    config: Arc<ServerConfig>,
+    trust: Option<Arc<ClientTrust>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let graceful = GracefulShutdown::new();
     let builder = Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
@@ -138,7 +175,7 @@ pub async fn serve_tls(
             },
             () = &mut shutdown => break,
         };
-        let (acceptor, app, builder) = (acceptor.clone(), app.clone(), builder.clone());
+        let (acceptor, app, builder, trust) = (acceptor.clone(), app.clone(), builder.clone(), trust.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -146,9 +183,16 @@ pub async fn serve_tls(
                 Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
                 Err(_) => return tracing::debug!("TLS handshake timed out"),
             };
-            let peer = stream.get_ref().1.peer_certificates().map(|chain| {
-                PeerCertificates(Arc::new(chain.iter().map(|certificate| certificate.clone().into_owned()).collect()))
-            });
+            // Judged once per connection, not per request.
+            let peer = match (&trust, stream.get_ref().1.peer_certificates()) {
+                (Some(trust), Some(chain)) => {
+                    let chain: Vec<CertificateDer<'static>> =
+                        chain.iter().map(|certificate| certificate.clone().into_owned()).collect();
+                    let production = trust.judge(&chain, UnixTime::now());
+                    Some(PeerCertificates { chain: Arc::new(chain), production })
+                }
+                _ => None,
+            };
             let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                 let mut request = request.map(axum::body::Body::new);
                 if let Some(peer) = &peer {
@@ -164,7 +208,6 @@ pub async fn serve_tls(
     }
     drop(listener);
     graceful.shutdown().await;
-    runner.abort();
     Ok(())
 }
 

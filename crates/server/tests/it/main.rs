@@ -34,6 +34,7 @@ mod history;
 mod import;
 mod interop;
 mod invariants;
+mod mtls;
 mod postgres;
 mod search;
 mod smart;

@@ -21,6 +21,15 @@ pub(crate) struct TestApp {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
+/// A mutual-TLS listener started by [`TestApp::serve_mtls`]; stops when dropped.
+pub(crate) struct MtlsServer {
+    /// e.g. `https://127.0.0.1:4243`.
+    pub(crate) root: String,
+    /// Its trust, to re-read at once after a test changed the folders.
+    pub(crate) trust: Arc<server::ClientTrust>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
 /// The database behind a test server: a fresh SQLite file, or (when
 /// `IGNIS_TEST_POSTGRES_URL` is set) a fresh schema in that PostgreSQL database. Removed when
 /// the last server using it is dropped.
@@ -245,6 +254,31 @@ impl TestApp {
             let _ = stopped.await;
         }));
         TestApp { base: format!("{root}/fhir"), root, client: Client::new(), store, secret, database, _stop: stop }
+    }
+
+    /// A mutual-TLS listener over this secured server's state: its server certificate from the
+    /// PEM files `tls` (certificate, key), client certificates judged against the CAs in
+    /// `anchors` and the CRLs in `crls`.
+    pub(crate) async fn serve_mtls(
+        &self,
+        tls: (&std::path::Path, &std::path::Path),
+        anchors: &std::path::Path,
+        crls: &std::path::Path,
+    ) -> MtlsServer {
+        let secret = Arc::clone(self.secret.as_ref().expect("a secured server"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let root = format!("https://{}", listener.local_addr().expect("address"));
+        let state = server::AppState::new(Arc::clone(&self.store), server::Config::new(root.clone()))
+            .expect("the app state")
+            .with_authorization(server::Authorization::new(secret));
+        let trust = server::ClientTrust::load(Some(anchors), Some(crls), Arc::clone(&self.store)).await.expect("trust");
+        let trust = Arc::new(trust);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let tls = Arc::new(server::Tls::load(tls.0, tls.1).expect("tls"));
+        tokio::spawn(server::serve_mtls(listener, state, tls, Arc::clone(&trust), async {
+            let _ = stopped.await;
+        }));
+        MtlsServer { root, trust, _stop: stop }
     }
 
     /// A PostgreSQL store of its own over this server's database, for diagnostics only
