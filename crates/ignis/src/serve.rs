@@ -78,7 +78,7 @@ async fn serve_mutual(
     let trust = Arc::new(trust);
     trust.watch();
     let listener = TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
-    tracing::info!(address = %listener.local_addr()?, "ignis is serving mutual TLS");
+    tracing::info!(mtls_address = %listener.local_addr()?, "mutual TLS listener ready");
     let (state, tls) = (state.clone(), Arc::clone(tls));
     Ok(tokio::spawn(server::serve_mtls(listener, state, tls, trust, shutdown_signal())))
 }

@@ -17,6 +17,10 @@
 //!   server, which finishes it with every resource once; `ignis export` writes a Group export;
 //!   `--export-store s3://…` writes to an S3-compatible server (moto; ignored unless run with
 //!   `--include-ignored`, as `.ci/run` does after installing it).
+//! - The access program's `admin` commands take a production access request from draft to
+//!   approved (refusing an illegal transition, a request for changes without a reason and an
+//!   incomplete checklist), the platform CA signs a device's CSR, and the device's JWT works
+//!   over `serve --mtls-listen` with the signed certificate until `admin device revoke`.
 //! - Two `ignis serve` processes over one PostgreSQL database (skipped without
 //!   `IGNIS_TEST_POSTGRES_URL`; `.ci/with-postgres` provides one): what one writes the other
 //!   reads and finds, and conditional creates racing across both make one resource.
@@ -1249,4 +1253,122 @@ async fn an_export_goes_to_s3_compatible_object_storage() {
     let listing = client.get(format!("{bucket}?list-type=2")).send().await.expect("list").text().await.expect("text");
     let job = status.rsplit('/').next().expect("job id");
     assert!(listing.contains(&format!("<Key>bulk/{job}/")), "{listing}");
+}
+
+/// Runs `ignis admin ARGS` expecting a refusal; its standard error.
+fn admin_refused(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_ignis")).arg("admin").args(args).env("NO_COLOR", "1").output();
+    let output = output.expect("run ignis admin");
+    assert!(!output.status.success(), "{args:?} must fail");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn the_access_program_from_the_admin_commands_to_a_device_call_over_mutual_tls() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let data_dir = folder.path().to_str().expect("path");
+    let storage = ["--data-dir", data_dir];
+    let run = |args: &[&str]| admin(&[args, &storage[..]].concat());
+
+    let account = run(&["account", "create", "--name", "Acme Labs"]);
+    let account = account["id"].as_str().expect("account id").to_owned();
+    let request = run(&["access-request", "create", "--account", &account]);
+    assert_eq!(request["state"], "draft");
+    let request = request["id"].as_str().expect("request id").to_owned();
+    let refused = admin_refused(&["access-request", "approve", "--id", &request, "--data-dir", data_dir]);
+    assert!(
+        refused.contains("cannot be approved") && refused.contains("allowed now: submit (to submitted)"),
+        "{refused}"
+    );
+    assert_eq!(run(&["access-request", "submit", "--id", &request])["state"], "submitted");
+    assert_eq!(run(&["access-request", "review", "--id", &request])["state"], "in_review");
+    let refused = admin_refused(&["access-request", "request-changes", "--id", &request, "--data-dir", data_dir]);
+    assert!(refused.contains("without a reason"), "{refused}");
+    let refused = admin_refused(&["access-request", "approve", "--id", &request, "--data-dir", data_dir]);
+    assert!(refused.contains("checklist is incomplete"), "{refused}");
+    for (item, value) in
+        [("legal", "signed"), ("architecture", "a"), ("security", "s"), ("network", "127.0.0.1"), ("demo", "d")]
+    {
+        run(&["access-request", "checklist", "--id", &request, "--item", item, "--value", value]);
+    }
+    let approved = run(&["access-request", "approve", "--id", &request]);
+    assert_eq!(approved["state"], "approved");
+    assert_eq!(approved["checklist"][3]["value"], "127.0.0.1/32");
+
+    // The platform CA signs the device's CSR; the device keeps its key.
+    let ca = run(&["ca", "init"]);
+    assert!(ca["certificate"].as_str().is_some_and(|pem| pem.contains("BEGIN CERTIFICATE")));
+    let device_key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "lab interface");
+    let csr = params.serialize_request(&device_key).expect("csr").pem().expect("pem");
+    let csr_path = folder.path().join("device.csr");
+    std::fs::write(&csr_path, csr).expect("write CSR");
+    let csr_arg = csr_path.to_str().expect("path");
+    let device = run(&[
+        "device",
+        "create",
+        "--account",
+        &account,
+        "--name",
+        "lab interface",
+        "--environment",
+        "production",
+        "--csr",
+        csr_arg,
+    ]);
+    assert_eq!(device["certificate_source"], "signed-csr");
+    let certificate = device["certificate"].as_str().expect("the signed certificate").to_owned();
+    let device = device["id"].as_str().expect("device id").to_owned();
+    let jwt = run(&["device", "credential", "--device", &device]);
+    let jwt = jwt["jwt"].as_str().expect("jwt").to_owned();
+
+    write_certificate(folder.path());
+    let (cert, key) = (folder.path().join("cert.pem"), folder.path().join("key.pem"));
+    let database = format!("sqlite://{}", folder.path().join("ignis.db").display());
+    let flags = [
+        "--tls-cert",
+        cert.to_str().expect("path"),
+        "--tls-key",
+        key.to_str().expect("path"),
+        "--mtls-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir,
+    ];
+    let server = Server::start_with(&database, &flags).await;
+    server.wait_for_log("mutual TLS listener ready").await;
+    let mtls_address = server
+        .log
+        .lock()
+        .expect("log")
+        .iter()
+        .find_map(|line| line.contains("mutual TLS listener ready").then(|| field(line, "mtls_address")).flatten())
+        .expect("the mutual TLS address");
+
+    let identity = format!("{certificate}{}", device_key.serialize_pem());
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&cert).expect("read")).expect("root"))
+        .identity(reqwest::Identity::from_pem(identity.as_bytes()).expect("identity"))
+        .build()
+        .expect("client");
+    let url = format!("https://{mtls_address}/fhir/Patient?_count=1").replace("127.0.0.1", "localhost");
+    let (status, bundle) = send(client.get(&url).bearer_auth(&jwt)).await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+
+    // Revoked by the operator while the server runs: refused within the second the server may
+    // keep the device's state (the deadline only guards against a hang).
+    let revoked = run(&["device", "revoke", "--device", &device]);
+    assert_eq!(revoked["credential_live"], false);
+    let started = Instant::now();
+    loop {
+        let (status, outcome) = send(client.get(&url).bearer_auth(&jwt)).await;
+        if status == StatusCode::UNAUTHORIZED {
+            assert!(outcome.to_string().contains("revoked"), "{outcome}");
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(started.elapsed() < START_DEADLINE, "the revoked device was never refused");
+        tokio::task::yield_now().await;
+    }
 }
