@@ -32,6 +32,13 @@ pub struct Account {
     pub name: String,
     #[serde(default)]
     pub members: Vec<Member>,
+    /// Set by a material change to a certified integration; cleared by the next approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recertification: Option<crate::certification::Recertification>,
+    /// Days production stays open after a material change (default
+    /// [`crate::certification::DEFAULT_GRACE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_days: Option<u32>,
 }
 
 impl Kind for Account {
@@ -43,6 +50,11 @@ impl Kind for Account {
 }
 
 impl Account {
+    /// How long production stays open after a material change.
+    pub fn grace(&self) -> time::Duration {
+        self.grace_days.map_or(crate::certification::DEFAULT_GRACE, |days| time::Duration::days(days.into()))
+    }
+
     /// The role `username` holds on the account, if a member.
     pub fn role_of(&self, username: &str) -> Option<MemberRole> {
         self.members.iter().find(|member| member.username == username).map(|member| member.role)
@@ -59,13 +71,24 @@ pub async fn create(
     members: Vec<Member>,
     by: &str,
 ) -> Result<Versioned<Account>, AccessError> {
+    create_with_grace(store, name, members, None, by).await
+}
+
+/// [`create`] with the days production stays open after a material change.
+pub async fn create_with_grace(
+    store: &dyn Records,
+    name: &str,
+    members: Vec<Member>,
+    grace_days: Option<u32>,
+    by: &str,
+) -> Result<Versioned<Account>, AccessError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
         return Err(AccessError::Invalid(format!(
             "an account name must be 1 to {MAX_NAME} characters without control characters"
         )));
     }
-    let account = Account { name: name.to_owned(), members };
+    let account = Account { name: name.to_owned(), members, recertification: None, grace_days };
     Ok(records::create(store, &crate::new_id(), &account, by).await?)
 }
 

@@ -20,13 +20,15 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ipnet::IpNet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use store::Environment;
 use store::records::{self, Kind, Records};
 
+use crate::account::Account;
 use crate::device::{self, Device};
-use crate::{AccessError, request};
+use crate::{AccessError, certification};
 
 /// The `iss` of every Device JWT.
 pub const ISSUER: &str = "urn:ignis:device-credentials";
@@ -117,6 +119,9 @@ pub enum CredentialError {
     Revoked,
     #[error("the Device JWT is for the {0} environment")]
     WrongEnvironment(&'static str),
+    /// The credential is good, but the account may not use production now.
+    #[error("{0}")]
+    NotCertified(Arc<str>),
     #[error("device credentials are unavailable: {0}")]
     Unavailable(#[from] store::Error),
 }
@@ -127,6 +132,17 @@ struct Seen {
     read: Instant,
     credential: Option<String>,
     revoked: bool,
+    /// For a production device: the network paths its account's certification allows, or why
+    /// production is closed to it.
+    production: Result<Arc<[IpNet]>, Arc<str>>,
+}
+
+/// A Device JWT that may be used now.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub grant: Arc<DeviceGrant>,
+    /// The network paths calls must come from (`None` in the sandbox: anywhere).
+    pub network: Option<Arc<[IpNet]>>,
 }
 
 /// The platform's device signing key, and what it has verified.
@@ -230,7 +246,7 @@ impl DeviceCredentials {
         store: &dyn Records,
         token: &str,
         environment: Environment,
-    ) -> Result<Arc<DeviceGrant>, CredentialError> {
+    ) -> Result<Verified, CredentialError> {
         let verified = self.verified(token)?;
         let claims = &verified.claims;
         if claims.environment != environment {
@@ -243,7 +259,11 @@ impl DeviceCredentials {
         if seen.credential.as_deref() != Some(claims.jti.as_str()) {
             return Err(CredentialError::Superseded);
         }
-        Ok(verified)
+        let network = match environment {
+            Environment::Sandbox => None,
+            Environment::Production => Some(seen.production.map_err(CredentialError::NotCertified)?),
+        };
+        Ok(Verified { grant: verified, network })
     }
 
     /// Forgets what this process read of a device, after it changed it.
@@ -279,10 +299,17 @@ impl DeviceCredentials {
         }
         let read = Instant::now();
         let device = records::get::<Device>(store, device_id).await?;
+        let production = match &device {
+            Some(device) if device.value.environment == Environment::Production => {
+                production_status(store, &device.value.account).await?
+            }
+            _ => Err(Arc::from("not a production device")),
+        };
         let seen = Seen {
             read,
             credential: device.as_ref().and_then(|device| device.value.credential.clone()),
             revoked: device.is_none_or(|device| device.value.revoked_at.is_some()),
+            production,
         };
         if let Ok(mut devices) = self.devices.write() {
             if devices.len() >= Self::CAPACITY {
@@ -292,6 +319,22 @@ impl DeviceCredentials {
         }
         Ok(seen)
     }
+}
+
+/// The network paths `account` may call production from now, or why it may not.
+async fn production_status(
+    store: &dyn Records,
+    account: &str,
+) -> Result<Result<Arc<[IpNet]>, Arc<str>>, CredentialError> {
+    let Some(found) = records::get::<Account>(store, account).await? else {
+        return Ok(Err(Arc::from("the device's account no longer exists")));
+    };
+    let status =
+        certification::status(store, account, &found.value, crate::now()).await.map_err(|error| match error {
+            AccessError::Store(error) => CredentialError::Unavailable(error),
+            other => CredentialError::NotCertified(other.to_string().into()),
+        })?;
+    Ok(status.production().map(Arc::from).map_err(Arc::from))
 }
 
 /// Whether `device` may get a credential now.
@@ -305,9 +348,9 @@ async fn check_issuable(store: &dyn Records, device: &Device) -> Result<(), Acce
                 "a production device needs a certificate before it gets a credential".to_owned(),
             ));
         }
-        if request::approved(store, &device.account).await?.is_none() {
-            return Err(AccessError::NotCertified);
-        }
+        let account = crate::account::get(store, &device.account).await?;
+        let status = certification::status(store, &device.account, &account.value, crate::now()).await?;
+        status.production().map_err(AccessError::NotCertified)?;
     }
     Ok(())
 }

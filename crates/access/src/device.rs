@@ -8,7 +8,7 @@ use store::records::{self, Kind, RecordKey, Records, Versioned};
 use time::OffsetDateTime;
 
 use crate::certificate::DeviceCertificate;
-use crate::{AccessError, rfc3339};
+use crate::{AccessError, certification, rfc3339};
 
 /// The scopes a device's credential carries unless it is configured otherwise.
 pub const DEFAULT_SCOPE: &str = "system/*.rs";
@@ -89,12 +89,88 @@ pub async fn create(store: &dyn Records, new: NewDevice, by: &str) -> Result<Ver
         credential: None,
         revoked_at: None,
     };
-    match records::create(store, &crate::new_id(), &device, by).await {
+    let changes = material_changes(store, &device, None).await?;
+    let created = match records::create(store, &crate::new_id(), &device, by).await {
         Err(store::Error::RecordKeyTaken { name, .. }) if name == "thumbprint" => {
-            Err(AccessError::Invalid("another device already presents this certificate".to_owned()))
+            return Err(AccessError::Invalid("another device already presents this certificate".to_owned()));
         }
-        result => Ok(result?),
+        result => result?,
+    };
+    for change in changes {
+        certification::material_change(store, &created.value.account, change, by).await?;
     }
+    Ok(created)
+}
+
+/// Replaces the certificate of the device at `id` (a rotation), by `by`: its Device JWT, bound
+/// to the old certificate, is revoked with it.
+pub async fn rotate_certificate(
+    store: &dyn Records,
+    id: &str,
+    certificate: DeviceCertificate,
+    source: CertificateSource,
+    by: &str,
+) -> Result<Versioned<Device>, AccessError> {
+    let current = get(store, id).await?;
+    if current.value.revoked_at.is_some() {
+        return Err(AccessError::Revoked);
+    }
+    let mut rotated = current.value.clone();
+    rotated.certificate = Some(certificate.clone());
+    let changes = material_changes(store, &rotated, Some(id)).await?;
+    let updated = records::modify::<Device>(store, id, by, |device| {
+        device.certificate = Some(certificate.clone());
+        device.certificate_source = Some(source);
+        device.credential = None;
+    })
+    .await
+    .map_err(|error| match error {
+        store::Error::RecordKeyTaken { .. } => {
+            AccessError::Invalid("another device already presents this certificate".to_owned())
+        }
+        other => other.into(),
+    })?;
+    for change in changes {
+        certification::material_change(store, &updated.value.account, change, by).await?;
+    }
+    Ok(updated)
+}
+
+/// What configuring `device` (replacing the device `replacing`, if any) changes in the
+/// account's certified production integration: a new device, a certificate from an issuer none
+/// of its other production devices uses, scopes none of them has.
+async fn material_changes(
+    store: &dyn Records,
+    device: &Device,
+    replacing: Option<&str>,
+) -> Result<Vec<String>, AccessError> {
+    if device.environment != Environment::Production {
+        return Ok(Vec::new());
+    }
+    let others: Vec<Device> = of_account(store, &device.account)
+        .await?
+        .into_iter()
+        .filter(|other| Some(other.id.as_str()) != replacing && other.value.environment == Environment::Production)
+        .filter(|other| other.value.revoked_at.is_none())
+        .map(|other| other.value)
+        .collect();
+    let mut changes = Vec::new();
+    if replacing.is_none() {
+        changes.push(format!("a new production device '{}'", device.name));
+    }
+    if let Some(certificate) = &device.certificate
+        && !others
+            .iter()
+            .any(|other| other.certificate.as_ref().is_some_and(|known| known.issuer == certificate.issuer))
+    {
+        changes.push(format!("a certificate from a new issuer '{}'", certificate.issuer));
+    }
+    let known: Vec<&str> = others.iter().flat_map(|other| other.scope.split_whitespace()).collect();
+    let new: Vec<&str> = device.scope.split_whitespace().filter(|scope| !known.contains(scope)).collect();
+    if replacing.is_none() && !new.is_empty() && !others.is_empty() {
+        changes.push(format!("new scopes '{}'", new.join(" ")));
+    }
+    Ok(changes)
 }
 
 /// A device's credential may only carry `system/` scopes.

@@ -10,6 +10,7 @@
 pub mod account;
 pub mod ca;
 pub mod certificate;
+pub mod certification;
 pub mod credential;
 pub mod device;
 pub mod request;
@@ -38,9 +39,10 @@ pub enum AccessError {
     Closed(State),
     #[error("{0}")]
     Invalid(String),
-    /// A production credential before the account's access request is approved.
-    #[error("the account has no approved production access request")]
-    NotCertified,
+    /// A production credential while the account may not use production: no approved
+    /// request, the contract term ended, or the grace period after a material change did.
+    #[error("{0}")]
+    NotCertified(String),
     #[error("the device is revoked")]
     Revoked,
     #[error("the platform's device signing key: {0}")]
@@ -54,10 +56,9 @@ pub enum AccessError {
 /// Serde for instants as RFC 3339 text, the form every record and API answer uses.
 pub(crate) use time::serde::rfc3339;
 
-/// The current instant, truncated to whole seconds so it reads the same after a round trip.
+/// The current instant (kept to the nanosecond in records, which orders approvals).
 pub(crate) fn now() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(0).unwrap_or(now)
+    OffsetDateTime::now_utc()
 }
 
 /// A new record id.

@@ -207,7 +207,13 @@ pub struct AccessRequest {
     pub checklist: Vec<(Item, Entry)>,
     #[serde(default)]
     pub transitions: Vec<Transition>,
+    /// Set on approval: the contract term's end, when the certification ends.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rfc3339::option")]
+    pub contract_end: Option<OffsetDateTime>,
 }
+
+/// How long a certification lasts when the approval names no contract end.
+pub const DEFAULT_TERM: time::Duration = time::Duration::days(365);
 
 impl Kind for AccessRequest {
     const KIND: &'static str = "access-request";
@@ -233,6 +239,11 @@ impl AccessRequest {
         self.entry(Item::Network).map(|entry| parse_cidrs(&entry.value).unwrap_or_default()).unwrap_or_default()
     }
 
+    /// When it was approved, if it was.
+    pub fn approved_at(&self) -> Option<OffsetDateTime> {
+        self.transitions.iter().rev().find(|step| step.to == State::Approved).map(|step| step.at)
+    }
+
     /// Applies `action` by `by` at `at`, or says why it is not allowed.
     fn apply(&mut self, action: Action, reason: Option<&str>, by: &str, at: OffsetDateTime) -> Result<(), AccessError> {
         let from = self.state;
@@ -250,6 +261,9 @@ impl AccessRequest {
             if !missing.is_empty() {
                 return Err(AccessError::ChecklistIncomplete { missing });
             }
+        }
+        if action == Action::Approve {
+            self.contract_end = Some(self.contract_end.unwrap_or(at + DEFAULT_TERM));
         }
         self.state = to;
         self.transitions.push(Transition {
@@ -318,6 +332,7 @@ pub async fn create(store: &dyn Records, account: &str, by: &str) -> Result<Vers
         state: State::Draft,
         checklist: Vec::new(),
         transitions: Vec::new(),
+        contract_end: None,
     };
     Ok(records::create(store, &crate::new_id(), &request, by).await?)
 }
@@ -334,9 +349,13 @@ pub async fn of_account(store: &dyn Records, account: &str) -> Result<Vec<Versio
     Ok(records::find::<AccessRequest>(store, "account", account).await?)
 }
 
-/// The account's approved request, if it has one: what certifies it for production.
+/// The account's latest approved request, if it has one: what certifies it for production.
 pub async fn approved(store: &dyn Records, account: &str) -> Result<Option<Versioned<AccessRequest>>, AccessError> {
-    Ok(of_account(store, account).await?.into_iter().find(|request| request.value.state == State::Approved))
+    Ok(of_account(store, account)
+        .await?
+        .into_iter()
+        .filter(|request| request.value.state == State::Approved)
+        .max_by_key(|request| request.value.approved_at()))
 }
 
 /// Applies `action` to the request at `id`, by `by`.
@@ -347,7 +366,29 @@ pub async fn transition(
     reason: Option<&str>,
     by: &str,
 ) -> Result<Versioned<AccessRequest>, AccessError> {
-    change(store, id, by, |request| request.apply(action, reason, by, crate::now())).await
+    transition_with(store, id, action, reason, None, by).await
+}
+
+/// [`transition`], with the contract term's end for an approval (default a year on).
+pub async fn transition_with(
+    store: &dyn Records,
+    id: &str,
+    action: Action,
+    reason: Option<&str>,
+    contract_end: Option<OffsetDateTime>,
+    by: &str,
+) -> Result<Versioned<AccessRequest>, AccessError> {
+    let now = crate::now();
+    if contract_end.is_some_and(|end| end <= now) {
+        return Err(AccessError::Invalid("the contract end must be in the future".to_owned()));
+    }
+    change(store, id, by, |request| {
+        if action == Action::Approve && request.state.after(action).is_some() {
+            request.contract_end = contract_end.or(request.contract_end);
+        }
+        request.apply(action, reason, by, now)
+    })
+    .await
 }
 
 /// Records a checklist item of the request at `id`, by `by`.
@@ -388,7 +429,13 @@ mod tests {
     }
 
     fn request() -> AccessRequest {
-        AccessRequest { account: "a".into(), state: State::Draft, checklist: Vec::new(), transitions: Vec::new() }
+        AccessRequest {
+            account: "a".into(),
+            state: State::Draft,
+            checklist: Vec::new(),
+            transitions: Vec::new(),
+            contract_end: None,
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
 use crate::account::{Account, MemberRole};
+use crate::certification::Status;
 use crate::device::{CertificateSource, Device};
 use crate::request::{AccessRequest, Action, Item, State};
 
@@ -22,8 +23,63 @@ pub struct AccountView {
     pub id: String,
     pub name: String,
     pub members: Vec<MemberView>,
+    /// Days production stays open after a material change.
+    pub grace_days: i64,
+    /// Where the account stands for production (when the answer says).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certification: Option<CertificationView>,
     pub version: u64,
     pub updated: String,
+}
+
+/// Where an account stands for production.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CertificationView {
+    /// not_certified, certified, recertification_required, expired or blocked.
+    pub status: &'static str,
+    /// When the certification ends (the contract term).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// The network paths production calls must come from.
+    pub network: Vec<String>,
+    /// The material changes that need a new review, and until when production stays open.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_until: Option<String>,
+    /// Why production is closed, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed: Option<String>,
+}
+
+impl From<&Status> for CertificationView {
+    fn from(status: &Status) -> CertificationView {
+        let (until, network, pending) = match status {
+            Status::Certified { until, network } => (Some(*until), network.clone(), None),
+            Status::RecertificationRequired { until, network, recertification } => {
+                (Some(*until), network.clone(), Some(recertification))
+            }
+            Status::Blocked { recertification } => (None, Vec::new(), Some(recertification)),
+            Status::Expired { on } => (Some(*on), Vec::new(), None),
+            Status::NotCertified => (None, Vec::new(), None),
+        };
+        CertificationView {
+            status: status.as_str(),
+            until: until.map(text),
+            network: network.iter().map(ToString::to_string).collect(),
+            changes: pending.map(|pending| pending.changes.clone()).unwrap_or_default(),
+            grace_until: pending.map(|pending| text(pending.grace_until)),
+            closed: status.production().err(),
+        }
+    }
+}
+
+impl AccountView {
+    /// The view with the account's certification.
+    pub fn with(mut self, status: &Status) -> AccountView {
+        self.certification = Some(CertificationView::from(status));
+        self
+    }
 }
 
 /// A member of an account.
@@ -45,6 +101,8 @@ impl From<&Versioned<Account>> for AccountView {
                 .iter()
                 .map(|member| MemberView { username: member.username.clone(), role: member.role })
                 .collect(),
+            grace_days: account.value.grace().whole_days(),
+            certification: None,
             version: account.version,
             updated: text(account.updated),
         }
@@ -62,6 +120,9 @@ pub struct AccessRequestView {
     pub checklist: Vec<ChecklistEntryView>,
     /// The items still missing before approval.
     pub missing: Vec<&'static str>,
+    /// Set on approval: when the certification ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contract_end: Option<String>,
     /// What may happen next.
     pub allowed: Vec<AllowedView>,
     pub transitions: Vec<TransitionView>,
@@ -125,6 +186,7 @@ impl From<&Versioned<AccessRequest>> for AccessRequestView {
                 })
                 .collect(),
             missing: value.missing(),
+            contract_end: value.contract_end.map(text),
             allowed: allowed(value.state),
             transitions: value
                 .transitions

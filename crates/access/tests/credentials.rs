@@ -40,7 +40,7 @@ async fn a_sandbox_credential_is_live_until_replaced_or_revoked() {
 
     let first = credentials.issue(&store, &device.id, BY).await.unwrap();
     assert!(credentials.is_device_jwt(&first));
-    let grant = &credentials.verify(&store, &first, Environment::Sandbox).await.unwrap().claims;
+    let grant = &credentials.verify(&store, &first, Environment::Sandbox).await.unwrap().grant.claims;
     assert_eq!(
         (grant.sub.as_str(), grant.account.as_str(), grant.scope.as_str()),
         (device.id.as_str(), account.id.as_str(), "system/*.rs")
@@ -94,7 +94,7 @@ async fn a_production_credential_needs_a_certificate_and_an_approved_request() {
         device::create(&store, new_device(&account.id, Environment::Production, Some(certificate)), BY).await,
         Err(AccessError::Invalid(message)) if message.contains("another device")
     ));
-    assert!(matches!(credentials.issue(&store, &device.id, BY).await, Err(AccessError::NotCertified)));
+    assert!(matches!(credentials.issue(&store, &device.id, BY).await, Err(AccessError::NotCertified(_))));
 
     let draft = request::create(&store, &account.id, BY).await.unwrap();
     request::transition(&store, &draft.id, Action::Submit, None, BY).await.unwrap();
@@ -111,6 +111,6 @@ async fn a_production_credential_needs_a_certificate_and_an_approved_request() {
 
     let jwt = credentials.issue(&store, &device.id, BY).await.unwrap();
     let verified = credentials.verify(&store, &jwt, Environment::Production).await.unwrap();
-    let grant = &verified.claims;
+    let grant = &verified.grant.claims;
     assert_eq!(grant.cnf.as_ref().map(|cnf| cnf.thumbprint.as_str()), Some(thumbprint.as_str()));
 }

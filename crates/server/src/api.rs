@@ -57,6 +57,7 @@ pub(crate) fn routes(context: ApiContext) -> Router<AppState> {
         .route("/devices/{id}", get(devices::get))
         .route("/devices/{id}/credential", post(devices::credential))
         .route("/devices/{id}/revoke", post(devices::revoke))
+        .route("/devices/{id}/certificate", put(devices::rotate))
         .route("/access-requests/{id}", get(requests::get))
         .route("/access-requests/{id}/checklist/{item}", put(requests::record))
         .route("/access-requests/{id}/{action}", post(requests::transition))

@@ -56,7 +56,11 @@ pub(crate) async fn authenticate(State(context): State<FhirContext>, mut request
                     let thumbprint = access::certificate::thumbprint(peer.chain.first()?.as_ref());
                     Some((thumbprint, peer.production.clone()))
                 });
-                match device_caller(&context, devices, token, presented).await {
+                let client = request
+                    .extensions()
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|info| info.0.ip().to_canonical());
+                match device_caller(&context, devices, token, presented, client).await {
                     Ok(caller) => caller,
                     Err(error) => return error.into_response(),
                 }
@@ -78,7 +82,8 @@ pub(crate) async fn authenticate(State(context): State<FhirContext>, mut request
 }
 
 /// The caller a Device JWT makes: the JWT must be its device's live credential for this
-/// environment and, when it is bound to a certificate (always in production), come over mutual
+/// environment; in production its account must be certified and the call come from the
+/// approved network paths (`client`: the connection's address); and, when it is bound to a certificate (always in production), come over mutual
 /// TLS with that certificate, which in production must also pass the checks of
 /// `crate::mtls` (`presented`: the thumbprint of the connection's certificate and its verdict).
 async fn device_caller(
@@ -86,14 +91,19 @@ async fn device_caller(
     devices: &access::DeviceCredentials,
     token: &str,
     presented: Option<(String, crate::mtls::Verdict)>,
+    client: Option<std::net::IpAddr>,
 ) -> Result<Caller, ApiError> {
     let refused = |reason: String| ApiError::unauthorized(Some("invalid_token"), reason);
     let verified = match devices.verify(context.store(), token, context.env).await {
         Ok(verified) => verified,
         Err(error @ access::credential::CredentialError::Unavailable(_)) => return Err(ApiError::internal(error)),
+        Err(access::credential::CredentialError::NotCertified(reason)) => {
+            return Err(ApiError::forbidden(reason.to_string()));
+        }
         Err(error) => return Err(refused(error.to_string())),
     };
-    match (&verified.claims.cnf, presented) {
+    let (grant, network) = (verified.grant, verified.network);
+    match (&grant.claims.cnf, presented) {
         (None, _) if context.env == store::Environment::Sandbox => {}
         (None, _) => {
             return Err(refused("a production Device JWT must be bound to the device's certificate".to_owned()));
@@ -114,7 +124,12 @@ async fn device_caller(
             }
         }
     }
-    Ok(Caller::Token(Arc::clone(&verified.grant)))
+    if let Some(network) = &network
+        && !client.is_some_and(|address| network.iter().any(|path| path.contains(&address)))
+    {
+        return Err(ApiError::forbidden("the call does not come from the account's approved network paths"));
+    }
+    Ok(Caller::Token(Arc::clone(&grant.grant)))
 }
 
 /// The token of an `Authorization: Bearer …` header (the scheme is case-insensitive).

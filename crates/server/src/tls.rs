@@ -164,7 +164,7 @@ async fn accept_loop(
     let builder = Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, address) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -195,6 +195,7 @@ async fn accept_loop(
             };
             let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                 let mut request = request.map(axum::body::Body::new);
+                request.extensions_mut().insert(axum::extract::ConnectInfo(address));
                 if let Some(peer) = &peer {
                     request.extensions_mut().insert(peer.clone());
                 }

@@ -29,6 +29,9 @@ pub(crate) enum AccountCommand {
 pub(crate) struct AccountCreateArgs {
     #[arg(long)]
     name: String,
+    /// Days production stays open after a material change (default 30).
+    #[arg(long)]
+    grace_days: Option<u32>,
     #[command(flatten)]
     storage: StorageArgs,
 }
@@ -42,6 +45,26 @@ pub(crate) enum DeviceCommand {
     Credential(DeviceArgs),
     /// Revoke the device and its credential.
     Revoke(DeviceArgs),
+    /// Replace the device's certificate (its Device JWT is revoked with the old one).
+    Rotate(DeviceRotateArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("new-certificate").args(["certificate", "csr"]).required(true))]
+pub(crate) struct DeviceRotateArgs {
+    #[arg(long)]
+    device: String,
+    /// The PEM certificate the device will present from now on.
+    #[arg(long)]
+    certificate: Option<PathBuf>,
+    /// The device's PEM certificate signing request, signed by the platform CA.
+    #[arg(long)]
+    csr: Option<PathBuf>,
+    /// The server's secret key, which seals the CA key.
+    #[arg(long, env = "IGNIS_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    storage: StorageArgs,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +158,9 @@ pub(crate) struct TransitionArgs {
     /// Why (required to request changes or reject).
     #[arg(long)]
     reason: Option<String>,
+    /// For approve: when the certification ends, an RFC 3339 instant (default a year on).
+    #[arg(long)]
+    contract_end: Option<String>,
     #[command(flatten)]
     storage: StorageArgs,
 }
@@ -158,7 +184,8 @@ pub(crate) struct CaInitArgs {
 pub(crate) async fn account(command: AccountCommand) -> anyhow::Result<()> {
     let AccountCommand::Create(args) = command;
     let store = open_store(&args.storage)?;
-    let created = account::create(&*store, &args.name, Vec::new(), BY).await.map_err(refused)?;
+    let created =
+        account::create_with_grace(&*store, &args.name, Vec::new(), args.grace_days, BY).await.map_err(refused)?;
     print_json(&json!(AccountView::from(&created)));
     Ok(())
 }
@@ -172,6 +199,24 @@ pub(crate) async fn device(command: DeviceCommand) -> anyhow::Result<()> {
             let credentials = DeviceCredentials::load_or_create(&*store, &secret).await.map_err(refused)?;
             let jwt = credentials.issue(&*store, &args.device, BY).await.map_err(refused)?;
             print_json(&json!({"device": args.device, "jwt": jwt}));
+            Ok(())
+        }
+        DeviceCommand::Rotate(args) => {
+            let store = open_store(&args.storage)?;
+            let certificate = match (&args.certificate, &args.csr) {
+                (Some(path), _) => {
+                    (DeviceCertificate::from_pem(&read(path)?).map_err(refused)?, CertificateSource::Presented)
+                }
+                (_, Some(path)) => {
+                    let secret = load_secret_key(&args.storage, args.secret_key_file.as_deref())?;
+                    (ca::sign_csr(&*store, &secret, &read(path)?).await.map_err(refused)?, CertificateSource::SignedCsr)
+                }
+                _ => anyhow::bail!("give --certificate or --csr"),
+            };
+            let (certificate, source) = certificate;
+            let rotated =
+                device::rotate_certificate(&*store, &args.device, certificate, source, BY).await.map_err(refused)?;
+            print_json(&json!(DeviceView::from(&rotated)));
             Ok(())
         }
         DeviceCommand::Revoke(args) => {
@@ -248,8 +293,14 @@ pub(crate) async fn access_request(command: AccessRequestCommand) -> anyhow::Res
     let store = open_store(&storage)?;
     let changed = match change {
         Change::Record(id, item, value) => request::record(&*store, &id, item, &value, BY).await,
-        Change::Transition(id, action, reason) => {
-            request::transition(&*store, &id, action, reason.as_deref(), BY).await
+        Change::Transition(id, action, reason, contract_end) => {
+            let contract_end = contract_end
+                .map(|text| {
+                    time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                        .with_context(|| format!("--contract-end '{text}' is not an RFC 3339 instant"))
+                })
+                .transpose()?;
+            request::transition_with(&*store, &id, action, reason.as_deref(), contract_end, BY).await
         }
     }
     .map_err(refused)?;
@@ -260,11 +311,11 @@ pub(crate) async fn access_request(command: AccessRequestCommand) -> anyhow::Res
 /// What an access-request command changes.
 enum Change {
     Record(String, Item, String),
-    Transition(String, Action, Option<String>),
+    Transition(String, Action, Option<String>, Option<String>),
 }
 
 fn transition(args: TransitionArgs, action: Action) -> (StorageArgs, Change) {
-    (args.storage, Change::Transition(args.id, action, args.reason))
+    (args.storage, Change::Transition(args.id, action, args.reason, args.contract_end))
 }
 
 pub(crate) async fn ca(command: CaCommand) -> anyhow::Result<()> {

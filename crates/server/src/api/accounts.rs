@@ -1,6 +1,7 @@
 //! Accounts: made by an operator (no members yet) or by a signed-in user (its owner).
 
 use access::account::{self, Member, MemberRole};
+use access::certification;
 use access::view::AccountView;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -17,6 +18,9 @@ use super::{ApiContext, ApiUser, Need, json_body};
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewAccount {
     name: String,
+    /// Days production stays open after a material change (operators only; default 30).
+    #[serde(default)]
+    grace_days: Option<u32>,
 }
 
 /// Create an account.
@@ -32,11 +36,16 @@ pub(crate) async fn create(
         true => Vec::new(),
         false => vec![Member { username: caller.username().to_owned(), role: MemberRole::Owner }],
     };
-    let created = account::create(context.store(), &request.name, members, caller.username()).await?;
+    if request.grace_days.is_some() {
+        caller.check_operator("set an account's grace period")?;
+    }
+    let created =
+        account::create_with_grace(context.store(), &request.name, members, request.grace_days, caller.username())
+            .await?;
     Ok((StatusCode::CREATED, axum::Json(AccountView::from(&created))).into_response())
 }
 
-/// Read an account.
+/// Read an account, with where it stands for production.
 #[utoipa::path(get, path = "/api/accounts/{id}", tag = "accounts", security(("api_key" = [])),
     params(("id" = String, Path, description = "the account id")),
     responses((status = 200, body = AccountView), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
@@ -45,7 +54,9 @@ pub(crate) async fn get(
     caller: ApiUser,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let account = account::get(context.store(), &id).await?;
+    let store = context.store();
+    let account = account::get(store, &id).await?;
     caller.check(&account.value, Need::Read)?;
-    Ok(axum::Json(AccountView::from(&account)).into_response())
+    let status = certification::status(store, &id, &account.value, time::OffsetDateTime::now_utc()).await?;
+    Ok(axum::Json(AccountView::from(&account).with(&status)).into_response())
 }

@@ -37,6 +37,16 @@ pub(crate) struct NewDeviceRequest {
     csr: Option<String>,
 }
 
+/// A device's new certificate: the one it will present, or a CSR for the platform CA.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewCertificate {
+    #[serde(default)]
+    certificate: Option<String>,
+    #[serde(default)]
+    csr: Option<String>,
+}
+
 /// A Device JWT.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Credential {
@@ -134,6 +144,43 @@ pub(crate) async fn revoke(
     let revoked = device::revoke(store, &id, caller.username()).await?;
     context.auth.devices(store).await?.forget(&id);
     Ok(axum::Json(DeviceView::from(&revoked)).into_response())
+}
+
+/// Rotate the device's certificate; its Device JWT, bound to the old one, is revoked.
+#[utoipa::path(put, path = "/api/devices/{id}/certificate", tag = "devices", request_body = NewCertificate,
+    security(("api_key" = [])), params(("id" = String, Path, description = "the device id")),
+    responses((status = 200, body = DeviceView), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+pub(crate) async fn rotate(
+    State(context): State<ApiContext>,
+    caller: ApiUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let request: NewCertificate = json_body(&body)?;
+    checked(&context, &caller, &id, Need::Change).await?;
+    let Some((certificate, source)) = certificate_of(&context, request.certificate, request.csr).await? else {
+        return Err(Problem::bad_request("give `certificate` or `csr`"));
+    };
+    let store = context.store();
+    let rotated = device::rotate_certificate(store, &id, certificate, source, caller.username()).await?;
+    context.auth.devices(store).await?.forget(&id);
+    Ok(axum::Json(DeviceView::from(&rotated)).into_response())
+}
+
+/// The certificate a request gives, or the one the platform CA signs from its CSR.
+async fn certificate_of(
+    context: &ApiContext,
+    certificate: Option<String>,
+    csr: Option<String>,
+) -> Result<Option<(DeviceCertificate, CertificateSource)>, Problem> {
+    Ok(match (certificate, csr) {
+        (Some(_), Some(_)) => return Err(Problem::bad_request("give either `certificate` or `csr`, not both")),
+        (Some(pem), None) => Some((DeviceCertificate::from_pem(&pem)?, CertificateSource::Presented)),
+        (None, Some(csr)) => {
+            Some((ca::sign_csr(context.store(), &context.auth.secret_key, &csr).await?, CertificateSource::SignedCsr))
+        }
+        (None, None) => None,
+    })
 }
 
 /// The device at `id`, if the caller may `need` on its account.

@@ -13,7 +13,7 @@ use super::{accounts, devices, problem, requests, sessions};
     paths(
         sessions::sign_up, sessions::sign_in,
         accounts::create, accounts::get,
-        devices::create, devices::list, devices::get, devices::credential, devices::revoke,
+        devices::create, devices::list, devices::get, devices::credential, devices::revoke, devices::rotate,
         requests::create, requests::list, requests::get, requests::record, requests::transition,
     ),
     components(schemas(problem::ProblemDocument)),

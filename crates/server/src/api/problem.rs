@@ -118,7 +118,7 @@ impl From<AccessError> for Problem {
             AccessError::ChecklistIncomplete { missing } => {
                 Problem::new(StatusCode::CONFLICT, "checklist-incomplete", detail).with("missing", json!(missing))
             }
-            AccessError::NotCertified => Problem::new(StatusCode::CONFLICT, "not-certified", detail),
+            AccessError::NotCertified(_) => Problem::new(StatusCode::CONFLICT, "not-certified", detail),
             AccessError::Revoked => Problem::new(StatusCode::CONFLICT, "revoked", detail),
             AccessError::Invalid(_) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-value", detail),
             AccessError::Key(_) | AccessError::Secret(_) | AccessError::Store(_) => Problem::internal(error),

@@ -23,12 +23,15 @@ pub(crate) struct ChecklistValue {
     value: String,
 }
 
-/// Why, for an action that needs a reason.
+/// Why, for an action that needs a reason; the contract end, for an approval.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Reason {
     #[serde(default)]
     reason: Option<String>,
+    /// RFC 3339 instant when the certification ends (default a year after approval).
+    #[serde(default)]
+    contract_end: Option<String>,
 }
 
 /// Open a draft request for the account.
@@ -109,12 +112,20 @@ pub(crate) async fn transition(
     let action: Action = action
         .parse()
         .map_err(|error: access::AccessError| Problem::new(StatusCode::NOT_FOUND, "not-found", error.to_string()))?;
-    let Reason { reason } = if body.is_empty() { Reason::default() } else { json_body(&body)? };
+    let Reason { reason, contract_end } = if body.is_empty() { Reason::default() } else { json_body(&body)? };
+    let contract_end = contract_end
+        .map(|text| {
+            time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| Problem::bad_request(format!("contract_end '{text}' is not an RFC 3339 instant")))
+        })
+        .transpose()?;
     checked(&context, &caller, &id, Need::Change).await?;
     if action.needs_operator() {
         caller.check_operator(&format!("{} a request", action.as_str()))?;
     }
-    let changed = request::transition(context.store(), &id, action, reason.as_deref(), caller.username()).await?;
+    let changed =
+        request::transition_with(context.store(), &id, action, reason.as_deref(), contract_end, caller.username())
+            .await?;
     Ok(axum::Json(AccessRequestView::from(&changed)).into_response())
 }
 

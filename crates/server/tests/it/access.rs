@@ -169,6 +169,12 @@ async fn from_sign_up_to_an_approved_production_device() {
         api(&app, Some(&operator), Method::POST, &step("reject"), Some(json!({"reason": "x"}))).await;
     assert_eq!((status, problem["allowed"].clone()), (StatusCode::CONFLICT, json!([])));
 
+    let (status, found) = api(&app, Some(&developer), Method::GET, &format!("/accounts/{account}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found["certification"]["status"], "certified", "{found}");
+    assert_eq!(found["certification"]["network"], json!(["203.0.113.0/24"]));
+    assert!(found["certification"]["until"].is_string());
+
     // Certified: the production device gets its credential, which only works over mutual TLS
     // with the device's certificate.
     let (status, issued) = api(&app, Some(&developer), Method::POST, &credential, None).await;
@@ -177,6 +183,15 @@ async fn from_sign_up_to_an_approved_production_device() {
     let (status, outcome) = fhir(&app, "/fhir", "Patient?_count=1", jwt).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(diagnostics(&outcome).contains("mutual TLS"), "{outcome}");
+
+    // Rotating the certificate revokes the JWT; a certificate from a new issuer is a material
+    // change that asks for re-certification.
+    let rotation = json!({"certificate": self_signed_certificate()});
+    let (status, rotated) =
+        api(&app, Some(&developer), Method::PUT, &format!("/devices/{device}/certificate"), Some(rotation)).await;
+    assert_eq!((status, rotated["credential_live"].as_bool()), (StatusCode::OK, Some(false)), "{rotated}");
+    let (_, found) = api(&app, Some(&developer), Method::GET, &format!("/accounts/{account}"), None).await;
+    assert_eq!(found["certification"]["status"], "recertification_required", "{found}");
 }
 
 #[tokio::test]

@@ -97,27 +97,22 @@ impl World {
         std::fs::write(&key, server_key.serialize_pem()).expect("write");
         let mtls = app.serve_mtls((&cert, &key), &anchors, &crls).await;
 
-        let store = app.store.as_ref();
-        let account = access::account::create(store, "Acme Labs", Vec::new(), "test").await.expect("account").id;
-        let draft = request::create(store, &account, "test").await.expect("request").id;
-        for action in [Action::Submit, Action::Review] {
-            request::transition(store, &draft, action, None, "test").await.expect("transition");
-        }
-        for item in Item::ALL {
-            let value = if item == Item::Network { "127.0.0.1/32" } else { "done" };
-            request::record(store, &draft, item, value, "test").await.expect("checklist");
-        }
-        request::transition(store, &draft, Action::Approve, None, "test").await.expect("approve");
+        let account = certified_account(app.store.as_ref(), "127.0.0.1/32", None).await;
         let secret = app.secret.as_ref().expect("secret");
-        let credentials = DeviceCredentials::load_or_create(store, secret).await.expect("credentials");
+        let credentials = DeviceCredentials::load_or_create(app.store.as_ref(), secret).await.expect("credentials");
         World { server_certificate: server.pem(), app, mtls, approved, account, credentials, folder }
     }
 
     /// A device of `environment` presenting `certificate`, and its Device JWT.
     async fn device(&self, environment: Environment, certificate: &str) -> String {
+        self.device_of(&self.account, environment, certificate).await
+    }
+
+    /// [`World::device`] of the account `account`.
+    async fn device_of(&self, account: &str, environment: Environment, certificate: &str) -> String {
         let store = self.app.store.as_ref();
         let new = NewDevice {
-            account: self.account.clone(),
+            account: account.to_owned(),
             name: "lab interface".to_owned(),
             purpose: String::new(),
             environment,
@@ -151,6 +146,29 @@ impl World {
     fn crl_folder(&self) -> std::path::PathBuf {
         self.folder.path().join("crls")
     }
+}
+
+/// An account whose access request, with network paths `network`, is approved.
+async fn certified_account(store: &dyn store::Store, network: &str, grace_days: Option<u32>) -> String {
+    let account = access::account::create_with_grace(store, "Acme Labs", Vec::new(), grace_days, "test")
+        .await
+        .expect("account")
+        .id;
+    approve(store, &account, network).await;
+    account
+}
+
+/// Approves an access request of `account` with network paths `network`.
+async fn approve(store: &dyn store::Store, account: &str, network: &str) {
+    let draft = request::create(store, account, "test").await.expect("request").id;
+    for action in [Action::Submit, Action::Review] {
+        request::transition(store, &draft, action, None, "test").await.expect("transition");
+    }
+    for item in Item::ALL {
+        let value = if item == Item::Network { network } else { "done" };
+        request::record(store, &draft, item, value, "test").await.expect("checklist");
+    }
+    request::transition(store, &draft, Action::Approve, None, "test").await.expect("approve");
 }
 
 fn diagnostics(outcome: &Value) -> String {
@@ -263,4 +281,45 @@ async fn the_sandbox_takes_self_signed_certificates_and_production_the_platform_
     let jwt = world.device(Environment::Production, &signed.pem).await;
     let (status, bundle) = world.call("/fhir", &identity, &jwt).await;
     assert_eq!(status, StatusCode::OK, "{bundle}");
+}
+
+#[tokio::test]
+async fn production_is_open_only_from_the_approved_network_paths_of_a_certified_account() {
+    let world = World::new().await;
+    let store = world.app.store.as_ref();
+    let elsewhere = certified_account(store, "203.0.113.0/24", None).await;
+    let identity = Leaf::client(40).make(Some(&world.approved));
+    let jwt = world.device_of(&elsewhere, Environment::Production, &identity.0).await;
+    let (status, outcome) = world.call("/fhir", &identity, &jwt).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(diagnostics(&outcome).contains("approved network paths"), "{outcome}");
+
+    // A material change with no grace period closes production until the next review.
+    let strict =
+        access::account::create_with_grace(store, "Strict", Vec::new(), Some(0), "test").await.expect("account").id;
+    let first = Leaf::client(41).make(Some(&world.approved));
+    let device = production_device(store, &strict, &first.0).await;
+    approve(store, &strict, "127.0.0.1/32").await;
+    let jwt = world.credentials.issue(store, &device, "test").await.expect("a credential while certified");
+    let another_issuer = Leaf::client(42).make(Some(&ca("Another CA")));
+    production_device(store, &strict, &another_issuer.0).await;
+    let (status, outcome) = world.call("/fhir", &first, &jwt).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{outcome}");
+    assert!(diagnostics(&outcome).contains("re-certified after a material change"), "{outcome}");
+}
+
+/// A production device of `account` presenting `certificate`; its id.
+async fn production_device(store: &dyn store::Store, account: &str, certificate: &str) -> String {
+    let new = NewDevice {
+        account: account.to_owned(),
+        name: "device".to_owned(),
+        purpose: String::new(),
+        environment: Environment::Production,
+        scope: None,
+        certificate: Some((
+            DeviceCertificate::from_pem(certificate).expect("certificate"),
+            CertificateSource::Presented,
+        )),
+    };
+    device::create(store, new, "test").await.expect("device").id
 }
