@@ -41,7 +41,7 @@ pub struct Settings {
     pub poll: Duration,
     /// Resources one search page reads (and one file commit holds at least).
     pub page: usize,
-    /// The time limit of one page's search.
+    /// The time limit of one page's search (at most a third of `lease`).
     pub page_time: Duration,
 }
 
@@ -55,7 +55,7 @@ impl Settings {
             lease: Duration::from_secs(30),
             poll: Duration::from_secs(2),
             page: 1000,
-            page_time: Duration::from_secs(60),
+            page_time: Duration::from_secs(10),
         }
     }
 }

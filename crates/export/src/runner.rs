@@ -59,7 +59,7 @@ impl Exports {
             State::Running => {}
             _ => return Ok(None),
         }
-        let registry = self.store.registry(job.env());
+        let registry = self.store.registry(job.environment);
         let mut run =
             Run { exports: self, id, job, registry, file: None, referenced: BTreeMap::new(), renewed: Instant::now() };
         if let Some(stop) = run.passes().await? {
@@ -125,8 +125,10 @@ impl Run<'_> {
             if stop.is_some() {
                 return Ok(stop);
             }
-            self.commit(Position { pass: self.job.position.pass + 1, cursor: None, file: self.job.position.file })
-                .await?;
+            let next = Position { pass: self.job.position.pass + 1, cursor: None, file: self.job.position.file };
+            if let Some(stop) = self.commit(next).await? {
+                return Ok(Some(stop));
+            }
             if self.job.state != State::Running {
                 return Ok(Some(Stop::Cancelled));
             }
@@ -151,7 +153,9 @@ impl Run<'_> {
             let Some(next) = &cursor else { return Ok(None) };
             if self.file_full() {
                 let position = Position { pass: self.job.position.pass, cursor: Some(next.clone()), file: 0 };
-                self.commit(position).await?;
+                if let Some(stop) = self.commit(position).await? {
+                    return Ok(Some(stop));
+                }
             }
         }
     }
@@ -176,7 +180,10 @@ impl Run<'_> {
             }
             after = Some(last.clone());
             if self.file_full() {
-                self.commit(Position { pass: self.job.position.pass, cursor: Some(last), file: 0 }).await?;
+                let position = Position { pass: self.job.position.pass, cursor: Some(last), file: 0 };
+                if let Some(stop) = self.commit(position).await? {
+                    return Ok(Some(stop));
+                }
             }
         }
     }
@@ -188,9 +195,11 @@ impl Run<'_> {
     ) -> Result<store::SearchPage, RunError> {
         let resource_type = fhir::id::ResourceType::parse(resource_type)
             .ok_or_else(|| RunError::Plan(format!("{resource_type} is not a resource type")))?;
-        let limits = SearchLimits { time: self.exports.settings.page_time, ..SearchLimits::default() };
+        // A page never outlasts a third of the lease, so the lease is renewed before it runs out.
+        let time = self.exports.settings.page_time.min(self.exports.settings.lease / 3);
+        let limits = SearchLimits { time, ..SearchLimits::default() };
         let request = SearchRequest { types: vec![resource_type], query, count: self.exports.settings.page, limits };
-        Ok(self.exports.store.search(self.job.env(), request).await?)
+        Ok(self.exports.store.search(self.job.environment, request).await?)
     }
 
     fn file_full(&self) -> bool {
@@ -236,25 +245,36 @@ impl Run<'_> {
         Some(value.to_string())
     }
 
-    /// Renews the lease when a third of it has passed, and stops when the job was
-    /// cancelled or the lease went to another process.
+    /// Once a third of the lease has passed: stops when the job was cancelled or the lease
+    /// went to another process, else renews the lease. (Reading the job's record is not free:
+    /// it holds every output and collected reference, so it is not read every page.)
     async fn checkpoint(&mut self) -> Result<Option<Stop>, RunError> {
+        if self.renewed.elapsed() < self.exports.settings.lease / 3 {
+            return Ok(None);
+        }
         match records::get::<ExportJob>(self.exports.store.as_ref(), self.id).await? {
             Some(current) if current.value.state == State::Running => {}
             _ => return Ok(Some(Stop::Cancelled)),
         }
-        if self.renewed.elapsed() >= self.exports.settings.lease / 3 {
-            if !self.exports.claim(self.id).await? {
-                return Ok(Some(Stop::LeaseLost));
-            }
-            self.renewed = Instant::now();
+        self.renew().await
+    }
+
+    /// Renews the lease; [`Stop::LeaseLost`] when another process holds it.
+    async fn renew(&mut self) -> Result<Option<Stop>, RunError> {
+        if !self.exports.claim(self.id).await? {
+            return Ok(Some(Stop::LeaseLost));
         }
+        self.renewed = Instant::now();
         Ok(None)
     }
 
     /// Finishes the current file and commits it, the references collected and `position`
-    /// to the job record (the file number advances past a written file).
-    async fn commit(&mut self, mut position: Position) -> Result<(), RunError> {
+    /// to the job record (the file number advances past a written file). The lease is renewed
+    /// first: a process that lost it (it stalled past the lease) commits nothing.
+    async fn commit(&mut self, mut position: Position) -> Result<Option<Stop>, RunError> {
+        if let Some(stop) = self.renew().await? {
+            return Ok(Some(stop));
+        }
         position.file = self.job.position.file;
         let mut output = None;
         if let Some(file) = self.file.take() {
@@ -284,7 +304,7 @@ impl Run<'_> {
             })
             .await?;
         self.job = updated.value;
-        Ok(())
+        Ok(None)
     }
 }
 
