@@ -30,11 +30,11 @@ pub enum State {
     Running,
     /// Every file is written; they can be fetched until the job expires.
     Complete,
-    /// The client cancelled it; its files are removed.
+    /// The client cancelled it; the next sweep removes its files (and marks it expired).
     Cancelled,
     /// It could not be finished; `failure` says why.
     Failed,
-    /// Its files were removed after its retention time.
+    /// Its files were removed: after its retention time, or after it was cancelled.
     Expired,
 }
 
@@ -78,7 +78,7 @@ pub struct Position {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportJob {
     /// The partition exported: `production` or `sandbox`.
-    pub environment: String,
+    pub environment: Environment,
     /// The client that started it: the only one that may poll, fetch and cancel.
     pub client_id: String,
     /// The kick-off request URL, as the manifest repeats it.
@@ -126,7 +126,7 @@ impl ExportJob {
     /// data as of now, with no filter; the caller sets the rest.
     pub fn queued(env: Environment, client_id: &str, request: String, level: Level, types: Vec<String>) -> ExportJob {
         ExportJob {
-            environment: env.as_str().to_owned(),
+            environment: env,
             client_id: client_id.to_owned(),
             request,
             transaction_time: fhir::instant::format(time::OffsetDateTime::now_utc()),
@@ -146,11 +146,6 @@ impl ExportJob {
             referenced: BTreeMap::new(),
             expires: None,
         }
-    }
-
-    /// The partition exported.
-    pub fn env(&self) -> Environment {
-        if self.environment == Environment::Sandbox.as_str() { Environment::Sandbox } else { Environment::Production }
     }
 
     /// A short account of the progress for `X-Progress`.

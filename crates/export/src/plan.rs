@@ -61,6 +61,23 @@ pub fn patient_types(registry: &Registry) -> Vec<&'static str> {
     types
 }
 
+/// The patients of the Group `id` in `env` ([`group_members`]); `None` when there is no such
+/// Group.
+pub async fn read_group(
+    store: &dyn store::Store,
+    env: store::Environment,
+    id: &fhir::id::LogicalId,
+) -> Result<Option<Vec<String>>, store::Error> {
+    let Some(group_type) = fhir::id::ResourceType::parse("Group") else { return Ok(None) };
+    let Some(group) = store.read(env, &group_type, id).await?.filter(|group| !group.deleted) else { return Ok(None) };
+    let group: serde_json::Value = serde_json::from_str(&group.body).map_err(|error| store::Error::InvalidRecord {
+        kind: "Group".to_owned(),
+        id: id.to_string(),
+        reason: error.to_string(),
+    })?;
+    Ok(Some(group_members(&group)))
+}
+
 /// The patients a Group export covers: the ids of its active `Patient` members.
 pub fn group_members(group: &serde_json::Value) -> Vec<String> {
     group["member"]
@@ -82,6 +99,46 @@ pub fn patient_id(reference: &str) -> Option<String> {
 /// The types a system export may hold, in order (every resource type).
 pub fn all_types() -> Vec<&'static str> {
     fhir::Definitions::get().resource_types().collect()
+}
+
+/// The types an export may hold, in the order they are written: those `asked` for (every type
+/// when none), at patient level only those that hold patients' data or that it references.
+pub fn candidate_types(registry: &Registry, asked: Option<&[String]>, patient_level: bool) -> Vec<String> {
+    let wanted = |resource_type: &&str| asked.is_none_or(|asked| asked.iter().any(|name| name == resource_type));
+    let types = if patient_level { patient_types(registry) } else { all_types() };
+    types.into_iter().filter(wanted).map(str::to_owned).collect()
+}
+
+/// The most patients a patient-level export may name: each is bound into every page's query,
+/// and databases bound the parameters of a statement (SQLite: 32,766).
+pub const MAX_PATIENTS: usize = 10_000;
+
+/// Refuses an export of more patients than [`MAX_PATIENTS`], saying so.
+pub fn check_patients(count: usize) -> Result<(), String> {
+    if count > MAX_PATIENTS {
+        return Err(format!("an export names at most {MAX_PATIENTS} patients; this one names {count}"));
+    }
+    Ok(())
+}
+
+/// `_since` as the job keeps it: a FHIR instant (with a time), normalized.
+pub fn since(text: &str) -> Result<String, String> {
+    fhir::instant::parse_lower_bound(text)
+        .filter(|_| text.contains('T'))
+        .map(fhir::instant::format)
+        .ok_or_else(|| format!("'{text}' is not a FHIR instant (2024-01-31T10:00:00Z)"))
+}
+
+/// A `_typeFilter` (`Type?query`) split and checked: the type exists and the query is a
+/// search the export can run.
+pub fn type_filter(registry: &Registry, filter: &str) -> Result<(String, String), String> {
+    let (resource_type, query) =
+        filter.split_once('?').ok_or_else(|| format!("'{filter}' is not of the form Type?query"))?;
+    if !fhir::Definitions::get().is_resource_type(resource_type) {
+        return Err(format!("'{resource_type}' is not a resource type"));
+    }
+    any_of(registry, resource_type, &[query.to_owned()])?;
+    Ok((resource_type.to_owned(), query.to_owned()))
 }
 
 /// Whether a patient-level export collects references to `resource_type`.

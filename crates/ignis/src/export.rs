@@ -1,6 +1,6 @@
 //! `ignis export`: a Bulk Data export of the database from the command line, run by the same
-//! job runner as `$export` (the job is recorded, so a server sees it too), with a progress
-//! bar, and a summary of the files written.
+//! job runner as `$export` (the job is a record like a kick-off's, held under this process's
+//! lease while it runs), with a progress bar, and a summary of the files written.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,44 +54,34 @@ async fn job(store: &dyn Store, env: Environment, args: &ExportArgs) -> anyhow::
         (None, true) => (Level::Patients { patients: None }, true),
         (None, false) => (Level::System, false),
     };
-    let candidates = if candidates { export::plan::patient_types(&registry) } else { export::plan::all_types() };
     for name in &args.types {
         if ResourceType::parse(name).is_none() {
             bail!("--type: '{name}' is not a resource type");
         }
     }
-    let types = candidates
-        .into_iter()
-        .filter(|name| args.types.is_empty() || args.types.iter().any(|wanted| wanted == name))
-        .map(str::to_owned)
-        .collect();
+    let asked = (!args.types.is_empty()).then_some(args.types.as_slice());
+    let types = export::plan::candidate_types(&registry, asked, candidates);
+    if let Level::Patients { patients: Some(patients) } = &level {
+        export::plan::check_patients(patients.len()).map_err(|problem| anyhow::anyhow!("--group: {problem}"))?;
+    }
     let request = format!("ignis export {}", std::env::args().skip(2).collect::<Vec<_>>().join(" "));
     let mut job = ExportJob::queued(env, "ignis export", request, level, types);
     if let Some(since) = &args.since {
-        let instant = fhir::instant::parse_lower_bound(since)
-            .with_context(|| format!("--since '{since}' is not a FHIR instant (2024-01-31T10:00:00Z)"))?;
-        job.since = Some(fhir::instant::format(instant));
+        job.since = Some(export::plan::since(since).map_err(|problem| anyhow::anyhow!("--since {problem}"))?);
     }
     for filter in &args.type_filters {
-        let Some((resource_type, query)) = filter.split_once('?') else {
-            bail!("--type-filter '{filter}' is not of the form Type?query");
-        };
-        export::plan::any_of(&registry, resource_type, &[query.to_owned()])
+        let (resource_type, query) = export::plan::type_filter(&registry, filter)
             .map_err(|problem| anyhow::anyhow!("--type-filter: {problem}"))?;
-        job.type_filters.entry(resource_type.to_owned()).or_default().push(query.to_owned());
+        job.type_filters.entry(resource_type).or_default().push(query);
     }
     Ok(job)
 }
 
 async fn group_members(store: &dyn Store, env: Environment, id: &str) -> anyhow::Result<Vec<String>> {
-    let group_type = ResourceType::parse("Group").context("Group is a resource type")?;
     let logical = LogicalId::parse(id).with_context(|| format!("--group '{id}' is not a valid id"))?;
-    let group = store
-        .read(env, &group_type, &logical)
+    export::plan::read_group(store, env, &logical)
         .await?
-        .filter(|group| !group.deleted)
-        .with_context(|| format!("Group/{id} is not in the {} partition", env.as_str()))?;
-    Ok(export::plan::group_members(&serde_json::from_str(&group.body)?))
+        .with_context(|| format!("Group/{id} is not in the {} partition", env.as_str()))
 }
 
 fn progress_bar() -> ProgressBar {

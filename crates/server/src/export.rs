@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use export::{ExportJob, Level, State as JobState};
 use fhir::Definitions;
 use fhir::outcome::IssueType;
+use fhir::search::Registry;
 use serde_json::{Value, json};
 
 use crate::authorize::Caller;
@@ -54,15 +55,9 @@ pub(crate) async fn group(
     request: Request,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let group_type = crate::handlers::parse_type("Group")?;
-    let group = context
-        .store()
-        .read(context.env, &group_type, &id)
+    let members = export::plan::read_group(context.store(), context.env, &id)
         .await?
-        .filter(|group| !group.deleted)
         .ok_or_else(|| ApiError::not_found(format!("Group/{id} is not known")))?;
-    let group: Value = serde_json::from_str(&group.body).map_err(ApiError::internal)?;
-    let members = export::plan::group_members(&group);
     kick_off(&context, &caller, request, Scope::Group(members)).await
 }
 
@@ -118,14 +113,15 @@ impl Request {
         let url = format!("{}{}", context.base, uri);
         let mut request =
             Request { url, types: None, since: None, type_filters: BTreeMap::new(), elements: None, patients: None };
+        let registry = context.store().registry(context.env);
         for (name, value) in pairs {
-            request.take(&name, &value, method)?;
+            request.take(&registry, &name, &value, method)?;
         }
         Ok(request)
     }
 
     /// Takes one parameter.
-    fn take(&mut self, name: &str, value: &str, method: &Method) -> Result<(), ApiError> {
+    fn take(&mut self, registry: &Registry, name: &str, value: &str, method: &Method) -> Result<(), ApiError> {
         let list = || value.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned);
         match name {
             "_outputFormat" if OUTPUT_FORMATS.contains(&value) => {}
@@ -143,23 +139,15 @@ impl Request {
                 }
             }
             "_since" => {
-                let instant =
-                    fhir::instant::parse_lower_bound(value).filter(|_| value.contains('T')).ok_or_else(|| {
-                        ApiError::bad_request(format!("_since '{value}' is not a FHIR instant (2024-01-31T10:00:00Z)"))
-                    })?;
-                self.since = Some(fhir::instant::format(instant));
+                let since =
+                    export::plan::since(value).map_err(|problem| ApiError::bad_request(format!("_since {problem}")))?;
+                self.since = Some(since);
             }
             "_typeFilter" => {
                 for filter in value.split(',') {
-                    let (resource_type, query) = filter.split_once('?').ok_or_else(|| {
-                        ApiError::bad_request(format!("_typeFilter '{filter}' is not of the form Type?query"))
-                    })?;
-                    if !Definitions::get().is_resource_type(resource_type) {
-                        return Err(ApiError::bad_request(format!(
-                            "_typeFilter: '{resource_type}' is not a resource type"
-                        )));
-                    }
-                    self.type_filters.entry(resource_type.to_owned()).or_default().push(query.to_owned());
+                    let (resource_type, query) = export::plan::type_filter(registry, filter)
+                        .map_err(|problem| ApiError::bad_request(format!("_typeFilter: {problem}")))?;
+                    self.type_filters.entry(resource_type).or_default().push(query);
                 }
             }
             "_elements" => self.elements.get_or_insert_with(Vec::new).extend(list()),
@@ -206,13 +194,18 @@ async fn kick_off(
     scope: Scope,
 ) -> Result<Response, ApiError> {
     let patient_level = !matches!(scope, Scope::System);
-    let candidates = candidate_types(context, request.types.as_deref(), patient_level);
+    let registry = context.store().registry(context.env);
+    let candidates = export::plan::candidate_types(&registry, request.types.as_deref(), patient_level);
     let grant = caller.admit_export(&candidates, matches!(scope, Scope::Patients))?;
     let mut notes = Vec::new();
     if let Some(asked) = &request.types {
         for resource_type in asked {
             if !grant.types.iter().any(|(granted, _)| granted == resource_type) {
-                notes.push(format!("{resource_type} was left out: the export cannot hold it for this access token"));
+                let why = match candidates.iter().any(|candidate| candidate == resource_type) {
+                    true => "the access token may not read it",
+                    false => "a patient-level export holds patients' data and what it references only",
+                };
+                notes.push(format!("{resource_type} was left out: {why}"));
             }
         }
     }
@@ -226,15 +219,18 @@ async fn kick_off(
         }
         (Scope::Patients, None) => request.patients,
         (Scope::Group(members), None) => match request.patients {
-            Some(asked) => Some(members.into_iter().filter(|id| asked.contains(id)).collect()),
+            Some(asked) => {
+                let asked: std::collections::HashSet<String> = asked.into_iter().collect();
+                Some(members.into_iter().filter(|id| asked.contains(id)).collect())
+            }
             None => Some(members),
         },
     };
-    let level = if patient_level { Level::Patients { patients } } else { Level::System };
-    let registry = context.store().registry(context.env);
-    for (resource_type, queries) in &request.type_filters {
-        export::plan::any_of(&registry, resource_type, queries).map_err(ApiError::bad_request)?;
+    if let Some(patients) = &patients {
+        export::plan::check_patients(patients.len())
+            .map_err(|problem| ApiError::new(StatusCode::BAD_REQUEST, IssueType::TooCostly, problem))?;
     }
+    let level = if patient_level { Level::Patients { patients } } else { Level::System };
     let (types, scope_filters): (Vec<String>, BTreeMap<String, Vec<String>>) = (
         grant.types.iter().map(|(resource_type, _)| resource_type.clone()).collect(),
         grant.types.into_iter().filter(|(_, queries)| !queries.is_empty()).collect(),
@@ -253,19 +249,6 @@ async fn kick_off(
     Ok(response)
 }
 
-/// The types a kick-off may export, in the order they are written: those asked for (every
-/// type when none), at patient level only those that hold patients' data or that it
-/// references.
-fn candidate_types(context: &FhirContext, asked: Option<&[String]>, patient_level: bool) -> Vec<String> {
-    let wanted = |resource_type: &&str| asked.is_none_or(|asked| asked.iter().any(|name| name == resource_type));
-    let types: Vec<&str> = if patient_level {
-        export::plan::patient_types(&context.store().registry(context.env))
-    } else {
-        export::plan::all_types()
-    };
-    types.into_iter().filter(wanted).map(str::to_owned).collect()
-}
-
 /// The job `id` if the caller started it: 404 when it is unknown, 403 for another client.
 async fn own_job(context: &FhirContext, caller: &Caller, id: &str) -> Result<ExportJob, ApiError> {
     let job = context
@@ -273,7 +256,7 @@ async fn own_job(context: &FhirContext, caller: &Caller, id: &str) -> Result<Exp
         .exports
         .get(id)
         .await?
-        .filter(|job| job.value.environment == context.env.as_str())
+        .filter(|job| job.value.environment == context.env)
         .ok_or_else(|| ApiError::not_found(format!("there is no export {id}")))?
         .value;
     if job.client_id != caller.client_id() {

@@ -4,9 +4,9 @@
 //! human text; a `warning` one is reported as a warning.
 //!
 //! Each expression is compiled once, on first use, for every resource type. An invariant
-//! whose expression the engine cannot parse or evaluate (a function it does not have) is
-//! passed over rather than guessed at: a server must not refuse what the specification
-//! allows.
+//! whose expression the engine cannot parse (a function it does not have) or cannot finish on
+//! this resource (past its work budget) is passed over rather than guessed at: a server must
+//! not refuse what the specification allows.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

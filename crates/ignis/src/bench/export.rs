@@ -60,7 +60,12 @@ async fn measure(backend: &Backend, bundles: &[String], copies: usize) -> anyhow
     if response.status() != reqwest::StatusCode::ACCEPTED {
         bail!("the kick-off answered {}", response.status());
     }
-    let status = response.headers()["content-location"].to_str()?.to_owned();
+    let status = response
+        .headers()
+        .get("content-location")
+        .context("the kick-off answered no Content-Location")?
+        .to_str()?
+        .to_owned();
     let manifest = loop {
         let response = client.get(&status).send().await?;
         match response.status().as_u16() {
