@@ -39,6 +39,9 @@ pub struct Account {
     /// [`crate::certification::DEFAULT_GRACE`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_days: Option<u32>,
+    /// Where its notifications are delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::notification::Webhook>,
 }
 
 impl Kind for Account {
@@ -88,7 +91,7 @@ pub async fn create_with_grace(
             "an account name must be 1 to {MAX_NAME} characters without control characters"
         )));
     }
-    let account = Account { name: name.to_owned(), members, recertification: None, grace_days };
+    let account = Account { name: name.to_owned(), members, recertification: None, grace_days, webhook: None };
     Ok(records::create(store, &crate::new_id(), &account, by).await?)
 }
 

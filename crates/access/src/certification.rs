@@ -111,7 +111,7 @@ pub async fn status(
 pub async fn material_change(store: &dyn Records, id: &str, change: String, by: &str) -> Result<(), AccessError> {
     let Some(approved) = request::approved(store, id).await? else { return Ok(()) };
     let now = crate::now();
-    records::modify::<Account>(store, id, by, |account| match &mut account.recertification {
+    let updated = records::modify::<Account>(store, id, by, |account| match &mut account.recertification {
         Some(pending) if pending.outdates == approved.id => {
             if !pending.changes.contains(&change) {
                 pending.changes.push(change.clone());
@@ -128,5 +128,13 @@ pub async fn material_change(store: &dyn Records, id: &str, change: String, by: 
         }
     })
     .await?;
+    if let Some(pending) = &updated.value.recertification {
+        let data = serde_json::json!({
+            "changes": pending.changes,
+            "grace_until": text(pending.grace_until),
+            "change": change,
+        });
+        crate::notification::emit(store, id, "account.recertification-required", data, by).await?;
+    }
     Ok(())
 }

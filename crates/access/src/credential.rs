@@ -223,6 +223,8 @@ impl DeviceCredentials {
             return Err(AccessError::Revoked);
         }
         self.forget(device_id);
+        let data = serde_json::json!({"device": device_id, "environment": updated.value.environment});
+        crate::notification::emit(store, &updated.value.account, "device.credential-issued", data, by).await?;
         let claims = DeviceClaims {
             iss: ISSUER.to_owned(),
             sub: updated.id,

@@ -133,6 +133,8 @@ pub async fn rotate_certificate(
     for change in changes {
         certification::material_change(store, &updated.value.account, change, by).await?;
     }
+    let data = serde_json::json!({"device": id, "thumbprint": updated.value.certificate.as_ref().map(|certificate| &certificate.thumbprint)});
+    crate::notification::emit(store, &updated.value.account, "device.certificate-rotated", data, by).await?;
     Ok(updated)
 }
 
@@ -196,9 +198,12 @@ pub async fn of_account(store: &dyn Records, account: &str) -> Result<Vec<Versio
 pub async fn revoke(store: &dyn Records, id: &str, by: &str) -> Result<Versioned<Device>, AccessError> {
     get(store, id).await?;
     let now = crate::now();
-    Ok(records::modify::<Device>(store, id, by, |device| {
+    let revoked = records::modify::<Device>(store, id, by, |device| {
         device.credential = None;
         device.revoked_at.get_or_insert(now);
     })
-    .await?)
+    .await?;
+    crate::notification::emit(store, &revoked.value.account, "device.revoked", serde_json::json!({"device": id}), by)
+        .await?;
+    Ok(revoked)
 }

@@ -13,6 +13,7 @@ pub mod certificate;
 pub mod certification;
 pub mod credential;
 pub mod device;
+pub mod notification;
 pub mod request;
 pub mod view;
 

@@ -382,13 +382,23 @@ pub async fn transition_with(
     if contract_end.is_some_and(|end| end <= now) {
         return Err(AccessError::Invalid("the contract end must be in the future".to_owned()));
     }
-    change(store, id, by, |request| {
+    let changed = change(store, id, by, |request| {
         if action == Action::Approve && request.state.after(action).is_some() {
             request.contract_end = contract_end.or(request.contract_end);
         }
         request.apply(action, reason, by, now)
     })
-    .await
+    .await?;
+    let data = serde_json::json!({
+        "request": id,
+        "action": action.as_str(),
+        "state": changed.value.state.as_str(),
+        "reason": reason,
+        "by": by,
+    });
+    let event = format!("access-request.{}", changed.value.state.as_str());
+    crate::notification::emit(store, &changed.value.account, &event, data, by).await?;
+    Ok(changed)
 }
 
 /// Records a checklist item of the request at `id`, by `by`.

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use crate::account::{Account, MemberRole};
 use crate::certification::Status;
 use crate::device::{CertificateSource, Device};
+use crate::notification::{Delivery, Notification};
 use crate::request::{AccessRequest, Action, Item, State};
 
 fn text(instant: OffsetDateTime) -> String {
@@ -254,6 +255,37 @@ impl From<&Versioned<Device>> for DeviceView {
             credential_live: value.credential.is_some(),
             revoked_at: value.revoked_at.map(text),
             version: device.version,
+        }
+    }
+}
+
+/// A notification and its delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationView {
+    pub id: String,
+    pub event: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    pub created: String,
+    /// pending, delivered, no_webhook or failed.
+    #[schema(value_type = String, example = "delivered")]
+    pub delivery: Delivery,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl From<&Versioned<Notification>> for NotificationView {
+    fn from(notification: &Versioned<Notification>) -> NotificationView {
+        let value = &notification.value;
+        NotificationView {
+            id: notification.id.clone(),
+            event: value.event.clone(),
+            data: value.data.clone(),
+            created: text(value.created),
+            delivery: value.delivery,
+            attempts: value.attempts,
+            last_error: value.last_error.clone(),
         }
     }
 }

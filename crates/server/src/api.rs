@@ -52,6 +52,8 @@ pub(crate) fn routes(context: ApiContext) -> Router<AppState> {
         .route("/sessions", post(sessions::sign_in))
         .route("/accounts", post(accounts::create))
         .route("/accounts/{id}", get(accounts::get))
+        .route("/accounts/{id}/webhook", put(accounts::set_webhook))
+        .route("/accounts/{id}/notifications", get(accounts::notifications))
         .route("/accounts/{id}/devices", get(devices::list).post(devices::create))
         .route("/accounts/{id}/access-requests", get(requests::list).post(requests::create))
         .route("/devices/{id}", get(devices::get))

@@ -27,6 +27,7 @@ mod jwks;
 mod middleware;
 mod mtls;
 mod negotiation;
+mod notify;
 mod oauth;
 mod response;
 mod router;
@@ -50,7 +51,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let runner = state.start_exports();
+    let runner = state.start_background();
     let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app(state));
     let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
     runner.abort();

@@ -30,6 +30,11 @@ pub struct Config {
     pub organization_name: String,
     /// Where and how Bulk Data exports are written and kept.
     pub export: export::Settings,
+    /// How often the server looks for notifications due for delivery.
+    pub notification_poll: Duration,
+    /// The wait before a failed delivery's second attempt; it doubles each time (at most an
+    /// hour).
+    pub notification_retry: Duration,
 }
 
 impl Config {
@@ -48,6 +53,8 @@ impl Config {
             search_queue_wait: Duration::from_secs(2),
             organization_name: "Ignis".to_owned(),
             export: export::Settings::new(export::Location::Folder(std::env::temp_dir().join("ignis-exports"))),
+            notification_poll: Duration::from_secs(1),
+            notification_retry: Duration::from_secs(5),
         }
     }
 }
@@ -99,7 +106,7 @@ pub struct AppState {
     pub auth: Option<Arc<Authorization>>,
     /// One permit per search that may run at once ([`Config::max_concurrent_searches`]).
     pub(crate) search_slots: Arc<Semaphore>,
-    /// Bulk Data export jobs: started by kick-offs, run by [`AppState::start_exports`].
+    /// Bulk Data export jobs: started by kick-offs, run by [`AppState::start_background`].
     pub exports: Arc<export::Exports>,
 }
 
@@ -111,10 +118,14 @@ impl AppState {
         Ok(AppState { store, config: Arc::new(config), auth: None, search_slots, exports })
     }
 
-    /// Starts this process's export runner: it claims queued jobs (and those a dead process
-    /// left) and writes their files until the returned task is aborted.
-    pub fn start_exports(&self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(Arc::clone(&self.exports).run_forever())
+    /// Starts this process's background work until the returned task is aborted: the export
+    /// runner (it claims queued jobs, and those a dead process left, and writes their files)
+    /// and the delivery of notifications to webhooks.
+    pub fn start_background(&self) -> tokio::task::JoinHandle<()> {
+        let (exports, notifications) = (Arc::clone(&self.exports), crate::notify::deliver_forever(self.clone()));
+        tokio::spawn(async move {
+            tokio::join!(exports.run_forever(), notifications);
+        })
     }
 
     /// The same state with the authorization server: access tokens are then required on every

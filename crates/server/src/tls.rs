@@ -131,7 +131,7 @@ pub async fn serve_tls(
     tls: Arc<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let runner = state.start_exports();
+    let runner = state.start_background();
     let served = accept_loop(listener, app(state), Arc::clone(&tls.config), None, shutdown).await;
     runner.abort();
     served

@@ -2,12 +2,13 @@
 
 use access::account::{self, Member, MemberRole};
 use access::certification;
-use access::view::AccountView;
+use access::notification;
+use access::view::{AccountView, NotificationView};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::problem::{Problem, ProblemDocument};
@@ -59,4 +60,53 @@ pub(crate) async fn get(
     caller.check(&account.value, Need::Read)?;
     let status = certification::status(store, &id, &account.value, time::OffsetDateTime::now_utc()).await?;
     Ok(axum::Json(AccountView::from(&account).with(&status)).into_response())
+}
+
+/// An account's webhook.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewWebhook {
+    /// https:// (plain http only to the machine itself).
+    url: String,
+}
+
+/// The webhook set, with the secret its deliveries are signed with (shown once).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WebhookSet {
+    url: String,
+    /// The HMAC-SHA256 key of `X-Ignis-Signature: sha256=hex(hmac(secret, timestamp + "." + body))`.
+    secret: String,
+}
+
+/// Set the account's webhook, where its notifications are delivered.
+#[utoipa::path(put, path = "/api/accounts/{id}/webhook", tag = "accounts", request_body = NewWebhook, security(("api_key" = [])),
+    params(("id" = String, Path, description = "the account id")),
+    responses((status = 200, body = WebhookSet), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+pub(crate) async fn set_webhook(
+    State(context): State<ApiContext>,
+    caller: ApiUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let request: NewWebhook = json_body(&body)?;
+    let store = context.store();
+    caller.check(&account::get(store, &id).await?.value, Need::Change)?;
+    let secret =
+        notification::set_webhook(store, &context.auth.secret_key, &id, &request.url, caller.username()).await?;
+    Ok(axum::Json(WebhookSet { url: request.url, secret }).into_response())
+}
+
+/// The account's notifications (its outbox), oldest first, with their delivery.
+#[utoipa::path(get, path = "/api/accounts/{id}/notifications", tag = "accounts", security(("api_key" = [])),
+    params(("id" = String, Path, description = "the account id")), responses((status = 200, body = [NotificationView])))]
+pub(crate) async fn notifications(
+    State(context): State<ApiContext>,
+    caller: ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let store = context.store();
+    caller.check(&account::get(store, &id).await?.value, Need::Read)?;
+    let found: Vec<NotificationView> =
+        notification::of_account(store, &id).await?.iter().map(NotificationView::from).collect();
+    Ok(axum::Json(found).into_response())
 }

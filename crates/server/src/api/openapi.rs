@@ -12,7 +12,7 @@ use super::{accounts, devices, problem, requests, sessions};
     info(title = "Ignis access program API", description = "Accounts, devices and Device JWTs, production access requests and their certification review. Errors are RFC 9457 problem documents."),
     paths(
         sessions::sign_up, sessions::sign_in,
-        accounts::create, accounts::get,
+        accounts::create, accounts::get, accounts::set_webhook, accounts::notifications,
         devices::create, devices::list, devices::get, devices::credential, devices::revoke, devices::rotate,
         requests::create, requests::list, requests::get, requests::record, requests::transition,
     ),

@@ -266,3 +266,112 @@ async fn the_api_is_described_by_an_openapi_document() {
     assert!(document["components"]["schemas"]["AccessRequestView"].is_object());
     assert_eq!(document["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
 }
+
+/// What a webhook receiver got: each request's headers and body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(reqwest::header::HeaderMap, String)>>>;
+
+/// A webhook receiver on a free loopback port that fails its first request with 500 and
+/// accepts the others; its URL and what it received.
+async fn webhook_receiver() -> (String, Received) {
+    let received: Received = Default::default();
+    let kept = received.clone();
+    let handler = move |headers: axum::http::HeaderMap, body: String| {
+        let kept = kept.clone();
+        async move {
+            let mut kept = kept.lock().expect("received");
+            let mut copied = reqwest::header::HeaderMap::new();
+            for (name, value) in &headers {
+                if let (Ok(name), Ok(value)) = (
+                    reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+                    reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
+                ) {
+                    copied.insert(name, value);
+                }
+            }
+            kept.push((copied, body));
+            if kept.len() == 1 {
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }
+    };
+    let router = axum::Router::new().route("/hook", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, received)
+}
+
+#[tokio::test]
+async fn notifications_reach_the_webhook_signed_and_retried() {
+    let app = TestApp::spawn_secured_configured(|config| {
+        config.notification_poll = std::time::Duration::from_millis(10);
+        config.notification_retry = std::time::Duration::from_millis(10);
+    })
+    .await;
+    let body = json!({"account": "Hooked", "username": "hooked", "password": PASSWORD});
+    let (_, signed_up) = api(&app, None, Method::POST, "/signup", Some(body)).await;
+    let key = signed_up["api_key"].as_str().expect("key");
+    let account = signed_up["account"]["id"].as_str().expect("account");
+    let (url, received) = webhook_receiver().await;
+    let (status, set) =
+        api(&app, Some(key), Method::PUT, &format!("/accounts/{account}/webhook"), Some(json!({"url": url}))).await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    let secret = set["secret"].as_str().expect("secret").to_owned();
+    let (status, problem) = api(
+        &app,
+        Some(key),
+        Method::PUT,
+        &format!("/accounts/{account}/webhook"),
+        Some(json!({"url": "http://example.com/hook"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+
+    let (_, request) = api(&app, Some(key), Method::POST, &format!("/accounts/{account}/access-requests"), None).await;
+    let request = request["id"].as_str().expect("request");
+    api(&app, Some(key), Method::POST, &format!("/access-requests/{request}/submit"), None).await;
+
+    // Polled until delivered (the deadline only guards against a hang).
+    let started = std::time::Instant::now();
+    let notifications = loop {
+        let (_, notifications) =
+            api(&app, Some(key), Method::GET, &format!("/accounts/{account}/notifications"), None).await;
+        let submitted = notifications
+            .as_array()
+            .expect("a list")
+            .iter()
+            .find(|notification| notification["event"] == "access-request.submitted")
+            .cloned();
+        if submitted.as_ref().is_some_and(|found| found["delivery"] == "delivered") {
+            break notifications;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "never delivered: {notifications}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let events: Vec<(&str, &str)> = notifications
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|notification| {
+            (notification["event"].as_str().unwrap_or_default(), notification["delivery"].as_str().unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(events, [("device.credential-issued", "no_webhook"), ("access-request.submitted", "delivered")]);
+    assert_eq!(notifications[1]["attempts"], 2, "the first attempt failed with 500: {notifications}");
+
+    let received = received.lock().expect("received").clone();
+    assert_eq!(received.len(), 2);
+    let (headers, body) = &received[1];
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
+    let timestamp: i64 = header("x-ignis-timestamp").parse().expect("a timestamp");
+    assert_eq!(header("x-ignis-signature"), access::notification::signature(secret.as_bytes(), timestamp, body));
+    assert_ne!(header("x-ignis-signature"), access::notification::signature(b"another secret", timestamp, body));
+    assert_eq!(header("x-ignis-event"), "access-request.submitted");
+    let delivered: Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(
+        (delivered["data"]["state"].as_str(), delivered["data"]["by"].as_str()),
+        (Some("submitted"), Some("hooked"))
+    );
+}

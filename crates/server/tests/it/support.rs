@@ -143,6 +143,14 @@ impl TestApp {
         TestApp::serve(database, store, |_| {}, Some((secret, adjust))).await
     }
 
+    /// A server that requires access tokens, its configuration changed by `adjust`.
+    pub(crate) async fn spawn_secured_configured(adjust: impl FnOnce(&mut server::Config)) -> TestApp {
+        let database = Arc::new(Database::fresh());
+        let store = database.open().await;
+        let secret = Arc::new(auth::secret::SecretKey::generate().expect("a secret key"));
+        TestApp::serve(database, store, adjust, Some((secret, |_| {}))).await
+    }
+
     /// An access token of this server's production base granting `scopes`, with `patient` in
     /// context, valid for an hour.
     pub(crate) fn token(&self, scopes: &str, patient: Option<&str>) -> String {
