@@ -103,6 +103,7 @@ impl DeviceGrant {
             fhir_user: None,
             issued_at: claims.iat,
             expires_at: i64::MAX,
+            cnf: None,
         };
         Ok(DeviceGrant { claims, grant: Arc::new(grant) })
     }

@@ -339,25 +339,41 @@ impl Issuer {
                 "client_credentials is for clients that authenticate with private_key_jwt".into(),
             ));
         }
+        self.system_token(endpoint, &client.client_id, &client.allowed_scopes(), scope, None, now)
+    }
+
+    /// A short-lived token for the `system/` scopes `scope` asks of those `allowed` to
+    /// `client_id`, bound to the certificate `cnf` (an `x5t#S256`) when given (RFC 8705): the
+    /// client-credentials grant of backend services and of devices over mutual TLS.
+    pub fn system_token(
+        &self,
+        endpoint: Endpoint<'_>,
+        client_id: &str,
+        allowed: &Scopes,
+        scope: Option<&str>,
+        cnf: Option<String>,
+        now: i64,
+    ) -> Result<TokenResponse, TokenFailure> {
         let asked = scope.filter(|scope| !scope.trim().is_empty()).ok_or_else(|| missing("scope"))?;
         let asked = Scopes::parse(asked).map_err(|error| TokenFailure::InvalidScope(error.to_string()))?;
         let system = |scope: &Scope| matches!(scope, Scope::Resource(resource) if resource.context == Context::System);
         if !asked.iter().all(system) {
             return Err(TokenFailure::InvalidScope("client_credentials grants system/ scopes only".into()));
         }
-        if !client.allowed_scopes().covers(&asked) {
+        if !allowed.covers(&asked) {
             return Err(TokenFailure::InvalidScope("a requested scope is not allowed for this client".into()));
         }
         let grant = Grant {
             token_id: new_token_id(),
-            client_id: client.client_id.clone(),
-            subject: client.client_id.clone(),
+            client_id: client_id.to_owned(),
+            subject: client_id.to_owned(),
             scopes: asked.clone(),
             patient: None,
             encounter: None,
             fhir_user: None,
             issued_at: now,
             expires_at: now + BACKEND_LIFETIME,
+            cnf,
         };
         let access_token = self
             .key
@@ -435,6 +451,7 @@ impl Issuer {
             fhir_user: approval.fhir_user.clone(),
             issued_at: now,
             expires_at: now + ACCESS_LIFETIME,
+            cnf: None,
         };
         let access_token = self
             .key

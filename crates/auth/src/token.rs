@@ -28,6 +28,9 @@ pub struct Grant {
     /// Seconds since the Unix epoch.
     pub issued_at: i64,
     pub expires_at: i64,
+    /// For a certificate-bound token (RFC 8705): the `x5t#S256` of the client certificate it
+    /// must be presented with.
+    pub cnf: Option<String>,
 }
 
 /// The claims on the wire.
@@ -47,6 +50,15 @@ struct Claims {
     encounter: Option<String>,
     #[serde(default, rename = "fhirUser", skip_serializing_if = "Option::is_none")]
     fhir_user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cnf: Option<Confirmation>,
+}
+
+/// The confirmation claim of a certificate-bound token (RFC 8705 §3.1).
+#[derive(Debug, Serialize, Deserialize)]
+struct Confirmation {
+    #[serde(rename = "x5t#S256")]
+    thumbprint: String,
 }
 
 /// Why a bearer token was refused; each names the check that failed.
@@ -107,6 +119,7 @@ impl TokenKey {
             patient: grant.patient.clone(),
             encounter: grant.encounter.clone(),
             fhir_user: grant.fhir_user.clone(),
+            cnf: grant.cnf.clone().map(|thumbprint| Confirmation { thumbprint }),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|error| TokenError::Signing(error.to_string()))
@@ -133,6 +146,7 @@ impl TokenKey {
             fhir_user: claims.fhir_user,
             issued_at: claims.iat,
             expires_at: claims.exp,
+            cnf: claims.cnf.map(|cnf| cnf.thumbprint),
         })
     }
 }
@@ -201,6 +215,7 @@ mod tests {
             fhir_user: Some("Patient/85".into()),
             issued_at: 1_000,
             expires_at: 4_600,
+            cnf: None,
         }
     }
 

@@ -362,6 +362,7 @@ impl BenchServer {
                 fhir_user: Some("Practitioner/bench".into()),
                 issued_at: now,
                 expires_at: now + 3600,
+                cnf: None,
             };
             token = Some(authorization.issuer.token_key().issue(&grant, &base, &base)?);
             state = state.with_authorization(authorization);

@@ -66,7 +66,10 @@ pub(crate) async fn authenticate(State(context): State<FhirContext>, mut request
                 }
             } else {
                 match auth.issuer.authenticate(context.store(), token, &context.base, now()).await {
-                    Ok(grant) => Caller::Token(grant),
+                    Ok(grant) => match bound_to_connection(&grant, &request, context.env) {
+                        Ok(()) => Caller::Token(grant),
+                        Err(error) => return error.into_response(),
+                    },
                     Err(error @ auth::token::TokenError::Unavailable(_)) => {
                         return ApiError::internal(error).into_response();
                     }
@@ -79,6 +82,27 @@ pub(crate) async fn authenticate(State(context): State<FhirContext>, mut request
     };
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// A certificate-bound access token (RFC 8705) must come over mutual TLS with its certificate,
+/// which in production must still pass the checks of `crate::mtls` (a CRL may have changed).
+fn bound_to_connection(grant: &auth::token::Grant, request: &Request, env: store::Environment) -> Result<(), ApiError> {
+    let Some(cnf) = &grant.cnf else { return Ok(()) };
+    let refused = |reason: &str| ApiError::unauthorized(Some("invalid_token"), reason);
+    let peer = request.extensions().get::<crate::mtls::PeerCertificates>();
+    let presented =
+        peer.and_then(|peer| peer.chain.first()).map(|first| access::certificate::thumbprint(first.as_ref()));
+    if presented.as_deref() != Some(cnf.as_str()) {
+        return Err(refused(
+            "the access token is bound to a client certificate (cnf x5t#S256): present it over mutual TLS",
+        ));
+    }
+    if env == store::Environment::Production
+        && let Some(Err(reason)) = peer.map(|peer| &peer.production)
+    {
+        return Err(refused(reason));
+    }
+    Ok(())
 }
 
 /// The caller a Device JWT makes: the JWT must be its device's live credential for this

@@ -47,7 +47,8 @@ pub(crate) async fn smart_configuration(State(context): State<FhirContext>) -> R
         "jwks_uri": urls.jwks,
         "authorization_endpoint": urls.authorize,
         "token_endpoint": urls.token,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth"],
+        "tls_client_certificate_bound_access_tokens": true,
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"],
@@ -72,7 +73,8 @@ pub(crate) async fn openid_configuration(State(context): State<FhirContext>) -> 
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": SCOPES,
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "fhirUser", "nonce"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth"],
+        "tls_client_certificate_bound_access_tokens": true,
         "code_challenge_methods_supported": ["S256"],
     }))
 }

@@ -4,7 +4,10 @@
 use auth::client::Client;
 use auth::issuer::{CodeExchange, Presented, TokenFailure};
 use axum::body::Bytes;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -12,11 +15,30 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
 use super::{AuthContext, field, form_pairs, now};
+use crate::mtls::PeerCertificates;
 
 /// `POST …/auth/token`.
-pub(crate) async fn token(State(context): State<AuthContext>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn token(
+    State(context): State<AuthContext>,
+    peer: Option<Extension<PeerCertificates>>,
+    address: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = form_pairs(&body);
     let presented = presented(&headers, &form);
+    if let (Some(Extension(peer)), Ok(device)) = (peer, &presented)
+        && field(&form, "grant_type") == Some("client_credentials")
+        && device.basic.is_none()
+        && device.client_assertion.is_none()
+        && let Some(device_id) = &device.client_id
+    {
+        let client = address.map(|Extension(ConnectInfo(address))| address.ip().to_canonical());
+        return match device_token(&context, device_id, field(&form, "scope"), &peer, client).await {
+            Ok(response) => no_store(StatusCode::OK, json!(response)),
+            Err(failure) => token_error(&failure, false),
+        };
+    }
     match grant(&context, &presented, &form).await {
         Ok(response) => no_store(StatusCode::OK, json!(response)),
         Err(failure) => token_error(&failure, tried_basic(&presented)),
@@ -55,6 +77,54 @@ async fn grant(
         }
         _ => issuer.client_credentials(endpoint, &client, field(form, "scope"), now),
     }
+}
+
+/// The client-credentials grant of a device over mutual TLS, authenticated by its certificate
+/// (RFC 8705 `tls_client_auth`): the token is bound to that certificate (`cnf.x5t#S256`). In
+/// production the certificate must pass the checks of `crate::mtls`, the account be certified
+/// and the call come from its network paths.
+async fn device_token(
+    context: &AuthContext,
+    device_id: &str,
+    scope: Option<&str>,
+    peer: &PeerCertificates,
+    client: Option<std::net::IpAddr>,
+) -> Result<auth::issuer::TokenResponse, TokenFailure> {
+    let store = context.store();
+    let refused = |why: &str| TokenFailure::InvalidClient(why.to_owned());
+    let unknown = "the client is unknown, or the certificate presented is not its own";
+    let device = match access::device::get(store, device_id).await {
+        Ok(device) => device.value,
+        Err(access::AccessError::NotFound { .. }) => return Err(refused(unknown)),
+        Err(error) => return Err(TokenFailure::Server(error.to_string())),
+    };
+    let thumbprint = peer.chain.first().map(|certificate| access::certificate::thumbprint(certificate.as_ref()));
+    let own = device.certificate.as_ref().map(|certificate| &certificate.thumbprint);
+    if device.environment != context.env || own.is_none() || thumbprint.as_ref() != own {
+        return Err(refused(unknown));
+    }
+    if device.revoked_at.is_some() {
+        return Err(refused("the device is revoked"));
+    }
+    if context.env == store::Environment::Production {
+        peer.production.clone().map_err(|reason| refused(&reason))?;
+        let account = access::account::get(store, &device.account)
+            .await
+            .map_err(|error| TokenFailure::Server(error.to_string()))?;
+        let status =
+            access::certification::status(store, &device.account, &account.value, time::OffsetDateTime::now_utc())
+                .await
+                .map_err(|error| TokenFailure::Server(error.to_string()))?;
+        let network = status.production().map_err(TokenFailure::UnauthorizedClient)?;
+        if !client.is_some_and(|address| network.iter().any(|path| path.contains(&address))) {
+            return Err(TokenFailure::UnauthorizedClient(
+                "the call does not come from the account's approved network paths".to_owned(),
+            ));
+        }
+    }
+    let allowed = auth::scope::Scopes::parse(&device.scope).unwrap_or_default();
+    let endpoint = context.endpoint();
+    context.auth.issuer.system_token(endpoint, device_id, &allowed, scope, thumbprint, now())
 }
 
 /// `POST …/auth/revoke`: the client authenticates as at the token endpoint; the answer is

@@ -126,15 +126,20 @@ impl World {
         self.credentials.issue(store, &device.id, "test").await.expect("credential")
     }
 
-    /// `GET {base}/Patient` over mutual TLS presenting `identity` (certificate, key) with `jwt`.
-    async fn call(&self, base: &str, identity: &(String, String), jwt: &str) -> (StatusCode, Value) {
+    /// A client of the mutual-TLS listener presenting `identity` (certificate, key).
+    fn client(&self, identity: &(String, String)) -> reqwest::Client {
         let pem = format!("{}{}", identity.0, identity.1);
-        let client = reqwest::Client::builder()
+        reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(self.server_certificate.as_bytes()).expect("root"))
             .identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"))
             .build()
-            .expect("client");
-        let response = client
+            .expect("client")
+    }
+
+    /// `GET {base}/Patient` over mutual TLS presenting `identity` with the bearer `jwt`.
+    async fn call(&self, base: &str, identity: &(String, String), jwt: &str) -> (StatusCode, Value) {
+        let response = self
+            .client(identity)
             .get(format!("{}{base}/Patient?_count=1", self.mtls.root))
             .bearer_auth(jwt)
             .send()
@@ -322,4 +327,34 @@ async fn production_device(store: &dyn store::Store, account: &str, certificate:
         )),
     };
     device::create(store, new, "test").await.expect("device").id
+}
+
+#[tokio::test]
+async fn a_device_gets_certificate_bound_access_tokens_over_mutual_tls() {
+    let world = World::new().await;
+    let identity = Leaf::client(50).make(Some(&world.approved));
+    let device = production_device(world.app.store.as_ref(), &world.account, &identity.0).await;
+    let token_url = format!("{}/auth/token", world.mtls.root);
+    let ask = |identity: &(String, String), scope: &str| {
+        let form = [("grant_type", "client_credentials"), ("client_id", device.as_str()), ("scope", scope)];
+        world.client(identity).post(&token_url).form(&form).send()
+    };
+    let (status, issued) = status_and_json(ask(&identity, "system/Patient.rs").await.expect("send")).await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    assert_eq!((issued["token_type"].as_str(), issued["expires_in"].as_i64()), (Some("Bearer"), Some(300)));
+    let token = issued["access_token"].as_str().expect("a token");
+    let (status, bundle) = world.call("/fhir", &identity, token).await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+
+    // Another valid certificate: neither the token endpoint nor the FHIR API takes it.
+    let other = Leaf::client(51).make(Some(&world.approved));
+    let (status, outcome) = world.call("/fhir", &other, token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(diagnostics(&outcome).contains("bound to a client certificate"), "{outcome}");
+    let (status, refused) = status_and_json(ask(&other, "system/Patient.rs").await.expect("send")).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{refused}");
+
+    // Scopes beyond the device's.
+    let (status, refused) = status_and_json(ask(&identity, "system/Patient.cruds").await.expect("send")).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")), "{refused}");
 }

@@ -185,6 +185,7 @@ impl TestApp {
             fhir_user: None,
             issued_at: now,
             expires_at: now + lifetime,
+            cnf: None,
         };
         key.issue(&grant, &self.root, audience).expect("sign")
     }
