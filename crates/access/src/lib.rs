@@ -8,6 +8,7 @@
 //! way it arrives. No HTTP.
 
 pub mod account;
+pub mod app;
 pub mod ca;
 pub mod certificate;
 pub mod certification;

@@ -219,7 +219,7 @@ impl Kind for AccessRequest {
     const KIND: &'static str = "access-request";
 
     fn keys(&self) -> Vec<RecordKey> {
-        vec![RecordKey::shared("account", &self.account)]
+        vec![RecordKey::shared("account", &self.account), RecordKey::shared("state", self.state.as_str())]
     }
 }
 
@@ -347,6 +347,11 @@ pub async fn get(store: &dyn Records, id: &str) -> Result<Versioned<AccessReques
 /// The requests of `account`.
 pub async fn of_account(store: &dyn Records, account: &str) -> Result<Vec<Versioned<AccessRequest>>, AccessError> {
     Ok(records::find::<AccessRequest>(store, "account", account).await?)
+}
+
+/// The requests in `state`, of every account (the operators' queue).
+pub async fn in_state(store: &dyn Records, state: State) -> Result<Vec<Versioned<AccessRequest>>, AccessError> {
+    Ok(records::find::<AccessRequest>(store, "state", state.as_str()).await?)
 }
 
 /// The account's latest approved request, if it has one: what certifies it for production.

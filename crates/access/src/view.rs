@@ -9,6 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
 use crate::account::{Account, MemberRole};
+use crate::app::App;
 use crate::certification::Status;
 use crate::device::{CertificateSource, Device};
 use crate::notification::{Delivery, Notification};
@@ -286,6 +287,70 @@ impl From<&Versioned<Notification>> for NotificationView {
             delivery: value.delivery,
             attempts: value.attempts,
             last_error: value.last_error.clone(),
+        }
+    }
+}
+
+/// A patient-access app and its way to production.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppView {
+    pub id: String,
+    pub account: String,
+    pub name: String,
+    /// The SMART client id, the same in the sandbox and in production.
+    pub client_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub production: Option<TrackView>,
+}
+
+/// Where an app's production request stands, with the ONC deadlines.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrackView {
+    pub requested: String,
+    /// `verification`, `enablement`, or absent once enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled_by: Option<String>,
+    /// 10 business days after the request.
+    pub verify_by: String,
+    /// 5 business days after the verification.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_by: Option<String>,
+    pub verification_overdue: bool,
+    pub enablement_overdue: bool,
+}
+
+impl AppView {
+    /// The app as it stands at `now`.
+    pub fn at(app: &Versioned<App>, now: OffsetDateTime) -> AppView {
+        let production = app.value.production.as_ref().map(|track| {
+            let deadlines = track.deadlines(now);
+            TrackView {
+                requested: text(track.requested),
+                waiting_for: track.waiting_for(),
+                verified: track.verified.as_ref().map(|step| text(step.at)),
+                verified_by: track.verified.as_ref().map(|step| step.by.clone()),
+                enabled: track.enabled.as_ref().map(|step| text(step.at)),
+                enabled_by: track.enabled.as_ref().map(|step| step.by.clone()),
+                verify_by: text(deadlines.verify_by),
+                enable_by: deadlines.enable_by.map(text),
+                verification_overdue: deadlines.verification_overdue,
+                enablement_overdue: deadlines.enablement_overdue,
+            }
+        });
+        AppView {
+            id: app.id.clone(),
+            account: app.value.account.clone(),
+            name: app.value.name.clone(),
+            client_id: app.value.client_id.clone(),
+            production,
         }
     }
 }

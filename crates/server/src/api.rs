@@ -8,6 +8,7 @@
 //! change its devices and requests, its viewers read them; only operators review.
 
 mod accounts;
+mod apps;
 mod devices;
 pub(crate) mod openapi;
 pub(crate) mod problem;
@@ -56,6 +57,10 @@ pub(crate) fn routes(context: ApiContext) -> Router<AppState> {
         .route("/accounts/{id}/notifications", get(accounts::notifications))
         .route("/accounts/{id}/devices", get(devices::list).post(devices::create))
         .route("/accounts/{id}/access-requests", get(requests::list).post(requests::create))
+        .route("/accounts/{id}/apps", get(apps::list).post(apps::register))
+        .route("/apps/{id}", get(apps::get))
+        .route("/apps/{id}/{step}", post(apps::step))
+        .route("/review-queue", get(apps::queue))
         .route("/devices/{id}", get(devices::get))
         .route("/devices/{id}/credential", post(devices::credential))
         .route("/devices/{id}/revoke", post(devices::revoke))

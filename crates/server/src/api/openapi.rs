@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, devices, problem, requests, sessions};
+use super::{accounts, apps, devices, problem, requests, sessions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,7 @@ use super::{accounts, devices, problem, requests, sessions};
         sessions::sign_up, sessions::sign_in,
         accounts::create, accounts::get, accounts::set_webhook, accounts::notifications,
         devices::create, devices::list, devices::get, devices::credential, devices::revoke, devices::rotate,
+        apps::register, apps::list, apps::get, apps::step, apps::queue,
         requests::create, requests::list, requests::get, requests::record, requests::transition,
     ),
     components(schemas(problem::ProblemDocument)),

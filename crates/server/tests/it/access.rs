@@ -375,3 +375,94 @@ async fn notifications_reach_the_webhook_signed_and_retried() {
         (Some("submitted"), Some("hooked"))
     );
 }
+
+/// The status of an authorization request for `client_id` at the `auth` base (`/auth` or
+/// `/sandbox/auth`) of the FHIR base `fhir`: 303 when the client and its redirect URI are known.
+async fn authorize_status(app: &TestApp, auth: &str, fhir: &str, client_id: &str) -> StatusCode {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let query = [
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", "https://app.example/callback"),
+        ("scope", "launch/patient patient/Patient.rs openid fhirUser"),
+        ("state", "s1"),
+        ("aud", &format!("{}{fhir}", app.root)),
+        ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+        ("code_challenge_method", "S256"),
+    ];
+    let query = serde_urlencoded::to_string(query).expect("query");
+    client.get(format!("{}{auth}/authorize?{query}", app.root)).send().await.expect("send").status()
+}
+
+#[tokio::test]
+async fn a_patient_access_app_is_verified_then_enabled_under_the_onc_clocks() {
+    let app = TestApp::spawn_secured().await;
+    let body = json!({"account": "Pat Apps", "username": "patapps", "password": PASSWORD});
+    let (_, signed_up) = api(&app, None, Method::POST, "/signup", Some(body)).await;
+    let key = signed_up["api_key"].as_str().expect("key");
+    let account = signed_up["account"]["id"].as_str().expect("account");
+    let registration = json!({
+        "name": "My Health Diary",
+        "redirect_uris": ["https://app.example/callback"],
+        "scopes": "launch/patient patient/*.rs openid fhirUser offline_access",
+    });
+    let (status, registered) =
+        api(&app, Some(key), Method::POST, &format!("/accounts/{account}/apps"), Some(registration)).await;
+    assert_eq!(status, StatusCode::CREATED, "{registered}");
+    assert!(registered.get("client_secret").is_none(), "a public app has no secret");
+    let id = registered["app"]["id"].as_str().expect("app id").to_owned();
+    let client_id = registered["app"]["client_id"].as_str().expect("client id").to_owned();
+    assert_eq!(authorize_status(&app, "/sandbox/auth", "/sandbox/fhir", &client_id).await, StatusCode::SEE_OTHER);
+    assert_ne!(
+        authorize_status(&app, "/auth", "/fhir", &client_id).await,
+        StatusCode::SEE_OTHER,
+        "not in production yet"
+    );
+
+    let step = |name: &str| format!("/apps/{id}/{name}");
+    let operator = operator_key(&app, "oscar").await;
+    let (status, problem) = api(&app, Some(&operator), Method::POST, &step("verify"), None).await;
+    assert_eq!((status, problem["type"].as_str()), (StatusCode::CONFLICT, Some("urn:ignis:problem:illegal-step")));
+    let (status, requested) = api(&app, Some(key), Method::POST, &step("production"), None).await;
+    assert_eq!(status, StatusCode::OK, "{requested}");
+    let track = &requested["production"];
+    assert_eq!(track["waiting_for"], "verification");
+    assert_eq!(
+        (track["verification_overdue"].as_bool(), track["enablement_overdue"].as_bool()),
+        (Some(false), Some(false))
+    );
+    let requested_at = time::OffsetDateTime::parse(
+        track["requested"].as_str().expect("requested"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("instant");
+    let verify_by = time::OffsetDateTime::parse(
+        track["verify_by"].as_str().expect("verify_by"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("instant");
+    assert_eq!(verify_by, access::app::add_business_days(requested_at, 10));
+
+    let (status, _) = api(&app, Some(key), Method::POST, &step("verify"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only operators verify");
+    let (_, queue) = api(&app, Some(&operator), Method::GET, "/review-queue", None).await;
+    assert!(queue["apps"].as_array().expect("apps").iter().any(|waiting| waiting["id"] == id.as_str()), "{queue}");
+    let (status, problem) = api(&app, Some(&operator), Method::POST, &step("enable"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "enabled only once verified: {problem}");
+    let (_, verified) = api(&app, Some(&operator), Method::POST, &step("verify"), None).await;
+    assert_eq!(
+        (verified["production"]["waiting_for"].as_str(), verified["production"]["verified_by"].as_str()),
+        (Some("enablement"), Some("oscar"))
+    );
+    assert!(verified["production"]["enable_by"].is_string());
+    let (status, enabled) = api(&app, Some(&operator), Method::POST, &step("enable"), None).await;
+    assert_eq!(status, StatusCode::OK, "{enabled}");
+    assert!(enabled["production"].get("waiting_for").is_none());
+    assert_eq!(
+        authorize_status(&app, "/auth", "/fhir", &client_id).await,
+        StatusCode::SEE_OTHER,
+        "enabled in production"
+    );
+    let (_, queue) = api(&app, Some(&operator), Method::GET, "/review-queue", None).await;
+    assert!(!queue["apps"].as_array().expect("apps").iter().any(|waiting| waiting["id"] == id.as_str()));
+}
