@@ -102,6 +102,52 @@ pub async fn get(store: &dyn Records, id: &str) -> Result<Versioned<Account>, Ac
         .ok_or_else(|| AccessError::NotFound { what: "account", id: id.to_owned() })
 }
 
+/// Gives `username` (an existing user) `role` on the account, or changes the role it has, by
+/// `by`. An account keeps at least one owner.
+pub async fn set_member(
+    store: &dyn Records,
+    id: &str,
+    username: &str,
+    role: Option<MemberRole>,
+    by: &str,
+) -> Result<Versioned<Account>, AccessError> {
+    let username = username.to_ascii_lowercase();
+    if role.is_some()
+        && auth::user::find_by_username(store, &username)
+            .await
+            .map_err(|error| AccessError::Invalid(error.to_string()))?
+            .is_none()
+    {
+        return Err(AccessError::NotFound { what: "user", id: username });
+    }
+    let current = get(store, id).await?;
+    let keeps_owner = |members: &[Member]| {
+        let remaining = members.iter().filter(|member| member.username != username);
+        role == Some(MemberRole::Owner) || remaining.into_iter().any(|member| member.role == MemberRole::Owner)
+    };
+    if !current.value.members.is_empty() && !keeps_owner(&current.value.members) {
+        return Err(AccessError::Invalid("an account keeps at least one owner".to_owned()));
+    }
+    let mut refused = None;
+    let updated = records::modify::<Account>(store, id, by, |account| {
+        let mut members = account.members.clone();
+        members.retain(|member| member.username != username);
+        if let Some(role) = role {
+            members.push(Member { username: username.clone(), role });
+        }
+        if !account.members.is_empty() && !members.iter().any(|member| member.role == MemberRole::Owner) {
+            refused = Some(AccessError::Invalid("an account keeps at least one owner".to_owned()));
+            return;
+        }
+        account.members = members;
+    })
+    .await?;
+    match refused {
+        Some(error) => Err(error),
+        None => Ok(updated),
+    }
+}
+
 /// The accounts `username` is a member of.
 pub async fn of_member(store: &dyn Records, username: &str) -> Result<Vec<Versioned<Account>>, AccessError> {
     Ok(records::find::<Account>(store, "member", username).await?)

@@ -54,6 +54,7 @@ pub(crate) fn routes(context: ApiContext) -> Router<AppState> {
         .route("/accounts", post(accounts::create))
         .route("/accounts/{id}", get(accounts::get))
         .route("/accounts/{id}/webhook", put(accounts::set_webhook))
+        .route("/accounts/{id}/members/{username}", put(accounts::set_member).delete(accounts::remove_member))
         .route("/accounts/{id}/notifications", get(accounts::notifications))
         .route("/accounts/{id}/devices", get(devices::list).post(devices::create))
         .route("/accounts/{id}/access-requests", get(requests::list).post(requests::create))
@@ -98,6 +99,8 @@ impl FromRequestParts<ApiContext> for ApiUser {
 pub(crate) enum Need {
     Read,
     Change,
+    /// Its members: owners only.
+    Manage,
 }
 
 impl ApiUser {
@@ -115,10 +118,13 @@ impl ApiUser {
             return Ok(());
         }
         match (account.role_of(self.username()), need) {
-            (Some(MemberRole::Owner | MemberRole::Developer), _) | (Some(MemberRole::Viewer), Need::Read) => Ok(()),
-            (Some(MemberRole::Viewer), Need::Change) => {
-                Err(Problem::forbidden("a viewer of the account cannot change it"))
+            (Some(MemberRole::Owner), _)
+            | (Some(MemberRole::Developer), Need::Read | Need::Change)
+            | (Some(MemberRole::Viewer), Need::Read) => Ok(()),
+            (Some(MemberRole::Developer), Need::Manage) => {
+                Err(Problem::forbidden("only an owner of the account changes its members"))
             }
+            (Some(MemberRole::Viewer), _) => Err(Problem::forbidden("a viewer of the account cannot change it")),
             (None, _) => Err(Problem::forbidden("the caller is not a member of the account")),
         }
     }

@@ -110,3 +110,52 @@ pub(crate) async fn notifications(
         notification::of_account(store, &id).await?.iter().map(NotificationView::from).collect();
     Ok(axum::Json(found).into_response())
 }
+
+/// A member's role.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MemberRoleRequest {
+    /// owner, developer or viewer.
+    #[schema(value_type = String, example = "developer")]
+    role: MemberRole,
+}
+
+/// Give an existing user a role on the account (owners and operators).
+#[utoipa::path(put, path = "/api/accounts/{id}/members/{username}", tag = "accounts", request_body = MemberRoleRequest,
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "the account id"), ("username" = String, Path, description = "the user")),
+    responses((status = 200, body = AccountView), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+pub(crate) async fn set_member(
+    State(context): State<ApiContext>,
+    caller: ApiUser,
+    Path((id, username)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let MemberRoleRequest { role } = json_body(&body)?;
+    change_member(&context, &caller, &id, &username, Some(role)).await
+}
+
+/// Remove a member (an account keeps at least one owner).
+#[utoipa::path(delete, path = "/api/accounts/{id}/members/{username}", tag = "accounts", security(("api_key" = [])),
+    params(("id" = String, Path, description = "the account id"), ("username" = String, Path, description = "the user")),
+    responses((status = 200, body = AccountView), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+pub(crate) async fn remove_member(
+    State(context): State<ApiContext>,
+    caller: ApiUser,
+    Path((id, username)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    change_member(&context, &caller, &id, &username, None).await
+}
+
+async fn change_member(
+    context: &ApiContext,
+    caller: &ApiUser,
+    id: &str,
+    username: &str,
+    role: Option<MemberRole>,
+) -> Result<Response, Problem> {
+    let store = context.store();
+    caller.check(&account::get(store, id).await?.value, Need::Manage)?;
+    let changed = account::set_member(store, id, username, role, caller.username()).await?;
+    Ok(axum::Json(AccountView::from(&changed)).into_response())
+}

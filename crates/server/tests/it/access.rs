@@ -247,6 +247,27 @@ async fn callers_see_only_their_own_accounts_and_errors_are_problem_documents() 
     let (status, problem) = api(&app, None, Method::POST, "/signup", Some(json!({"account": "C"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
     assert!(problem["detail"].as_str().unwrap_or_default().contains("username"), "{problem}");
+
+    // A's owner makes b a viewer of A: b reads it, changes nothing, and manages no members.
+    let owner = first["api_key"].as_str().expect("key");
+    let member = |name: &str| format!("/accounts/{other}/members/{name}");
+    let (status, account) = api(&app, Some(owner), Method::PUT, &member("b"), Some(json!({"role": "viewer"}))).await;
+    assert_eq!(status, StatusCode::OK, "{account}");
+    assert_eq!(account["members"][1], json!({"username": "b", "role": "viewer"}));
+    assert_eq!(api(&app, Some(key), Method::GET, &format!("/accounts/{other}"), None).await.0, StatusCode::OK);
+    let device = json!({"name": "d", "environment": "sandbox"});
+    let (status, _) = api(&app, Some(key), Method::POST, &format!("/accounts/{other}/devices"), Some(device)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api(&app, Some(key), Method::PUT, &member("b"), Some(json!({"role": "owner"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, problem) =
+        api(&app, Some(owner), Method::PUT, &member("nobody"), Some(json!({"role": "viewer"}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+    let (status, problem) = api(&app, Some(owner), Method::DELETE, &member("a"), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "the last owner stays: {problem}");
+    let (status, account) = api(&app, Some(owner), Method::DELETE, &member("b"), None).await;
+    assert_eq!((status, account["members"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+    assert_eq!(api(&app, Some(key), Method::GET, &format!("/accounts/{other}"), None).await.0, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
