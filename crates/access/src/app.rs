@@ -233,6 +233,53 @@ pub async fn enable(store: &dyn Records, id: &str, by: &str) -> Result<Versioned
     Ok(app)
 }
 
+/// New redirect URIs and scopes of an app, applied to its client in each environment it is
+/// registered in. Once the app is in production, URIs or scopes it did not have are a material
+/// change of its account.
+pub async fn update(
+    store: &dyn Records,
+    id: &str,
+    redirect_uris: Vec<String>,
+    scopes: String,
+    by: &str,
+) -> Result<Versioned<App>, AccessError> {
+    let app = get(store, id).await?;
+    let mut changes = Vec::new();
+    for environment in [store::Environment::Sandbox, store::Environment::Production] {
+        let key = client::client_key(environment.as_str(), &app.value.client_id);
+        let Some(current) = records::get::<Client>(store, &key).await? else { continue };
+        let new_uris: Vec<&String> =
+            redirect_uris.iter().filter(|uri| !current.value.redirect_uris.contains(uri)).collect();
+        let known: Vec<&str> = current.value.scopes.split_whitespace().collect();
+        let new_scopes: Vec<&str> = scopes.split_whitespace().filter(|scope| !known.contains(scope)).collect();
+        if environment == store::Environment::Production {
+            if !new_uris.is_empty() {
+                changes.push(format!("new redirect URIs of the app '{}'", app.value.name));
+            }
+            if !new_scopes.is_empty() {
+                changes.push(format!("new scopes '{}' of the app '{}'", new_scopes.join(" "), app.value.name));
+            }
+        }
+        let changed = NewClient {
+            client_id: current.value.client_id.clone(),
+            client_type: current.value.client_type,
+            environment: current.value.environment.clone(),
+            secret: None,
+            jwks: current.value.jwks.clone(),
+            jwks_url: current.value.jwks_url.clone(),
+            redirect_uris: redirect_uris.clone(),
+            launch_uris: current.value.launch_uris.clone(),
+            scopes: scopes.clone(),
+        };
+        let updated = client::changed(&current.value, changed).map_err(client_error)?;
+        records::update(store, &key, &updated, current.version, by).await?;
+    }
+    for change in changes {
+        crate::certification::material_change(store, &app.value.account, change, by).await?;
+    }
+    Ok(app)
+}
+
 async fn step(
     store: &dyn Records,
     id: &str,

@@ -95,6 +95,24 @@ pub enum ClientError {
 impl NewClient {
     /// The client as stored, once every rule holds.
     fn into_client(self) -> Result<Client, ClientError> {
+        self.check()?;
+        let secret_hash = match (self.client_type, &self.secret) {
+            (ClientType::ConfidentialSymmetric, Some(secret)) => Some(
+                password::hash(secret).map_err(|error| ClientError::Invalid(format!("the client secret: {error}")))?,
+            ),
+            (ClientType::ConfidentialSymmetric, None) => {
+                return Err(ClientError::Invalid("a confidential-symmetric client needs a secret".to_owned()));
+            }
+            (_, Some(_)) => {
+                return Err(ClientError::Invalid("only a confidential-symmetric client has a secret".to_owned()));
+            }
+            (_, None) => None,
+        };
+        Ok(self.stored(secret_hash))
+    }
+
+    /// The rules of everything but the secret.
+    fn check(&self) -> Result<(), ClientError> {
         let invalid = |text: &str| Err(ClientError::Invalid(text.to_owned()));
         if self.client_id.is_empty() || self.client_id.len() > 256 || self.client_id.chars().any(char::is_whitespace) {
             return invalid("a client id is 1 to 256 characters without spaces");
@@ -108,33 +126,26 @@ impl NewClient {
                 return invalid(&format!("'{uri}' is not an absolute http(s) URI without a fragment"));
             }
         }
-        let secret_hash = match (self.client_type, &self.secret) {
-            (ClientType::ConfidentialSymmetric, Some(secret)) => Some(
-                password::hash(secret).map_err(|error| ClientError::Invalid(format!("the client secret: {error}")))?,
-            ),
-            (ClientType::ConfidentialSymmetric, None) => {
-                return invalid("a confidential-symmetric client needs a secret");
-            }
-            (_, Some(_)) => return invalid("only a confidential-symmetric client has a secret"),
-            (_, None) => None,
-        };
         match (self.client_type, &self.jwks, &self.jwks_url) {
             (ClientType::ConfidentialAsymmetric, None, None) => {
-                return invalid("a confidential-asymmetric client needs a JWKS or a JWKS URL");
+                invalid("a confidential-asymmetric client needs a JWKS or a JWKS URL")
             }
             (ClientType::ConfidentialAsymmetric, Some(jwks), _) if !jwks["keys"].is_array() => {
-                return invalid("the JWKS has no \"keys\" array");
+                invalid("the JWKS has no \"keys\" array")
             }
             (ClientType::ConfidentialAsymmetric, _, Some(url)) if !url.starts_with("https://") && !is_loopback(url) => {
-                return invalid("a JWKS URL must use https");
+                invalid("a JWKS URL must use https")
             }
             (ClientType::Public | ClientType::ConfidentialSymmetric, Some(_), _)
             | (ClientType::Public | ClientType::ConfidentialSymmetric, _, Some(_)) => {
-                return invalid("only a confidential-asymmetric client has keys");
+                invalid("only a confidential-asymmetric client has keys")
             }
-            _ => {}
+            _ => Ok(()),
         }
-        Ok(Client {
+    }
+
+    fn stored(self, secret_hash: Option<String>) -> Client {
+        Client {
             client_id: self.client_id,
             client_type: self.client_type,
             environment: self.environment,
@@ -144,12 +155,18 @@ impl NewClient {
             redirect_uris: self.redirect_uris,
             launch_uris: self.launch_uris,
             scopes: self.scopes,
-        })
+        }
     }
 }
 
 fn is_loopback(url: &str) -> bool {
     ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|prefix| url.starts_with(prefix))
+}
+
+/// `client` with `new`'s settings, checked as a registration is; its secret stays.
+pub fn changed(client: &Client, new: NewClient) -> Result<Client, ClientError> {
+    new.check()?;
+    Ok(new.stored(client.secret_hash.clone()))
 }
 
 /// Registers `client`, by `by`.

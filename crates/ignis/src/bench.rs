@@ -50,23 +50,44 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let base = server.base.clone();
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
     let mut rows = Vec::new();
-    let patients = create_many(&client, &base, "Patient", &args, patient).await?;
+    let patients = create_many(&client, &base, "Patient", &args, patient, Caller::open("create Patient")).await?;
     rows.push(patients.0);
+    let observation_of = |index| observation(index, &patients.1);
     let observations =
-        create_many(&client, &base, "Observation", &args, |index| observation(index, &patients.1)).await?;
+        create_many(&client, &base, "Observation", &args, observation_of, Caller::open("create Observation")).await?;
     rows.push(observations.0);
-    rows.push(read_many(&client, &base, "Patient", &patients.1, args.clients, None).await?);
-    rows.push(read_many(&client, &base, "Observation", &observations.1, args.clients, None).await?);
+    rows.push(read_many(&client, &base, "Patient", &patients.1, args.clients, Caller::open("read Patient")).await?);
+    let read_observation = Caller::open("read Observation");
+    rows.push(read_many(&client, &base, "Observation", &observations.1, args.clients, read_observation).await?);
     // The same reads through a server that requires tokens, over the same database.
     let secured = BenchServer::start(Arc::clone(&fresh.store), Some(bench_token()?)).await?;
-    let token = secured.token.clone();
-    rows.push(read_many(&client, &secured.base, "Patient", &patients.1, args.clients, token.as_deref()).await?);
-    rows.push(read_many(&client, &secured.base, "Observation", &observations.1, args.clients, token.as_deref()).await?);
+    let bearer = |operation| Caller { token: secured.token.as_deref(), operation };
+    let (patient_ids, observation_ids) = (&patients.1, &observations.1);
+    rows.push(
+        read_many(&client, &secured.base, "Patient", patient_ids, args.clients, bearer("read Patient (bearer token)"))
+            .await?,
+    );
+    let label = "read Observation (bearer token)";
+    rows.push(read_many(&client, &secured.base, "Observation", observation_ids, args.clients, bearer(label)).await?);
+    rows.extend(device_rows(&client, &secured, fresh.store.as_ref(), &args).await?);
     secured.stop().await?;
     server.stop().await?;
     fresh.remove().await?;
     print_table(&rows, args.clients, backend.name());
     Ok(())
+}
+
+/// What a measured request presents, and the row it is reported as.
+#[derive(Clone, Copy)]
+struct Caller<'a> {
+    token: Option<&'a str>,
+    operation: &'static str,
+}
+
+impl Caller<'static> {
+    const fn open(operation: &'static str) -> Caller<'static> {
+        Caller { token: None, operation }
+    }
 }
 
 async fn create_many(
@@ -75,6 +96,7 @@ async fn create_many(
     resource_type: &'static str,
     args: &BenchArgs,
     body: impl Fn(usize) -> Value,
+    caller: Caller<'_>,
 ) -> anyhow::Result<(Measurement, Vec<String>)> {
     let bodies: Vec<String> = (0..args.count).map(|index| body(index).to_string()).collect();
     let url = format!("{base}/{resource_type}");
@@ -82,17 +104,20 @@ async fn create_many(
     let started = Instant::now();
     let tasks = chunks.into_iter().map(|chunk| {
         let (client, url) = (client.clone(), url.clone());
+        let authorization = caller.token.map(|token| format!("Bearer {token}"));
         tokio::spawn(async move {
             let mut results = Vec::with_capacity(chunk.len());
             for body in chunk {
                 let sent = Instant::now();
-                let response = client
+                let mut request = client
                     .post(&url)
                     .header("content-type", "application/fhir+json")
                     .header("prefer", "return=minimal")
-                    .body(body)
-                    .send()
-                    .await?;
+                    .body(body);
+                if let Some(authorization) = &authorization {
+                    request = request.header("authorization", authorization);
+                }
+                let response = request.send().await?;
                 if response.status() != reqwest::StatusCode::CREATED {
                     bail!("create answered {}", response.status());
                 }
@@ -116,8 +141,7 @@ async fn create_many(
             ids.push(id);
         }
     }
-    let operation = if resource_type == "Patient" { "create Patient" } else { "create Observation" };
-    Ok((Measurement { operation, latencies, elapsed: started.elapsed() }, ids))
+    Ok((Measurement { operation: caller.operation, latencies, elapsed: started.elapsed() }, ids))
 }
 
 async fn read_many(
@@ -126,7 +150,7 @@ async fn read_many(
     resource_type: &'static str,
     ids: &[String],
     clients: usize,
-    token: Option<&str>,
+    caller: Caller<'_>,
 ) -> anyhow::Result<Measurement> {
     let urls: Vec<String> = ids.iter().map(|id| format!("{base}/{resource_type}/{id}")).collect();
     let started = Instant::now();
@@ -134,7 +158,7 @@ async fn read_many(
         .into_iter()
         .map(|chunk| {
             let client = client.clone();
-            let authorization = token.map(|token| format!("Bearer {token}"));
+            let authorization = caller.token.map(|token| format!("Bearer {token}"));
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(chunk.len());
                 for url in chunk {
@@ -158,13 +182,48 @@ async fn read_many(
     for task in tasks {
         latencies.extend(task.await??);
     }
-    let operation = match (resource_type, token.is_some()) {
-        ("Patient", false) => "read Patient",
-        ("Patient", true) => "read Patient (bearer token)",
-        (_, false) => "read Observation",
-        (_, true) => "read Observation (bearer token)",
+    Ok(Measurement { operation: caller.operation, latencies, elapsed: started.elapsed() })
+}
+
+/// Creates and reads in the sandbox with a sandbox device's Device JWT, and the same reads with
+/// a bearer token for the sandbox: what a Device JWT costs against an access token.
+async fn device_rows(
+    client: &reqwest::Client,
+    secured: &BenchServer,
+    store: &dyn store::Store,
+    args: &BenchArgs,
+) -> anyhow::Result<Vec<Measurement>> {
+    let secret = secured.secret.as_ref().context("a secured server")?;
+    let account = access::account::create(store, "bench", Vec::new(), "bench").await?;
+    let device = access::device::NewDevice {
+        account: account.id,
+        name: "bench".to_owned(),
+        purpose: String::new(),
+        environment: store::Environment::Sandbox,
+        scope: Some("system/*.cruds".to_owned()),
+        certificate: None,
     };
-    Ok(Measurement { operation, latencies, elapsed: started.elapsed() })
+    let device = access::device::create(store, device, "bench").await?;
+    let credentials = access::DeviceCredentials::load_or_create(store, secret).await?;
+    let jwt = credentials.issue(store, &device.id, "bench").await?;
+    let sandbox = secured.base.replace("/fhir", "/sandbox/fhir");
+    let device_caller = |operation| Caller { token: Some(jwt.as_str()), operation };
+    let created =
+        create_many(client, &sandbox, "Patient", args, patient, device_caller("create Patient (Device JWT, sandbox)"))
+            .await?;
+    let read = read_many(
+        client,
+        &sandbox,
+        "Patient",
+        &created.1,
+        args.clients,
+        device_caller("read Patient (Device JWT, sandbox)"),
+    )
+    .await?;
+    let token = secured.token_for(&sandbox)?;
+    let bearer = Caller { token: Some(token.as_str()), operation: "read Patient (bearer token, sandbox)" };
+    let compared = read_many(client, &sandbox, "Patient", &created.1, args.clients, bearer).await?;
+    Ok(vec![created.0, read, compared])
 }
 
 fn split<T>(items: Vec<T>, parts: usize) -> Vec<Vec<T>> {
@@ -338,6 +397,9 @@ struct BenchServer {
     base: String,
     /// The access token to present, when the server requires one.
     token: Option<String>,
+    /// The secret key and the grant of `token`, when the server requires tokens.
+    secret: Option<Arc<auth::secret::SecretKey>>,
+    grant: Option<auth::token::Grant>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -348,8 +410,9 @@ impl BenchServer {
         let root = format!("http://{}", listener.local_addr()?);
         let base = format!("{root}/fhir");
         let mut state = server::AppState::new(store, server::Config::new(root.clone()))?;
-        let mut token = None;
+        let (mut token, mut secret, mut issued) = (None, None, None);
         if let Some(secured) = secured {
+            secret = Some(Arc::clone(&secured.secret));
             let authorization = server::Authorization::new(secured.secret);
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let grant = auth::token::Grant {
@@ -365,13 +428,22 @@ impl BenchServer {
                 cnf: None,
             };
             token = Some(authorization.issuer.token_key().issue(&grant, &base, &base)?);
+            issued = Some(grant);
             state = state.with_authorization(authorization);
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server::serve(listener, state, async {
             let _ = stopped.await;
         }));
-        Ok(BenchServer { base, token, stop, task })
+        Ok(BenchServer { base, token, secret, grant: issued, stop, task })
+    }
+
+    /// The bench's grant as a token for the FHIR base `audience` (e.g. the sandbox's).
+    fn token_for(&self, audience: &str) -> anyhow::Result<String> {
+        let (secret, grant) = (self.secret.as_ref(), self.grant.as_ref());
+        let (Some(secret), Some(grant)) = (secret, grant) else { bail!("the bench server requires no tokens") };
+        let key = auth::token::TokenKey::new(&secret.derive("access-token"));
+        Ok(key.issue(grant, &self.base, audience)?)
     }
 
     /// Shuts the server down and waits for it.

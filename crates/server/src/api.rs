@@ -59,7 +59,7 @@ pub(crate) fn routes(context: ApiContext) -> Router<AppState> {
         .route("/accounts/{id}/devices", get(devices::list).post(devices::create))
         .route("/accounts/{id}/access-requests", get(requests::list).post(requests::create))
         .route("/accounts/{id}/apps", get(apps::list).post(apps::register))
-        .route("/apps/{id}", get(apps::get))
+        .route("/apps/{id}", get(apps::get).put(apps::update))
         .route("/apps/{id}/{step}", post(apps::step))
         .route("/review-queue", get(apps::queue))
         .route("/devices/{id}", get(devices::get))

@@ -101,6 +101,31 @@ pub(crate) async fn get(
     Ok(axum::Json(AppView::at(&found, OffsetDateTime::now_utc())).into_response())
 }
 
+/// New settings of an app.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AppSettings {
+    redirect_uris: Vec<String>,
+    scopes: String,
+}
+
+/// Change the app's redirect URIs and scopes, in every environment it is registered in. Once
+/// it is in production, new ones are a material change that asks for re-certification.
+#[utoipa::path(put, path = "/api/apps/{id}", tag = "apps", request_body = AppSettings, security(("api_key" = [])),
+    params(("id" = String, Path, description = "the app id")),
+    responses((status = 200, body = AppView), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+pub(crate) async fn update(
+    State(context): State<ApiContext>,
+    caller: ApiUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let AppSettings { redirect_uris, scopes } = json_body(&body)?;
+    checked(&context, &caller, &id, Need::Change).await?;
+    let updated = app::update(context.store(), &id, redirect_uris, scopes, caller.username()).await?;
+    Ok(axum::Json(AppView::at(&updated, OffsetDateTime::now_utc())).into_response())
+}
+
 /// Move the app towards production: `production` (the account asks), `verify` (an operator
 /// verified the developer's identity), `enable` (an operator enables it in production).
 #[utoipa::path(post, path = "/api/apps/{id}/{step}", tag = "apps", security(("api_key" = [])),

@@ -15,7 +15,7 @@ use super::{accounts, apps, devices, problem, requests, sessions};
         accounts::create, accounts::get, accounts::set_webhook, accounts::notifications,
         accounts::set_member, accounts::remove_member,
         devices::create, devices::list, devices::get, devices::credential, devices::revoke, devices::rotate,
-        apps::register, apps::list, apps::get, apps::step, apps::queue,
+        apps::register, apps::list, apps::get, apps::update, apps::step, apps::queue,
         requests::create, requests::list, requests::get, requests::record, requests::transition,
     ),
     components(schemas(problem::ProblemDocument)),

@@ -486,4 +486,32 @@ async fn a_patient_access_app_is_verified_then_enabled_under_the_onc_clocks() {
     );
     let (_, queue) = api(&app, Some(&operator), Method::GET, "/review-queue", None).await;
     assert!(!queue["apps"].as_array().expect("apps").iter().any(|waiting| waiting["id"] == id.as_str()));
+
+    // A new redirect URI of an app in production: both clients take it, and the account is
+    // asked to re-certify. (Certified first, so the change outdates a certification.)
+    let (_, request) = api(&app, Some(key), Method::POST, &format!("/accounts/{account}/access-requests"), None).await;
+    let request = request["id"].as_str().expect("request");
+    api(&app, Some(key), Method::POST, &format!("/access-requests/{request}/submit"), None).await;
+    api(&app, Some(&operator), Method::POST, &format!("/access-requests/{request}/review"), None).await;
+    for item in ["legal", "architecture", "security", "demo"] {
+        let path = format!("/access-requests/{request}/checklist/{item}");
+        api(&app, Some(&operator), Method::PUT, &path, Some(json!({"value": "done"}))).await;
+    }
+    let path = format!("/access-requests/{request}/checklist/network");
+    api(&app, Some(&operator), Method::PUT, &path, Some(json!({"value": "10.0.0.0/8"}))).await;
+    let (status, _) =
+        api(&app, Some(&operator), Method::POST, &format!("/access-requests/{request}/approve"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let settings = json!({
+        "redirect_uris": ["https://app.example/callback", "https://app.example/other"],
+        "scopes": "launch/patient patient/*.rs openid fhirUser offline_access",
+    });
+    let (status, updated) = api(&app, Some(key), Method::PUT, &format!("/apps/{id}"), Some(settings)).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let (_, found) = api(&app, Some(key), Method::GET, &format!("/accounts/{account}"), None).await;
+    assert_eq!(found["certification"]["status"], "recertification_required", "{found}");
+    assert!(found["certification"]["changes"][0].as_str().unwrap_or_default().contains("redirect URIs"), "{found}");
+    let bad = json!({"redirect_uris": ["not a uri"], "scopes": "openid"});
+    let (status, _) = api(&app, Some(key), Method::PUT, &format!("/apps/{id}"), Some(bad)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
