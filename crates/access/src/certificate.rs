@@ -57,6 +57,32 @@ pub fn thumbprint(der: &[u8]) -> String {
     crate::sha256_base64url(der)
 }
 
+/// The certificate's public key as a JWK with `kid` = its thumbprint, for the algorithms of
+/// client assertions (an RSA key, or an EC key on P-384); `None` for other keys.
+pub fn jwk(der: &[u8]) -> Option<serde_json::Value> {
+    use base64::Engine;
+    use x509_parser::public_key::PublicKey;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let (_, parsed) = X509Certificate::from_der(der).ok()?;
+    let kid = thumbprint(der);
+    match parsed.public_key().parsed().ok()? {
+        // An uncompressed P-384 point: 0x04, then x and y of 48 bytes each.
+        PublicKey::EC(point) if point.data().len() == 97 && point.data()[0] == 4 => {
+            let (x, y) = point.data()[1..].split_at(48);
+            Some(serde_json::json!({"kty": "EC", "crv": "P-384", "x": encode(x), "y": encode(y), "kid": kid}))
+        }
+        PublicKey::RSA(key) => {
+            let trim = |bytes: &[u8]| {
+                bytes.iter().position(|byte| *byte != 0).map_or(Vec::new(), |start| bytes[start..].to_vec())
+            };
+            Some(
+                serde_json::json!({"kty": "RSA", "n": encode(&trim(key.modulus)), "e": encode(&trim(key.exponent)), "kid": kid}),
+            )
+        }
+        _ => None,
+    }
+}
+
 /// The PEM text of a DER certificate.
 pub fn pem_of(der: &[u8]) -> String {
     pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))

@@ -270,31 +270,26 @@ impl Issuer {
         endpoint: Endpoint<'_>,
         presented: &Presented,
     ) -> Result<Client, TokenFailure> {
-        if presented.client_assertion_type.as_deref() != Some(ASSERTION_TYPE) {
-            return Err(TokenFailure::InvalidClient(format!("client_assertion_type must be {ASSERTION_TYPE}")));
-        }
-        if presented.basic.is_some() || presented.client_secret.is_some() {
-            return Err(TokenFailure::InvalidRequest("use one client authentication method, not several".into()));
-        }
-        let assertion = presented
-            .client_assertion
-            .as_deref()
-            .ok_or_else(|| TokenFailure::InvalidClient("client_assertion is required".into()))?;
-        let refused = |error: AssertionError| match error {
-            AssertionError::Store(error) => TokenFailure::Server(error.to_string()),
-            error => TokenFailure::InvalidClient(error.to_string()),
-        };
-        let client_id = match &presented.client_id {
-            Some(id) => id.clone(),
-            None => claimed_client_id(assertion).map_err(refused)?,
-        };
+        let (assertion, client_id) = assertion_of(presented)?;
         let Some(client) = client::find(store, endpoint.environment, &client_id).await? else {
             return Err(TokenFailure::InvalidClient("the client is unknown".into()));
         };
+        self.verify_assertion(store, endpoint, assertion, &client).await?;
+        Ok(client)
+    }
+
+    /// Verifies `assertion` as `client`'s authentication (its `jti` then used up).
+    pub async fn verify_assertion(
+        &self,
+        store: &dyn Store,
+        endpoint: Endpoint<'_>,
+        assertion: &str,
+        client: &Client,
+    ) -> Result<(), TokenFailure> {
         let now = time::OffsetDateTime::now_utc();
         let keys = &self.client_keys;
-        crate::assertion::verify(assertion, &client, endpoint.token_url, keys, store, now).await.map_err(refused)?;
-        Ok(client)
+        crate::assertion::verify(assertion, client, endpoint.token_url, keys, store, now).await.map_err(refused)?;
+        Ok(())
     }
 
     /// The authorization-code grant: redeems `code` for `client`.
@@ -619,4 +614,32 @@ fn asks(scopes: &Scopes, scope: &str) -> bool {
 
 fn asks_offline(scopes: &Scopes) -> bool {
     asks(scopes, "offline_access") || asks(scopes, "online_access")
+}
+
+/// The assertion of a `private_key_jwt` authentication and the client it is for (`client_id`,
+/// else the assertion's `iss`), once the request uses that method alone.
+pub fn assertion_of(presented: &Presented) -> Result<(&str, String), TokenFailure> {
+    if presented.client_assertion_type.as_deref() != Some(ASSERTION_TYPE) {
+        return Err(TokenFailure::InvalidClient(format!("client_assertion_type must be {ASSERTION_TYPE}")));
+    }
+    if presented.basic.is_some() || presented.client_secret.is_some() {
+        return Err(TokenFailure::InvalidRequest("use one client authentication method, not several".into()));
+    }
+    let assertion = presented
+        .client_assertion
+        .as_deref()
+        .ok_or_else(|| TokenFailure::InvalidClient("client_assertion is required".into()))?;
+    let client_id = match &presented.client_id {
+        Some(id) => id.clone(),
+        None => claimed_client_id(assertion).map_err(refused)?,
+    };
+    Ok((assertion, client_id))
+}
+
+/// An assertion's refusal as the token endpoint reports it.
+fn refused(error: AssertionError) -> TokenFailure {
+    match error {
+        AssertionError::Store(error) => TokenFailure::Server(error.to_string()),
+        error => TokenFailure::InvalidClient(error.to_string()),
+    }
 }

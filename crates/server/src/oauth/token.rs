@@ -27,14 +27,13 @@ pub(crate) async fn token(
 ) -> Response {
     let form = form_pairs(&body);
     let presented = presented(&headers, &form);
-    if let (Some(Extension(peer)), Ok(device)) = (peer, &presented)
+    if let (Some(Extension(peer)), Ok(credentials)) = (peer, &presented)
         && field(&form, "grant_type") == Some("client_credentials")
-        && device.basic.is_none()
-        && device.client_assertion.is_none()
-        && let Some(device_id) = &device.client_id
+        && let Some((device, assertion)) = device_of(&context, credentials).await
     {
         let client = address.map(|Extension(ConnectInfo(address))| address.ip().to_canonical());
-        return match device_token(&context, device_id, field(&form, "scope"), &peer, client).await {
+        let request = DeviceRequest { device: &device, assertion, scope: field(&form, "scope"), peer: &peer, client };
+        return match device_token(&context, request).await {
             Ok(response) => no_store(StatusCode::OK, json!(response)),
             Err(failure) => token_error(&failure, false),
         };
@@ -79,17 +78,42 @@ async fn grant(
     }
 }
 
-/// The client-credentials grant of a device over mutual TLS, authenticated by its certificate
-/// (RFC 8705 `tls_client_auth`): the token is bound to that certificate (`cnf.x5t#S256`). In
-/// production the certificate must pass the checks of `crate::mtls`, the account be certified
-/// and the call come from its network paths.
+/// The device a client-credentials request over mutual TLS is for, and its assertion when it
+/// authenticates with `private_key_jwt` (else by its certificate alone): `None` when the
+/// client is not a device.
+async fn device_of<'a>(context: &AuthContext, presented: &'a Presented) -> Option<(String, Option<&'a str>)> {
+    let (device, assertion) = match &presented.client_assertion {
+        Some(_) => {
+            let (assertion, claimed) = auth::issuer::assertion_of(presented).ok()?;
+            (claimed, Some(assertion))
+        }
+        None if presented.basic.is_none() && presented.client_secret.is_none() => (presented.client_id.clone()?, None),
+        None => return None,
+    };
+    access::device::get(context.store(), &device).await.ok().map(|_| (device, assertion))
+}
+
+/// A device's client-credentials request.
+struct DeviceRequest<'a> {
+    device: &'a str,
+    /// Its `private_key_jwt` assertion, signed with its certificate's key; `None` for
+    /// `tls_client_auth`.
+    assertion: Option<&'a str>,
+    scope: Option<&'a str>,
+    peer: &'a PeerCertificates,
+    client: Option<std::net::IpAddr>,
+}
+
+/// The client-credentials grant of a device over mutual TLS (RFC 8705), authenticated by its
+/// certificate (`tls_client_auth`) or by an assertion signed with that certificate's key
+/// (`private_key_jwt`): the token is bound to the certificate (`cnf.x5t#S256`). In production
+/// the certificate must pass the checks of `crate::mtls`, the account be certified and the
+/// call come from its network paths.
 async fn device_token(
     context: &AuthContext,
-    device_id: &str,
-    scope: Option<&str>,
-    peer: &PeerCertificates,
-    client: Option<std::net::IpAddr>,
+    request: DeviceRequest<'_>,
 ) -> Result<auth::issuer::TokenResponse, TokenFailure> {
+    let DeviceRequest { device: device_id, assertion, scope, peer, client } = request;
     let store = context.store();
     let refused = |why: &str| TokenFailure::InvalidClient(why.to_owned());
     let unknown = "the client is unknown, or the certificate presented is not its own";
@@ -105,6 +129,23 @@ async fn device_token(
     }
     if device.revoked_at.is_some() {
         return Err(refused("the device is revoked"));
+    }
+    if let Some(assertion) = assertion {
+        let certificate = peer.chain.first().map(|first| first.as_ref()).unwrap_or_default();
+        let jwk = access::certificate::jwk(certificate)
+            .ok_or_else(|| refused("private_key_jwt needs a certificate with an RSA or P-384 key (RS384, ES384)"))?;
+        let client = auth::client::Client {
+            client_id: device_id.to_owned(),
+            client_type: auth::client::ClientType::ConfidentialAsymmetric,
+            environment: context.env.as_str().to_owned(),
+            secret_hash: None,
+            jwks: Some(json!({"keys": [jwk]})),
+            jwks_url: None,
+            redirect_uris: Vec::new(),
+            launch_uris: Vec::new(),
+            scopes: device.scope.clone(),
+        };
+        context.auth.issuer.verify_assertion(store, context.endpoint(), assertion, &client).await?;
     }
     if context.env == store::Environment::Production {
         peer.production.clone().map_err(|reason| refused(&reason))?;

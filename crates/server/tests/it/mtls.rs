@@ -358,3 +358,38 @@ async fn a_device_gets_certificate_bound_access_tokens_over_mutual_tls() {
     let (status, refused) = status_and_json(ask(&identity, "system/Patient.cruds").await.expect("send")).await;
     assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")), "{refused}");
 }
+
+#[tokio::test]
+async fn a_device_authenticates_with_an_assertion_signed_by_its_certificate_key() {
+    let world = World::new().await;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("P-384 key");
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, "p384 device");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let certificate = params.signed_by(&key, &world.approved.issuer).expect("certificate");
+    let identity = (certificate.pem(), key.serialize_pem());
+    let device = production_device(world.app.store.as_ref(), &world.account, &identity.0).await;
+    let token_url = format!("{}/auth/token", world.mtls.root);
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let claims = serde_json::json!({
+        "iss": device, "sub": device, "aud": token_url, "exp": now + 60, "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.kid = Some(access::certificate::thumbprint(certificate.der()));
+    let signing = jsonwebtoken::EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).expect("signing key");
+    let assertion = jsonwebtoken::encode(&header, &claims, &signing).expect("assertion");
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+        ("client_assertion", assertion.as_str()),
+        ("scope", "system/Patient.rs"),
+    ];
+    let post = || world.client(&identity).post(&token_url).form(&form).send();
+    let (status, issued) = status_and_json(post().await.expect("send")).await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    let (status, bundle) = world.call("/fhir", &identity, issued["access_token"].as_str().expect("token")).await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    let (status, refused) = status_and_json(post().await.expect("send")).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
+    assert!(refused["error_description"].as_str().unwrap_or_default().contains("jti"), "{refused}");
+}
