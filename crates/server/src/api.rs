@@ -113,7 +113,7 @@ impl ApiUser {
     }
 
     /// Whether the caller may `need` on `account`: operators always, members by their role.
-    pub(crate) fn check(&self, account: &Account, need: Need) -> Result<(), Problem> {
+    fn check(&self, account: &Account, need: Need) -> Result<(), Problem> {
         if self.is_operator() {
             return Ok(());
         }
@@ -127,6 +127,13 @@ impl ApiUser {
             (Some(MemberRole::Viewer), _) => Err(Problem::forbidden("a viewer of the account cannot change it")),
             (None, _) => Err(Problem::forbidden("the caller is not a member of the account")),
         }
+    }
+
+    /// The account `id`, if the caller may `need` on it.
+    pub(crate) async fn account(&self, store: &dyn Store, id: &str, need: Need) -> Result<Versioned<Account>, Problem> {
+        let account = access::account::get(store, id).await?;
+        self.check(&account.value, need)?;
+        Ok(account)
     }
 
     /// Only operators review.

@@ -56,8 +56,7 @@ pub(crate) async fn get(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let store = context.store();
-    let account = account::get(store, &id).await?;
-    caller.check(&account.value, Need::Read)?;
+    let account = caller.account(store, &id, Need::Read).await?;
     let status = certification::status(store, &id, &account.value, time::OffsetDateTime::now_utc()).await?;
     Ok(axum::Json(AccountView::from(&account).with(&status)).into_response())
 }
@@ -90,7 +89,7 @@ pub(crate) async fn set_webhook(
 ) -> Result<Response, Problem> {
     let request: NewWebhook = json_body(&body)?;
     let store = context.store();
-    caller.check(&account::get(store, &id).await?.value, Need::Change)?;
+    caller.account(store, &id, Need::Change).await?;
     let secret =
         notification::set_webhook(store, &context.auth.secret_key, &id, &request.url, caller.username()).await?;
     Ok(axum::Json(WebhookSet { url: request.url, secret }).into_response())
@@ -105,7 +104,7 @@ pub(crate) async fn notifications(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let store = context.store();
-    caller.check(&account::get(store, &id).await?.value, Need::Read)?;
+    caller.account(store, &id, Need::Read).await?;
     let found: Vec<NotificationView> =
         notification::of_account(store, &id).await?.iter().map(NotificationView::from).collect();
     Ok(axum::Json(found).into_response())
@@ -155,7 +154,7 @@ async fn change_member(
     role: Option<MemberRole>,
 ) -> Result<Response, Problem> {
     let store = context.store();
-    caller.check(&account::get(store, id).await?.value, Need::Manage)?;
+    caller.account(store, id, Need::Manage).await?;
     let changed = account::set_member(store, id, username, role, caller.username()).await?;
     Ok(axum::Json(AccountView::from(&changed)).into_response())
 }

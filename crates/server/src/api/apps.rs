@@ -2,7 +2,6 @@
 //! production by it, verified and enabled by an operator under the ONC clocks; and the
 //! operators' review queue.
 
-use access::account;
 use access::app::{self, NewApp};
 use access::request::{self, State as RequestState};
 use access::view::{AccessRequestView, AppView};
@@ -61,7 +60,7 @@ pub(crate) async fn register(
 ) -> Result<Response, Problem> {
     let request: NewAppRequest = json_body(&body)?;
     let store = context.store();
-    caller.check(&account::get(store, &id).await?.value, Need::Change)?;
+    caller.account(store, &id, Need::Change).await?;
     let new = NewApp {
         name: request.name,
         confidential: request.confidential,
@@ -83,7 +82,7 @@ pub(crate) async fn list(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let store = context.store();
-    caller.check(&account::get(store, &id).await?.value, Need::Read)?;
+    caller.account(store, &id, Need::Read).await?;
     let now = OffsetDateTime::now_utc();
     let apps: Vec<AppView> = app::of_account(store, &id).await?.iter().map(|found| AppView::at(found, now)).collect();
     Ok(axum::Json(apps).into_response())
@@ -190,6 +189,6 @@ async fn checked(
 ) -> Result<store::records::Versioned<app::App>, Problem> {
     let store = context.store();
     let found = app::get(store, id).await?;
-    caller.check(&account::get(store, &found.value.account).await?.value, need)?;
+    caller.account(store, &found.value.account, need).await?;
     Ok(found)
 }

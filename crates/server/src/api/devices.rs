@@ -1,6 +1,5 @@
 //! Devices of an account and their Device JWTs.
 
-use access::account;
 use access::ca;
 use access::certificate::DeviceCertificate;
 use access::device::{self, CertificateSource, NewDevice};
@@ -67,15 +66,8 @@ pub(crate) async fn create(
 ) -> Result<Response, Problem> {
     let request: NewDeviceRequest = json_body(&body)?;
     let store = context.store();
-    caller.check(&account::get(store, &id).await?.value, Need::Change)?;
-    let certificate = match (request.certificate, request.csr) {
-        (Some(_), Some(_)) => return Err(Problem::bad_request("give either `certificate` or `csr`, not both")),
-        (Some(pem), None) => Some((DeviceCertificate::from_pem(&pem)?, CertificateSource::Presented)),
-        (None, Some(csr)) => {
-            Some((ca::sign_csr(store, &context.auth.secret_key, &csr).await?, CertificateSource::SignedCsr))
-        }
-        (None, None) => None,
-    };
+    caller.account(store, &id, Need::Change).await?;
+    let certificate = certificate_of(&context, request.certificate, request.csr).await?;
     let new = NewDevice {
         account: id,
         name: request.name,
@@ -97,7 +89,7 @@ pub(crate) async fn list(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let store = context.store();
-    caller.check(&account::get(store, &id).await?.value, Need::Read)?;
+    caller.account(store, &id, Need::Read).await?;
     let devices: Vec<DeviceView> = device::of_account(store, &id).await?.iter().map(DeviceView::from).collect();
     Ok(axum::Json(devices).into_response())
 }
@@ -192,6 +184,6 @@ async fn checked(
 ) -> Result<store::records::Versioned<device::Device>, Problem> {
     let store = context.store();
     let device = device::get(store, id).await?;
-    caller.check(&account::get(store, &device.value.account).await?.value, need)?;
+    caller.account(store, &device.value.account, need).await?;
     Ok(device)
 }

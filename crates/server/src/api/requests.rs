@@ -2,7 +2,6 @@
 //! operators review, request changes, approve or reject. An action the request's state does
 //! not allow is a 409 problem listing the actions it does allow.
 
-use access::account;
 use access::request::{self, Action, Item};
 use access::view::AccessRequestView;
 use axum::body::Bytes;
@@ -43,7 +42,7 @@ pub(crate) async fn create(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let store = context.store();
-    caller.check(&account::get(store, &id).await?.value, Need::Change)?;
+    caller.account(store, &id, Need::Change).await?;
     let created = request::create(store, &id, caller.username()).await?;
     Ok((StatusCode::CREATED, axum::Json(AccessRequestView::from(&created))).into_response())
 }
@@ -57,7 +56,7 @@ pub(crate) async fn list(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let store = context.store();
-    caller.check(&account::get(store, &id).await?.value, Need::Read)?;
+    caller.account(store, &id, Need::Read).await?;
     let requests: Vec<AccessRequestView> =
         request::of_account(store, &id).await?.iter().map(AccessRequestView::from).collect();
     Ok(axum::Json(requests).into_response())
@@ -138,6 +137,6 @@ async fn checked(
 ) -> Result<store::records::Versioned<request::AccessRequest>, Problem> {
     let store = context.store();
     let found = request::get(store, id).await?;
-    caller.check(&account::get(store, &found.value.account).await?.value, need)?;
+    caller.account(store, &found.value.account, need).await?;
     Ok(found)
 }
