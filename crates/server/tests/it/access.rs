@@ -51,6 +51,23 @@ async fn operator_key(app: &TestApp, username: &str) -> String {
     session["api_key"].as_str().expect("an API key").to_owned()
 }
 
+/// A CA, and a client-auth certificate it signed with that certificate's key (PEM).
+fn ca_and_client() -> (String, (String, String)) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "Acme's CA");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let ca_pem = params.self_signed(&ca_key).expect("CA").pem();
+    let issuer = rcgen::Issuer::new(params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut leaf = rcgen::CertificateParams::default();
+    leaf.distinguished_name.push(rcgen::DnType::CommonName, "lab interface");
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let certificate = leaf.signed_by(&key, &issuer).expect("certificate").pem();
+    (ca_pem, (certificate, key.serialize_pem()))
+}
+
 fn self_signed_certificate() -> String {
     let key = rcgen::KeyPair::generate().expect("key");
     rcgen::CertificateParams::new(vec!["lab-interface".to_owned()])
@@ -82,7 +99,8 @@ async fn from_sign_up_to_an_approved_production_device() {
     assert_eq!((status, problem["type"].as_str()), (StatusCode::CONFLICT, Some("urn:ignis:problem:username-taken")));
 
     // A production device: no credential before the account is certified.
-    let certificate = self_signed_certificate();
+    let (ca_pem, identity) = ca_and_client();
+    let certificate = identity.0.clone();
     let device_body = json!({"name": "lab interface", "environment": "production", "certificate": certificate});
     let (status, device) =
         api(&app, Some(&developer), Method::POST, &format!("/accounts/{account}/devices"), Some(device_body)).await;
@@ -137,7 +155,7 @@ async fn from_sign_up_to_an_approved_production_device() {
         ("legal", "BAA and terms signed by J. Doe, CTO"),
         ("architecture", "one interface engine, no PHI at rest"),
         ("security", "SOC 2 type II"),
-        ("network", "203.0.113.0/24"),
+        ("network", "127.0.0.1/32"),
         ("demo", "https://videos.example/acme-demo"),
     ];
     for (name, value) in values {
@@ -172,7 +190,7 @@ async fn from_sign_up_to_an_approved_production_device() {
     let (status, found) = api(&app, Some(&developer), Method::GET, &format!("/accounts/{account}"), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(found["certification"]["status"], "certified", "{found}");
-    assert_eq!(found["certification"]["network"], json!(["203.0.113.0/24"]));
+    assert_eq!(found["certification"]["network"], json!(["127.0.0.1/32"]));
     assert!(found["certification"]["until"].is_string());
 
     // Certified: the production device gets its credential, which only works over mutual TLS
@@ -183,6 +201,31 @@ async fn from_sign_up_to_an_approved_production_device() {
     let (status, outcome) = fhir(&app, "/fhir", "Patient?_count=1", jwt).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(diagnostics(&outcome).contains("mutual TLS"), "{outcome}");
+
+    // Over the mutual-TLS listener, which trusts Acme's CA, with the device's certificate.
+    let folder = tempfile::tempdir().expect("folder");
+    let (anchors, crls) = (folder.path().join("anchors"), folder.path().join("crls"));
+    std::fs::create_dir_all(&anchors).expect("anchors");
+    std::fs::create_dir_all(&crls).expect("crls");
+    std::fs::write(anchors.join("acme.pem"), &ca_pem).expect("write the CA");
+    let server_key = rcgen::KeyPair::generate().expect("key");
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .self_signed(&server_key)
+        .expect("sign");
+    let (server_cert, server_key_path) = (folder.path().join("server.pem"), folder.path().join("server.key"));
+    std::fs::write(&server_cert, server.pem()).expect("write");
+    std::fs::write(&server_key_path, server_key.serialize_pem()).expect("write");
+    let mtls = app.serve_mtls((&server_cert, &server_key_path), &anchors, &crls).await;
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(server.pem().as_bytes()).expect("root"))
+        .identity(reqwest::Identity::from_pem(format!("{}{}", identity.0, identity.1).as_bytes()).expect("identity"))
+        .build()
+        .expect("client");
+    let response =
+        client.get(format!("{}/fhir/Patient?_count=1", mtls.root)).bearer_auth(jwt).send().await.expect("send");
+    let (status, bundle) = status_and_json(response).await;
+    assert_eq!((status, bundle["resourceType"].as_str()), (StatusCode::OK, Some("Bundle")), "{bundle}");
 
     // Rotating the certificate revokes the JWT; a certificate from a new issuer is a material
     // change that asks for re-certification.
