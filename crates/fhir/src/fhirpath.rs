@@ -43,6 +43,7 @@ mod navigation;
 mod parser;
 mod patterns;
 mod quantity;
+mod reads;
 mod text;
 mod value;
 
@@ -102,6 +103,13 @@ impl Expression {
             let patterns = Patterns::collect(&root);
             Expression { root, patterns }
         })
+    }
+
+    /// The members of its input the expression can read, or `None` when it may read the input
+    /// otherwise (`$this`, `%resource`, `descendants()`…). When none of them is present, the
+    /// expression gives what it gives on an input without them.
+    pub fn input_members(&self) -> Option<std::collections::BTreeSet<String>> {
+        reads::input_members(&self.root)
     }
 
     /// Evaluates the expression with `resource` as the input, `%resource` and `%context`.

@@ -11,6 +11,7 @@ mod bundles;
 mod export;
 mod search;
 mod soak;
+mod validation;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,6 +41,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.search {
         return search::run(path, args.resources, args.requests, args.clients, args.database_url.clone()).await;
+    }
+    if let Some(path) = &args.validate {
+        return validation::run(path);
     }
     if let Some(path) = &args.bundles {
         return bundles::run(path, args.clients, args.database_url.clone()).await;

@@ -186,6 +186,10 @@ pub(crate) struct BenchArgs {
     /// `--clients` clients.
     #[arg(long)]
     pub(crate) bundles: Option<PathBuf>,
+    /// Instead, validate every resource of these Bundles several times and print the time per
+    /// resource.
+    #[arg(long)]
+    pub(crate) validate: Option<PathBuf>,
     /// Instead, load these Bundles (copied with new ids until `--resources` is reached) and
     /// measure a fixed mix of US Core searches over HTTP.
     #[arg(long)]

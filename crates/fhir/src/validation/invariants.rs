@@ -8,7 +8,7 @@
 //! this resource (past its work budget) is passed over rather than guessed at: a server must
 //! not refuse what the specification allows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -22,19 +22,68 @@ use crate::validation::path::Path;
 /// Steps one invariant may take: generous for a large Bundle, bounded for a hostile one.
 const WORK_BUDGET: usize = 1_000_000;
 
-/// The compiled expressions of each resource type's invariants, in the order of
-/// [`TypeDef::invariants`]; `None` where the engine cannot parse one.
-fn compiled() -> &'static HashMap<&'static str, Vec<Option<Expression>>> {
-    static COMPILED: OnceLock<HashMap<&'static str, Vec<Option<Expression>>>> = OnceLock::new();
+/// An invariant compiled: its expression, the members of the resource it can read, and
+/// whether it holds on a resource without any of them — when that resource lacks them all,
+/// the invariant is known to hold without evaluating it.
+struct Compiled {
+    expression: Expression,
+    /// `None` when the expression may read the resource otherwise (`%resource`, `$this`…).
+    members: Option<BTreeSet<String>>,
+    holds_when_absent: bool,
+}
+
+impl Compiled {
+    fn new(resource_type: &str, text: &str) -> Option<Compiled> {
+        let expression = Expression::parse(text).ok()?;
+        let members = expression.input_members();
+        let bare = serde_json::json!({"resourceType": resource_type});
+        let holds_when_absent = members.is_some() && holds(&expression, &bare, &context(&bare));
+        Some(Compiled { expression, members, holds_when_absent })
+    }
+
+    /// Whether evaluating it can be skipped for `resource`: it holds when none of the members
+    /// it reads is present.
+    fn holds_without_evaluation(&self, resource: &Value) -> bool {
+        let (Some(members), true) = (&self.members, self.holds_when_absent) else { return false };
+        let Some(object) = resource.as_object() else { return false };
+        !object.keys().any(|key| members.iter().any(|member| names(key, member)))
+    }
+}
+
+/// Whether the JSON key `key` holds the element `member`: the element itself, its primitive
+/// extension (`_member`), or a choice of it (`valueQuantity` for `value`).
+fn names(key: &str, member: &str) -> bool {
+    let key = key.strip_prefix('_').unwrap_or(key);
+    key.strip_prefix(member).is_some_and(|rest| rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_uppercase()))
+}
+
+/// The context invariants are evaluated in.
+fn context(resource: &Value) -> Context<'_> {
+    Context::new(resource).with_work_budget(WORK_BUDGET).with_filtering_as()
+}
+
+/// Whether `expression` holds on `resource`: anything but `false`, and an evaluation that
+/// cannot finish is passed over (see the module documentation).
+fn holds(expression: &Expression, resource: &Value, context: &Context<'_>) -> bool {
+    match expression.evaluate_with(resource, context) {
+        Ok(items) => !matches!(items.as_slice(), [Item::Boolean(false)]),
+        Err(_) => true,
+    }
+}
+
+/// The compiled invariants of each resource type, in the order of [`TypeDef::invariants`];
+/// `None` where the engine cannot parse one.
+fn compiled() -> &'static HashMap<&'static str, Vec<Option<Compiled>>> {
+    static COMPILED: OnceLock<HashMap<&'static str, Vec<Option<Compiled>>>> = OnceLock::new();
     COMPILED.get_or_init(|| {
         Definitions::get()
             .types()
             .iter()
             .filter(|ty| ty.kind == TypeKind::Resource && !ty.invariants.is_empty())
             .map(|ty| {
-                let expressions =
-                    ty.invariants.iter().map(|invariant| Expression::parse(&invariant.expression).ok()).collect();
-                (ty.name.as_str(), expressions)
+                let compiled =
+                    ty.invariants.iter().map(|invariant| Compiled::new(&ty.name, &invariant.expression)).collect();
+                (ty.name.as_str(), compiled)
             })
             .collect()
     })
@@ -44,15 +93,13 @@ fn compiled() -> &'static HashMap<&'static str, Vec<Option<Expression>>> {
 pub(crate) fn check(ty: &TypeDef, resource: &Value, path: &Path<'_>) -> Vec<Issue> {
     let Some(expressions) = compiled().get(ty.name.as_str()) else { return Vec::new() };
     let mut issues = Vec::new();
-    for (invariant, expression) in ty.invariants.iter().zip(expressions) {
-        let Some(expression) = expression else { continue };
-        let context = Context::new(resource).with_work_budget(WORK_BUDGET).with_filtering_as();
-        let holds = match expression.evaluate_with(resource, &context) {
-            Ok(items) => !matches!(items.as_slice(), [Item::Boolean(false)]),
-            // Not evaluable here: passed over (see the module documentation).
-            Err(_) => true,
-        };
-        if !holds {
+    let context = context(resource);
+    for (invariant, compiled) in ty.invariants.iter().zip(expressions) {
+        let Some(compiled) = compiled else { continue };
+        if compiled.holds_without_evaluation(resource) {
+            continue;
+        }
+        if !holds(&compiled.expression, resource, &context) {
             let severity = if invariant.error { Severity::Error } else { Severity::Warning };
             issues.push(Issue {
                 severity,
@@ -63,4 +110,34 @@ pub(crate) fn check(ty: &TypeDef, resource: &Value, path: &Path<'_>) -> Vec<Issu
         }
     }
     issues
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_is_named_by_itself_its_extension_and_its_choices() {
+        assert!(names("value", "value"));
+        assert!(names("valueQuantity", "value"));
+        assert!(names("_status", "status"));
+        assert!(!names("valueSet", "valueSet2"));
+        assert!(!names("values", "value"), "a longer name in lower case is another element");
+        assert!(!names("contained", "contain"));
+    }
+
+    #[test]
+    fn invariants_on_absent_elements_are_known_to_hold() {
+        let observation = compiled().get("Observation").expect("Observation's invariants");
+        let bare = serde_json::json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}});
+        let skipped = observation.iter().flatten().filter(|compiled| compiled.holds_without_evaluation(&bare)).count();
+        assert!(skipped >= 4, "dom-2 to dom-5 and obs-6/obs-7 read absent elements: {skipped} skipped");
+        let with_value =
+            serde_json::json!({"resourceType": "Observation", "valueString": "x", "dataAbsentReason": {"text": "y"}});
+        let obs6 = observation
+            .iter()
+            .flatten()
+            .find(|compiled| compiled.members.as_ref().is_some_and(|members| members.contains("dataAbsentReason")));
+        assert!(obs6.is_some_and(|compiled| !compiled.holds_without_evaluation(&with_value)));
+    }
 }

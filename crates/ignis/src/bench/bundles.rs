@@ -43,7 +43,7 @@ pub(crate) async fn run(path: &Path, clients: usize, database_url: Option<String
 }
 
 /// Every Bundle's text and its number of entries.
-fn read_bundles(path: &Path) -> anyhow::Result<Vec<(Arc<String>, usize)>> {
+pub(super) fn read_bundles(path: &Path) -> anyhow::Result<Vec<(Arc<String>, usize)>> {
     let mut bundles = Vec::new();
     let mut failure = None;
     for file in source::files(&[path.to_path_buf()])? {
