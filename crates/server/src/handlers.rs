@@ -16,7 +16,7 @@ pub(crate) mod validate;
 use axum::http::StatusCode;
 use fhir::Definitions;
 use fhir::id::{LogicalId, ResourceType};
-use fhir::outcome::IssueType;
+use fhir::outcome::{Issue, IssueType};
 use fhir::search::{Criteria, Registry};
 use serde_json::Value;
 
@@ -57,8 +57,9 @@ pub(crate) fn parse_criteria(
 }
 
 /// Checks that the body's `resourceType` is the one in the URL, then validates it; 400 with
-/// every issue found when it is invalid.
-pub(crate) fn check_resource(resource_type: &ResourceType, resource: &Value) -> Result<(), ApiError> {
+/// every issue found when it is invalid, else the warnings (e.g. `dom-6`, a resource without
+/// narrative), which a write reports in its OperationOutcome.
+pub(crate) fn check_resource(resource_type: &ResourceType, resource: &Value) -> Result<Vec<Issue>, ApiError> {
     let body_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or("");
     if body_type != resource_type.as_str() {
         return Err(ApiError::new(
@@ -71,5 +72,5 @@ pub(crate) fn check_resource(resource_type: &ResourceType, resource: &Value) -> 
     if issues.iter().any(|issue| issue.is_error()) {
         return Err(ApiError::with_issues(StatusCode::BAD_REQUEST, issues));
     }
-    Ok(())
+    Ok(issues)
 }

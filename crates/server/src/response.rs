@@ -32,13 +32,15 @@ pub(crate) fn resource_response(resource: &StoredResource) -> Response {
 }
 
 /// The response to a write: `status` with `Location`, `ETag`, `Last-Modified`, and the body
-/// that the client's `Prefer: return=` asks for.
+/// that the client's `Prefer: return=` asks for; an OperationOutcome also carries the
+/// validation's `warnings`.
 pub(crate) fn write_response(
     status: StatusCode,
     resource: &StoredResource,
     base: &str,
     location: bool,
     preference: ReturnPreference,
+    warnings: &[Issue],
 ) -> Response {
     let mut response = match preference {
         ReturnPreference::Representation => json_response(status, resource.body.clone()),
@@ -48,7 +50,8 @@ pub(crate) fn write_response(
                 IssueType::Informational,
                 format!("{} {}/{} version {}", verb(status), resource.resource_type, resource.id, resource.version),
             );
-            outcome_response(status, &[note], None)
+            let issues: Vec<Issue> = std::iter::once(note).chain(warnings.iter().cloned()).collect();
+            outcome_response(status, &issues, None)
         }
     };
     let headers = response.headers_mut();

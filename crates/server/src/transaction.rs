@@ -145,7 +145,7 @@ async fn patched(context: &FhirContext, patch: entry::PatchEntry) -> Result<entr
         .await?
         .filter(|current| !current.deleted)
         .ok_or_else(|| ApiError::not_found(format!("{}/{} is not known", patch.resource_type, patch.id)))?;
-    let (resource, expected) = crate::handlers::patch::apply(&current, patch.if_match, &patch.operations)?;
+    let (resource, expected, _warnings) = crate::handlers::patch::apply(&current, patch.if_match, &patch.operations)?;
     Ok(patch.into_entry(resource, expected))
 }
 

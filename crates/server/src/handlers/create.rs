@@ -27,7 +27,7 @@ pub(crate) async fn create(
     let resource_type = parse_type(&type_name)?;
     let limit = caller.admit(&context, &resource_type, Permission::Create)?;
     let resource = read_resource(&headers, body, context.app.config.max_body_bytes).await?;
-    check_resource(&resource_type, &resource)?;
+    let warnings = check_resource(&resource_type, &resource)?;
     limit.check_body(&context, &resource_type, &resource, &caller)?;
     let condition = match headers.get("if-none-exist") {
         Some(value) => {
@@ -45,7 +45,9 @@ pub(crate) async fn create(
     let outcome = context.store().create(context.env, &resource_type, resource, condition).await?;
     let preference = return_preference(&headers);
     Ok(match outcome.kind {
-        WriteKind::Unchanged => write_response(StatusCode::OK, &outcome.resource, &context.base, false, preference),
-        _ => write_response(StatusCode::CREATED, &outcome.resource, &context.base, true, preference),
+        WriteKind::Unchanged => {
+            write_response(StatusCode::OK, &outcome.resource, &context.base, false, preference, &warnings)
+        }
+        _ => write_response(StatusCode::CREATED, &outcome.resource, &context.base, true, preference, &warnings),
     })
 }

@@ -43,7 +43,7 @@ pub(crate) async fn patch(
             .await?
             .filter(|current| !current.deleted)
             .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
-        let (resource, expected) = apply(&current, requested, &operations)?;
+        let (resource, expected, warnings) = apply(&current, requested, &operations)?;
         limit.check_body(&context, &resource_type, &resource, &caller)?;
         let store = context.store();
         match store.update(context.env, &resource_type, &id, resource, Some(expected), Method::Patch).await {
@@ -58,7 +58,7 @@ pub(crate) async fn patch(
                     1,
                 ));
             }
-            outcome => return Ok(respond(&context, &headers, &outcome?)),
+            outcome => return Ok(respond(&context, &headers, &outcome?, &warnings)),
         }
     }
 }
@@ -67,13 +67,14 @@ pub(crate) async fn patch(
 /// writers kept changing the resource).
 const PATCH_ATTEMPTS: u32 = 5;
 
-/// The resource `current` becomes under `operations`, validated, and the version the write
-/// must find (`expected`, else the version read), so that a write in between fails it.
+/// The resource `current` becomes under `operations`, validated, the version the write must
+/// find (`expected`, else the version read), so that a write in between fails it, and the
+/// validation's warnings.
 pub(crate) fn apply(
     current: &StoredResource,
     expected: Option<u64>,
     operations: &json_patch::Patch,
-) -> Result<(Value, u64), ApiError> {
+) -> Result<(Value, u64, Vec<fhir::outcome::Issue>), ApiError> {
     let expected = expected.unwrap_or(current.version);
     if expected != current.version {
         return Err(ApiError::new(
@@ -98,6 +99,6 @@ pub(crate) fn apply(
         ));
     }
     let resource_type = parse_type(&current.resource_type)?;
-    check_resource(&resource_type, &resource)?;
-    Ok((resource, expected))
+    let warnings = check_resource(&resource_type, &resource)?;
+    Ok((resource, expected, warnings))
 }

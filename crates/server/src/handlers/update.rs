@@ -40,12 +40,12 @@ pub(crate) async fn update(
             )));
         }
     }
-    check_resource(&resource_type, &resource)?;
+    let warnings = check_resource(&resource_type, &resource)?;
     limit.check_existing(&context, &resource_type, &id).await?;
     limit.check_body(&context, &resource_type, &resource, &caller)?;
     let expected = if_match(&headers)?;
     let outcome = context.store().update(context.env, &resource_type, &id, resource, expected, Method::Put).await?;
-    Ok(respond(&context, &headers, &outcome))
+    Ok(respond(&context, &headers, &outcome, &warnings))
 }
 
 /// `PUT [base]/[type]?criteria`.
@@ -61,16 +61,21 @@ pub(crate) async fn conditional_update(
     let limit = caller.admit(&context, &resource_type, Permission::Update)?;
     let mut criteria = parse_criteria(&context.store().registry(context.env), &resource_type, query.as_deref())?;
     let resource = read_resource(&headers, body, context.app.config.max_body_bytes).await?;
-    check_resource(&resource_type, &resource)?;
+    let warnings = check_resource(&resource_type, &resource)?;
     limit.check_body(&context, &resource_type, &resource, &caller)?;
     caller.narrow_criteria(&context, &resource_type, &mut criteria)?;
     let outcome = context.store().conditional_update(context.env, &resource_type, criteria, resource).await?;
-    Ok(respond(&context, &headers, &outcome))
+    Ok(respond(&context, &headers, &outcome, &warnings))
 }
 
 /// 201 with `Location` for a create, 200 for an update.
-pub(crate) fn respond(context: &FhirContext, headers: &HeaderMap, outcome: &WriteOutcome) -> Response {
+pub(crate) fn respond(
+    context: &FhirContext,
+    headers: &HeaderMap,
+    outcome: &WriteOutcome,
+    warnings: &[fhir::outcome::Issue],
+) -> Response {
     let created = outcome.kind == WriteKind::Created;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    write_response(status, &outcome.resource, &context.base, created, return_preference(headers))
+    write_response(status, &outcome.resource, &context.base, created, return_preference(headers), warnings)
 }

@@ -82,3 +82,59 @@ async fn resource_invariants_are_checked() {
     let (status, body) = status_and_json(app.post("Observation", &fine).await).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
+
+/// A write asking for an OperationOutcome back; the status and the outcome.
+async fn written_with_outcome(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    resource: &Value,
+) -> (StatusCode, Value) {
+    let response = app
+        .request(method, path)
+        .header("content-type", "application/fhir+json")
+        .header("prefer", "return=OperationOutcome")
+        .body(resource.to_string())
+        .send()
+        .await
+        .expect("send");
+    status_and_json(response).await
+}
+
+/// The diagnostics of the outcome's warnings.
+fn warnings(outcome: &Value) -> Vec<String> {
+    outcome["issue"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .filter(|issue| issue["severity"] == "warning")
+        .map(|issue| issue["diagnostics"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_warning_invariant_leaves_a_warning_on_a_successful_write() {
+    let app = TestApp::spawn().await;
+    // dom-6 (warning): a resource should have a narrative.
+    let bare = json!({"resourceType": "Patient", "name": [{"family": "Warned"}]});
+    let (status, outcome) = written_with_outcome(&app, reqwest::Method::POST, "Patient", &bare).await;
+    assert_eq!(status, StatusCode::CREATED, "{outcome}");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    let found = warnings(&outcome);
+    assert_eq!(found.len(), 1, "{outcome}");
+    assert!(found[0].starts_with("dom-6: A resource should have narrative"), "{outcome}");
+
+    let narrated = json!({"resourceType": "Patient", "name": [{"family": "Narrated"}],
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Narrated</div>"}});
+    let (status, outcome) = written_with_outcome(&app, reqwest::Method::POST, "Patient", &narrated).await;
+    assert_eq!(status, StatusCode::CREATED, "{outcome}");
+    assert!(warnings(&outcome).is_empty(), "{outcome}");
+
+    // An update warns the same way.
+    let id = app.create(&bare).await;
+    let mut update = bare.clone();
+    update["id"] = json!(id);
+    let (status, outcome) = written_with_outcome(&app, reqwest::Method::PUT, &format!("Patient/{id}"), &update).await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    assert_eq!(warnings(&outcome).len(), 1, "{outcome}");
+}
