@@ -21,6 +21,9 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
             resources.push(entry["resource"].clone());
         }
     }
+    if resources.is_empty() {
+        anyhow::bail!("no resources in the Bundles at {}", path.display());
+    }
     let mut latencies = Vec::with_capacity(resources.len() * ROUNDS);
     let mut issues = 0;
     for round in 0..=ROUNDS {
