@@ -12,7 +12,7 @@
 mod entry;
 mod response;
 
-use fhir::outcome::IssueType;
+use fhir::outcome::{Issue, IssueType};
 use fhir::search::Registry;
 use serde_json::Value;
 use store::{TransactionError, TransactionRequest};
@@ -74,14 +74,15 @@ async fn transaction(
     let (entries, slots) = tokio::task::spawn_blocking(move || parse_all(&registry, &base, entries))
         .await
         .map_err(ApiError::internal)??;
-    let request = resolve(context, caller, entries).await?;
-    let mut outcomes = context.store().transaction(context.env, request).await.map_err(entry_error)?.into_iter();
+    let (request, warnings) = resolve(context, caller, entries).await?;
+    let outcomes = context.store().transaction(context.env, request).await.map_err(entry_error)?;
+    let mut outcomes = outcomes.into_iter().zip(warnings);
     let mut results = Vec::with_capacity(slots.len());
     for (index, slot) in slots.into_iter().enumerate() {
         results.push(match slot {
             Slot::Store => outcomes
                 .next()
-                .map(Answer::Stored)
+                .map(|(outcome, warnings)| Answer::Stored(outcome, warnings))
                 .ok_or_else(|| ApiError::internal("the store returned fewer outcomes than entries")),
             Slot::Search { type_name, query } => search(context, caller, index, type_name, query).await,
         });
@@ -117,12 +118,14 @@ fn parse_all(registry: &Registry, base: &str, entries: Vec<Value>) -> Result<(Ve
 
 /// The store's request: patches applied to the versions they find now (the store then fails
 /// the transaction if any of those versions changed before it runs).
+/// The store's request for the entries, and each entry's warnings in the same order.
 async fn resolve(
     context: &FhirContext,
     caller: &Caller,
     entries: Vec<StoreEntry>,
-) -> Result<TransactionRequest, ApiError> {
+) -> Result<(TransactionRequest, Vec<Vec<Issue>>), ApiError> {
     let mut request = TransactionRequest::default();
+    let mut warnings = Vec::with_capacity(entries.len());
     for entry in entries {
         let (index, parsed) = match entry {
             StoreEntry::Ready { index, parsed } => (index, parsed),
@@ -133,8 +136,9 @@ async fn resolve(
         let parsed = admitted(context, caller, parsed).await.map_err(|error| error.in_entry(index))?;
         request.entries.push(parsed.entry);
         request.conditional_references.extend(parsed.conditional_references);
+        warnings.push(parsed.warnings);
     }
-    Ok(request)
+    Ok((request, warnings))
 }
 
 /// A PATCH entry as the update of the patched current version.
@@ -145,8 +149,8 @@ async fn patched(context: &FhirContext, patch: entry::PatchEntry) -> Result<entr
         .await?
         .filter(|current| !current.deleted)
         .ok_or_else(|| ApiError::not_found(format!("{}/{} is not known", patch.resource_type, patch.id)))?;
-    let (resource, expected, _warnings) = crate::handlers::patch::apply(&current, patch.if_match, &patch.operations)?;
-    Ok(patch.into_entry(resource, expected))
+    let (resource, expected, warnings) = crate::handlers::patch::apply(&current, patch.if_match, &patch.operations)?;
+    Ok(patch.into_entry(resource, expected, warnings))
 }
 
 /// An entry the caller may run, its conditional criteria and references narrowed to what
@@ -210,7 +214,7 @@ async fn batch_entry(
     let mut outcomes = context.store().transaction(context.env, request).await.map_err(entry_error)?;
     outcomes
         .pop()
-        .map(Answer::Stored)
+        .map(|outcome| Answer::Stored(outcome, parsed.warnings))
         .ok_or_else(|| ApiError::internal("the store returned no outcome for a batch entry"))
 }
 

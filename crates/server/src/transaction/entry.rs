@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use fhir::id::{LogicalId, ResourceType};
-use fhir::outcome::IssueType;
+use fhir::outcome::{Issue, IssueType};
 use fhir::references;
 use fhir::search::Registry;
 use serde_json::Value;
@@ -39,7 +39,7 @@ pub(crate) struct PatchEntry {
 impl PatchEntry {
     /// The entry as the store runs it: an update to `resource` (the patched current version,
     /// validated) that fails if the resource is no longer at `expected`.
-    pub(crate) fn into_entry(self, resource: Value, expected: u64) -> ParsedEntry {
+    pub(crate) fn into_entry(self, resource: Value, expected: u64, warnings: Vec<Issue>) -> ParsedEntry {
         let operation = Operation::Update {
             resource_type: self.resource_type,
             id: self.id,
@@ -50,6 +50,7 @@ impl PatchEntry {
         ParsedEntry {
             entry: TransactionEntry { placeholder: self.placeholder, operation },
             conditional_references: Vec::new(),
+            warnings,
         }
     }
 }
@@ -58,6 +59,8 @@ impl PatchEntry {
 pub(crate) struct ParsedEntry {
     pub(crate) entry: TransactionEntry,
     pub(crate) conditional_references: Vec<ConditionalReference>,
+    /// The validation's warnings on the entry's resource, for its response's `outcome`.
+    pub(crate) warnings: Vec<Issue>,
 }
 
 /// Parses entry `index` of a Bundle posted to `base`. The entry's resource is moved out of
@@ -76,6 +79,12 @@ pub(crate) fn parse(registry: &Registry, base: &str, index: usize, entry: &mut V
     let placeholder =
         entry.get("fullUrl").and_then(Value::as_str).filter(|url| references::is_placeholder(url)).map(str::to_owned);
     let resource = entry.get_mut("resource").map(Value::take);
+    let mut warnings = Vec::new();
+    let mut checked = |resource_type: &ResourceType, resource: Option<Value>| {
+        let (resource, found) = checked(resource_type, resource)?;
+        warnings = found;
+        Ok::<Value, ApiError>(resource)
+    };
     let operation = match (method.as_str(), segments.as_slice(), query) {
         ("POST", [type_name], None) => {
             let resource_type = parse_type(type_name)?;
@@ -126,7 +135,8 @@ pub(crate) fn parse(registry: &Registry, base: &str, index: usize, entry: &mut V
         _ => return Err(ApiError::bad_request(format!("'{method} {url}' is not a valid Bundle entry request"))),
     };
     let conditional_references = conditional_references(registry, index, &operation)?;
-    Ok(Request::Store(ParsedEntry { entry: TransactionEntry { placeholder, operation }, conditional_references }))
+    let entry = TransactionEntry { placeholder, operation };
+    Ok(Request::Store(ParsedEntry { entry, conditional_references, warnings }))
 }
 
 /// The JSON Patch document a PATCH entry carries as a `Binary` (base64 `data`).
@@ -174,11 +184,11 @@ fn parse_if_match(text: &str) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("ifMatch '{text}' is not a version ETag like W/\"3\"")))
 }
 
-/// The entry's resource, validated against its type and profiles.
-fn checked(resource_type: &ResourceType, resource: Option<Value>) -> Result<Value, ApiError> {
+/// The entry's resource, validated against its type and profiles, and the warnings.
+fn checked(resource_type: &ResourceType, resource: Option<Value>) -> Result<(Value, Vec<Issue>), ApiError> {
     let resource = resource.ok_or_else(|| ApiError::bad_request("this entry needs a resource"))?;
-    check_resource(resource_type, &resource)?;
-    Ok(resource)
+    let warnings = check_resource(resource_type, &resource)?;
+    Ok((resource, warnings))
 }
 
 /// A PUT body may omit its id (the URL gives it) but may not contradict the URL.

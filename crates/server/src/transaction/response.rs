@@ -7,12 +7,15 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use store::{EntryOutcome, StoredResource, WriteKind};
 
+use fhir::outcome::Issue;
+
 use crate::error::ApiError;
 
 /// What one entry produced.
 pub(crate) enum Answer {
-    /// The outcome of an interaction the store ran.
-    Stored(EntryOutcome),
+    /// The outcome of an interaction the store ran, and the validation's warnings on its
+    /// resource.
+    Stored(EntryOutcome, Vec<Issue>),
     /// A search's `searchset` Bundle, as JSON text.
     Searchset(String),
 }
@@ -69,7 +72,13 @@ pub(crate) fn bundle(
     let entry = results
         .iter()
         .map(|result| match result {
-            Ok(Answer::Stored(outcome)) => entry(base, outcome, detail),
+            Ok(Answer::Stored(outcome, warnings)) => {
+                let mut entry = entry(base, outcome, detail)?;
+                if !warnings.is_empty() {
+                    entry.response.outcome = Some(fhir::outcome::operation_outcome(warnings));
+                }
+                Ok(entry)
+            }
             Ok(Answer::Searchset(bundle)) => searchset(bundle),
             Err(error) => Ok(failed(error)),
         })

@@ -137,4 +137,15 @@ async fn a_warning_invariant_leaves_a_warning_on_a_successful_write() {
     let (status, outcome) = written_with_outcome(&app, reqwest::Method::PUT, &format!("Patient/{id}"), &update).await;
     assert_eq!(status, StatusCode::OK, "{outcome}");
     assert_eq!(warnings(&outcome).len(), 1, "{outcome}");
+
+    // In a transaction, each entry's response carries its warnings as its outcome.
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": bare, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": narrated, "request": {"method": "POST", "url": "Patient"}}]});
+    let (status, response) = status_and_json(app.post_base(&bundle).await).await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    let first = &response["entry"][0]["response"];
+    assert_eq!(first["status"], "201 Created");
+    assert!(warnings(&first["outcome"])[0].starts_with("dom-6"), "{response}");
+    assert!(response["entry"][1]["response"].get("outcome").is_none(), "{response}");
 }
