@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use fhir::search::{Clause, Registry};
+use fhir::search::{Clause, Registry, SearchQuery};
 use fhir::summary::View;
 use serde_json::Value;
 use store::records::{self, Versioned};
@@ -139,12 +139,13 @@ impl Run<'_> {
     /// Pages through the type's search from the committed cursor.
     async fn search_pass(&mut self, resource_type: &str, extra: Option<Clause>) -> Result<Option<Stop>, RunError> {
         let mut cursor = self.job.position.cursor.clone();
+        // Parsed once per pass; each page only moves the cursor.
+        let pass = plan::query(&self.registry, &self.job, resource_type, extra, None).map_err(RunError::Plan)?;
         loop {
             if let Some(stop) = self.checkpoint().await? {
                 return Ok(Some(stop));
             }
-            let query = plan::query(&self.registry, &self.job, resource_type, extra.clone(), cursor.clone())
-                .map_err(RunError::Plan)?;
+            let query = SearchQuery { cursor: cursor.clone(), ..pass.clone() };
             let page = self.search(resource_type, query).await?;
             for resource in &page.matches {
                 self.write(resource_type, &resource.body).await?;
@@ -165,15 +166,16 @@ impl Run<'_> {
     async fn referenced_pass(&mut self, resource_type: &str) -> Result<Option<Stop>, RunError> {
         let ids = self.job.referenced.get(resource_type).cloned().unwrap_or_default();
         let mut after = self.job.position.cursor.clone();
+        // Parsed once per pass; each chunk only adds its ids.
+        let pass = plan::query(&self.registry, &self.job, resource_type, None, None).map_err(RunError::Plan)?;
         loop {
             if let Some(stop) = self.checkpoint().await? {
                 return Ok(Some(stop));
             }
             let chunk = plan::referenced_chunk(&ids, after.as_deref(), self.exports.settings.page);
             let Some(last) = chunk.last().cloned() else { return Ok(None) };
-            let clause = Clause::Id { ids: chunk, negate: false };
-            let query =
-                plan::query(&self.registry, &self.job, resource_type, Some(clause), None).map_err(RunError::Plan)?;
+            let mut query = pass.clone();
+            query.clauses.push(Clause::Id { ids: chunk, negate: false });
             let page = self.search(resource_type, query).await?;
             for resource in &page.matches {
                 self.write(resource_type, &resource.body).await?;
