@@ -77,7 +77,11 @@ fn compile_type(
         json: JsonKind::String,
         regex: None,
         elements: Vec::new(),
-        invariants: if kind == TypeKind::Resource { root_invariants(sd) } else { Vec::new() },
+        invariants: if matches!(kind, TypeKind::Resource | TypeKind::Complex) {
+            root_invariants(sd)
+        } else {
+            Vec::new()
+        },
     };
     let mut index_by_path: HashMap<String, u32> = HashMap::new();
     let mut content_references = Vec::new();

@@ -125,6 +125,20 @@ impl Expression {
         Evaluator::new(context, Some(&input[0]), &self.patterns).eval(&self.root, &input, frame)
     }
 
+    /// Evaluates the expression with `focus`, a value of the FHIR type `type_name` (a data type:
+    /// its JSON does not say), as the input, in `context`: its children are typed, so that a
+    /// Period's `start` compares as a dateTime.
+    pub fn evaluate_typed<'a>(
+        &'a self,
+        focus: &'a Value,
+        type_name: &'a str,
+        context: &Context<'a>,
+    ) -> Result<Vec<Item<'a>>, EvalError> {
+        let input = [Item::Node(navigation::typed_root(focus, type_name))];
+        let frame = Frame { this: Some(&input[0]), index: None, total: None };
+        Evaluator::new(context, Some(&input[0]), &self.patterns).eval(&self.root, &input, frame)
+    }
+
     /// Evaluates the expression with no input at all (for expressions made of literals).
     pub fn evaluate_without_input(&self) -> Result<Vec<Item<'_>>, EvalError> {
         let context = Context::default();

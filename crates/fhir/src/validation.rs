@@ -30,9 +30,18 @@ impl Definitions {
     /// Validates `resource` against its base StructureDefinition and any known US Core profile
     /// in `meta.profile`. Returns every issue found; the resource is valid when none is an error.
     pub fn validate(&self, resource: &Value) -> Vec<Issue> {
-        let mut validator = Validator { definitions: self, issues: Vec::new() };
+        let mut validator =
+            Validator { definitions: self, issues: Vec::new(), pending: Vec::new(), resources: Vec::new() };
         validator.resource(resource, None, 0);
         let mut issues = validator.issues;
+        for pending in validator.pending {
+            // Both pointers were taken from this resource while walking it.
+            if let (Some(node), Some(enclosing)) =
+                (resource.pointer(&pending.node), resource.pointer(&pending.resource))
+            {
+                issues.extend(invariants::check_at(pending.ty, node, enclosing, resource, || pending.path.clone()));
+            }
+        }
         deduplicate(&mut issues);
         issues
     }
@@ -42,6 +51,21 @@ impl Definitions {
 pub(crate) struct Validator<'d> {
     definitions: &'d Definitions,
     issues: Vec<Issue>,
+    /// Values of data types whose invariants are evaluated once the walk is done, when the
+    /// whole resource can be `%resource`.
+    pending: Vec<Pending<'d>>,
+    /// The JSON pointers of the resources being walked, innermost last.
+    resources: Vec<String>,
+}
+
+/// A value whose data type's invariants are to be evaluated.
+struct Pending<'d> {
+    ty: &'d TypeDef,
+    /// JSON pointers, from the outermost resource, of the value and of its enclosing resource.
+    node: String,
+    resource: String,
+    /// Where issues are reported.
+    path: String,
 }
 
 /// Where an element sits: the type whose element list holds it, and the element itself.
@@ -77,7 +101,9 @@ impl<'d> Validator<'d> {
         let root = Path::root(type_name);
         let path = parent.unwrap_or(&root);
         let site = Site { ty, element: &ty.elements[0] };
+        self.resources.push(parent.map(Path::pointer).unwrap_or_default());
         self.object(object, site, path, depth, true);
+        self.resources.pop();
         self.profiles(object, ty, path);
         self.issues.extend(invariants::check(ty, value, path));
     }
@@ -208,7 +234,10 @@ impl<'d> Validator<'d> {
         let element = site.element;
         if !element.children.is_empty() || element.content_reference.is_some() {
             match value.as_object() {
-                Some(object) => self.object(object, site, path, depth + 1, false),
+                Some(object) => {
+                    self.ele_1(object, path);
+                    self.object(object, site, path, depth + 1, false);
+                }
                 None => self.error(IssueType::Structure, path, format!("'{}' must be a JSON object", element.name)),
             }
             return;
@@ -220,12 +249,28 @@ impl<'d> Validator<'d> {
             TypeKind::Primitive => self.primitive(value, ty, path),
             TypeKind::Resource => self.resource(value, Some(path), depth + 1),
             TypeKind::Complex => match value.as_object() {
-                Some(object) => self.object(object, Site { ty, element: &ty.elements[0] }, path, depth + 1, false),
+                Some(object) => {
+                    self.ele_1(object, path);
+                    self.object(object, Site { ty, element: &ty.elements[0] }, path, depth + 1, false);
+                    if invariants::applies(ty, value) {
+                        let resource = self.resources.last().cloned().unwrap_or_default();
+                        self.pending.push(Pending { ty, node: path.pointer(), resource, path: path.render() });
+                    }
+                }
                 None => self.error(IssueType::Structure, path, format!("a {} value must be a JSON object", ty.name)),
             },
         }
         if let Some(binding) = element.binding {
             self.binding(value, type_code, binding, path);
+        }
+    }
+
+    /// `ele-1` on an element that is an object: it needs children besides its `id` (an empty
+    /// object is refused as such by [`Validator::object`]).
+    fn ele_1(&mut self, object: &Map<String, Value>, path: &Path<'_>) {
+        if !object.is_empty() && object.keys().all(|key| key == "id") {
+            let message = format!("{}: All FHIR elements must have a @value or children", invariants::NATIVE);
+            self.error(IssueType::Invariant, path, message);
         }
     }
 
@@ -450,7 +495,14 @@ pub(crate) mod tests {
         let nested = json!({"resourceType": "Patient", "extension": [{"url": "http://e/x", "extension": [{"url": "a", "valueCoding": {"code": "c"}}, {"valueString": "x"}]}]});
         assert_eq!(issues_of(&nested), [("required", "Patient.extension[0].extension[1].url".into())]);
         let modifier = json!({"resourceType": "Patient", "modifierExtension": [{"url": "http://e/x", "valueFoo": 1}]});
-        assert_eq!(issues_of(&modifier), [("structure", "Patient.modifierExtension[0].valueFoo".into())]);
+        // `valueFoo` is no value[x]: the extension then has neither value nor extensions (ext-1).
+        assert_eq!(
+            issues_of(&modifier),
+            [
+                ("structure", "Patient.modifierExtension[0].valueFoo".into()),
+                ("invariant", "Patient.modifierExtension[0]".into())
+            ]
+        );
     }
 
     #[test]

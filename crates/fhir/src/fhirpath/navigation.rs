@@ -19,6 +19,12 @@ pub(crate) fn root(value: &Value) -> Node<'_> {
     typed_node(value, None, "")
 }
 
+/// The node for a value of the FHIR type `type_code` (a data type, which its JSON does not
+/// name) at the root of an evaluation.
+pub(crate) fn typed_root<'a>(value: &'a Value, type_code: &'a str) -> Node<'a> {
+    typed_node(value, None, type_code)
+}
+
 /// Appends the children of `node` named `name` (the FHIRPath name: `value` for `value[x]`).
 pub(crate) fn children_named<'a>(node: &Node<'a>, name: &str, out: &mut Vec<Item<'a>>) {
     if node.unresolved_reference {

@@ -1,7 +1,11 @@
 //! The FHIRPath invariants of a resource's root element (`dom-2` to `dom-6` on every domain
-//! resource, and the resource's own, such as `obs-6` and `obs-7`), evaluated with the
-//! FHIRPath engine: an `error` invariant that is false rejects the resource with its key and
-//! human text; a `warning` one is reported as a warning.
+//! resource, and the resource's own, such as `obs-6` and `obs-7`) and of each data type where
+//! a value of it sits (`per-1` on a Period, `ref-1` on a Reference, `txt-1` on a Narrative,
+//! `ext-1` on an Extension), evaluated with the FHIRPath engine, `%resource` being the
+//! enclosing resource: an `error` invariant that is false rejects the resource with its key
+//! and human text; a `warning` one is reported as a warning. `ele-1` (an element has a value
+//! or children), stated in FHIRPath over `children()` on every element, is checked natively
+//! by the structural walk instead.
 //!
 //! Each expression is compiled once, on first use, for every resource type. An invariant
 //! whose expression the engine cannot parse (a function it does not have) or cannot finish on
@@ -33,11 +37,14 @@ struct Compiled {
 }
 
 impl Compiled {
-    fn new(resource_type: &str, text: &str) -> Option<Compiled> {
+    fn new(ty: &TypeDef, text: &str) -> Option<Compiled> {
         let expression = Expression::parse(text).ok()?;
         let members = expression.input_members();
-        let bare = serde_json::json!({"resourceType": resource_type});
-        let holds_when_absent = members.is_some() && holds(&expression, &bare, &context(&bare));
+        let bare = match ty.kind {
+            TypeKind::Resource => serde_json::json!({"resourceType": ty.name}),
+            _ => serde_json::json!({}),
+        };
+        let holds_when_absent = members.is_some() && holds(&expression, &bare, ty, &context(&bare));
         Some(Compiled { expression, members, holds_when_absent })
     }
 
@@ -62,10 +69,14 @@ fn context(resource: &Value) -> Context<'_> {
     Context::new(resource).with_work_budget(WORK_BUDGET).with_filtering_as()
 }
 
-/// Whether `expression` holds on `resource`: anything but `false`, and an evaluation that
-/// cannot finish is passed over (see the module documentation).
-fn holds(expression: &Expression, resource: &Value, context: &Context<'_>) -> bool {
-    match expression.evaluate_with(resource, context) {
+/// Whether `expression` holds on `node`, a value of `ty`: anything but `false`, and an
+/// evaluation that cannot finish is passed over (see the module documentation).
+fn holds(expression: &Expression, node: &Value, ty: &TypeDef, context: &Context<'_>) -> bool {
+    let evaluated = match ty.kind {
+        TypeKind::Resource => expression.evaluate_with(node, context),
+        _ => expression.evaluate_typed(node, &ty.name, context),
+    };
+    match evaluated {
         Ok(items) => !matches!(items.as_slice(), [Item::Boolean(false)]),
         Err(_) => true,
     }
@@ -79,33 +90,62 @@ fn compiled() -> &'static HashMap<&'static str, Vec<Option<Compiled>>> {
         Definitions::get()
             .types()
             .iter()
-            .filter(|ty| ty.kind == TypeKind::Resource && !ty.invariants.is_empty())
+            .filter(|ty| matches!(ty.kind, TypeKind::Resource | TypeKind::Complex) && !ty.invariants.is_empty())
             .map(|ty| {
-                let compiled =
-                    ty.invariants.iter().map(|invariant| Compiled::new(&ty.name, &invariant.expression)).collect();
+                let compiled = ty
+                    .invariants
+                    .iter()
+                    .map(|invariant| match invariant.key.as_str() {
+                        NATIVE => None,
+                        _ => Compiled::new(ty, &invariant.expression),
+                    })
+                    .collect();
                 (ty.name.as_str(), compiled)
             })
             .collect()
     })
 }
 
+/// The invariant checked by the structural walk rather than by its expression.
+pub(crate) const NATIVE: &str = "ele-1";
+
 /// The issues of `resource` (of type `ty`) against its invariants, located at `path`.
 pub(crate) fn check(ty: &TypeDef, resource: &Value, path: &Path<'_>) -> Vec<Issue> {
+    check_at(ty, resource, resource, resource, || path.render())
+}
+
+/// Whether a value of `ty` has invariants that must be evaluated on `node` (some data types
+/// have none, and most of the others read elements `node` lacks).
+pub(crate) fn applies(ty: &TypeDef, node: &Value) -> bool {
+    compiled()
+        .get(ty.name.as_str())
+        .is_some_and(|all| all.iter().flatten().any(|compiled| !compiled.holds_without_evaluation(node)))
+}
+
+/// The issues of `node`, a value of `ty` inside `resource` (itself inside `root`, or `root`),
+/// against the invariants of `ty`; `path` renders its location.
+pub(crate) fn check_at(
+    ty: &TypeDef,
+    node: &Value,
+    resource: &Value,
+    root: &Value,
+    path: impl Fn() -> String,
+) -> Vec<Issue> {
     let Some(expressions) = compiled().get(ty.name.as_str()) else { return Vec::new() };
     let mut issues = Vec::new();
-    let context = context(resource);
+    let context = context(resource).with_root_resource(root);
     for (invariant, compiled) in ty.invariants.iter().zip(expressions) {
         let Some(compiled) = compiled else { continue };
-        if compiled.holds_without_evaluation(resource) {
+        if compiled.holds_without_evaluation(node) {
             continue;
         }
-        if !holds(&compiled.expression, resource, &context) {
+        if !holds(&compiled.expression, node, ty, &context) {
             let severity = if invariant.error { Severity::Error } else { Severity::Warning };
             issues.push(Issue {
                 severity,
                 code: IssueType::Invariant,
                 diagnostics: format!("{}: {}", invariant.key, invariant.human),
-                expression: Some(path.render()),
+                expression: Some(path()),
             });
         }
     }

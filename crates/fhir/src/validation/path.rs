@@ -36,6 +36,31 @@ impl<'a> Path<'a> {
         Path { parent: Some(self), segment: Segment::Index(index) }
     }
 
+    /// The JSON pointer (RFC 6901) of this location from the outermost resource.
+    pub(crate) fn pointer(&self) -> String {
+        let mut segments = Vec::new();
+        let mut current = Some(self);
+        while let Some(path) = current {
+            segments.push(path.segment);
+            current = path.parent;
+        }
+        let mut text = String::new();
+        for segment in segments.iter().rev() {
+            match segment {
+                Segment::Root(_) => {}
+                Segment::Key(key) => {
+                    text.push('/');
+                    text.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                }
+                Segment::Index(index) => {
+                    text.push('/');
+                    text.push_str(&index.to_string());
+                }
+            }
+        }
+        text
+    }
+
     /// The FHIRPath-like text of this location.
     pub(crate) fn render(&self) -> String {
         let mut segments = Vec::new();
@@ -77,5 +102,7 @@ mod tests {
         let given = first.key("_given");
         assert_eq!(given.index(1).render(), "Patient.name[0].given[1]");
         assert_eq!(root.render(), "Patient");
+        assert_eq!(given.index(1).pointer(), "/name/0/_given/1");
+        assert_eq!(root.pointer(), "");
     }
 }

@@ -149,3 +149,49 @@ async fn a_warning_invariant_leaves_a_warning_on_a_successful_write() {
     assert!(warnings(&first["outcome"])[0].starts_with("dom-6"), "{response}");
     assert!(response["entry"][1]["response"].get("outcome").is_none(), "{response}");
 }
+
+#[tokio::test]
+async fn data_type_invariants_are_checked_where_their_values_sit() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        (
+            json!({"resourceType": "Patient", "name": [{"family": "P", "period": {"start": "2020-01-01", "end": "2010-01-01"}}]}),
+            "per-1",
+            "Patient.name[0].period",
+        ),
+        (
+            json!({"resourceType": "Patient", "managingOrganization": {"reference": "#missing"}}),
+            "ref-1",
+            "Patient.managingOrganization",
+        ),
+        (
+            json!({"resourceType": "Patient", "extension": [{"url": "http://example.org/x", "valueString": "v",
+                "extension": [{"url": "inner", "valueBoolean": true}]}]}),
+            "ext-1",
+            "Patient.extension[0]",
+        ),
+        (json!({"resourceType": "Patient", "name": [{"id": "only-an-id"}]}), "ele-1", "Patient.name[0]"),
+    ];
+    for (resource, key, path) in cases {
+        let issue = refused(&app, &resource).await;
+        assert!(issue["diagnostics"].as_str().expect("text").starts_with(&format!("{key}:")), "{key}: {issue}");
+        assert_eq!(issue["expression"][0], path, "{key}: {issue}");
+    }
+    // Repaired, each is accepted: the period in order, the local reference contained, the
+    // extension with a value only, the name with a family.
+    let repaired = [
+        json!({"resourceType": "Patient", "name": [{"family": "P", "period": {"start": "2010-01-01", "end": "2020-01-01"}}]}),
+        json!({"resourceType": "Patient", "managingOrganization": {"reference": "#org"},
+            "contained": [{"resourceType": "Organization", "id": "org", "name": "Clinic"}]}),
+        json!({"resourceType": "Patient", "extension": [{"url": "http://example.org/x", "valueString": "v"}]}),
+        json!({"resourceType": "Patient", "name": [{"id": "n1", "family": "F"}]}),
+        // Compared as instants, not as text: across a change of offset (as Synthea writes on
+        // the night clocks go back) this start is before this end.
+        json!({"resourceType": "Patient", "name": [{"family": "P",
+            "period": {"start": "2017-11-05T01:46:40-04:00", "end": "2017-11-05T01:16:40-05:00"}}]}),
+    ];
+    for resource in repaired {
+        let (status, body) = status_and_json(app.post("Patient", &resource).await).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}
