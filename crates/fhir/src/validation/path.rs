@@ -36,16 +36,22 @@ impl<'a> Path<'a> {
         Path { parent: Some(self), segment: Segment::Index(index) }
     }
 
-    /// The JSON pointer (RFC 6901) of this location from the outermost resource.
-    pub(crate) fn pointer(&self) -> String {
+    /// The segments from the root to this location.
+    fn segments(&self) -> Vec<Segment<'a>> {
         let mut segments = Vec::new();
         let mut current = Some(self);
         while let Some(path) = current {
             segments.push(path.segment);
             current = path.parent;
         }
+        segments.reverse();
+        segments
+    }
+
+    /// The JSON pointer (RFC 6901) of this location from the outermost resource.
+    pub(crate) fn pointer(&self) -> String {
         let mut text = String::new();
-        for segment in segments.iter().rev() {
+        for segment in self.segments() {
             match segment {
                 Segment::Root(_) => {}
                 Segment::Key(key) => {
@@ -63,14 +69,8 @@ impl<'a> Path<'a> {
 
     /// The FHIRPath-like text of this location.
     pub(crate) fn render(&self) -> String {
-        let mut segments = Vec::new();
-        let mut current = Some(self);
-        while let Some(path) = current {
-            segments.push(path.segment);
-            current = path.parent;
-        }
         let mut text = String::new();
-        for segment in segments.iter().rev() {
+        for segment in self.segments() {
             match segment {
                 Segment::Root(name) => text.push_str(name),
                 Segment::Key(key) => {
