@@ -112,40 +112,28 @@ pub async fn set_member(
     by: &str,
 ) -> Result<Versioned<Account>, AccessError> {
     let username = username.to_ascii_lowercase();
-    if role.is_some()
-        && auth::user::find_by_username(store, &username)
-            .await
-            .map_err(|error| AccessError::Invalid(error.to_string()))?
-            .is_none()
-    {
-        return Err(AccessError::NotFound { what: "user", id: username });
+    if role.is_some() {
+        let user = auth::user::find_by_username(store, &username).await.map_err(|error| match error {
+            auth::user::AuthError::Store(error) => AccessError::from(error),
+            other => AccessError::Invalid(other.to_string()),
+        })?;
+        if user.is_none() {
+            return Err(AccessError::NotFound { what: "user", id: username });
+        }
     }
-    let current = get(store, id).await?;
-    let keeps_owner = |members: &[Member]| {
-        let remaining = members.iter().filter(|member| member.username != username);
-        role == Some(MemberRole::Owner) || remaining.into_iter().any(|member| member.role == MemberRole::Owner)
-    };
-    if !current.value.members.is_empty() && !keeps_owner(&current.value.members) {
-        return Err(AccessError::Invalid("an account keeps at least one owner".to_owned()));
-    }
-    let mut refused = None;
-    let updated = records::modify::<Account>(store, id, by, |account| {
+    records::try_modify(store, id, by, |account: &mut Account| {
         let mut members = account.members.clone();
         members.retain(|member| member.username != username);
         if let Some(role) = role {
             members.push(Member { username: username.clone(), role });
         }
         if !account.members.is_empty() && !members.iter().any(|member| member.role == MemberRole::Owner) {
-            refused = Some(AccessError::Invalid("an account keeps at least one owner".to_owned()));
-            return;
+            return Err(AccessError::Invalid("an account keeps at least one owner".to_owned()));
         }
         account.members = members;
+        Ok(())
     })
-    .await?;
-    match refused {
-        Some(error) => Err(error),
-        None => Ok(updated),
-    }
+    .await
 }
 
 /// The accounts `username` is a member of.

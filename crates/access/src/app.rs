@@ -175,7 +175,8 @@ pub async fn waiting_for(store: &dyn Records, step: &str) -> Result<Vec<Versione
 
 /// The account asks for production: the ONC clocks start.
 pub async fn request_production(store: &dyn Records, id: &str, by: &str) -> Result<Versioned<App>, AccessError> {
-    let app = step(store, id, by, |app, at| match &app.production {
+    let at = crate::now();
+    let app = records::try_modify(store, id, by, |app: &mut App| match &app.production {
         Some(_) => Err(AccessError::Invalid("production was already requested for this app".to_owned())),
         None => {
             app.production = Some(Track { requested: at, verified: None, enabled: None });
@@ -189,7 +190,8 @@ pub async fn request_production(store: &dyn Records, id: &str, by: &str) -> Resu
 
 /// An operator verified the developer's identity.
 pub async fn verify(store: &dyn Records, id: &str, by: &str) -> Result<Versioned<App>, AccessError> {
-    let app = step(store, id, by, |app, at| match app.production.as_mut() {
+    let at = crate::now();
+    let app = records::try_modify(store, id, by, |app: &mut App| match app.production.as_mut() {
         Some(track) if track.verified.is_none() => {
             track.verified = Some(Step { by: by.to_owned(), at });
             Ok(())
@@ -221,7 +223,8 @@ pub async fn enable(store: &dyn Records, id: &str, by: &str) -> Result<Versioned
         Ok(_) | Err(store::Error::RecordExists { .. }) => {}
         Err(error) => return Err(error.into()),
     }
-    let app = step(store, id, by, |app, at| match app.production.as_mut() {
+    let at = crate::now();
+    let app = records::try_modify(store, id, by, |app: &mut App| match app.production.as_mut() {
         Some(track) if track.verified.is_some() && track.enabled.is_none() => {
             track.enabled = Some(Step { by: by.to_owned(), at });
             Ok(())
@@ -278,22 +281,6 @@ pub async fn update(
         crate::certification::material_change(store, &app.value.account, change, by).await?;
     }
     Ok(app)
-}
-
-async fn step(
-    store: &dyn Records,
-    id: &str,
-    by: &str,
-    mut change: impl FnMut(&mut App, OffsetDateTime) -> Result<(), AccessError> + Send,
-) -> Result<Versioned<App>, AccessError> {
-    loop {
-        let mut current = get(store, id).await?;
-        change(&mut current.value, crate::now())?;
-        match records::update(store, id, &current.value, current.version, by).await {
-            Err(store::Error::RecordConflict { .. }) => continue,
-            result => return Ok(result?),
-        }
-    }
 }
 
 async fn notify(store: &dyn Records, app: &Versioned<App>, event: &str, by: &str) -> Result<(), AccessError> {

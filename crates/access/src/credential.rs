@@ -219,17 +219,14 @@ impl DeviceCredentials {
         let device = device::get(store, device_id).await?;
         check_issuable(store, &device.value).await?;
         let jti = uuid::Uuid::new_v4().simple().to_string();
-        let mut revoked = false;
-        let updated = records::modify::<Device>(store, device_id, by, |device| {
-            revoked = device.revoked_at.is_some();
-            if !revoked {
-                device.credential = Some(jti.clone());
+        let updated = records::try_modify(store, device_id, by, |device: &mut Device| {
+            if device.revoked_at.is_some() {
+                return Err(AccessError::Revoked);
             }
+            device.credential = Some(jti.clone());
+            Ok(())
         })
         .await?;
-        if revoked {
-            return Err(AccessError::Revoked);
-        }
         self.forget(device_id);
         let data = serde_json::json!({"device": device_id, "environment": updated.value.environment});
         crate::notification::emit(store, &updated.value.account, "device.credential-issued", data, by).await?;

@@ -112,23 +112,24 @@ pub async fn rotate_certificate(
     by: &str,
 ) -> Result<Versioned<Device>, AccessError> {
     let current = get(store, id).await?;
-    if current.value.revoked_at.is_some() {
-        return Err(AccessError::Revoked);
-    }
     let mut rotated = current.value.clone();
     rotated.certificate = Some(certificate.clone());
     let changes = material_changes(store, &rotated, Some(id)).await?;
-    let updated = records::modify::<Device>(store, id, by, |device| {
+    let updated = records::try_modify(store, id, by, |device: &mut Device| {
+        if device.revoked_at.is_some() {
+            return Err(AccessError::Revoked);
+        }
         device.certificate = Some(certificate.clone());
         device.certificate_source = Some(source);
         device.credential = None;
+        Ok(())
     })
     .await
     .map_err(|error| match error {
-        store::Error::RecordKeyTaken { .. } => {
+        AccessError::Store(store::Error::RecordKeyTaken { .. }) => {
             AccessError::Invalid("another device already presents this certificate".to_owned())
         }
-        other => other.into(),
+        other => other,
     })?;
     for change in changes {
         certification::material_change(store, &updated.value.account, change, by).await?;
@@ -196,7 +197,6 @@ pub async fn of_account(store: &dyn Records, account: &str) -> Result<Vec<Versio
 
 /// Revokes the device and with it its credential, by `by`.
 pub async fn revoke(store: &dyn Records, id: &str, by: &str) -> Result<Versioned<Device>, AccessError> {
-    get(store, id).await?;
     let now = crate::now();
     let revoked = records::modify::<Device>(store, id, by, |device| {
         device.credential = None;

@@ -52,7 +52,26 @@ pub enum AccessError {
     #[error(transparent)]
     Secret(#[from] auth::secret::SecretError),
     #[error(transparent)]
-    Store(#[from] store::Error),
+    Store(store::Error),
+}
+
+impl From<store::Error> for AccessError {
+    /// A record that is not there is the caller's `NotFound`, not a store failure.
+    fn from(error: store::Error) -> AccessError {
+        match error {
+            store::Error::RecordNotFound { kind, id } => {
+                let what = match kind.as_str() {
+                    "account" => "account",
+                    "access-request" => "access request",
+                    "device" => "device",
+                    "app" => "app",
+                    _ => "record",
+                };
+                AccessError::NotFound { what, id }
+            }
+            other => AccessError::Store(other),
+        }
+    }
 }
 
 /// Serde for instants as RFC 3339 text, the form every record and API answer uses.

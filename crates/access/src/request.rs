@@ -387,7 +387,7 @@ pub async fn transition_with(
     if contract_end.is_some_and(|end| end <= now) {
         return Err(AccessError::Invalid("the contract end must be in the future".to_owned()));
     }
-    let changed = change(store, id, by, |request| {
+    let changed = records::try_modify(store, id, by, |request: &mut AccessRequest| {
         if action == Action::Approve && request.state.after(action).is_some() {
             request.contract_end = contract_end.or(request.contract_end);
         }
@@ -414,25 +414,8 @@ pub async fn record(
     value: &str,
     by: &str,
 ) -> Result<Versioned<AccessRequest>, AccessError> {
-    change(store, id, by, |request| request.record(item, value, by, crate::now())).await
-}
-
-/// Reads, changes and writes back the request at `id`, retried from a fresh read when another
-/// write got there first, so two operators acting at once are checked one after the other.
-async fn change(
-    store: &dyn Records,
-    id: &str,
-    by: &str,
-    mut apply: impl FnMut(&mut AccessRequest) -> Result<(), AccessError> + Send,
-) -> Result<Versioned<AccessRequest>, AccessError> {
-    loop {
-        let mut current = get(store, id).await?;
-        apply(&mut current.value)?;
-        match records::update(store, id, &current.value, current.version, by).await {
-            Err(store::Error::RecordConflict { .. }) => continue,
-            result => return Ok(result?),
-        }
-    }
+    records::try_modify(store, id, by, |request: &mut AccessRequest| request.record(item, value, by, crate::now()))
+        .await
 }
 
 #[cfg(test)]

@@ -191,17 +191,32 @@ pub async fn modify<T: Kind>(
     by: &str,
     mut change: impl FnMut(&mut T) + Send,
 ) -> Result<Versioned<T>, Error> {
+    try_modify(store, id, by, |value: &mut T| {
+        change(value);
+        Ok::<(), Error>(())
+    })
+    .await
+}
+
+/// [`modify`] with a change that may refuse (a state machine's illegal step): its error is
+/// returned, judged on the current version, and nothing is written.
+pub async fn try_modify<T: Kind, E: From<Error>>(
+    store: &dyn Records,
+    id: &str,
+    by: &str,
+    mut change: impl FnMut(&mut T) -> Result<(), E> + Send,
+) -> Result<Versioned<T>, E> {
     const ATTEMPTS: usize = 32;
     let mut last = None;
     for _ in 0..ATTEMPTS {
         let Some(mut current) = get::<T>(store, id).await? else {
-            return Err(Error::RecordNotFound { kind: T::KIND.to_owned(), id: id.to_owned() });
+            return Err(Error::RecordNotFound { kind: T::KIND.to_owned(), id: id.to_owned() }.into());
         };
-        change(&mut current.value);
+        change(&mut current.value)?;
         match update(store, id, &current.value, current.version, by).await {
             Err(error @ Error::RecordConflict { .. }) => last = Some(error),
-            result => return result,
+            result => return Ok(result?),
         }
     }
-    Err(last.unwrap_or_else(|| Error::RecordNotFound { kind: T::KIND.to_owned(), id: id.to_owned() }))
+    Err(last.unwrap_or_else(|| Error::RecordNotFound { kind: T::KIND.to_owned(), id: id.to_owned() }).into())
 }
