@@ -105,6 +105,25 @@ pub async fn status(
     }
 }
 
+/// The network paths account `id` may call production from now, or why it may not.
+pub async fn production_paths(store: &dyn Records, id: &str) -> Result<Result<Vec<IpNet>, String>, AccessError> {
+    let account = match crate::account::get(store, id).await {
+        Ok(account) => account,
+        Err(AccessError::NotFound { .. }) => return Ok(Err("the device's account no longer exists".to_owned())),
+        Err(error) => return Err(error),
+    };
+    let status = status(store, id, &account.value, crate::now()).await?;
+    Ok(status.production().map(<[IpNet]>::to_vec))
+}
+
+/// Whether a production call from `client` comes from the approved `network` paths.
+pub fn admits(network: &[IpNet], client: Option<std::net::IpAddr>) -> Result<(), &'static str> {
+    match client.map(|address| address.to_canonical()) {
+        Some(address) if network.iter().any(|path| path.contains(&address)) => Ok(()),
+        _ => Err("the call does not come from the account's approved network paths"),
+    }
+}
+
 /// Records a material change of a certified account (nothing for one not certified yet): the
 /// account then needs re-certification within its grace period, counted from the first change
 /// since its last approval.

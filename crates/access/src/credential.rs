@@ -26,7 +26,6 @@ use serde::{Deserialize, Serialize};
 use store::Environment;
 use store::records::{self, Kind, Records};
 
-use crate::account::Account;
 use crate::device::{self, Device};
 use crate::{AccessError, certification};
 
@@ -332,15 +331,11 @@ async fn production_status(
     store: &dyn Records,
     account: &str,
 ) -> Result<Result<Arc<[IpNet]>, Arc<str>>, CredentialError> {
-    let Some(found) = records::get::<Account>(store, account).await? else {
-        return Ok(Err(Arc::from("the device's account no longer exists")));
-    };
-    let status =
-        certification::status(store, account, &found.value, crate::now()).await.map_err(|error| match error {
-            AccessError::Store(error) => CredentialError::Unavailable(error),
-            other => CredentialError::NotCertified(other.to_string().into()),
-        })?;
-    Ok(status.production().map(Arc::from).map_err(Arc::from))
+    let paths = certification::production_paths(store, account).await.map_err(|error| match error {
+        AccessError::Store(error) => CredentialError::Unavailable(error),
+        other => CredentialError::NotCertified(other.to_string().into()),
+    })?;
+    Ok(paths.map(Arc::from).map_err(Arc::from))
 }
 
 /// The header of every Device JWT signed with the key `kid`.

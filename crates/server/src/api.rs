@@ -22,7 +22,6 @@ use auth::user::{Role, User};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
 use axum::routing::{get, post, put};
 use serde::de::DeserializeOwned;
@@ -79,13 +78,7 @@ impl FromRequestParts<ApiContext> for ApiUser {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, context: &ApiContext) -> Result<ApiUser, Problem> {
-        let key = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, key)| key.trim())
+        let key = crate::authorize::bearer(&parts.headers)
             .ok_or_else(|| Problem::unauthorized("this API requires an API key (Authorization: Bearer)"))?;
         match auth::api_key::user_of(context.store(), key, crate::authorize::now()).await? {
             Some(user) => Ok(ApiUser(user)),

@@ -40,7 +40,7 @@ pub(crate) async fn authenticate(State(context): State<FhirContext>, mut request
     let caller = match &context.app.auth {
         None => Caller::Open,
         Some(auth) => {
-            let Some(token) = bearer(&request) else {
+            let Some(token) = bearer(request.headers()) else {
                 return ApiError::unauthorized(
                     None,
                     "this FHIR server requires an access token (Authorization: Bearer)",
@@ -52,14 +52,11 @@ pub(crate) async fn authenticate(State(context): State<FhirContext>, mut request
                 Err(error) => return ApiError::internal(error).into_response(),
             };
             if devices.is_device_jwt(token) {
-                let presented = request.extensions().get::<crate::mtls::PeerCertificates>().and_then(|peer| {
-                    let thumbprint = access::certificate::thumbprint(peer.chain.first()?.as_ref());
-                    Some((thumbprint, peer.production.clone()))
-                });
+                let presented = request.extensions().get::<crate::mtls::PeerCertificates>().cloned();
                 let client = request
                     .extensions()
                     .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                    .map(|info| info.0.ip().to_canonical());
+                    .map(|info| info.0.ip());
                 match device_caller(&context, devices, token, presented, client).await {
                     Ok(caller) => caller,
                     Err(error) => return error.into_response(),
@@ -90,9 +87,7 @@ fn bound_to_connection(grant: &auth::token::Grant, request: &Request, env: store
     let Some(cnf) = &grant.cnf else { return Ok(()) };
     let refused = |reason: &str| ApiError::unauthorized(Some("invalid_token"), reason);
     let peer = request.extensions().get::<crate::mtls::PeerCertificates>();
-    let presented =
-        peer.and_then(|peer| peer.chain.first()).map(|first| access::certificate::thumbprint(first.as_ref()));
-    if presented.as_deref() != Some(cnf.as_str()) {
+    if peer.map(|peer| &*peer.thumbprint) != Some(cnf.as_str()) {
         return Err(refused(
             "the access token is bound to a client certificate (cnf x5t#S256): present it over mutual TLS",
         ));
@@ -114,7 +109,7 @@ async fn device_caller(
     context: &FhirContext,
     devices: &access::DeviceCredentials,
     token: &str,
-    presented: Option<(String, crate::mtls::Verdict)>,
+    presented: Option<crate::mtls::PeerCertificates>,
     client: Option<std::net::IpAddr>,
 ) -> Result<Caller, ApiError> {
     let refused = |reason: String| ApiError::unauthorized(Some("invalid_token"), reason);
@@ -137,28 +132,27 @@ async fn device_caller(
                 "the Device JWT is bound to a certificate: call over mutual TLS presenting it".to_owned(),
             ));
         }
-        (Some(cnf), Some((thumbprint, production))) => {
+        (Some(cnf), Some(peer)) => {
             if context.env == store::Environment::Production {
-                production.map_err(|reason| refused(reason.to_string()))?;
+                peer.production.map_err(|reason| refused(reason.to_string()))?;
             }
-            if thumbprint != cnf.thumbprint {
+            if *peer.thumbprint != *cnf.thumbprint {
                 return Err(refused(
                     "the client certificate is not the one the Device JWT is bound to (cnf x5t#S256)".to_owned(),
                 ));
             }
         }
     }
-    if let Some(network) = &network
-        && !client.is_some_and(|address| network.iter().any(|path| path.contains(&address)))
-    {
-        return Err(ApiError::forbidden("the call does not come from the account's approved network paths"));
+    if let Some(network) = &network {
+        access::certification::admits(network, client).map_err(ApiError::forbidden)?;
     }
     Ok(Caller::Token(Arc::clone(&grant.grant)))
 }
 
-/// The token of an `Authorization: Bearer …` header (the scheme is case-insensitive).
-fn bearer(request: &Request) -> Option<&str> {
-    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+/// The token of an `Authorization: Bearer …` header (the scheme is case-insensitive): access
+/// tokens and Device JWTs here, API keys in `/api/`.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|token| !token.is_empty())
 }

@@ -36,6 +36,8 @@ pub type Verdict = Result<(), Arc<str>>;
 #[derive(Debug, Clone)]
 pub struct PeerCertificates {
     pub chain: Arc<Vec<CertificateDer<'static>>>,
+    /// The `x5t#S256` of the end-entity certificate, computed once per connection.
+    pub thumbprint: Arc<str>,
     pub production: Verdict,
 }
 

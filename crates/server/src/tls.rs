@@ -189,7 +189,9 @@ async fn accept_loop(
                     let chain: Vec<CertificateDer<'static>> =
                         chain.iter().map(|certificate| certificate.clone().into_owned()).collect();
                     let production = trust.judge(&chain, UnixTime::now());
-                    Some(PeerCertificates { chain: Arc::new(chain), production })
+                    let thumbprint = chain.first().map(|first| access::certificate::thumbprint(first.as_ref()));
+                    let thumbprint = Arc::from(thumbprint.unwrap_or_default());
+                    Some(PeerCertificates { chain: Arc::new(chain), thumbprint, production })
                 }
                 _ => None,
             };

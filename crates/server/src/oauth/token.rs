@@ -31,7 +31,7 @@ pub(crate) async fn token(
         && field(&form, "grant_type") == Some("client_credentials")
         && let Some((device, assertion)) = device_of(&context, credentials).await
     {
-        let client = address.map(|Extension(ConnectInfo(address))| address.ip().to_canonical());
+        let client = address.map(|Extension(ConnectInfo(address))| address.ip());
         let request = DeviceRequest { device: &device, assertion, scope: field(&form, "scope"), peer: &peer, client };
         return match device_token(&context, request).await {
             Ok(response) => no_store(StatusCode::OK, json!(response)),
@@ -122,9 +122,8 @@ async fn device_token(
         Err(access::AccessError::NotFound { .. }) => return Err(refused(unknown)),
         Err(error) => return Err(TokenFailure::Server(error.to_string())),
     };
-    let thumbprint = peer.chain.first().map(|certificate| access::certificate::thumbprint(certificate.as_ref()));
-    let own = device.certificate.as_ref().map(|certificate| &certificate.thumbprint);
-    if device.environment != context.env || own.is_none() || thumbprint.as_ref() != own {
+    let own = device.certificate.as_ref().map(|certificate| certificate.thumbprint.as_str());
+    if device.environment != context.env || own != Some(&*peer.thumbprint) {
         return Err(refused(unknown));
     }
     if device.revoked_at.is_some() {
@@ -149,23 +148,16 @@ async fn device_token(
     }
     if context.env == store::Environment::Production {
         peer.production.clone().map_err(|reason| refused(&reason))?;
-        let account = access::account::get(store, &device.account)
+        let paths = access::certification::production_paths(store, &device.account)
             .await
             .map_err(|error| TokenFailure::Server(error.to_string()))?;
-        let status =
-            access::certification::status(store, &device.account, &account.value, time::OffsetDateTime::now_utc())
-                .await
-                .map_err(|error| TokenFailure::Server(error.to_string()))?;
-        let network = status.production().map_err(TokenFailure::UnauthorizedClient)?;
-        if !client.is_some_and(|address| network.iter().any(|path| path.contains(&address))) {
-            return Err(TokenFailure::UnauthorizedClient(
-                "the call does not come from the account's approved network paths".to_owned(),
-            ));
-        }
+        let network = paths.map_err(TokenFailure::UnauthorizedClient)?;
+        access::certification::admits(&network, client)
+            .map_err(|reason| TokenFailure::UnauthorizedClient(reason.to_owned()))?;
     }
     let allowed = auth::scope::Scopes::parse(&device.scope).unwrap_or_default();
     let endpoint = context.endpoint();
-    context.auth.issuer.system_token(endpoint, device_id, &allowed, scope, thumbprint, now())
+    context.auth.issuer.system_token(endpoint, device_id, &allowed, scope, Some(peer.thumbprint.to_string()), now())
 }
 
 /// `POST …/auth/revoke`: the client authenticates as at the token endpoint; the answer is
