@@ -30,16 +30,22 @@ impl Definitions {
     /// Validates `resource` against its base StructureDefinition and any known US Core profile
     /// in `meta.profile`. Returns every issue found; the resource is valid when none is an error.
     pub fn validate(&self, resource: &Value) -> Vec<Issue> {
-        let mut validator =
-            Validator { definitions: self, issues: Vec::new(), pending: Vec::new(), resources: Vec::new() };
+        let mut validator = Validator {
+            definitions: self,
+            issues: Vec::new(),
+            pending: Vec::new(),
+            resources: Vec::new(),
+            walking: Vec::new(),
+        };
         validator.resource(resource, None, 0);
         let mut issues = validator.issues;
+        let root_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or("Resource");
         for pending in validator.pending {
             // Both pointers were taken from this resource while walking it.
-            if let (Some(node), Some(enclosing)) =
-                (resource.pointer(&pending.node), resource.pointer(&pending.resource))
-            {
-                issues.extend(invariants::check_at(pending.ty, node, enclosing, resource, || pending.path.clone()));
+            let enclosing = validator.resources.get(pending.resource).and_then(|pointer| resource.pointer(pointer));
+            if let (Some(node), Some(enclosing)) = (resource.pointer(&pending.node), enclosing) {
+                let path = || path::render_pointer(root_type, &pending.node);
+                issues.extend(invariants::check_at(pending.ty, node, enclosing, resource, path));
             }
         }
         deduplicate(&mut issues);
@@ -54,18 +60,19 @@ pub(crate) struct Validator<'d> {
     /// Values of data types whose invariants are evaluated once the walk is done, when the
     /// whole resource can be `%resource`.
     pending: Vec<Pending<'d>>,
-    /// The JSON pointers of the resources being walked, innermost last.
+    /// The JSON pointers of the resources met (the outermost first).
     resources: Vec<String>,
+    /// Those being walked, as indexes into `resources`, innermost last.
+    walking: Vec<usize>,
 }
 
 /// A value whose data type's invariants are to be evaluated.
 struct Pending<'d> {
     ty: &'d TypeDef,
-    /// JSON pointers, from the outermost resource, of the value and of its enclosing resource.
+    /// The JSON pointer of the value, from the outermost resource (issues render it as a path).
     node: String,
-    resource: String,
-    /// Where issues are reported.
-    path: String,
+    /// Its enclosing resource, an index into `Validator::resources`.
+    resource: usize,
 }
 
 /// Where an element sits: the type whose element list holds it, and the element itself.
@@ -101,9 +108,10 @@ impl<'d> Validator<'d> {
         let root = Path::root(type_name);
         let path = parent.unwrap_or(&root);
         let site = Site { ty, element: &ty.elements[0] };
+        self.walking.push(self.resources.len());
         self.resources.push(parent.map(Path::pointer).unwrap_or_default());
         self.object(object, site, path, depth, true);
-        self.resources.pop();
+        self.walking.pop();
         self.profiles(object, ty, path);
         self.issues.extend(invariants::check(ty, value, path));
     }
@@ -253,8 +261,8 @@ impl<'d> Validator<'d> {
                     self.ele_1(object, path);
                     self.object(object, Site { ty, element: &ty.elements[0] }, path, depth + 1, false);
                     if invariants::applies(ty, value) {
-                        let resource = self.resources.last().cloned().unwrap_or_default();
-                        self.pending.push(Pending { ty, node: path.pointer(), resource, path: path.render() });
+                        let resource = self.walking.last().copied().unwrap_or_default();
+                        self.pending.push(Pending { ty, node: path.pointer(), resource });
                     }
                 }
                 None => self.error(IssueType::Structure, path, format!("a {} value must be a JSON object", ty.name)),

@@ -90,6 +90,24 @@ impl<'a> Path<'a> {
     }
 }
 
+/// The FHIRPath-like text of the JSON pointer `pointer` inside a resource of `root_type`, as
+/// [`Path::render`] writes it.
+pub(crate) fn render_pointer(root_type: &str, pointer: &str) -> String {
+    let mut text = root_type.to_owned();
+    for step in pointer.split('/').skip(1) {
+        let step = step.replace("~1", "/").replace("~0", "~");
+        if step.bytes().all(|byte| byte.is_ascii_digit()) && !step.is_empty() {
+            text.push('[');
+            text.push_str(&step);
+            text.push(']');
+        } else {
+            text.push('.');
+            text.push_str(step.strip_prefix('_').unwrap_or(&step));
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +122,7 @@ mod tests {
         assert_eq!(root.render(), "Patient");
         assert_eq!(given.index(1).pointer(), "/name/0/_given/1");
         assert_eq!(root.pointer(), "");
+        let pointer = given.index(1).pointer();
+        assert_eq!(render_pointer("Patient", &pointer), given.index(1).render());
     }
 }
