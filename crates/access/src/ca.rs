@@ -20,6 +20,7 @@ use time::Duration;
 
 use crate::AccessError;
 use crate::certificate::DeviceCertificate;
+use crate::device::CertificateSource;
 
 /// The record holding the CA.
 const RECORD_ID: &str = "platform";
@@ -95,6 +96,39 @@ pub async fn sign_csr(store: &dyn Records, secret: &SecretKey, csr: &str) -> Res
         CertificateSigningRequestParams { params, public_key: request.public_key }.signed_by(issuer)
     })
     .await
+}
+
+/// What a device's certificate is given as.
+#[derive(Debug, Clone, Copy)]
+pub enum Given<'a> {
+    /// The PEM certificate it will present.
+    Certificate(&'a str),
+    /// Its PEM certificate signing request, for the platform CA to sign.
+    Csr(&'a str),
+}
+
+impl<'a> Given<'a> {
+    /// The one of `certificate` and `csr` given; an error when both are.
+    pub fn of(certificate: Option<&'a str>, csr: Option<&'a str>) -> Result<Option<Given<'a>>, AccessError> {
+        match (certificate, csr) {
+            (Some(_), Some(_)) => Err(AccessError::Invalid("give either a certificate or a CSR, not both".to_owned())),
+            (Some(pem), None) => Ok(Some(Given::Certificate(pem))),
+            (None, Some(csr)) => Ok(Some(Given::Csr(csr))),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// The certificate a device is configured with, read or signed, and where it came from.
+pub async fn device_certificate(
+    store: &dyn Records,
+    secret: &SecretKey,
+    given: Given<'_>,
+) -> Result<(DeviceCertificate, CertificateSource), AccessError> {
+    match given {
+        Given::Certificate(pem) => Ok((DeviceCertificate::from_pem(pem)?, CertificateSource::Presented)),
+        Given::Csr(csr) => Ok((sign_csr(store, secret, csr).await?, CertificateSource::SignedCsr)),
+    }
 }
 
 /// Makes a key and a client-auth certificate for a device named `name`: the not-recommended

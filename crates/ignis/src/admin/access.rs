@@ -2,10 +2,9 @@
 //! review, devices and their credentials, the platform client-auth CA. Each does what the same
 //! `/api/` call does (both call the `access` crate) and prints the record as the API shows it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use access::ca;
-use access::certificate::DeviceCertificate;
+use access::ca::{self, Given};
 use access::credential::DeviceCredentials;
 use access::device::{self, CertificateSource, NewDevice};
 use access::request::{self, Action, Item};
@@ -203,17 +202,11 @@ pub(crate) async fn device(command: DeviceCommand) -> anyhow::Result<()> {
         }
         DeviceCommand::Rotate(args) => {
             let store = open_store(&args.storage)?;
-            let certificate = match (&args.certificate, &args.csr) {
-                (Some(path), _) => {
-                    (DeviceCertificate::from_pem(&read(path)?).map_err(refused)?, CertificateSource::Presented)
-                }
-                (_, Some(path)) => {
-                    let secret = load_secret_key(&args.storage, args.secret_key_file.as_deref())?;
-                    (ca::sign_csr(&*store, &secret, &read(path)?).await.map_err(refused)?, CertificateSource::SignedCsr)
-                }
-                _ => anyhow::bail!("give --certificate or --csr"),
-            };
-            let (certificate, source) = certificate;
+            let secret = load_secret_key(&args.storage, args.secret_key_file.as_deref())?;
+            let (certificate, csr) = read_given(args.certificate.as_deref(), args.csr.as_deref())?;
+            let given = Given::of(certificate.as_deref(), csr.as_deref()).map_err(refused)?;
+            let given = given.context("give --certificate or --csr")?;
+            let (certificate, source) = ca::device_certificate(&*store, &secret, given).await.map_err(refused)?;
             let rotated =
                 device::rotate_certificate(&*store, &args.device, certificate, source, BY).await.map_err(refused)?;
             print_json(&json!(DeviceView::from(&rotated)));
@@ -230,23 +223,19 @@ pub(crate) async fn device(command: DeviceCommand) -> anyhow::Result<()> {
 
 async fn create_device(args: DeviceCreateArgs) -> anyhow::Result<()> {
     let store = open_store(&args.storage)?;
-    let secret = || load_secret_key(&args.storage, args.secret_key_file.as_deref());
+    let secret = load_secret_key(&args.storage, args.secret_key_file.as_deref())?;
     let mut key_file = None;
-    let certificate = match (&args.certificate, &args.csr, &args.generate_key_out) {
-        (Some(path), _, _) => {
-            Some((DeviceCertificate::from_pem(&read(path)?).map_err(refused)?, CertificateSource::Presented))
-        }
-        (_, Some(path), _) => {
-            let signed = ca::sign_csr(&*store, &secret()?, &read(path)?).await.map_err(refused)?;
-            Some((signed, CertificateSource::SignedCsr))
-        }
-        (_, _, Some(path)) => {
+    let (certificate, csr) = read_given(args.certificate.as_deref(), args.csr.as_deref())?;
+    let given = Given::of(certificate.as_deref(), csr.as_deref()).map_err(refused)?;
+    let certificate = match (given, &args.generate_key_out) {
+        (Some(given), _) => Some(ca::device_certificate(&*store, &secret, given).await.map_err(refused)?),
+        (None, Some(path)) => {
             let file = super::SecretFile::create(path)?;
-            let (certificate, key) = ca::generate_for_device(&*store, &secret()?, &args.name).await.map_err(refused)?;
+            let (certificate, key) = ca::generate_for_device(&*store, &secret, &args.name).await.map_err(refused)?;
             key_file = Some((file, key));
             Some((certificate, CertificateSource::PlatformGenerated))
         }
-        _ => None,
+        (None, None) => None,
     };
     let new = NewDevice {
         account: args.account,
@@ -327,7 +316,12 @@ pub(crate) async fn ca(command: CaCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read(path: &std::path::Path) -> anyhow::Result<String> {
+/// The PEM files named, read (clap lets at most one be named).
+fn read_given(certificate: Option<&Path>, csr: Option<&Path>) -> anyhow::Result<(Option<String>, Option<String>)> {
+    Ok((certificate.map(read).transpose()?, csr.map(read).transpose()?))
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 

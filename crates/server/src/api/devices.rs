@@ -1,6 +1,6 @@
 //! Devices of an account and their Device JWTs.
 
-use access::ca;
+use access::ca::{self, Given};
 use access::certificate::DeviceCertificate;
 use access::device::{self, CertificateSource, NewDevice};
 use access::view::DeviceView;
@@ -165,14 +165,8 @@ async fn certificate_of(
     certificate: Option<String>,
     csr: Option<String>,
 ) -> Result<Option<(DeviceCertificate, CertificateSource)>, Problem> {
-    Ok(match (certificate, csr) {
-        (Some(_), Some(_)) => return Err(Problem::bad_request("give either `certificate` or `csr`, not both")),
-        (Some(pem), None) => Some((DeviceCertificate::from_pem(&pem)?, CertificateSource::Presented)),
-        (None, Some(csr)) => {
-            Some((ca::sign_csr(context.store(), &context.auth.secret_key, &csr).await?, CertificateSource::SignedCsr))
-        }
-        (None, None) => None,
-    })
+    let Some(given) = Given::of(certificate.as_deref(), csr.as_deref())? else { return Ok(None) };
+    Ok(Some(ca::device_certificate(context.store(), &context.auth.secret_key, given).await?))
 }
 
 /// The device at `id`, if the caller may `need` on its account.
