@@ -61,6 +61,7 @@ pub(crate) fn routes(context: ApiContext) -> Router<AppState> {
         .route("/apps/{id}", get(apps::get).put(apps::update))
         .route("/apps/{id}/{step}", post(apps::step))
         .route("/review-queue", get(apps::queue))
+        .route("/ca", post(devices::ca_init))
         .route("/devices/{id}", get(devices::get))
         .route("/devices/{id}/credential", post(devices::credential))
         .route("/devices/{id}/revoke", post(devices::revoke))

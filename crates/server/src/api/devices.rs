@@ -181,3 +181,19 @@ async fn checked(
     caller.account(store, &device.value.account, need).await?;
     Ok(device)
 }
+
+/// The platform client-auth CA.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PlatformCa {
+    /// Its certificate, PEM.
+    certificate: String,
+}
+
+/// Create the platform client-auth CA unless it exists (operators; as `ignis admin ca init`).
+#[utoipa::path(post, path = "/api/ca", tag = "devices", security(("api_key" = [])),
+    responses((status = 200, body = PlatformCa), (status = 403, body = ProblemDocument, content_type = "application/problem+json")))]
+pub(crate) async fn ca_init(State(context): State<ApiContext>, caller: ApiUser) -> Result<Response, Problem> {
+    caller.check_operator("create the platform CA")?;
+    let certificate = ca::init(context.store(), &context.auth.secret_key, caller.username()).await?;
+    Ok(axum::Json(PlatformCa { certificate }).into_response())
+}

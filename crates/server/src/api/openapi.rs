@@ -14,7 +14,7 @@ use super::{accounts, apps, devices, problem, requests, sessions};
         sessions::sign_up, sessions::sign_in,
         accounts::create, accounts::get, accounts::set_webhook, accounts::notifications,
         accounts::set_member, accounts::remove_member,
-        devices::create, devices::list, devices::get, devices::credential, devices::revoke, devices::rotate,
+        devices::create, devices::list, devices::get, devices::credential, devices::revoke, devices::rotate, devices::ca_init,
         apps::register, apps::list, apps::get, apps::update, apps::step, apps::queue,
         requests::create, requests::list, requests::get, requests::record, requests::transition,
     ),

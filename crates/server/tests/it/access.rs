@@ -190,6 +190,13 @@ async fn from_sign_up_to_an_approved_production_device() {
     let (status, found) = api(&app, Some(&developer), Method::GET, &format!("/accounts/{account}"), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(found["certification"]["status"], "certified", "{found}");
+
+    // The platform CA, as `ignis admin ca init`: operators only, made once.
+    assert_eq!(api(&app, Some(&developer), Method::POST, "/ca", None).await.0, StatusCode::FORBIDDEN);
+    let (status, first) = api(&app, Some(&operator), Method::POST, "/ca", None).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!(first["certificate"].as_str().is_some_and(|pem| pem.starts_with("-----BEGIN CERTIFICATE-----")));
+    assert_eq!(api(&app, Some(&operator), Method::POST, "/ca", None).await.1, first);
     assert_eq!(found["certification"]["network"], json!(["127.0.0.1/32"]));
     assert!(found["certification"]["until"].is_string());
 
