@@ -35,6 +35,35 @@ pub fn rewrite(resource: &mut Value, resolve: &dyn Fn(&str) -> Option<String>) -
     }
 }
 
+/// The ids of the patients a resource, given as its compact JSON text, is about: itself for
+/// a Patient, and every `Patient/…` its references name (relative or absolute, versioned or
+/// not), each once, in document order. A scan of the text rather than a parse: the audit
+/// log records it for every resource a request reads, and a parse would cost more than the
+/// read.
+pub fn patients_in_text(resource_type: &str, id: &str, text: &str) -> Vec<String> {
+    const MARK: &str = "\"reference\":\"";
+    let mut patients: Vec<String> = Vec::new();
+    if resource_type == "Patient" {
+        patients.push(id.to_owned());
+    }
+    let mut rest = text;
+    while let Some(start) = rest.find(MARK) {
+        rest = &rest[start + MARK.len()..];
+        let reference = rest.split('"').next().unwrap_or_default();
+        let target = match reference.strip_prefix("Patient/") {
+            Some(target) => Some(target),
+            None if reference.contains("://") => reference.split_once("/Patient/").map(|(_, target)| target),
+            None => None,
+        };
+        if let Some(patient) = target.and_then(|target| target.split('/').next()).filter(|id| !id.is_empty())
+            && !patients.iter().any(|known| known == patient)
+        {
+            patients.push(patient.to_owned());
+        }
+    }
+    patients
+}
+
 /// True for the `fullUrl` forms that stand for a resource without a server id yet.
 pub fn is_placeholder(url: &str) -> bool {
     url.starts_with("urn:uuid:") || url.starts_with("urn:oid:")
@@ -120,6 +149,28 @@ mod tests {
 
     fn resolver(text: &str) -> Option<String> {
         (text == "urn:uuid:1").then(|| "Patient/p1".to_owned())
+    }
+
+    #[test]
+    fn patients_of_a_resource_text() {
+        let observation = json!({
+            "resourceType": "Observation",
+            "subject": {"reference": "Patient/p1"},
+            "performer": [{"reference": "https://other.example/fhir/Patient/p2/_history/3"}, {"reference": "Practitioner/d"}],
+            "hasMember": [{"reference": "Patient/p1"}],
+            "note": [{"text": "see Patient/p9"}]
+        });
+        let text = observation.to_string();
+        assert_eq!(patients_in_text("Observation", "o", &text), ["p1", "p2"]);
+        assert_eq!(
+            patients_in_text(
+                "Patient",
+                "p3",
+                r#"{"resourceType":"Patient","link":[{"other":{"reference":"Patient/p4"}}]}"#
+            ),
+            ["p3", "p4"]
+        );
+        assert!(patients_in_text("Organization", "x", r#"{"resourceType":"Organization"}"#).is_empty());
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! clock steps back or two writes land in the same microsecond, the next write still gets a
 //! later instant than the last.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use fhir::search::Registry;
 use time::OffsetDateTime;
+
+use crate::audit::Event;
 
 /// What a write needs besides its connection: the clock that stamps its versions, and the
 /// search parameters of its partition that index them (passed explicitly, never found in
@@ -18,17 +20,42 @@ pub(crate) struct WriteContext<'a> {
     pub(crate) registry: &'a Registry,
     /// Set when the write stored a `SearchParameter`: the store reloads its registries after.
     search_parameters_changed: Cell<bool>,
+    /// The audit event of an audited write, as given, and as completed with what this attempt
+    /// of the write wrote.
+    audit: Option<&'a Event>,
+    audited: RefCell<Option<Event>>,
 }
 
 impl<'a> WriteContext<'a> {
-    pub(crate) fn new(clock: &'a WriteClock, registry: &'a Registry) -> WriteContext<'a> {
-        WriteContext { clock, registry, search_parameters_changed: Cell::new(false) }
+    pub(crate) fn new(clock: &'a WriteClock, registry: &'a Registry, audit: Option<&'a Event>) -> WriteContext<'a> {
+        WriteContext {
+            clock,
+            registry,
+            search_parameters_changed: Cell::new(false),
+            audit,
+            audited: RefCell::new(None),
+        }
     }
 
-    /// Notes that a resource of `resource_type` was written.
-    pub(crate) fn note_write(&self, resource_type: &str) {
+    /// Starts an attempt of the write (PostgreSQL may run one several times): the audit
+    /// event starts again from the one given.
+    pub(crate) fn begin(&self) {
+        *self.audited.borrow_mut() = self.audit.cloned();
+    }
+
+    /// The audit event of this attempt, completed, once its work is done.
+    pub(crate) fn audit_event(&self) -> Option<Event> {
+        self.audited.borrow_mut().take()
+    }
+
+    /// Notes that version `version` of a resource was written, with its stored `body` (empty
+    /// for a tombstone).
+    pub(crate) fn note_write(&self, resource_type: &str, id: &str, version: u64, body: &str) {
         if resource_type == "SearchParameter" {
             self.search_parameters_changed.set(true);
+        }
+        if let Some(event) = self.audited.borrow_mut().as_mut() {
+            event.note_resource(resource_type, id, Some(version), body);
         }
     }
 

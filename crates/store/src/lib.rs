@@ -14,6 +14,7 @@
 //! **Architecture invariant:** this crate knows nothing of HTTP; conflicts and preconditions
 //! are domain errors ([`Error`]) that the server maps to status codes.
 
+pub mod audit;
 mod body;
 mod clock;
 mod error;
@@ -229,9 +230,10 @@ pub type ExpectedVersion = Option<u64>;
 
 /// The storage interface the server uses. Implementations must make each call atomic.
 /// Every store also keeps the platform records ([`records::Records`]), the expiring lists
-/// ([`expiring::Expiring`]) and the leases of background work ([`leases::Leases`]).
+/// ([`expiring::Expiring`]), the leases of background work ([`leases::Leases`]) and the
+/// audit log ([`audit::Audit`]).
 #[async_trait]
-pub trait Store: records::Records + expiring::Expiring + leases::Leases + Send + Sync {
+pub trait Store: records::Records + expiring::Expiring + leases::Leases + audit::Audit + Send + Sync {
     /// The current version of a resource, including a tombstone if it was deleted; `None`
     /// if it never existed.
     async fn read(

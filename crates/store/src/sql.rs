@@ -9,6 +9,7 @@
 //! guess a parameter's type; the odd join keyword; row locks) or lives behind [`db::Db`]
 //! (how a version's rows and index rows are written in bulk).
 
+pub(crate) mod audit;
 pub(crate) mod bundle;
 pub(crate) mod criteria;
 pub(crate) mod db;

@@ -94,10 +94,10 @@ fn import_round(
                 other.map(|stored| stored.current)
             }
         };
-        context.note_write(resource.resource_type.as_str());
         let version = current.as_ref().map_or(0, |current| current.version) + 1;
         let last_updated = next_instant(context, current.as_ref());
         let body = resource.body.stamp(version, &fhir::instant::format(from_micros(last_updated)));
+        context.note_write(resource.resource_type.as_str(), resource.id.as_str(), version, &body);
         writes.push(Write { resource, version, last_updated, body, replaced: current });
     }
     if writes.is_empty() {

@@ -16,6 +16,7 @@ const SHARED: &[&str] = &[
     include_str!("../../migrations/shared/0002.sql"),
     include_str!("../../migrations/shared/0003.sql"),
     include_str!("../../migrations/shared/0004.sql"),
+    include_str!("../../migrations/shared/0005.sql"),
 ];
 
 /// The shared migrations spelled for `dialect`.

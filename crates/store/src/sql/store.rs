@@ -2,8 +2,8 @@
 //! connections (a write transaction, a read); everything it does with them is in
 //! [`crate::sql`]. All database work runs on tokio's blocking pool.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use fhir::id::{LogicalId, ResourceType};
@@ -11,6 +11,7 @@ use fhir::search::{Criteria, Registry};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use crate::audit::{Audit, ChainKey, Entry, Event, Head, Query};
 use crate::clock::{WriteClock, WriteContext, from_micros, micros};
 use crate::expiring::Expiring;
 use crate::leases::Leases;
@@ -18,7 +19,7 @@ use crate::records::{Record, RecordWrite, Records};
 use crate::registry::{self, Registries};
 use crate::sql::db::Db;
 use crate::sql::write::VersionWrite;
-use crate::sql::{bundle, expiring, import, leases, read, records, search, write};
+use crate::sql::{audit, bundle, expiring, import, leases, read, records, search, write};
 use crate::{
     EntryOutcome, Environment, Error, ExpectedVersion, HistoryPage, HistoryQuery, ImportCounts, ImportResource, Method,
     SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteKind, WriteOutcome,
@@ -88,6 +89,8 @@ impl<T: Clone> Input<T> {
 /// A [`Store`] over any [`Backend`]: `SqliteStore` and `PostgresStore`.
 pub struct SqlStore<B> {
     pub(crate) shared: Arc<Shared<B>>,
+    /// The event every FHIR write of this handle appends ([`Audit::audited`]).
+    audit: Option<Arc<Event>>,
 }
 
 /// What the store's calls share across threads.
@@ -98,6 +101,17 @@ pub(crate) struct Shared<B> {
     pub(crate) registries: Registries,
     /// How many times `remember` was called: every [`PURGE_EVERY`]th call also purges.
     pub(crate) remembers: AtomicU64,
+    /// The key audit chains are hashed with, once set.
+    audit_key: OnceLock<ChainKey>,
+    /// This process's audit chains not in use by a write.
+    lanes: audit::Lanes,
+}
+
+impl<B> Shared<B> {
+    /// The audit key, or why nothing can be audited yet.
+    fn audit_key(&self) -> Result<ChainKey, Error> {
+        self.audit_key.get().cloned().ok_or_else(|| Error::Database("the audit log's key is not set".into()))
+    }
 }
 
 /// How often `remember` purges expired entries, and how many at most: frequent enough that a
@@ -113,9 +127,15 @@ impl<B: Backend> SqlStore<B> {
     pub(crate) fn new(backend: B, floor: i64) -> Result<SqlStore<B>, Error> {
         let registries = Registries::official();
         backend.read(&mut |db| registry::load(db, &registries))?;
-        let shared =
-            Shared { backend, clock: WriteClock::starting_after(floor), registries, remembers: AtomicU64::new(0) };
-        Ok(SqlStore { shared: Arc::new(shared) })
+        let shared = Shared {
+            backend,
+            clock: WriteClock::starting_after(floor),
+            registries,
+            remembers: AtomicU64::new(0),
+            audit_key: OnceLock::new(),
+            lanes: audit::Lanes::default(),
+        };
+        Ok(SqlStore { shared: Arc::new(shared), audit: None })
     }
 
     /// Runs `work` in a write transaction of partition `env`, on the blocking pool; reloads
@@ -126,16 +146,55 @@ impl<B: Backend> SqlStore<B> {
         E: WriteFailure + Send + 'static,
         F: FnMut(&mut dyn Db, &WriteContext<'_>) -> Result<T, E> + Send + 'static,
     {
-        let shared = Arc::clone(&self.shared);
+        let (shared, event) = (Arc::clone(&self.shared), self.audit.clone());
         run_blocking(move || {
             let registry = shared.registries.get(env);
-            let context = WriteContext::new(&shared.clock, &registry);
-            shared.backend.write(&mut |db| work(db, &context), &mut |db| {
-                if context.search_parameters_changed() {
-                    registry::load(db, &shared.registries)?;
-                }
-                Ok(())
-            })
+            let context = WriteContext::new(&shared.clock, &registry, event.as_deref());
+            let audit = match event {
+                Some(_) => Some((shared.audit_key()?, shared.lanes.take())),
+                None => None,
+            };
+            let result = shared.backend.write(
+                &mut |db| {
+                    context.begin();
+                    let value = work(db, &context)?;
+                    if let (Some((key, chain)), Some(event)) = (&audit, context.audit_event()) {
+                        audit::append(db, key, &shared.clock, chain, std::slice::from_ref(&event))?;
+                    }
+                    Ok(value)
+                },
+                &mut |db| {
+                    if context.search_parameters_changed() {
+                        registry::load(db, &shared.registries)?;
+                    }
+                    Ok(())
+                },
+            );
+            if let Some((_, chain)) = audit {
+                shared.lanes.give(chain);
+            }
+            result
+        })
+        .await
+    }
+
+    /// Runs `work` in a write transaction with an audit chain of its own, on the blocking
+    /// pool; `work` is given the audit key when it is set.
+    async fn write_with_chain<T, F>(&self, mut work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut dyn Db, &WriteClock, Option<(&ChainKey, &str)>) -> Result<T, Error> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        run_blocking(move || {
+            let key = shared.audit_key.get();
+            let chain = key.map(|_| shared.lanes.take());
+            let result =
+                shared.backend.write(&mut |db| work(db, &shared.clock, key.zip(chain.as_deref())), &mut |_| Ok(()));
+            if let Some(chain) = chain {
+                shared.lanes.give(chain);
+            }
+            result
         })
         .await
     }
@@ -178,9 +237,15 @@ where
 #[allow(private_bounds)]
 impl<B: Backend> Records for SqlStore<B> {
     async fn write_record(&self, write: RecordWrite) -> Result<Record, Error> {
-        let shared = Arc::clone(&self.shared);
-        // Records belong to no partition; the write context's registry goes unused.
-        self.write(Environment::Production, move |db, _| records::write(db, &shared.clock, &write)).await
+        // Every change to a platform record is audited with it, once the audit key is set.
+        self.write_with_chain(move |db, clock, audit| {
+            let record = records::write(db, clock, &write)?;
+            if let Some((key, chain)) = audit {
+                audit::append(db, key, clock, chain, &[audit::record_event(&record)])?;
+            }
+            Ok(record)
+        })
+        .await
     }
 
     async fn record(&self, kind: &str, id: &str) -> Result<Option<Record>, Error> {
@@ -409,5 +474,44 @@ impl<B: Backend> Store for SqlStore<B> {
         let counts = self.write(env, move |db, context| import::import(db, context, env, &resources)).await?;
         self.shared.backend.created(counts.created);
         Ok(counts)
+    }
+}
+
+#[async_trait]
+#[allow(private_bounds)]
+impl<B: Backend> Audit for SqlStore<B> {
+    fn set_audit_key(&self, key: ChainKey) {
+        // The first key stays: chains are verified with the key they were written with.
+        let _ = self.shared.audit_key.set(key);
+    }
+
+    fn audited(&self, event: Event) -> Arc<dyn Store> {
+        Arc::new(SqlStore { shared: Arc::clone(&self.shared), audit: Some(Arc::new(event)) })
+    }
+
+    async fn append_audit(&self, events: Vec<Event>) -> Result<(), Error> {
+        let key = self.shared.audit_key()?;
+        self.write_with_chain(move |db, clock, audit| match audit {
+            Some((_, chain)) => audit::append(db, &key, clock, chain, &events),
+            None => Err(Error::Database("the audit log's key is not set".into())),
+        })
+        .await
+    }
+
+    async fn audit_heads(&self) -> Result<Vec<Head>, Error> {
+        SqlStore::read(self, audit::heads).await
+    }
+
+    async fn audit_chain(&self, chain: &str, after: u64, limit: usize) -> Result<Vec<Entry>, Error> {
+        let chain = chain.to_owned();
+        SqlStore::read(self, move |db| audit::chain(db, &chain, after, limit)).await
+    }
+
+    async fn audit_chains_without_head(&self) -> Result<Vec<String>, Error> {
+        SqlStore::read(self, audit::headless).await
+    }
+
+    async fn search_audit(&self, query: Query) -> Result<Vec<Entry>, Error> {
+        SqlStore::read(self, move |db| audit::search(db, &query)).await
     }
 }

@@ -182,10 +182,10 @@ fn write_prepared(
         Some(current) if !current.deleted => WriteKind::Updated,
         _ => WriteKind::Created,
     };
-    context.note_write(resource_type.as_str());
     let version = current.as_ref().map_or(0, |current| current.version) + 1;
     let last_updated = next_instant(context, current.as_ref());
     let body = body.stamp(version, &fhir::instant::format(from_micros(last_updated)));
+    context.note_write(resource_type.as_str(), id.as_str(), version, &body);
     let row = VersionRow {
         resource_type: resource_type.as_str(),
         id: id.as_str(),
@@ -224,7 +224,7 @@ fn write_tombstone(
 ) -> Result<u64, Error> {
     let version = current.version + 1;
     let last_updated = next_instant(context, Some(current));
-    context.note_write(resource_type.as_str());
+    context.note_write(resource_type.as_str(), id.as_str(), version, "");
     let row = VersionRow {
         resource_type: resource_type.as_str(),
         id: id.as_str(),

@@ -1,0 +1,32 @@
+-- The audit log (see store::audit). Entries are appended in hash chains: one chain per
+-- writer lane of a process, so concurrent writers never wait on one row. Each chain's head
+-- (its last sequence number and hash) is updated in the same transaction as its entries, so a
+-- deleted last entry is found as surely as any other.
+CREATE TABLE audit_chains (
+    chain     {text} NOT NULL PRIMARY KEY,
+    created   {int}  NOT NULL, -- microseconds since the Unix epoch
+    last_seq  {int}  NOT NULL,
+    last_hash {text} NOT NULL
+){clustered};
+
+-- One row per event: its chain position, when it was recorded, the event as JSON, and the
+-- keyed hash over the previous entry's hash and this entry's columns.
+CREATE TABLE audit_entries (
+    chain    {text} NOT NULL,
+    seq      {int}  NOT NULL,
+    recorded {int}  NOT NULL,
+    body     {text} NOT NULL,
+    hash     {text} NOT NULL,
+    PRIMARY KEY (chain, seq)
+);
+CREATE INDEX audit_entries_recorded ON audit_entries (recorded);
+
+-- What an entry can be found by (agent, entity, patient, type, outcome…), newest first per
+-- term: an audit search drives from here.
+CREATE TABLE audit_terms (
+    term     {text} NOT NULL,
+    recorded {int}  NOT NULL,
+    chain    {text} NOT NULL,
+    seq      {int}  NOT NULL,
+    PRIMARY KEY (term, recorded, chain, seq)
+){clustered};
