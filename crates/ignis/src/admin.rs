@@ -118,10 +118,6 @@ struct UserCreateArgs {
     /// file is created with mode 0600 and must not exist. Required when TOTP is enrolled.
     #[arg(long)]
     totp_secret_out: Option<PathBuf>,
-    /// The server's secret key, which seals TOTP secrets (default `<data-dir>/secret.key`,
-    /// created when missing).
-    #[arg(long, env = "IGNIS_SECRET_KEY_FILE")]
-    secret_key_file: Option<PathBuf>,
     #[command(flatten)]
     storage: StorageArgs,
 }
@@ -180,7 +176,7 @@ async fn create_user(args: UserCreateArgs) -> anyhow::Result<()> {
         (None, false) => None,
     };
     let password = read_password(std::io::stdin().lock())?;
-    let key = secret_key(&args.storage, args.secret_key_file.as_deref())?;
+    let key = secret_key(&args.storage)?;
     let store = open_store(&args.storage)?;
     let records: &dyn Records = &*store;
     let new = NewUser {

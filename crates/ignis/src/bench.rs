@@ -413,7 +413,11 @@ impl BenchServer {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let root = format!("http://{}", listener.local_addr()?);
         let base = format!("{root}/fhir");
-        let mut state = server::AppState::new(store, server::Config::new(root.clone()))?;
+        let audit_secret = match &secured {
+            Some(secured) => Arc::clone(&secured.secret),
+            None => Arc::new(auth::secret::SecretKey::generate()?),
+        };
+        let mut state = server::AppState::new(store, server::Config::new(root.clone()), &audit_secret)?;
         let (mut token, mut secret, mut issued) = (None, None, None);
         if let Some(secured) = secured {
             secret = Some(Arc::clone(&secured.secret));

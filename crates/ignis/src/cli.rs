@@ -38,6 +38,9 @@ pub(crate) enum Command {
     /// Operator commands (users, clients, launches, grants, keys), over the same database as a
     /// running server.
     Admin(crate::admin::AdminArgs),
+    /// The audit log: verify its hash chains, export a date range as NDJSON AuditEvents.
+    #[command(subcommand)]
+    Audit(crate::audit::AuditCommand),
     /// Print a shell completion script: `ignis completions bash > /etc/bash_completion.d/ignis`.
     Completions(CompletionsArgs),
     /// The `serve` configuration.
@@ -68,6 +71,11 @@ pub(crate) struct StorageArgs {
     /// SQLite inside the data folder (`sqlite://<data-dir>/ignis.db`).
     #[arg(long, env = "IGNIS_DATABASE_URL")]
     pub(crate) database_url: Option<String>,
+    /// The server's secret key: every key of the authorization server derives from it, it
+    /// seals secrets at rest, and it keys the audit log's hash chains. 32 bytes in base64,
+    /// readable by its owner only (default `<data-dir>/secret.key`, created when missing).
+    #[arg(long, env = "IGNIS_SECRET_KEY_FILE")]
+    pub(crate) secret_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -111,11 +119,6 @@ pub(crate) struct ServeArgs {
     /// Leave the FHIR API open without tokens (loopback only; for local experiments).
     #[arg(long, env = "IGNIS_INSECURE_NO_AUTH")]
     pub(crate) insecure_no_auth: bool,
-    /// The secret key every key of the authorization server derives from and that seals
-    /// secrets at rest: 32 bytes in base64, readable by its owner only (default
-    /// `<data-dir>/secret.key`, generated on first start).
-    #[arg(long, env = "IGNIS_SECRET_KEY_FILE")]
-    pub(crate) secret_key_file: Option<PathBuf>,
     /// A signed-in browser session idle this long ends (ONC 170.315(d)(5)).
     #[arg(long, env = "IGNIS_SESSION_IDLE_MINUTES", default_value_t = 15)]
     pub(crate) session_idle_minutes: u64,

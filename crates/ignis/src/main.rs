@@ -2,6 +2,7 @@
 //! and no SQL live here.
 
 mod admin;
+mod audit;
 mod bench;
 mod cli;
 mod config;
@@ -53,6 +54,7 @@ fn main() -> std::process::ExitCode {
             Command::Migrate(args) => migrate::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Admin(args) => admin::run(args).await,
+            Command::Audit(command) => audit::run(command).await,
             Command::Completions(_) | Command::Config(_) => Ok(()),
         }
     });

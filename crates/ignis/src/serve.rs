@@ -40,9 +40,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !args.no_demo {
         load_demo(store.as_ref(), &args.demo_data).await?;
     }
-    let mut state = server::AppState::new(store, config).context("cannot use the export store")?;
+    let secret = Arc::new(load_secret_key(&args.storage)?);
+    let mut state = server::AppState::new(store, config, &secret).context("cannot use the export store")?;
     if !args.insecure_no_auth {
-        state = state.with_authorization(authorization(&args)?);
+        state = state.with_authorization(authorization(&args, secret));
     }
     tracing::info!(%address, fhir_base = %format!("{base_url}/fhir"), tls = tls.is_some(), "ignis is serving");
     match tls {
@@ -83,18 +84,18 @@ async fn serve_mutual(
     Ok(tokio::spawn(server::serve_mtls(listener, state, tls, trust, shutdown_signal())))
 }
 
-/// The authorization server: its keys derive from the secret key file, created on first start.
-fn authorization(args: &ServeArgs) -> anyhow::Result<server::Authorization> {
-    let key = load_secret_key(&args.storage, args.secret_key_file.as_deref())?;
-    let mut authorization = server::Authorization::new(Arc::new(key));
+/// The authorization server: its keys derive from the secret key.
+fn authorization(args: &ServeArgs, secret: Arc<SecretKey>) -> server::Authorization {
+    let mut authorization = server::Authorization::new(secret);
     authorization.session_idle = std::time::Duration::from_secs(args.session_idle_minutes.saturating_mul(60));
-    Ok(authorization)
+    authorization
 }
 
-/// The secret key in `file`, or in `<data-dir>/secret.key` (created, owner-only, when missing).
-pub(crate) fn load_secret_key(storage: &StorageArgs, file: Option<&std::path::Path>) -> anyhow::Result<SecretKey> {
-    let path = match file {
-        Some(path) => path.to_owned(),
+/// The secret key of `--secret-key-file`, or of `<data-dir>/secret.key` (created, owner-only,
+/// when missing).
+pub(crate) fn load_secret_key(storage: &StorageArgs) -> anyhow::Result<SecretKey> {
+    let path = match &storage.secret_key_file {
+        Some(path) => path.clone(),
         None => {
             std::fs::create_dir_all(&storage.data_dir)
                 .with_context(|| format!("cannot create the data folder {}", storage.data_dir.display()))?;
@@ -205,6 +206,8 @@ pub(crate) fn open_store(storage: &StorageArgs) -> anyhow::Result<Arc<dyn store:
             SqliteStore::open(path).with_context(|| format!("cannot open the database {}", database.describe()))?,
         ),
     };
+    // Whatever a command changes is audited, with the chains' key.
+    store.set_audit_key(server::audit_key(&load_secret_key(storage)?));
     Ok(store)
 }
 

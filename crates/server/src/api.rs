@@ -9,6 +9,7 @@
 
 mod accounts;
 mod apps;
+mod audit;
 mod devices;
 pub(crate) mod openapi;
 pub(crate) mod problem;
@@ -61,6 +62,8 @@ pub(crate) fn routes(context: ApiContext) -> Router<AppState> {
         .route("/apps/{id}", get(apps::get).put(apps::update))
         .route("/apps/{id}/{step}", post(apps::step))
         .route("/review-queue", get(apps::queue))
+        .route("/audit-events", get(audit::search))
+        .route("/audit-events/export", get(audit::export_range))
         .route("/ca", post(devices::ca_init))
         .route("/devices/{id}", get(devices::get))
         .route("/devices/{id}/credential", post(devices::credential))
@@ -82,7 +85,13 @@ impl FromRequestParts<ApiContext> for ApiUser {
         let key = crate::authorize::bearer(&parts.headers)
             .ok_or_else(|| Problem::unauthorized("this API requires an API key (Authorization: Bearer)"))?;
         match auth::api_key::user_of(context.store(), key, crate::authorize::now()).await? {
-            Some(user) => Ok(ApiUser(user)),
+            Some(user) => {
+                if let Some(note) = parts.extensions.get::<crate::audit::Note>() {
+                    let user = Some(user.value.username.clone());
+                    note.agent(store::audit::Agent { user, ..store::audit::Agent::default() });
+                }
+                Ok(ApiUser(user))
+            }
             None => Err(Problem::unauthorized("the API key is unknown or expired")),
         }
     }

@@ -23,7 +23,9 @@ use fhir::id::{LogicalId, ResourceType};
 use fhir::search::{Clause, Criteria, Handling, SearchQuery, index_rows};
 use serde_json::Value;
 use store::StoredResource;
+use store::audit::Agent;
 
+use crate::audit::Note;
 use crate::error::ApiError;
 use crate::state::FhirContext;
 
@@ -35,58 +37,70 @@ pub(crate) enum Caller {
     Token(Arc<Grant>),
 }
 
-/// Middleware: authenticates the request's bearer token against this FHIR base.
+/// Middleware: authenticates the request's bearer token against this FHIR base, and tells
+/// the request's audit note who is calling (or why they were refused).
 pub(crate) async fn authenticate(State(context): State<FhirContext>, mut request: Request, next: Next) -> Response {
-    let caller = match &context.app.auth {
-        None => Caller::Open,
-        Some(auth) => {
-            let Some(token) = bearer(request.headers()) else {
-                return ApiError::unauthorized(
-                    None,
-                    "this FHIR server requires an access token (Authorization: Bearer)",
-                )
-                .into_response();
-            };
-            let devices = match auth.devices(context.store()).await {
-                Ok(devices) => devices,
-                Err(error) => return ApiError::internal(error).into_response(),
-            };
-            if devices.is_device_jwt(token) {
-                let presented = request.extensions().get::<crate::mtls::PeerCertificates>().cloned();
-                let client = request
-                    .extensions()
-                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                    .map(|info| info.0.ip());
-                match device_caller(&context, devices, token, presented, client).await {
-                    Ok(caller) => caller,
-                    Err(error) => return error.into_response(),
-                }
-            } else {
-                match auth.issuer.authenticate(context.store(), token, &context.base, now()).await {
-                    Ok(grant) => match bound_to_connection(&grant, &request, context.env) {
-                        Ok(()) => Caller::Token(grant),
-                        Err(error) => return error.into_response(),
-                    },
-                    Err(error @ auth::token::TokenError::Unavailable(_)) => {
-                        return ApiError::internal(error).into_response();
-                    }
-                    Err(error) => {
-                        return ApiError::unauthorized(Some("invalid_token"), error.to_string()).into_response();
-                    }
-                }
+    let note = request.extensions().get::<Note>().cloned();
+    let caller = match caller_of(&context, request.headers(), request.extensions()).await {
+        Ok((caller, agent)) => {
+            if let Some(note) = &note {
+                note.agent(agent);
             }
+            caller
+        }
+        Err(error) => {
+            if let Some(note) = &note {
+                note.detail(error.summary());
+            }
+            return error.into_response();
         }
     };
     request.extensions_mut().insert(caller);
     next.run(request).await
 }
 
+/// The caller of `request` and who they are for the audit log: 401 with a challenge when the
+/// token is missing or fails a check.
+async fn caller_of(
+    context: &FhirContext,
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Result<(Caller, Agent), ApiError> {
+    let Some(auth) = &context.app.auth else { return Ok((Caller::Open, Agent::default())) };
+    let Some(token) = bearer(headers) else {
+        return Err(ApiError::unauthorized(None, "this FHIR server requires an access token (Authorization: Bearer)"));
+    };
+    let devices = auth.devices(context.store()).await.map_err(ApiError::internal)?;
+    if devices.is_device_jwt(token) {
+        let presented = extensions.get::<crate::mtls::PeerCertificates>().cloned();
+        let client = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
+        return device_caller(context, devices, token, presented, client).await;
+    }
+    match auth.issuer.authenticate(context.store(), token, &context.base, now()).await {
+        Ok(grant) => {
+            bound_to_connection(&grant, extensions, context.env)?;
+            let agent = Agent {
+                user: (grant.subject != grant.client_id).then(|| grant.subject.clone()),
+                client: Some(grant.client_id.clone()),
+                ..Agent::default()
+            };
+            Ok((Caller::Token(grant), agent))
+        }
+        Err(error @ auth::token::TokenError::Unavailable(_)) => Err(ApiError::internal(error)),
+        Err(error) => Err(ApiError::unauthorized(Some("invalid_token"), error.to_string())),
+    }
+}
+
 /// A certificate-bound access token (RFC 8705) must come over mutual TLS with its certificate,
 /// which in production must still pass the checks of `crate::mtls` (a CRL may have changed).
-fn bound_to_connection(grant: &auth::token::Grant, request: &Request, env: store::Environment) -> Result<(), ApiError> {
+fn bound_to_connection(
+    grant: &auth::token::Grant,
+    extensions: &axum::http::Extensions,
+    env: store::Environment,
+) -> Result<(), ApiError> {
     let Some(cnf) = &grant.cnf else { return Ok(()) };
     let refused = |reason: &str| ApiError::unauthorized(Some("invalid_token"), reason);
-    let peer = request.extensions().get::<crate::mtls::PeerCertificates>();
+    let peer = extensions.get::<crate::mtls::PeerCertificates>();
     if peer.map(|peer| &*peer.thumbprint) != Some(cnf.as_str()) {
         return Err(refused(
             "the access token is bound to a client certificate (cnf x5t#S256): present it over mutual TLS",
@@ -111,7 +125,7 @@ async fn device_caller(
     token: &str,
     presented: Option<crate::mtls::PeerCertificates>,
     client: Option<std::net::IpAddr>,
-) -> Result<Caller, ApiError> {
+) -> Result<(Caller, Agent), ApiError> {
     let refused = |reason: String| ApiError::unauthorized(Some("invalid_token"), reason);
     let verified = match devices.verify(context.store(), token, context.env).await {
         Ok(verified) => verified,
@@ -146,7 +160,12 @@ async fn device_caller(
     if let Some(network) = &network {
         access::certification::admits(network, client).map_err(ApiError::forbidden)?;
     }
-    Ok(Caller::Token(Arc::clone(&grant.grant)))
+    let agent = Agent {
+        device: Some(grant.claims.sub.clone()),
+        account: Some(grant.claims.account.clone()),
+        ..Agent::default()
+    };
+    Ok((Caller::Token(Arc::clone(&grant.grant)), agent))
 }
 
 /// The token of an `Authorization: Bearer …` header (the scheme is case-insensitive): access

@@ -55,6 +55,11 @@ impl ApiError {
         self.status
     }
 
+    /// The first issue's text, for the audit log.
+    pub(crate) fn summary(&self) -> String {
+        self.issues.first().map(|issue| issue.diagnostics.clone()).unwrap_or_default()
+    }
+
     /// The OperationOutcome resource this error is reported as.
     pub(crate) fn outcome(&self) -> serde_json::Value {
         operation_outcome(&self.issues)

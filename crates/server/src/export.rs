@@ -331,8 +331,10 @@ pub(crate) async fn cancel(
 pub(crate) async fn file(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: crate::audit::Note,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    note.entity(format!("$export-file/{id}/{name}"));
     let job = own_job(&context, &caller, &id).await?;
     let listed = job.outputs.iter().chain(&job.errors).any(|output| output.name == name);
     if job.state != JobState::Complete || !listed {

@@ -16,6 +16,7 @@
 //! `fhir`, storage in `store`.
 
 mod api;
+mod audit;
 mod authorize;
 mod bundle;
 mod capability;
@@ -39,10 +40,11 @@ use std::future::Future;
 
 use tokio::net::TcpListener;
 
+pub use audit::events::export as audit_export;
 pub use jwks::HttpJwksFetcher;
 pub use mtls::{ClientTrust, PeerCertificates, Verdict};
 pub use router::{app, router};
-pub use state::{AppState, Authorization, Config};
+pub use state::{AppState, Authorization, Config, audit_key};
 pub use tls::{Tls, TlsError, serve_mtls, serve_tls};
 
 /// Serves `state` on `listener` until `shutdown` resolves, then finishes in-flight requests.
@@ -52,7 +54,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let runner = state.start_background();
-    let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app(state));
+    let service = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(
+        app(state),
+    );
     let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
     runner.abort();
     served

@@ -4,7 +4,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderName, Method, StatusCode, header};
-use axum::middleware::{Next, from_fn};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -18,14 +18,15 @@ use tower_http::trace::TraceLayer;
 use crate::api::problem::Problem;
 use crate::error::{issue_for_status, outcome_response};
 use crate::negotiation::check_acceptable;
-use crate::state::Config;
+use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Wraps `app` in the shared layers. Order matters: the request id is set first so the trace
 /// span carries it; `outcome_for_bare_errors` sits outside panic catching and the timeout so
 /// that their plain responses also become OperationOutcomes.
-pub(crate) fn stack(app: Router, config: &Config) -> Router {
+pub(crate) fn stack(app: Router, state: &AppState) -> Router {
+    let config = &state.config;
     app.layer(cors())
         .layer(
             ServiceBuilder::new()
@@ -37,6 +38,9 @@ pub(crate) fn stack(app: Router, config: &Config) -> Router {
                 .layer(CompressionLayer::new().quality(CompressionLevel::Fastest))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(from_fn(outcome_for_bare_errors))
+                // Inside the answers above, outside panics and the timeout: their answers are
+                // audited too.
+                .layer(from_fn_with_state(state.clone(), crate::audit::record_requests))
                 .layer(CatchPanicLayer::new())
                 .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
                 .layer(RequestDecompressionLayer::new()),

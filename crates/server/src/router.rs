@@ -33,7 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(state.clone());
-    middleware::stack(app, &state.config)
+    middleware::stack(app, &state)
 }
 
 /// [`router`] behind path normalization: `[base]/`, `[base]/Patient/` and every other path

@@ -35,6 +35,10 @@ pub struct Config {
     /// The wait before a failed delivery's second attempt; it doubles each time (at most an
     /// hour).
     pub notification_retry: Duration,
+    /// Test-only: requests are served without audit events, so the bench can show what audit
+    /// costs. No flag, variable or setting file reaches it: audit cannot be turned off.
+    #[doc(hidden)]
+    pub bench_without_audit: bool,
 }
 
 impl Config {
@@ -55,8 +59,15 @@ impl Config {
             export: export::Settings::new(export::Location::Folder(std::env::temp_dir().join("ignis-exports"))),
             notification_poll: Duration::from_secs(1),
             notification_retry: Duration::from_secs(5),
+            bench_without_audit: false,
         }
     }
+}
+
+/// The key the audit log's chains are hashed with, derived from the server's secret key: the
+/// server, the admin commands and `ignis audit verify` all take it from here.
+pub fn audit_key(secret_key: &SecretKey) -> store::audit::ChainKey {
+    store::audit::ChainKey::new(&secret_key.derive("audit-chain"))
 }
 
 /// The authorization server's keys and policies.
@@ -108,14 +119,19 @@ pub struct AppState {
     pub(crate) search_slots: Arc<Semaphore>,
     /// Bulk Data export jobs: started by kick-offs, run by [`AppState::start_background`].
     pub exports: Arc<export::Exports>,
+    /// Appends the audit events of requests that write nothing.
+    pub(crate) audit: Arc<crate::audit::Recorder>,
 }
 
 impl AppState {
-    /// State over `store` with `config`; fails when the export location cannot be used.
-    pub fn new(store: Arc<dyn Store>, config: Config) -> Result<AppState, export::RunError> {
+    /// State over `store` with `config`, whose audit chains are hashed with the key derived
+    /// from `secret_key` ([`audit_key`]); fails when the export location cannot be used.
+    pub fn new(store: Arc<dyn Store>, config: Config, secret_key: &SecretKey) -> Result<AppState, export::RunError> {
+        store.set_audit_key(audit_key(secret_key));
         let search_slots = Arc::new(Semaphore::new(config.max_concurrent_searches));
         let exports = Arc::new(export::Exports::new(Arc::clone(&store), config.export.clone())?);
-        Ok(AppState { store, config: Arc::new(config), auth: None, search_slots, exports })
+        let audit = Arc::new(crate::audit::Recorder::default());
+        Ok(AppState { store, config: Arc::new(config), auth: None, search_slots, exports, audit })
     }
 
     /// Starts this process's background work until the returned task is aborted: the export
@@ -160,5 +176,11 @@ impl FhirContext {
     /// The store.
     pub(crate) fn store(&self) -> &dyn Store {
         self.app.store.as_ref()
+    }
+
+    /// The store a write of the request noted by `note` goes through: it records the
+    /// request's audit event in the write's transaction.
+    pub(crate) fn audited_store(&self, note: &crate::audit::Note) -> Arc<dyn Store> {
+        note.store(&self.app.store)
     }
 }

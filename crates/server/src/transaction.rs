@@ -19,6 +19,7 @@ use store::{TransactionError, TransactionRequest};
 
 use axum::http::StatusCode;
 
+use crate::audit::Note;
 use crate::authorize::Caller;
 use crate::error::ApiError;
 use crate::state::FhirContext;
@@ -40,6 +41,7 @@ enum Slot {
 pub(crate) async fn process(
     context: &FhirContext,
     caller: &Caller,
+    note: &Note,
     mut bundle: Value,
     detail: Detail,
 ) -> Result<String, ApiError> {
@@ -53,8 +55,8 @@ pub(crate) async fn process(
         Some(_) => return Err(ApiError::bad_request("Bundle.entry must be an array")),
     };
     match kind.as_str() {
-        "transaction" => transaction(context, caller, entries, detail).await,
-        "batch" => batch(context, caller, entries, detail).await,
+        "transaction" => transaction(context, caller, note, entries, detail).await,
+        "batch" => batch(context, caller, note, entries, detail).await,
         other => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             IssueType::NotSupported,
@@ -66,6 +68,7 @@ pub(crate) async fn process(
 async fn transaction(
     context: &FhirContext,
     caller: &Caller,
+    note: &Note,
     entries: Vec<Value>,
     detail: Detail,
 ) -> Result<String, ApiError> {
@@ -75,7 +78,12 @@ async fn transaction(
         .await
         .map_err(ApiError::internal)??;
     let (request, warnings) = resolve(context, caller, entries).await?;
-    let outcomes = context.store().transaction(context.env, request).await.map_err(entry_error)?;
+    // The event is written with the transaction; searches inside it run after, and are
+    // noted in an event of their own.
+    let outcomes = context.audited_store(note).transaction(context.env, request).await.map_err(entry_error)?;
+    if !slots.iter().any(|slot| matches!(slot, Slot::Search { .. })) {
+        note.written();
+    }
     let mut outcomes = outcomes.into_iter().zip(warnings);
     let mut results = Vec::with_capacity(slots.len());
     for (index, slot) in slots.into_iter().enumerate() {
@@ -84,7 +92,7 @@ async fn transaction(
                 .next()
                 .map(|(outcome, warnings)| Answer::Stored(outcome, warnings))
                 .ok_or_else(|| ApiError::internal("the store returned fewer outcomes than entries")),
-            Slot::Search { type_name, query } => search(context, caller, index, type_name, query).await,
+            Slot::Search { type_name, query } => search(context, caller, note, index, type_name, query).await,
         });
     }
     response::bundle(&context.base, "transaction-response", &results, detail)
@@ -171,11 +179,12 @@ async fn admitted(
 async fn search(
     context: &FhirContext,
     caller: &Caller,
+    note: &Note,
     index: usize,
     type_name: String,
     query: Option<String>,
 ) -> Result<Answer, ApiError> {
-    crate::handlers::search::type_searchset(context, caller, &type_name, query.as_deref())
+    crate::handlers::search::type_searchset(context, caller, note, &type_name, query.as_deref())
         .await
         .map(Answer::Searchset)
         .map_err(|error| error.in_entry(index))
@@ -184,12 +193,13 @@ async fn search(
 async fn batch(
     context: &FhirContext,
     caller: &Caller,
+    note: &Note,
     entries: Vec<Value>,
     detail: Detail,
 ) -> Result<String, ApiError> {
     let mut results = Vec::with_capacity(entries.len());
     for (index, mut entry) in entries.into_iter().enumerate() {
-        results.push(batch_entry(context, caller, index, &mut entry).await);
+        results.push(batch_entry(context, caller, note, index, &mut entry).await);
     }
     response::bundle(&context.base, "batch-response", &results, detail)
 }
@@ -198,6 +208,7 @@ async fn batch(
 async fn batch_entry(
     context: &FhirContext,
     caller: &Caller,
+    note: &Note,
     index: usize,
     entry: &mut Value,
 ) -> Result<Answer, ApiError> {
@@ -206,12 +217,15 @@ async fn batch_entry(
     {
         entry::Request::Store(parsed) => parsed,
         entry::Request::Patch(patch) => patched(context, patch).await.map_err(|error| error.in_entry(index))?,
-        entry::Request::Search { type_name, query } => return search(context, caller, index, type_name, query).await,
+        entry::Request::Search { type_name, query } => {
+            return search(context, caller, note, index, type_name, query).await;
+        }
     };
     let parsed = admitted(context, caller, parsed).await.map_err(|error| error.in_entry(index))?;
     let request =
         TransactionRequest { entries: vec![parsed.entry], conditional_references: parsed.conditional_references };
-    let mut outcomes = context.store().transaction(context.env, request).await.map_err(entry_error)?;
+    // Each entry's write records an event of its own; the batch as a whole is recorded after.
+    let mut outcomes = context.audited_store(note).transaction(context.env, request).await.map_err(entry_error)?;
     outcomes
         .pop()
         .map(|outcome| Answer::Stored(outcome, parsed.warnings))

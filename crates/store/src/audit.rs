@@ -65,8 +65,8 @@ impl std::fmt::Debug for ChainKey {
     }
 }
 
-/// The outcome of an event, as `AuditEvent.outcome` codes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// The outcome of an event, as `AuditEvent.outcome` codes it; ordered from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     #[default]

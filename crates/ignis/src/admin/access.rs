@@ -59,9 +59,6 @@ pub(crate) struct DeviceRotateArgs {
     /// The device's PEM certificate signing request, signed by the platform CA.
     #[arg(long)]
     csr: Option<PathBuf>,
-    /// The server's secret key, which seals the CA key.
-    #[arg(long, env = "IGNIS_SECRET_KEY_FILE")]
-    secret_key_file: Option<PathBuf>,
     #[command(flatten)]
     storage: StorageArgs,
 }
@@ -92,9 +89,6 @@ pub(crate) struct DeviceCreateArgs {
     /// here once (created 0600); recorded on the device as platform-generated.
     #[arg(long)]
     generate_key_out: Option<PathBuf>,
-    /// The server's secret key, which seals the CA key (default `<data-dir>/secret.key`).
-    #[arg(long, env = "IGNIS_SECRET_KEY_FILE")]
-    secret_key_file: Option<PathBuf>,
     #[command(flatten)]
     storage: StorageArgs,
 }
@@ -103,9 +97,6 @@ pub(crate) struct DeviceCreateArgs {
 pub(crate) struct DeviceArgs {
     #[arg(long)]
     device: String,
-    /// The server's secret key, which seals the device signing key.
-    #[arg(long, env = "IGNIS_SECRET_KEY_FILE")]
-    secret_key_file: Option<PathBuf>,
     #[command(flatten)]
     storage: StorageArgs,
 }
@@ -173,9 +164,6 @@ pub(crate) enum CaCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct CaInitArgs {
-    /// The server's secret key, which seals the CA key.
-    #[arg(long, env = "IGNIS_SECRET_KEY_FILE")]
-    secret_key_file: Option<PathBuf>,
     #[command(flatten)]
     storage: StorageArgs,
 }
@@ -194,7 +182,7 @@ pub(crate) async fn device(command: DeviceCommand) -> anyhow::Result<()> {
         DeviceCommand::Create(args) => create_device(args).await,
         DeviceCommand::Credential(args) => {
             let store = open_store(&args.storage)?;
-            let secret = load_secret_key(&args.storage, args.secret_key_file.as_deref())?;
+            let secret = load_secret_key(&args.storage)?;
             let credentials = DeviceCredentials::load_or_create(&*store, &secret).await.map_err(refused)?;
             let jwt = credentials.issue(&*store, &args.device, BY).await.map_err(refused)?;
             print_json(&json!({"device": args.device, "jwt": jwt}));
@@ -202,7 +190,7 @@ pub(crate) async fn device(command: DeviceCommand) -> anyhow::Result<()> {
         }
         DeviceCommand::Rotate(args) => {
             let store = open_store(&args.storage)?;
-            let secret = load_secret_key(&args.storage, args.secret_key_file.as_deref())?;
+            let secret = load_secret_key(&args.storage)?;
             let (certificate, csr) = read_given(args.certificate.as_deref(), args.csr.as_deref())?;
             let given = Given::of(certificate.as_deref(), csr.as_deref()).map_err(refused)?;
             let given = given.context("give --certificate or --csr")?;
@@ -223,7 +211,7 @@ pub(crate) async fn device(command: DeviceCommand) -> anyhow::Result<()> {
 
 async fn create_device(args: DeviceCreateArgs) -> anyhow::Result<()> {
     let store = open_store(&args.storage)?;
-    let secret = load_secret_key(&args.storage, args.secret_key_file.as_deref())?;
+    let secret = load_secret_key(&args.storage)?;
     let mut key_file = None;
     let (certificate, csr) = read_given(args.certificate.as_deref(), args.csr.as_deref())?;
     let given = Given::of(certificate.as_deref(), csr.as_deref()).map_err(refused)?;
@@ -310,7 +298,7 @@ fn transition(args: TransitionArgs, action: Action) -> (StorageArgs, Change) {
 pub(crate) async fn ca(command: CaCommand) -> anyhow::Result<()> {
     let CaCommand::Init(args) = command;
     let store = open_store(&args.storage)?;
-    let secret = load_secret_key(&args.storage, args.secret_key_file.as_deref())?;
+    let secret = load_secret_key(&args.storage)?;
     let certificate = ca::init(&*store, &secret, BY).await.map_err(refused)?;
     print_json(&json!({"certificate": certificate}));
     Ok(())

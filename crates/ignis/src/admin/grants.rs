@@ -46,16 +46,13 @@ pub(crate) async fn revoke(args: TokenRevokeArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub(crate) struct KeyRotateArgs {
-    /// The server's secret key (default `<data-dir>/secret.key`).
-    #[arg(long, env = "IGNIS_SECRET_KEY_FILE")]
-    secret_key_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     storage: StorageArgs,
 }
 
 /// Makes a new signing key and prints its `kid`. Servers pick it up within a minute.
 pub(crate) async fn rotate(args: KeyRotateArgs) -> anyhow::Result<()> {
-    let key = secret_key(&args.storage, args.secret_key_file.as_deref())?;
+    let key = secret_key(&args.storage)?;
     let store = open_store(&args.storage)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let keys = SigningKeys::rotate(&*store, &key, now, ACCESS_LIFETIME).await?;

@@ -5,11 +5,11 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, apps, devices, problem, requests, sessions};
+use super::{accounts, apps, audit, devices, problem, requests, sessions};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Ignis access program API", description = "Accounts, devices and Device JWTs, production access requests and their certification review. Errors are RFC 9457 problem documents."),
+    info(title = "Ignis access program API", description = "Accounts, devices and Device JWTs, production access requests and their certification review, and the audit log. Errors are RFC 9457 problem documents."),
     paths(
         sessions::sign_up, sessions::sign_in,
         accounts::create, accounts::get, accounts::set_webhook, accounts::notifications,
@@ -17,6 +17,7 @@ use super::{accounts, apps, devices, problem, requests, sessions};
         devices::create, devices::list, devices::get, devices::credential, devices::revoke, devices::rotate, devices::ca_init,
         apps::register, apps::list, apps::get, apps::update, apps::step, apps::queue,
         requests::create, requests::list, requests::get, requests::record, requests::transition,
+        audit::search, audit::export_range,
     ),
     components(schemas(problem::ProblemDocument)),
     modifiers(&BearerKey),

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use store::WriteKind;
 
+use crate::audit::Note;
 use crate::authorize::Caller;
 use crate::error::ApiError;
 use crate::handlers::{check_resource, parse_criteria, parse_type};
@@ -20,6 +21,7 @@ use crate::state::FhirContext;
 pub(crate) async fn create(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     Path(type_name): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -42,7 +44,8 @@ pub(crate) async fn create(
         }
         None => None,
     };
-    let outcome = context.store().create(context.env, &resource_type, resource, condition).await?;
+    let outcome = context.audited_store(&note).create(context.env, &resource_type, resource, condition).await?;
+    note.written();
     let preference = return_preference(&headers);
     Ok(match outcome.kind {
         WriteKind::Unchanged => {

@@ -7,6 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::audit::Note;
 use crate::authorize::Caller;
 use crate::error::ApiError;
 use crate::handlers::{parse_criteria, parse_id, parse_type};
@@ -18,13 +19,15 @@ use crate::state::FhirContext;
 pub(crate) async fn delete(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     Path((type_name, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (resource_type, id) = (parse_type(&type_name)?, parse_id(&id)?);
     caller.admit(&context, &resource_type, Permission::Delete)?.check_existing(&context, &resource_type, &id).await?;
     let expected = if_match(&headers)?;
-    let version = context.store().delete(context.env, &resource_type, &id, expected).await?;
+    let version = context.audited_store(&note).delete(context.env, &resource_type, &id, expected).await?;
+    note.written();
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Some(version) = version {
         response.headers_mut().insert(header::ETAG, etag(version));
@@ -37,6 +40,7 @@ pub(crate) async fn delete(
 pub(crate) async fn conditional_delete(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     Path(type_name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -44,6 +48,7 @@ pub(crate) async fn conditional_delete(
     caller.admit(&context, &resource_type, Permission::Delete)?;
     let mut criteria = parse_criteria(&context.store().registry(context.env), &resource_type, query.as_deref())?;
     caller.narrow_criteria(&context, &resource_type, &mut criteria)?;
-    context.store().conditional_delete(context.env, &resource_type, criteria).await?;
+    context.audited_store(&note).conditional_delete(context.env, &resource_type, criteria).await?;
+    note.written();
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -9,6 +9,7 @@ use axum::response::Response;
 use store::{HistoryQuery, HistoryScope};
 use time::OffsetDateTime;
 
+use crate::audit::Note;
 use crate::authorize::{Caller, Limit};
 use crate::bundle::history_bundle;
 use crate::error::ApiError;
@@ -23,16 +24,18 @@ const MAX_COUNT: usize = 1000;
 pub(crate) async fn system(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     caller.admit_every_type(Permission::Search)?;
-    history(&context, HistoryScope::System, "_history".to_owned(), query.as_deref()).await
+    history(&context, &note, HistoryScope::System, "_history".to_owned(), query.as_deref()).await
 }
 
 /// `GET [base]/[type]/_history`.
 pub(crate) async fn type_level(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     Path(type_name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -46,13 +49,14 @@ pub(crate) async fn type_level(
         )));
     }
     let path = format!("{resource_type}/_history");
-    history(&context, HistoryScope::Type(resource_type), path, query.as_deref()).await
+    history(&context, &note, HistoryScope::Type(resource_type), path, query.as_deref()).await
 }
 
 /// `GET [base]/[type]/[id]/_history`: 404 for a resource that never existed.
 pub(crate) async fn instance(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     Path((type_name, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -63,11 +67,12 @@ pub(crate) async fn instance(
     }
     limit.check(&context, &resource_type, &id).await?;
     let path = format!("{resource_type}/{id}/_history");
-    history(&context, HistoryScope::Instance(resource_type, id), path, query.as_deref()).await
+    history(&context, &note, HistoryScope::Instance(resource_type, id), path, query.as_deref()).await
 }
 
 async fn history(
     context: &FhirContext,
+    note: &Note,
     scope: HistoryScope,
     path: String,
     query: Option<&str>,
@@ -81,6 +86,7 @@ async fn history(
         before: parameters.page,
     };
     let page = context.store().history(context.env, request).await?;
+    note.resources(page.entries.iter().map(|entry| &entry.resource));
     let self_url = format!("{}/{path}?{}", context.base, parameters.to_query(parameters.page));
     let next_url = page.next.map(|next| format!("{}/{path}?{}", context.base, parameters.to_query(Some(next))));
     let body = history_bundle(&context.base, &page.entries, self_url, next_url)?;

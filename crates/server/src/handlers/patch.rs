@@ -10,6 +10,7 @@ use fhir::outcome::IssueType;
 use serde_json::Value;
 use store::{Method, StoredResource};
 
+use crate::audit::Note;
 use crate::authorize::Caller;
 use crate::error::ApiError;
 use crate::handlers::update::respond;
@@ -24,6 +25,7 @@ use crate::state::FhirContext;
 pub(crate) async fn patch(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     Path((type_name, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
@@ -45,7 +47,7 @@ pub(crate) async fn patch(
             .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
         let (resource, expected, warnings) = apply(&current, requested, &operations)?;
         limit.check_body(&context, &resource_type, &resource, &caller)?;
-        let store = context.store();
+        let store = context.audited_store(&note);
         match store.update(context.env, &resource_type, &id, resource, Some(expected), Method::Patch).await {
             // Someone wrote in between and the client named no version: patch the newer one.
             Err(store::Error::VersionConflict { .. }) if requested.is_none() && attempt < PATCH_ATTEMPTS => {
@@ -58,7 +60,11 @@ pub(crate) async fn patch(
                     1,
                 ));
             }
-            outcome => return Ok(respond(&context, &headers, &outcome?, &warnings)),
+            outcome => {
+                let outcome = outcome?;
+                note.written();
+                return Ok(respond(&context, &headers, &outcome, &warnings));
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use fhir::outcome::IssueType;
 use store::StoredResource;
 
+use crate::audit::Note;
 use crate::authorize::Caller;
 use crate::error::ApiError;
 use crate::handlers::{parse_id, parse_type};
@@ -19,6 +20,7 @@ use crate::state::FhirContext;
 pub(crate) async fn read(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     Path((type_name, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -29,6 +31,7 @@ pub(crate) async fn read(
         .read(context.env, &resource_type, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+    note.resource(&resource);
     limit.check(&context, &resource_type, &id).await?;
     if resource.deleted {
         return Err(gone(&resource));
@@ -45,6 +48,7 @@ pub(crate) async fn read(
 pub(crate) async fn vread(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     Path((type_name, id, version)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let (resource_type, id) = (parse_type(&type_name)?, parse_id(&id)?);
@@ -57,6 +61,7 @@ pub(crate) async fn vread(
         .vread(context.env, &resource_type, &id, version)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} has no version {version}")))?;
+    note.resource(&resource);
     if resource.deleted {
         return Err(gone(&resource));
     }

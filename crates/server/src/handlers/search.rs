@@ -18,6 +18,7 @@ use serde_json::Value;
 use store::{SearchPage, SearchRequest, StoredResource};
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::audit::Note;
 use crate::authorize::{Caller, Limit, filter_included};
 use crate::bundle::{SearchEntry, search_bundle};
 use crate::error::ApiError;
@@ -32,6 +33,7 @@ const DEFAULT_COUNT: usize = 50;
 pub(crate) async fn search_type(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     Path(type_name): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -39,13 +41,14 @@ pub(crate) async fn search_type(
     let resource_type = parse_type(&type_name)?;
     let pairs = query_pairs(query.as_deref())?;
     let path = resource_type.to_string();
-    run(&context, &caller, Scope { types: vec![resource_type], extra: None, path }, &pairs, &headers).await
+    run(&context, &caller, &note, Scope { types: vec![resource_type], extra: None, path }, &pairs, &headers).await
 }
 
 /// `POST [base]/[type]/_search` with a form-encoded body (and possibly a query string too).
 pub(crate) async fn search_post(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     Path(type_name): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -67,7 +70,7 @@ pub(crate) async fn search_post(
     let mut pairs = query_pairs(query.as_deref())?;
     pairs.extend(query_pairs(Some(form))?);
     let path = resource_type.to_string();
-    run(&context, &caller, Scope { types: vec![resource_type], extra: None, path }, &pairs, &headers).await
+    run(&context, &caller, &note, Scope { types: vec![resource_type], extra: None, path }, &pairs, &headers).await
 }
 
 /// `GET [base]?_type=A,B&…`: without `_type`, every resource type (then only the parameters
@@ -75,6 +78,7 @@ pub(crate) async fn search_post(
 pub(crate) async fn search_system(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -83,13 +87,14 @@ pub(crate) async fn search_system(
         Some((_, list)) => list.split(',').map(|name| parse_type(name.trim())).collect::<Result<Vec<_>, _>>()?,
         None => Definitions::get().resource_types().filter_map(ResourceType::parse).collect(),
     };
-    run(&context, &caller, Scope { types, extra: None, path: String::new() }, &pairs, &headers).await
+    run(&context, &caller, &note, Scope { types, extra: None, path: String::new() }, &pairs, &headers).await
 }
 
 /// `GET [base]/[compartment]/[id]/[type]?…`.
 pub(crate) async fn search_compartment(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     Path((compartment, id, type_name)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -105,7 +110,8 @@ pub(crate) async fn search_compartment(
         })?;
     let pairs = query_pairs(query.as_deref())?;
     let path = format!("{compartment}/{id}/{resource_type}");
-    run(&context, &caller, Scope { types: vec![resource_type], extra: Some(clause), path }, &pairs, &headers).await
+    run(&context, &caller, &note, Scope { types: vec![resource_type], extra: Some(clause), path }, &pairs, &headers)
+        .await
 }
 
 /// What a search runs over: the types, an extra clause (the compartment), and the path its
@@ -119,11 +125,12 @@ struct Scope {
 async fn run(
     context: &FhirContext,
     caller: &Caller,
+    note: &Note,
     scope: Scope,
     pairs: &[(String, String)],
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let body = searchset(context, caller, scope, pairs, handling(headers)).await?;
+    let body = searchset(context, caller, note, scope, pairs, handling(headers)).await?;
     Ok(json_response(StatusCode::OK, body))
 }
 
@@ -132,6 +139,7 @@ async fn run(
 pub(crate) async fn type_searchset(
     context: &FhirContext,
     caller: &Caller,
+    note: &Note,
     type_name: &str,
     query: Option<&str>,
 ) -> Result<String, ApiError> {
@@ -139,13 +147,14 @@ pub(crate) async fn type_searchset(
     let pairs = query_pairs(query)?;
     let path = resource_type.to_string();
     let scope = Scope { types: vec![resource_type], extra: None, path };
-    searchset(context, caller, scope, &pairs, Handling::Lenient).await
+    searchset(context, caller, note, scope, &pairs, Handling::Lenient).await
 }
 
 /// Parses and runs a search, and renders its page as a searchset Bundle.
 async fn searchset(
     context: &FhirContext,
     caller: &Caller,
+    note: &Note,
     scope: Scope,
     pairs: &[(String, String)],
     handling: Handling,
@@ -170,6 +179,7 @@ async fn searchset(
     let _slot = search_slot(context).await?;
     let mut page = context.store().search(context.env, request).await?;
     page.included = filter_included(context, caller, std::mem::take(&mut page.included)).await?;
+    note.resources(page.matches.iter().chain(&page.included));
     bundle(context, &scope.path, pairs, &query, page)
 }
 

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
+use crate::audit::Note;
 use crate::authorize::Caller;
 use crate::error::ApiError;
 use crate::negotiation::read_resource;
@@ -18,11 +19,12 @@ use crate::transaction::{Detail, process};
 pub(crate) async fn transaction(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bundle = read_resource(&headers, body, context.app.config.max_body_bytes).await?;
-    let body = process(&context, &caller, bundle, detail(&headers)).await?;
+    let body = process(&context, &caller, &note, bundle, detail(&headers)).await?;
     Ok(json_response(StatusCode::OK, body))
 }
 

@@ -9,6 +9,7 @@ use axum::response::Response;
 use serde_json::Value;
 use store::{Method, WriteKind, WriteOutcome};
 
+use crate::audit::Note;
 use crate::authorize::Caller;
 use crate::error::ApiError;
 use crate::handlers::{check_resource, parse_criteria, parse_id, parse_type};
@@ -20,6 +21,7 @@ use crate::state::FhirContext;
 pub(crate) async fn update(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     Path((type_name, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
@@ -44,7 +46,9 @@ pub(crate) async fn update(
     limit.check_existing(&context, &resource_type, &id).await?;
     limit.check_body(&context, &resource_type, &resource, &caller)?;
     let expected = if_match(&headers)?;
-    let outcome = context.store().update(context.env, &resource_type, &id, resource, expected, Method::Put).await?;
+    let store = context.audited_store(&note);
+    let outcome = store.update(context.env, &resource_type, &id, resource, expected, Method::Put).await?;
+    note.written();
     Ok(respond(&context, &headers, &outcome, &warnings))
 }
 
@@ -52,6 +56,7 @@ pub(crate) async fn update(
 pub(crate) async fn conditional_update(
     State(context): State<FhirContext>,
     Extension(caller): Extension<Caller>,
+    note: Note,
     Path(type_name): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -64,7 +69,9 @@ pub(crate) async fn conditional_update(
     let warnings = check_resource(&resource_type, &resource)?;
     limit.check_body(&context, &resource_type, &resource, &caller)?;
     caller.narrow_criteria(&context, &resource_type, &mut criteria)?;
-    let outcome = context.store().conditional_update(context.env, &resource_type, criteria, resource).await?;
+    let outcome =
+        context.audited_store(&note).conditional_update(context.env, &resource_type, criteria, resource).await?;
+    note.written();
     Ok(respond(&context, &headers, &outcome, &warnings))
 }
 

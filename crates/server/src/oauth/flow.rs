@@ -20,6 +20,9 @@ use fhir::search::{Handling, SearchQuery};
 use store::records::Versioned;
 use store::{SearchRequest, StoredResource};
 
+use crate::audit::Note;
+use store::audit::Agent;
+
 use super::{AuthContext, cookie, field, form_pairs, now, pages};
 
 /// The session cookie's name.
@@ -117,13 +120,19 @@ pub(crate) async fn show(
 }
 
 /// `POST …/auth/sign-in` with `username` and `password`.
-pub(crate) async fn sign_in(State(context): State<AuthContext>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn sign_in(
+    State(context): State<AuthContext>,
+    note: Note,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = form_pairs(&body);
     let Some(handle) = field(&form, "request") else { return unknown_request() };
     if let Err(error) = authorization::pending(context.store(), handle, now()).await {
         return pages::error(StatusCode::BAD_REQUEST, &error.to_string());
     }
     let (username, password) = (field(&form, "username").unwrap_or(""), field(&form, "password").unwrap_or(""));
+    note.agent(Agent { user: Some(username.to_owned()), ..Agent::default() });
     let checked = user::check_password(context.store(), username, password, &context.auth.sign_in, time_now()).await;
     match checked {
         Ok(PasswordOutcome::SignedIn(user)) => signed_in(&context, handle, &user).await,
@@ -139,6 +148,7 @@ pub(crate) async fn sign_in(State(context): State<AuthContext>, headers: HeaderM
             }
         }
         Err(error @ (AuthError::InvalidCredentials | AuthError::Locked { .. })) => {
+            note.refused(error.to_string());
             next_page(&context, &headers, handle, Some(&error.to_string())).await
         }
         Err(error) => failed(error),
@@ -146,7 +156,12 @@ pub(crate) async fn sign_in(State(context): State<AuthContext>, headers: HeaderM
 }
 
 /// `POST …/auth/second-factor` with `otp`.
-pub(crate) async fn second_factor(State(context): State<AuthContext>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn second_factor(
+    State(context): State<AuthContext>,
+    note: Note,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = form_pairs(&body);
     let Some(handle) = field(&form, "request") else { return unknown_request() };
     let request = match authorization::pending(context.store(), handle, now()).await {
@@ -161,12 +176,14 @@ pub(crate) async fn second_factor(State(context): State<AuthContext>, headers: H
         Ok(None) => return unknown_request(),
         Err(error) => return failed(error),
     };
+    note.agent(Agent { user: Some(username.clone()), ..Agent::default() });
     let code = field(&form, "otp").unwrap_or("").trim();
     let auth = &context.auth;
     match user::check_second_factor(context.store(), &auth.secret_key, &username, code, &auth.sign_in, time_now()).await
     {
         Ok(user) => signed_in(&context, handle, &user).await,
         Err(error @ (AuthError::InvalidSecondFactor | AuthError::Locked { .. })) => {
+            note.refused(error.to_string());
             next_page(&context, &headers, handle, Some(&error.to_string())).await
         }
         Err(error) => failed(error),

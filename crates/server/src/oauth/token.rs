@@ -15,33 +15,55 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
 use super::{AuthContext, field, form_pairs, now};
+use crate::audit::Note;
 use crate::mtls::PeerCertificates;
+use store::audit::Agent;
 
 /// `POST …/auth/token`.
 pub(crate) async fn token(
     State(context): State<AuthContext>,
     peer: Option<Extension<PeerCertificates>>,
     address: Option<Extension<ConnectInfo<SocketAddr>>>,
+    note: Note,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let form = form_pairs(&body);
     let presented = presented(&headers, &form);
+    note_client(&note, &presented);
+    if field(&form, "grant_type") == Some("refresh_token") {
+        note.action("refresh");
+    }
     if let (Some(Extension(peer)), Ok(credentials)) = (peer, &presented)
         && field(&form, "grant_type") == Some("client_credentials")
         && let Some((device, assertion)) = device_of(&context, credentials).await
     {
         let client = address.map(|Extension(ConnectInfo(address))| address.ip());
         let request = DeviceRequest { device: &device, assertion, scope: field(&form, "scope"), peer: &peer, client };
+        note.agent(Agent { device: Some(device.clone()), ..Agent::default() });
         return match device_token(&context, request).await {
             Ok(response) => no_store(StatusCode::OK, json!(response)),
-            Err(failure) => token_error(&failure, false),
+            Err(failure) => refused(&note, &failure, false),
         };
     }
     match grant(&context, &presented, &form).await {
         Ok(response) => no_store(StatusCode::OK, json!(response)),
-        Err(failure) => token_error(&failure, tried_basic(&presented)),
+        Err(failure) => refused(&note, &failure, tried_basic(&presented)),
     }
+}
+
+/// Tells the audit note which client is asking (as it says: not yet authenticated).
+fn note_client(note: &Note, presented: &Result<Presented, TokenFailure>) {
+    let client = presented.as_ref().ok().and_then(|presented| {
+        presented.basic.as_ref().map(|(id, _)| id.clone()).or_else(|| presented.client_id.clone())
+    });
+    note.agent(Agent { client, ..Agent::default() });
+}
+
+/// The token-endpoint error for `failure`, noted for the audit log.
+fn refused(note: &Note, failure: &TokenFailure, basic: bool) -> Response {
+    note.refused(format!("{}: {}", failure.code(), failure.description()));
+    token_error(failure, basic)
 }
 
 fn tried_basic(presented: &Result<Presented, TokenFailure>) -> bool {
@@ -162,9 +184,15 @@ async fn device_token(
 
 /// `POST …/auth/revoke`: the client authenticates as at the token endpoint; the answer is
 /// 200 whether or not the token was known (RFC 7009 §2.2).
-pub(crate) async fn revoke(State(context): State<AuthContext>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn revoke(
+    State(context): State<AuthContext>,
+    note: Note,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = form_pairs(&body);
     let presented = presented(&headers, &form);
+    note_client(&note, &presented);
     let result = async {
         let client = authenticated(&context, &presented).await?;
         let token = field(&form, "token").ok_or_else(|| TokenFailure::InvalidRequest("token is required".into()))?;
@@ -173,7 +201,7 @@ pub(crate) async fn revoke(State(context): State<AuthContext>, headers: HeaderMa
     };
     match result.await {
         Ok(()) => no_store(StatusCode::OK, json!({})),
-        Err(failure) => token_error(&failure, tried_basic(&presented)),
+        Err(failure) => refused(&note, &failure, tried_basic(&presented)),
     }
 }
 

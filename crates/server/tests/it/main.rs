@@ -22,6 +22,7 @@
 //!   `--include-ignored` under `.ci/with-postgres`).
 
 mod access;
+mod audit;
 mod authorization;
 mod browser;
 mod capability;

@@ -251,8 +251,10 @@ impl TestApp {
         let root = format!("http://{}", listener.local_addr().expect("address"));
         let mut config = server::Config::new(root.clone());
         adjust(&mut config);
-        let mut state = server::AppState::new(Arc::clone(&store), config).expect("the app state");
         let secret = secured.as_ref().map(|(secret, _)| Arc::clone(secret));
+        let audit_secret =
+            secret.clone().unwrap_or_else(|| Arc::new(auth::secret::SecretKey::from_bytes(&[9; 32]).expect("key")));
+        let mut state = server::AppState::new(Arc::clone(&store), config, &audit_secret).expect("the app state");
         if let Some((secret, adjust)) = secured {
             let mut authorization = server::Authorization::new(secret);
             adjust(&mut authorization);
@@ -277,7 +279,7 @@ impl TestApp {
         let secret = Arc::clone(self.secret.as_ref().expect("a secured server"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let root = format!("https://{}", listener.local_addr().expect("address"));
-        let state = server::AppState::new(Arc::clone(&self.store), server::Config::new(root.clone()))
+        let state = server::AppState::new(Arc::clone(&self.store), server::Config::new(root.clone()), &secret)
             .expect("the app state")
             .with_authorization(server::Authorization::new(secret));
         let trust = server::ClientTrust::load(Some(anchors), Some(crls), Arc::clone(&self.store)).await.expect("trust");

@@ -1,0 +1,303 @@
+//! Auditing every request: who called, what they did, which resources and patients it touched,
+//! and how it ended (ONC 170.315(d)(2), (d)(3), (d)(10)).
+//!
+//! [`record_requests`] wraps the FHIR bases, the authorization server and the `/api/`: it
+//! puts a [`Note`] in the request, which authentication fills with the caller and handlers
+//! with the resources they read, and after the answer appends the event through the
+//! [`Recorder`]. A write records its event in its own database transaction instead
+//! ([`Note::store`]), so a failed write leaves no entry that claims success. When an event
+//! cannot be recorded the answer is replaced by a 503: nothing is served unaudited.
+//! `audit/events.rs` renders entries as FHIR `AuditEvent`s.
+
+pub(crate) mod events;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use store::audit::{Agent, Event, Outcome};
+use store::{Store, StoredResource};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::state::AppState;
+
+/// What one request did, filled as it is served.
+#[derive(Clone, Default)]
+pub(crate) struct Note(Arc<Mutex<Pending>>);
+
+#[derive(Default)]
+struct Pending {
+    event: Event,
+    /// True once a write recorded the event in its transaction.
+    recorded: bool,
+    /// True when the request is not audited (only with [`crate::Config::bench_without_audit`]).
+    off: bool,
+}
+
+/// Handlers take the request's note; a request the middleware did not audit gets one that
+/// records nothing.
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Note {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Note, Self::Rejection> {
+        Ok(parts.extensions.get::<Note>().cloned().unwrap_or_else(|| Note::new(Event::default(), true)))
+    }
+}
+
+impl Note {
+    fn new(event: Event, off: bool) -> Note {
+        Note(Arc::new(Mutex::new(Pending { event, recorded: false, off })))
+    }
+
+    fn with<T>(&self, change: impl FnOnce(&mut Pending) -> T) -> T {
+        change(&mut self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Sets who is calling.
+    pub(crate) fn agent(&self, agent: Agent) {
+        self.with(|pending| pending.event.agent = agent);
+    }
+
+    /// Says why the request was refused or what it did, in a few words (never a secret).
+    pub(crate) fn detail(&self, detail: impl Into<String>) {
+        self.with(|pending| pending.event.detail = Some(detail.into()));
+    }
+
+    /// Names the step more precisely than the path does (`refresh` at the token endpoint).
+    pub(crate) fn action(&self, action: &str) {
+        self.with(|pending| pending.event.action = action.to_owned());
+    }
+
+    /// Records the request as refused for `reason` whatever its HTTP status (a sign-in page
+    /// that shows the error again answers 200).
+    pub(crate) fn refused(&self, reason: impl Into<String>) {
+        self.with(|pending| {
+            pending.event.outcome = Outcome::Minor;
+            pending.event.detail = Some(reason.into());
+        });
+    }
+
+    /// Notes a resource the request read (or tried to), and the patients it is about.
+    pub(crate) fn resource(&self, resource: &StoredResource) {
+        self.with(|pending| {
+            let version = (!resource.deleted).then_some(resource.version);
+            pending.event.note_resource(&resource.resource_type, &resource.id, version, &resource.body);
+        });
+    }
+
+    /// Notes every resource of `resources`.
+    pub(crate) fn resources<'a>(&self, resources: impl IntoIterator<Item = &'a StoredResource>) {
+        for resource in resources {
+            self.resource(resource);
+        }
+    }
+
+    /// Notes what the request acted on by name only, when no resource body is at hand (an
+    /// export file).
+    pub(crate) fn entity(&self, reference: String) {
+        self.with(|pending| pending.event.entities.push(reference));
+    }
+
+    /// The store a write goes through: the write appends this request's event, with what it
+    /// wrote, in its own transaction; [`Note::written`] then says it is recorded.
+    pub(crate) fn store(&self, store: &Arc<dyn Store>) -> Arc<dyn Store> {
+        match self.with(|pending| (!pending.off).then(|| pending.event.clone())) {
+            Some(event) => store.audited(event),
+            None => Arc::clone(store),
+        }
+    }
+
+    /// Says a write through [`Note::store`] committed, and with it this request's event.
+    pub(crate) fn written(&self) {
+        self.with(|pending| pending.recorded = true);
+    }
+}
+
+/// An event waiting to be appended, and where to say it was.
+type Queued = (Event, oneshot::Sender<Result<(), String>>);
+
+/// Events a batch appends at most.
+const BATCH: usize = 512;
+
+/// Appends events in batches: every event that arrives while one batch commits goes into the
+/// next (a group commit), so concurrent requests share transactions. Each caller waits for
+/// its own event to commit.
+#[derive(Default)]
+pub(crate) struct Recorder {
+    sender: tokio::sync::OnceCell<mpsc::Sender<Queued>>,
+}
+
+impl Recorder {
+    /// Appends `event` to `store`'s audit log; returns once it is committed.
+    pub(crate) async fn record(&self, store: &Arc<dyn Store>, event: Event) -> Result<(), String> {
+        let sender = self
+            .sender
+            .get_or_init(|| async {
+                let (sender, receiver) = mpsc::channel(BATCH * 4);
+                tokio::spawn(append_batches(Arc::clone(store), receiver));
+                sender
+            })
+            .await;
+        let (reply, done) = oneshot::channel();
+        sender.send((event, reply)).await.map_err(|_| "the audit recorder stopped".to_owned())?;
+        done.await.map_err(|_| "the audit recorder stopped".to_owned())?
+    }
+}
+
+async fn append_batches(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Queued>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        let (events, replies): (Vec<Event>, Vec<_>) = batch.drain(..).unzip();
+        let result = store.append_audit(events).await.map_err(|error| error.to_string());
+        if let Err(error) = &result {
+            tracing::error!(%error, "audit events could not be recorded");
+        }
+        for reply in replies {
+            let _ = reply.send(result.clone());
+        }
+    }
+}
+
+/// Middleware: audits the request (see the module's doc).
+pub(crate) async fn record_requests(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let Some(mut event) = event_of(request.method().as_str(), &path) else {
+        return next.run(request).await;
+    };
+    event.source = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
+    let off = state.config.bench_without_audit;
+    let note = Note::new(event, off);
+    request.extensions_mut().insert(note.clone());
+    let response = next.run(request).await;
+    if off {
+        return response;
+    }
+    let status = response.status().as_u16();
+    let (event, recorded) = note.with(|pending| (std::mem::take(&mut pending.event), pending.recorded));
+    if recorded {
+        return response;
+    }
+    let outcome = Outcome::of_status(status).max(event.outcome);
+    let event = Event { outcome, status: Some(status), ..event };
+    match state.audit.record(&state.store, event).await {
+        Ok(()) => response,
+        Err(_) => unaudited(&path),
+    }
+}
+
+/// The answer when an event could not be recorded.
+fn unaudited(path: &str) -> Response {
+    let detail = "the request could not be recorded in the audit log; try again";
+    if path.starts_with("/api/") {
+        let status = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        crate::api::problem::Problem::new(status, "unaudited", detail).into_response()
+    } else {
+        crate::error::ApiError::unavailable(detail, 1).into_response()
+    }
+}
+
+/// The event a request starts, or `None` for what is not audited: public documents (metadata,
+/// discovery, keys, the OpenAPI document, the authorization pages' style) and health checks.
+fn event_of(method: &str, path: &str) -> Option<Event> {
+    const PUBLIC: &[&str] =
+        ["/metadata", "/.well-known/smart-configuration", "/.well-known/openid-configuration", "/jwks", "/style.json"]
+            .as_slice();
+    if PUBLIC.iter().any(|suffix| path.ends_with(suffix)) || path == "/api/openapi.json" {
+        return None;
+    }
+    let (environment, rest) = match path.strip_prefix("/sandbox") {
+        Some(rest) => ("sandbox", rest),
+        None => ("production", path),
+    };
+    let (category, environment, action) = if let Some(fhir) = rest.strip_prefix("/fhir") {
+        ("rest", Some(environment), rest_action(method, fhir))
+    } else if let Some(step) = rest.strip_prefix("/auth/") {
+        ("security", Some(environment), step.replace('/', "-"))
+    } else if path.starts_with("/api/") && path != "/api/service-base-urls" {
+        ("api", None, method.to_ascii_lowercase())
+    } else {
+        return None;
+    };
+    Some(Event {
+        category: category.to_owned(),
+        action,
+        environment: environment.map(str::to_owned),
+        request: Some(format!("{method} {path}")),
+        ..Event::default()
+    })
+}
+
+/// The RESTful interaction (`http://hl7.org/fhir/restful-interaction`) of a request to
+/// `path` below a FHIR base.
+fn rest_action(method: &str, path: &str) -> String {
+    let segments: Vec<&str> = path.split('/').filter(|segment| !segment.is_empty()).collect();
+    if segments.iter().any(|segment| segment.starts_with('$')) {
+        return "operation".to_owned();
+    }
+    let action = match (method, segments.as_slice()) {
+        ("GET", []) => "search-system",
+        ("POST", []) => "transaction",
+        ("GET", ["_history"]) => "history-system",
+        ("GET", [_, _, "_history"]) => "history-instance",
+        ("GET", [_]) | ("POST", [_, "_search"]) | ("GET", [_, _, _]) => "search-type",
+        ("POST", [_]) => "create",
+        ("PUT", [_]) | ("PUT", [_, _]) => "update",
+        ("DELETE", [_]) | ("DELETE", [_, _]) => "delete",
+        ("GET", [_, "_history"]) => "history-type",
+        ("GET", [_, _]) => "read",
+        ("PATCH", [_, _]) => "patch",
+        ("GET", [_, _, "_history", _]) => "vread",
+        _ => "unknown",
+    };
+    action.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interactions_of_requests() {
+        for (method, path, action) in [
+            ("GET", "", "search-system"),
+            ("POST", "/", "transaction"),
+            ("GET", "/_history", "history-system"),
+            ("GET", "/Patient", "search-type"),
+            ("POST", "/Patient/_search", "search-type"),
+            ("GET", "/Patient/1/Observation", "search-type"),
+            ("POST", "/Patient", "create"),
+            ("PUT", "/Patient/1", "update"),
+            ("PUT", "/Patient", "update"),
+            ("DELETE", "/Patient/1", "delete"),
+            ("GET", "/Patient/_history", "history-type"),
+            ("GET", "/Patient/1", "read"),
+            ("PATCH", "/Patient/1", "patch"),
+            ("GET", "/Patient/1/_history", "history-instance"),
+            ("GET", "/Patient/1/_history/2", "vread"),
+            ("POST", "/Patient/$validate", "operation"),
+            ("GET", "/$export", "operation"),
+        ] {
+            assert_eq!(rest_action(method, path), action, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn public_documents_and_health_are_not_audited() {
+        for path in [
+            "/fhir/metadata",
+            "/sandbox/fhir/.well-known/smart-configuration",
+            "/auth/jwks",
+            "/healthz",
+            "/api/openapi.json",
+        ] {
+            assert!(event_of("GET", path).is_none(), "{path}");
+        }
+        let token = event_of("POST", "/sandbox/auth/token").expect("audited");
+        assert_eq!((token.category.as_str(), token.action.as_str()), ("security", "token"));
+        assert_eq!(token.environment.as_deref(), Some("sandbox"));
+        let api = event_of("POST", "/api/devices/d1/revoke").expect("audited");
+        assert_eq!((api.category.as_str(), api.action.as_str(), api.environment), ("api", "post", None));
+    }
+}
