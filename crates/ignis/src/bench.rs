@@ -63,6 +63,14 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     rows.push(read_many(&client, &base, "Patient", &patients.1, args.clients, Caller::open("read Patient")).await?);
     let read_observation = Caller::open("read Observation");
     rows.push(read_many(&client, &base, "Observation", &observations.1, args.clients, read_observation).await?);
+    // The same creates and reads without audit, which only the bench can switch off: what
+    // audit costs.
+    let unaudited = BenchServer::start_with(Arc::clone(&fresh.store), None, false).await?;
+    let label = Caller::open("create Patient, audit bypassed");
+    rows.push(create_many(&client, &unaudited.base, "Patient", &args, patient, label).await?.0);
+    let label = Caller::open("read Patient, audit bypassed");
+    rows.push(read_many(&client, &unaudited.base, "Patient", &patients.1, args.clients, label).await?);
+    unaudited.stop().await?;
     // The same reads through a server that requires tokens, over the same database.
     let secured = BenchServer::start(Arc::clone(&fresh.store), Some(bench_token()?)).await?;
     let bearer = |operation| Caller { token: secured.token.as_deref(), operation };
@@ -410,6 +418,16 @@ struct BenchServer {
 
 impl BenchServer {
     async fn start(store: Arc<dyn store::Store>, secured: Option<BenchToken>) -> anyhow::Result<BenchServer> {
+        BenchServer::start_with(store, secured, true).await
+    }
+
+    /// [`BenchServer::start`], with audit bypassed when `audit` is false (the bench's own
+    /// switch, to measure what audit costs).
+    async fn start_with(
+        store: Arc<dyn store::Store>,
+        secured: Option<BenchToken>,
+        audit: bool,
+    ) -> anyhow::Result<BenchServer> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let root = format!("http://{}", listener.local_addr()?);
         let base = format!("{root}/fhir");
@@ -417,7 +435,9 @@ impl BenchServer {
             Some(secured) => Arc::clone(&secured.secret),
             None => Arc::new(auth::secret::SecretKey::generate()?),
         };
-        let mut state = server::AppState::new(store, server::Config::new(root.clone()), &audit_secret)?;
+        let mut config = server::Config::new(root.clone());
+        config.bench_without_audit = !audit;
+        let mut state = server::AppState::new(store, config, &audit_secret)?;
         let (mut token, mut secret, mut issued) = (None, None, None);
         if let Some(secured) = secured {
             secret = Some(Arc::clone(&secured.secret));

@@ -102,6 +102,8 @@ struct Server {
     address: String,
     /// Its log lines so far.
     log: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Its data folder (secret key, export files) when the test named none.
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -118,8 +120,14 @@ impl Server {
 
     /// [`Server::start_with`] with these environment variables too.
     async fn start_with_env(database_url: &str, extra: &[&str], environment: &[(&str, &str)]) -> Server {
+        let data = (!extra.contains(&"--data-dir")).then(|| tempfile::tempdir().expect("data folder"));
+        let data_dir: Vec<&std::ffi::OsStr> = match &data {
+            Some(folder) => vec!["--data-dir".as_ref(), folder.path().as_os_str()],
+            None => Vec::new(),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_ignis"))
             .args(["serve", "--listen", "127.0.0.1:0", "--no-demo", "--database-url", database_url])
+            .args(data_dir)
             .args(extra)
             .envs(environment.iter().copied())
             .env("IGNIS_LOG", "info")
@@ -157,7 +165,7 @@ impl Server {
             .expect("ignis serve logs its address");
         let tls = extra.contains(&"--tls-cert");
         let scheme = if tls { "https" } else { "http" };
-        let server = Server { child, base: format!("{scheme}://{address}/fhir"), address, log };
+        let server = Server { child, base: format!("{scheme}://{address}/fhir"), address, log, _data: data };
         if !tls {
             // Over TLS the tests make their own connections; the listener is bound already.
             server.wait_healthy().await;
@@ -1371,4 +1379,77 @@ async fn the_access_program_from_the_admin_commands_to_a_device_call_over_mutual
         assert!(started.elapsed() < START_DEADLINE, "the revoked device was never refused");
         tokio::task::yield_now().await;
     }
+}
+
+/// Runs `ignis audit ARGS`; its exit status and stdout.
+fn audit(args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_ignis")).arg("audit").args(args).env("NO_COLOR", "1").output();
+    let output = output.expect("run ignis audit");
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn audit_verify_names_the_row_changed_on_a_live_database() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let path = folder.path().join("ignis.db");
+    let database = format!("sqlite://{}", path.display());
+    let data_dir = folder.path().to_str().expect("UTF-8 path");
+    let server = Server::start_with(&database, &["--insecure-no-auth", "--data-dir", data_dir]).await;
+    let client = reqwest::Client::new();
+    for family in ["Able", "Baker", "Chen"] {
+        let (status, body) = send(post(&client, format!("{}/Patient", server.base), &patient(family, family))).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let id = body["id"].as_str().expect("id");
+        let (status, _) = send(client.get(format!("{}/Patient/{id}", server.base))).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let storage = ["--data-dir", data_dir, "--database-url", &database];
+    let verify = || {
+        let (passed, stdout) = audit(&[&["verify"][..], &storage[..]].concat());
+        let report: Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"));
+        assert_eq!(report["verified"], passed, "{report}");
+        report
+    };
+    let report = verify();
+    assert_eq!(report["verified"], true, "{report}");
+    assert!(report["entries"].as_u64().unwrap_or(0) >= 6, "{report}");
+
+    // One row changed, then deleted, by hand while the server runs: verify names it.
+    let sql = rusqlite::Connection::open(&path).expect("open the database");
+    let (chain, seq, body): (String, i64, String) = sql
+        .query_row(
+            "SELECT chain, seq, body FROM audit_entries WHERE body LIKE '%\"read\"%' ORDER BY seq LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .expect("a read's entry");
+    let forged = body.replace("\"read\"", "\"vread\"");
+    sql.execute(
+        "UPDATE audit_entries SET body = ?1 WHERE chain = ?2 AND seq = ?3",
+        rusqlite::params![forged, chain, seq],
+    )
+    .expect("tamper");
+    let report = verify();
+    let problem = report["problem"].as_str().unwrap_or_default();
+    assert!(problem.contains(&format!("{chain}#{seq}")) && problem.contains("altered"), "{report}");
+    sql.execute(
+        "UPDATE audit_entries SET body = ?1 WHERE chain = ?2 AND seq = ?3",
+        rusqlite::params![body, chain, seq],
+    )
+    .expect("restore");
+    assert_eq!(verify()["verified"], true);
+    sql.execute("DELETE FROM audit_entries WHERE chain = ?1 AND seq = ?2", rusqlite::params![chain, seq])
+        .expect("delete");
+    let report = verify();
+    let problem = report["problem"].as_str().unwrap_or_default();
+    assert!(problem.contains(&format!("{chain}#{seq}")) && problem.contains("missing"), "{report}");
+
+    // The day's entries export as NDJSON AuditEvents.
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    let (passed, ndjson) = audit(&[&["export", "--since", &today][..], &storage[..]].concat());
+    assert!(passed, "{ndjson}");
+    let events: Vec<Value> = ndjson.lines().map(|line| serde_json::from_str(line).expect("JSON")).collect();
+    assert!(events.len() >= 5 && events.iter().all(|event| event["resourceType"] == "AuditEvent"), "{ndjson}");
+    drop(server);
 }
