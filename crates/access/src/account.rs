@@ -42,6 +42,13 @@ pub struct Account {
     /// Where its notifications are delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<crate::notification::Webhook>,
+    /// Set while the account is suspended: every credential of it is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<crate::monitoring::Suspension>,
+    /// Requests per minute each of its devices, and all of them together, may make (none:
+    /// unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_per_minute: Option<u32>,
 }
 
 impl Kind for Account {
@@ -91,7 +98,15 @@ pub async fn create_with_grace(
             "an account name must be 1 to {MAX_NAME} characters without control characters"
         )));
     }
-    let account = Account { name: name.to_owned(), members, recertification: None, grace_days, webhook: None };
+    let account = Account {
+        name: name.to_owned(),
+        members,
+        recertification: None,
+        grace_days,
+        webhook: None,
+        suspended: None,
+        limit_per_minute: None,
+    };
     Ok(records::create(store, &crate::new_id(), &account, by).await?)
 }
 

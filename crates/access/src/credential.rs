@@ -122,6 +122,9 @@ pub enum CredentialError {
     /// The credential is good, but the account may not use production now.
     #[error("{0}")]
     NotCertified(Arc<str>),
+    /// The credential is good, but its account is suspended.
+    #[error("{0}")]
+    Suspended(Arc<str>),
     #[error("device credentials are unavailable: {0}")]
     Unavailable(#[from] store::Error),
 }
@@ -135,6 +138,10 @@ struct Seen {
     /// For a production device: the network paths its account's certification allows, or why
     /// production is closed to it.
     production: Result<Arc<[IpNet]>, Arc<str>>,
+    /// Why its account is suspended, when it is.
+    suspended: Option<Arc<str>>,
+    /// Its account's limit, requests per minute.
+    limit_per_minute: Option<u32>,
 }
 
 /// A Device JWT that may be used now.
@@ -143,6 +150,8 @@ pub struct Verified {
     pub grant: Arc<DeviceGrant>,
     /// The network paths calls must come from (`None` in the sandbox: anywhere).
     pub network: Option<Arc<[IpNet]>>,
+    /// The requests per minute the device, and its account, may make (`None`: unlimited).
+    pub limit_per_minute: Option<u32>,
 }
 
 /// The platform's device signing key, and what it has verified.
@@ -261,6 +270,9 @@ impl DeviceCredentials {
         if seen.revoked {
             return Err(CredentialError::Revoked);
         }
+        if let Some(reason) = &seen.suspended {
+            return Err(CredentialError::Suspended(Arc::clone(reason)));
+        }
         if seen.credential.as_deref() != Some(claims.jti.as_str()) {
             return Err(CredentialError::Superseded);
         }
@@ -268,7 +280,15 @@ impl DeviceCredentials {
             Environment::Sandbox => None,
             Environment::Production => Some(seen.production.map_err(CredentialError::NotCertified)?),
         };
-        Ok(Verified { grant: verified, network })
+        Ok(Verified { grant: verified, network, limit_per_minute: seen.limit_per_minute })
+    }
+
+    /// Forgets what this process read of every device, after it changed an account (its
+    /// suspension, its limit): the next request reads them again.
+    pub fn forget_all(&self) {
+        if let Ok(mut devices) = self.devices.write() {
+            devices.clear();
+        }
     }
 
     /// Forgets what this process read of a device, after it changed it.
@@ -310,11 +330,20 @@ impl DeviceCredentials {
             }
             _ => Err(Arc::from("not a production device")),
         };
+        let account = match &device {
+            Some(device) => records::get::<crate::Account>(store, &device.value.account).await?,
+            None => None,
+        };
+        let account = account.as_ref().map(|account| &account.value);
         let seen = Seen {
             read,
             credential: device.as_ref().and_then(|device| device.value.credential.clone()),
             revoked: device.is_none_or(|device| device.value.revoked_at.is_some()),
             production,
+            suspended: account
+                .and_then(|account| account.suspended.as_ref())
+                .map(|suspension| Arc::from(format!("the account is suspended: {}", suspension.reason))),
+            limit_per_minute: account.and_then(|account| account.limit_per_minute),
         };
         if let Ok(mut devices) = self.devices.write() {
             if devices.len() >= Self::CAPACITY {

@@ -14,6 +14,7 @@ pub mod certificate;
 pub mod certification;
 pub mod credential;
 pub mod device;
+pub mod monitoring;
 pub mod notification;
 pub mod request;
 pub mod view;

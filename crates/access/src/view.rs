@@ -30,8 +30,22 @@ pub struct AccountView {
     /// Where the account stands for production (when the answer says).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certification: Option<CertificationView>,
+    /// Requests per minute each of its devices, and all of them together, may make.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_per_minute: Option<u32>,
+    /// Set while the account is suspended: every credential of it is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<SuspensionView>,
     pub version: u64,
     pub updated: String,
+}
+
+/// Why, since when and by whom an account is suspended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SuspensionView {
+    pub reason: String,
+    pub by: String,
+    pub since: String,
 }
 
 /// Where an account stands for production.
@@ -105,6 +119,12 @@ impl From<&Versioned<Account>> for AccountView {
                 .collect(),
             grace_days: account.value.grace().whole_days(),
             certification: None,
+            limit_per_minute: account.value.limit_per_minute,
+            suspended: account.value.suspended.as_ref().map(|suspension| SuspensionView {
+                reason: suspension.reason.clone(),
+                by: suspension.by.clone(),
+                since: text(suspension.since),
+            }),
             version: account.version,
             updated: text(account.updated),
         }

@@ -1411,9 +1411,16 @@ async fn audit_verify_names_the_row_changed_on_a_live_database() {
         assert_eq!(report["verified"], passed, "{report}");
         report
     };
-    let report = verify();
-    assert_eq!(report["verified"], true, "{report}");
-    assert!(report["entries"].as_u64().unwrap_or(0) >= 6, "{report}");
+    // The reads' events are appended a moment after their answers (the writes' with them).
+    let started = Instant::now();
+    loop {
+        let report = verify();
+        assert_eq!(report["verified"], true, "{report}");
+        if report["entries"].as_u64().unwrap_or(0) >= 6 {
+            break;
+        }
+        assert!(started.elapsed() < START_DEADLINE, "the reads were never audited: {report}");
+    }
 
     // One row changed, then deleted, by hand while the server runs: verify names it.
     let sql = rusqlite::Connection::open(&path).expect("open the database");

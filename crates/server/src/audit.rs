@@ -115,46 +115,98 @@ impl Note {
     }
 }
 
-/// An event waiting to be appended, and where to say it was.
-type Queued = (Event, oneshot::Sender<Result<(), String>>);
+/// What the recorder's queue holds: an event to append, or a flush waiting for everything
+/// queued before it to be committed.
+enum Queued {
+    Event(Box<Event>),
+    Flush(oneshot::Sender<Result<(), String>>),
+}
+
+/// Events queued at most; a request waits for room beyond that.
+const QUEUE: usize = 16 * 1024;
 
 /// Events a batch appends at most.
-const BATCH: usize = 512;
+const BATCH: usize = 1024;
 
-/// Appends events in batches: every event that arrives while one batch commits goes into the
-/// next (a group commit), so concurrent requests share transactions. Each caller waits for
-/// its own event to commit.
+/// How long a batch waits for more events after its first.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Appends the events of requests that wrote nothing (reads, searches, refusals) in batches:
+/// every event queued while one batch commits goes into the next, so a read costs a queued
+/// event, not a transaction (and, with SQLite's `synchronous = FULL`, not an fsync). A crash
+/// loses at most the events of the batch being committed; when appending fails, every
+/// request is refused (503) until a batch succeeds again, so nothing is served unaudited for
+/// longer than one batch. [`Recorder::flush`] waits for the queue to be committed (an audit
+/// search sees every event recorded before it).
 #[derive(Default)]
 pub(crate) struct Recorder {
     sender: tokio::sync::OnceCell<mpsc::Sender<Queued>>,
+    failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Recorder {
-    /// Appends `event` to `store`'s audit log; returns once it is committed.
+    /// Queues `event` for `store`'s audit log; fails while appending fails.
     pub(crate) async fn record(&self, store: &Arc<dyn Store>, event: Event) -> Result<(), String> {
-        let sender = self
-            .sender
+        if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("the audit log cannot be written".to_owned());
+        }
+        self.queue(store).await.send(Queued::Event(Box::new(event))).await.map_err(|_| "the audit recorder stopped".to_owned())
+    }
+
+    /// Returns once every event queued before is committed.
+    pub(crate) async fn flush(&self, store: &Arc<dyn Store>) -> Result<(), String> {
+        let (reply, done) = oneshot::channel();
+        let queue = self.queue(store).await;
+        queue.send(Queued::Flush(reply)).await.map_err(|_| "the audit recorder stopped".to_owned())?;
+        done.await.map_err(|_| "the audit recorder stopped".to_owned())?
+    }
+
+    async fn queue(&self, store: &Arc<dyn Store>) -> &mpsc::Sender<Queued> {
+        self.sender
             .get_or_init(|| async {
-                let (sender, receiver) = mpsc::channel(BATCH * 4);
-                tokio::spawn(append_batches(Arc::clone(store), receiver));
+                let (sender, receiver) = mpsc::channel(QUEUE);
+                tokio::spawn(append_batches(Arc::clone(store), receiver, Arc::clone(&self.failing)));
                 sender
             })
-            .await;
-        let (reply, done) = oneshot::channel();
-        sender.send((event, reply)).await.map_err(|_| "the audit recorder stopped".to_owned())?;
-        done.await.map_err(|_| "the audit recorder stopped".to_owned())?
+            .await
     }
 }
 
-async fn append_batches(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Queued>) {
+async fn append_batches(
+    store: Arc<dyn Store>,
+    mut receiver: mpsc::Receiver<Queued>,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     while receiver.recv_many(&mut batch, BATCH).await > 0 {
-        let (events, replies): (Vec<Event>, Vec<_>) = batch.drain(..).unzip();
-        let result = store.append_audit(events).await.map_err(|error| error.to_string());
+        // Events that arrive within a few milliseconds share one commit: every commit writes
+        // the pages it changed to the WAL and waits for an fsync, whatever it holds.
+        if batch.len() < BATCH {
+            tokio::time::sleep(COALESCE).await;
+            while batch.len() < BATCH {
+                match receiver.try_recv() {
+                    Ok(queued) => batch.push(queued),
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut events = Vec::with_capacity(batch.len());
+        let mut flushes = Vec::new();
+        for queued in batch.drain(..) {
+            match queued {
+                Queued::Event(event) => events.push(*event),
+                Queued::Flush(reply) => flushes.push(reply),
+            }
+        }
+        let result = match events.is_empty() {
+            true => Ok(()),
+            false => store.append_audit(events).await.map_err(|error| error.to_string()),
+        };
+        failing.store(result.is_err(), std::sync::atomic::Ordering::Relaxed);
         if let Err(error) = &result {
             tracing::error!(%error, "audit events could not be recorded");
         }
-        for reply in replies {
+        for reply in flushes {
             let _ = reply.send(result.clone());
         }
     }
@@ -171,16 +223,14 @@ pub(crate) async fn record_requests(State(state): State<AppState>, mut request: 
     let note = Note::new(event, off);
     request.extensions_mut().insert(note.clone());
     let response = next.run(request).await;
-    if off {
-        return response;
-    }
     let status = response.status().as_u16();
     let (event, recorded) = note.with(|pending| (std::mem::take(&mut pending.event), pending.recorded));
-    if recorded {
-        return response;
-    }
     let outcome = Outcome::of_status(status).max(event.outcome);
     let event = Event { outcome, status: Some(status), ..event };
+    state.monitor.observe(&event);
+    if off || recorded {
+        return response;
+    }
     match state.audit.record(&state.store, event).await {
         Ok(()) => response,
         Err(_) => unaudited(&path),

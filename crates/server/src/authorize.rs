@@ -74,7 +74,7 @@ async fn caller_of(
     if devices.is_device_jwt(token) {
         let presented = extensions.get::<crate::mtls::PeerCertificates>().cloned();
         let client = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
-        return device_caller(context, devices, token, presented, client).await;
+        return device_caller(context, devices, token, (presented, client), extensions.get::<Note>()).await;
     }
     match auth.issuer.authenticate(context.store(), token, &context.base, now()).await {
         Ok(grant) => {
@@ -115,27 +115,41 @@ fn bound_to_connection(
 }
 
 /// The caller a Device JWT makes: the JWT must be its device's live credential for this
-/// environment; in production its account must be certified and the call come from the
-/// approved network paths (`client`: the connection's address); and, when it is bound to a certificate (always in production), come over mutual
-/// TLS with that certificate, which in production must also pass the checks of
-/// `crate::mtls` (`presented`: the thumbprint of the connection's certificate and its verdict).
+/// environment and its account not suspended; in production the account must be certified
+/// and the call come from the approved network paths (`client`: the connection's address);
+/// when it is bound to a certificate (always in production), the call must come over mutual
+/// TLS with that certificate, which in production must also pass the checks of `crate::mtls`
+/// (`presented`: the connection's certificate and its verdict); and the account's rate limit
+/// must admit it. The request's audit `note` learns the device as soon as it is known.
 async fn device_caller(
     context: &FhirContext,
     devices: &access::DeviceCredentials,
     token: &str,
-    presented: Option<crate::mtls::PeerCertificates>,
-    client: Option<std::net::IpAddr>,
+    (presented, client): (Option<crate::mtls::PeerCertificates>, Option<std::net::IpAddr>),
+    note: Option<&Note>,
 ) -> Result<(Caller, Agent), ApiError> {
     let refused = |reason: String| ApiError::unauthorized(Some("invalid_token"), reason);
     let verified = match devices.verify(context.store(), token, context.env).await {
         Ok(verified) => verified,
         Err(error @ access::credential::CredentialError::Unavailable(_)) => return Err(ApiError::internal(error)),
-        Err(access::credential::CredentialError::NotCertified(reason)) => {
+        Err(
+            access::credential::CredentialError::NotCertified(reason)
+            | access::credential::CredentialError::Suspended(reason),
+        ) => {
             return Err(ApiError::forbidden(reason.to_string()));
         }
         Err(error) => return Err(refused(error.to_string())),
     };
-    let (grant, network) = (verified.grant, verified.network);
+    let (grant, network) = (Arc::clone(&verified.grant), verified.network.clone());
+    let agent = Agent {
+        device: Some(grant.claims.sub.clone()),
+        account: Some(grant.claims.account.clone()),
+        ..Agent::default()
+    };
+    // Known now, so that a refusal below is counted and audited against the device.
+    if let Some(note) = note {
+        note.agent(agent.clone());
+    }
     match (&grant.claims.cnf, presented) {
         (None, _) if context.env == store::Environment::Sandbox => {}
         (None, _) => {
@@ -157,14 +171,17 @@ async fn device_caller(
             }
         }
     }
-    if let Some(network) = &network {
-        access::certification::admits(network, client).map_err(ApiError::forbidden)?;
+    let (account, device) = (&grant.claims.account, &grant.claims.sub);
+    if let Some(network) = &network
+        && let Err(reason) = access::certification::admits(network, client)
+    {
+        context.app.monitor.outside_network(context.env.as_str(), account, device);
+        return Err(ApiError::forbidden(reason));
     }
-    let agent = Agent {
-        device: Some(grant.claims.sub.clone()),
-        account: Some(grant.claims.account.clone()),
-        ..Agent::default()
-    };
+    if let Some(per_minute) = verified.limit_per_minute {
+        let (store, rules) = (context.store(), context.app.config.rules);
+        context.app.monitor.admit(store, rules, account, device, per_minute).await?;
+    }
     Ok((Caller::Token(Arc::clone(&grant.grant)), agent))
 }
 

@@ -65,6 +65,14 @@ impl ApiError {
         operation_outcome(&self.issues)
     }
 
+    /// 429 with `Retry-After`: the caller is past its rate limit.
+    pub(crate) fn throttled(diagnostics: impl Into<String>, retry_after: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, IssueType::Throttled, diagnostics)
+        }
+    }
+
     /// 503 with `Retry-After`: the server is at a limit that frees up soon.
     pub(crate) fn unavailable(diagnostics: impl Into<String>, retry_after: u64) -> ApiError {
         ApiError {

@@ -26,6 +26,7 @@ mod export;
 mod handlers;
 mod jwks;
 mod middleware;
+mod monitor;
 mod mtls;
 mod negotiation;
 mod notify;
@@ -42,6 +43,7 @@ use tokio::net::TcpListener;
 
 pub use audit::events::export as audit_export;
 pub use jwks::HttpJwksFetcher;
+pub use monitor::Rules;
 pub use mtls::{ClientTrust, PeerCertificates, Verdict};
 pub use router::{app, router};
 pub use state::{AppState, Authorization, Config, audit_key};

@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/service-base-urls", get(directory::service_base_urls))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .with_state(state.clone());
     middleware::stack(app, &state)
 }

@@ -39,6 +39,8 @@ pub struct Config {
     /// costs. No flag, variable or setting file reaches it: audit cannot be turned off.
     #[doc(hidden)]
     pub bench_without_audit: bool,
+    /// When the monitor throttles and suspends accounts past their limits.
+    pub rules: crate::monitor::Rules,
 }
 
 impl Config {
@@ -60,6 +62,7 @@ impl Config {
             notification_poll: Duration::from_secs(1),
             notification_retry: Duration::from_secs(5),
             bench_without_audit: false,
+            rules: crate::monitor::Rules::default(),
         }
     }
 }
@@ -121,6 +124,8 @@ pub struct AppState {
     pub exports: Arc<export::Exports>,
     /// Appends the audit events of requests that write nothing.
     pub(crate) audit: Arc<crate::audit::Recorder>,
+    /// The usage counters and the rate limits' buckets held by this process.
+    pub(crate) monitor: Arc<crate::monitor::Monitor>,
 }
 
 impl AppState {
@@ -131,7 +136,8 @@ impl AppState {
         let search_slots = Arc::new(Semaphore::new(config.max_concurrent_searches));
         let exports = Arc::new(export::Exports::new(Arc::clone(&store), config.export.clone())?);
         let audit = Arc::new(crate::audit::Recorder::default());
-        Ok(AppState { store, config: Arc::new(config), auth: None, search_slots, exports, audit })
+        let monitor = Arc::new(crate::monitor::Monitor::default());
+        Ok(AppState { store, config: Arc::new(config), auth: None, search_slots, exports, audit, monitor })
     }
 
     /// Starts this process's background work until the returned task is aborted: the export

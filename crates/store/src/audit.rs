@@ -42,10 +42,22 @@ impl ChainKey {
         self.mac(&[b"ignis audit chain", chain.as_bytes()])
     }
 
-    /// The hash of entry `seq` of `chain`, after the entry whose hash is `previous`.
-    pub(crate) fn entry(&self, previous: &str, chain: &str, seq: u64, recorded: i64, body: &str) -> String {
-        let (seq, recorded) = (seq.to_be_bytes(), recorded.to_be_bytes());
-        self.mac(&[previous.as_bytes(), chain.as_bytes(), &seq, &recorded, body.as_bytes()])
+    /// The hash of `entry`, after the entry whose hash is `previous`: over every column but
+    /// the hash itself.
+    pub(crate) fn entry(&self, previous: &str, entry: &Entry) -> String {
+        let (seq, recorded) = (entry.seq.to_be_bytes(), crate::clock::micros(entry.recorded).to_be_bytes());
+        let kind = [entry.category.as_bytes(), entry.action.as_bytes(), entry.outcome.as_bytes()];
+        let [category, action, outcome] = kind;
+        self.mac(&[
+            previous.as_bytes(),
+            entry.chain.as_bytes(),
+            &seq,
+            &recorded,
+            category,
+            action,
+            outcome,
+            entry.body.as_bytes(),
+        ])
     }
 
     /// The MAC of `parts`, each length-prefixed so no two sequences of parts collide.
@@ -150,14 +162,11 @@ pub struct Event {
 }
 
 impl Event {
-    /// What the entry can be searched by, each once: `category:`, `action:`, `outcome:`,
-    /// `agent:` (`user:`, `client:`, `device:` prefixed), `account:`, `entity:` (`Type/id`,
-    /// versionless) and `patient:` terms.
+    /// Who and what the entry can be searched by, each once: `agent:` (`user:`, `client:`,
+    /// `device:` prefixed), `account:`, `entity:` (`Type/id`, versionless) and `patient:`
+    /// terms. (Its category, action and outcome are columns of the entry.)
     pub fn terms(&self) -> BTreeSet<String> {
         let mut terms = BTreeSet::new();
-        terms.insert(format!("category:{}", self.category));
-        terms.insert(format!("action:{}", self.action));
-        terms.insert(format!("outcome:{}", self.outcome.code()));
         let agent = &self.agent;
         for (kind, value) in [("user", &agent.user), ("client", &agent.client), ("device", &agent.device)] {
             if let Some(value) = value {
@@ -197,6 +206,10 @@ pub struct Entry {
     pub chain: String,
     pub seq: u64,
     pub recorded: OffsetDateTime,
+    /// The event's category, action and outcome code, as columns searches filter on.
+    pub category: String,
+    pub action: String,
+    pub outcome: String,
     /// The [`Event`] as JSON.
     pub body: String,
     pub hash: String,
@@ -219,14 +232,18 @@ pub struct Head {
     pub last_hash: String,
 }
 
-/// An audit search: entries recorded in `[since, until)` that carry every one of `terms`,
-/// newest first, `count` at most, continuing below `before` (the last entry of the previous
-/// page).
+/// An audit search: entries recorded in `[since, until)` that carry every one of `terms` and
+/// have the category, action and outcome asked for, newest first, `count` at most,
+/// continuing below `before` (the last entry of the previous page).
 #[derive(Debug, Clone, Default)]
 pub struct Query {
     pub since: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
     pub terms: Vec<String>,
+    pub category: Option<String>,
+    pub action: Option<String>,
+    /// An outcome code (0, 4, 8).
+    pub outcome: Option<String>,
     pub count: usize,
     pub before: Option<Position>,
 }
@@ -350,7 +367,7 @@ async fn verify_chain(
             if entry.seq != expected {
                 return Ok(Some(Problem::Missing { chain, seq: expected }));
             }
-            let hash = key.entry(&previous, &chain, entry.seq, crate::clock::micros(entry.recorded), &entry.body);
+            let hash = key.entry(&previous, &entry);
             if hash != entry.hash {
                 return Ok(Some(Problem::Altered { chain, seq: entry.seq }));
             }

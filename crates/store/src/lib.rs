@@ -16,6 +16,7 @@
 
 pub mod audit;
 mod body;
+pub mod buckets;
 mod clock;
 mod error;
 pub mod expiring;
@@ -230,10 +231,12 @@ pub type ExpectedVersion = Option<u64>;
 
 /// The storage interface the server uses. Implementations must make each call atomic.
 /// Every store also keeps the platform records ([`records::Records`]), the expiring lists
-/// ([`expiring::Expiring`]), the leases of background work ([`leases::Leases`]) and the
-/// audit log ([`audit::Audit`]).
+/// ([`expiring::Expiring`]), the leases of background work ([`leases::Leases`]), the
+/// audit log ([`audit::Audit`]) and the rate-limit buckets ([`buckets::Buckets`]).
 #[async_trait]
-pub trait Store: records::Records + expiring::Expiring + leases::Leases + audit::Audit + Send + Sync {
+pub trait Store:
+    records::Records + expiring::Expiring + leases::Leases + audit::Audit + buckets::Buckets + Send + Sync
+{
     /// The current version of a resource, including a tombstone if it was deleted; `None`
     /// if it never existed.
     async fn read(

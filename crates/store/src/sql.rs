@@ -10,6 +10,7 @@
 //! (how a version's rows and index rows are written in bulk).
 
 pub(crate) mod audit;
+pub(crate) mod buckets;
 pub(crate) mod bundle;
 pub(crate) mod criteria;
 pub(crate) mod db;

@@ -106,12 +106,14 @@ async fn writes_and_record_changes_are_entries_of_their_transaction() {
         count: 100,
         ..Query::default()
     };
-    let created = store.search_audit(query(&["action:create", "patient:p9"])).await.expect("search");
+    let created = Query { action: Some("create".into()), ..query(&["patient:p9"]) };
+    let created = store.search_audit(created).await.expect("search");
     assert_eq!(created.len(), 1);
     let event = created[0].event().expect("event");
     assert_eq!(event.outcome, Outcome::Success);
     assert!(event.entities[0].starts_with("Observation/") && event.entities[0].ends_with("/_history/1"), "{event:?}");
-    let record = store.search_audit(query(&["category:record", "entity:thing/t1"])).await.expect("search");
+    let record = Query { category: Some("record".into()), ..query(&["entity:thing/t1"]) };
+    let record = store.search_audit(record).await.expect("search");
     assert_eq!(record.len(), 1);
     assert_eq!(record[0].event().expect("event").agent.user.as_deref(), Some("operator"));
     // p1 was read by each of the 8 tasks in round 1, twice each (2 events per append).
@@ -203,7 +205,9 @@ async fn tampering_with_one_row_is_found_at_that_row() {
     run("INSERT INTO audit_entries SELECT * FROM saved WHERE seq = 4");
     check(None).await;
 
-    run("INSERT INTO audit_entries SELECT chain, 5, recorded + 1, body, hash FROM saved WHERE seq = 4");
+    run(
+        "INSERT INTO audit_entries SELECT chain, 5, recorded + 1, category, action, outcome, body, hash FROM saved WHERE seq = 4",
+    );
     check(Some(Problem::Inserted { chain: chain.clone(), seq: 5, last: 4 })).await;
     run("DELETE FROM audit_entries WHERE seq = 5");
 

@@ -22,6 +22,47 @@ use crate::serve::{load_secret_key, open_store};
 pub(crate) enum AccountCommand {
     /// Create an account; prints it (`{"id": …}`).
     Create(AccountCreateArgs),
+    /// Set the account's rate limit, for each of its devices and for the account (this also
+    /// lifts a throttle); prints the account.
+    Limit(AccountLimitArgs),
+    /// Suspend the account: every credential of it is refused until it is reinstated; prints
+    /// the account.
+    Suspend(AccountSuspendArgs),
+    /// Reinstate a suspended account (its rate limit starts afresh); prints the account.
+    Reinstate(AccountReinstateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AccountLimitArgs {
+    #[arg(long)]
+    id: String,
+    /// Requests per minute.
+    #[arg(long)]
+    per_minute: u32,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AccountSuspendArgs {
+    #[arg(long)]
+    id: String,
+    /// Why (shown to the account and on every refused request).
+    #[arg(long, default_value = "suspended by an operator")]
+    reason: String,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AccountReinstateArgs {
+    #[arg(long)]
+    id: String,
+    /// Why (kept in the audit log's record of the change).
+    #[arg(long)]
+    reason: Option<String>,
+    #[command(flatten)]
+    storage: StorageArgs,
 }
 
 #[derive(Debug, Args)]
@@ -169,11 +210,29 @@ pub(crate) struct CaInitArgs {
 }
 
 pub(crate) async fn account(command: AccountCommand) -> anyhow::Result<()> {
-    let AccountCommand::Create(args) = command;
-    let store = open_store(&args.storage)?;
-    let created =
-        account::create_with_grace(&*store, &args.name, Vec::new(), args.grace_days, BY).await.map_err(refused)?;
-    print_json(&json!(AccountView::from(&created)));
+    let changed = match command {
+        AccountCommand::Create(args) => {
+            let store = open_store(&args.storage)?;
+            account::create_with_grace(&*store, &args.name, Vec::new(), args.grace_days, BY).await
+        }
+        AccountCommand::Limit(args) => {
+            let store = open_store(&args.storage)?;
+            access::monitoring::set_limit(&*store, &args.id, args.per_minute, BY).await
+        }
+        AccountCommand::Suspend(args) => {
+            let store = open_store(&args.storage)?;
+            access::monitoring::suspend(&*store, &args.id, &args.reason, BY).await
+        }
+        AccountCommand::Reinstate(args) => {
+            let store = open_store(&args.storage)?;
+            let by = match &args.reason {
+                Some(reason) => format!("{BY} ({reason})"),
+                None => BY.to_owned(),
+            };
+            access::monitoring::reinstate(&*store, &args.id, &by).await
+        }
+    };
+    print_json(&json!(AccountView::from(&changed.map_err(refused)?)));
     Ok(())
 }
 

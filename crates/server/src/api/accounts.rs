@@ -158,3 +158,76 @@ async fn change_member(
     let changed = account::set_member(store, id, username, role, caller.username()).await?;
     Ok(axum::Json(AccountView::from(&changed)).into_response())
 }
+
+/// Why an account is suspended.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewSuspension {
+    pub(crate) reason: String,
+}
+
+/// An account's rate limit.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewLimit {
+    /// Requests per minute for each of its devices and for the account as a whole.
+    pub(crate) per_minute: u32,
+}
+
+/// Suspend the account: every credential of it is refused (403) until it is reinstated.
+/// Operators only.
+#[utoipa::path(post, path = "/api/accounts/{id}/suspend", tag = "accounts", request_body = NewSuspension, security(("api_key" = [])),
+    params(("id" = String, Path, description = "the account id")),
+    responses((status = 200, body = AccountView), (status = 403, body = ProblemDocument, content_type = "application/problem+json")))]
+pub(crate) async fn suspend(
+    State(context): State<ApiContext>,
+    caller: ApiUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    caller.check_operator("suspend an account")?;
+    let request: NewSuspension = json_body(&body)?;
+    let account = access::monitoring::suspend(context.store(), &id, &request.reason, caller.username()).await?;
+    account_changed(&context, &id).await?;
+    Ok(axum::Json(AccountView::from(&account)).into_response())
+}
+
+/// Reinstate a suspended account; its rate limit starts afresh. Operators only.
+#[utoipa::path(post, path = "/api/accounts/{id}/reinstate", tag = "accounts", security(("api_key" = [])),
+    params(("id" = String, Path, description = "the account id")),
+    responses((status = 200, body = AccountView), (status = 403, body = ProblemDocument, content_type = "application/problem+json")))]
+pub(crate) async fn reinstate(
+    State(context): State<ApiContext>,
+    caller: ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    caller.check_operator("reinstate an account")?;
+    let account = access::monitoring::reinstate(context.store(), &id, caller.username()).await?;
+    account_changed(&context, &id).await?;
+    Ok(axum::Json(AccountView::from(&account)).into_response())
+}
+
+/// Set the account's rate limit (and lift a throttle: its buckets start full). Operators only.
+#[utoipa::path(put, path = "/api/accounts/{id}/limit", tag = "accounts", request_body = NewLimit, security(("api_key" = [])),
+    params(("id" = String, Path, description = "the account id")),
+    responses((status = 200, body = AccountView), (status = 403, body = ProblemDocument, content_type = "application/problem+json")))]
+pub(crate) async fn set_limit(
+    State(context): State<ApiContext>,
+    caller: ApiUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    caller.check_operator("set an account's limit")?;
+    let request: NewLimit = json_body(&body)?;
+    let account = access::monitoring::set_limit(context.store(), &id, request.per_minute, caller.username()).await?;
+    account_changed(&context, &id).await?;
+    Ok(axum::Json(AccountView::from(&account)).into_response())
+}
+
+/// After an operator changed the account's suspension or limit: this process reads its
+/// devices again and drops what it held of its buckets (other servers within a second).
+async fn account_changed(context: &ApiContext, id: &str) -> Result<(), Problem> {
+    context.auth.devices(context.store()).await?.forget_all();
+    context.app.monitor.forget(id);
+    Ok(())
+}

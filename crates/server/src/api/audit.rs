@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use super::problem::Problem;
 use super::{ApiContext, ApiUser};
-use crate::audit::events::{audit_event, date_bounds, export, term};
+use crate::audit::events::{audit_event, date_bounds, export, narrow};
 
 /// Entries per page unless `_count` says otherwise, and at most.
 const DEFAULT_COUNT: usize = 50;
@@ -47,6 +47,7 @@ pub(crate) async fn search(
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|error| Problem::bad_request(format!("the query string: {error}")))?;
     let query = parse(&pairs)?;
+    flush(&context).await?;
     let page = context.store().search_audit(query.clone()).await?;
     let mut entries = Vec::with_capacity(page.len());
     for entry in &page {
@@ -95,7 +96,7 @@ fn parse(pairs: &[(String, String)]) -> Result<Query, Problem> {
                 query.count = count.clamp(1, MAX_COUNT);
             }
             "_cursor" => query.before = Some(cursor(value)?),
-            _ => query.terms.push(term(name, value).map_err(Problem::bad_request)?),
+            _ => narrow(&mut query, name, value).map_err(Problem::bad_request)?,
         }
     }
     Ok(query)
@@ -136,8 +137,15 @@ pub(crate) async fn export_range(
         }
     };
     let (since, until) = (bound("since")?, bound("until")?);
+    flush(&context).await?;
     let lines = export(std::sync::Arc::clone(&context.app.store), since, until).map_err(std::io::Error::other);
     let mut response = (StatusCode::OK, Body::from_stream(lines)).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
     Ok(response)
+}
+
+/// Waits until the events this process queued are committed, so the audit log read next
+/// holds every request answered before.
+async fn flush(context: &ApiContext) -> Result<(), Problem> {
+    context.app.audit.flush(&context.app.store).await.map_err(Problem::internal)
 }

@@ -139,29 +139,31 @@ fn entities(event: &Event) -> Vec<Value> {
     entities
 }
 
-/// The store terms of an AuditEvent search parameter and its value, or why it is not one.
-/// `date` is read by the caller.
-pub(crate) fn term(name: &str, value: &str) -> Result<String, String> {
+/// Narrows `query` by an AuditEvent search parameter and its value, or says why it cannot.
+/// `date`, `_count` and `_cursor` are read by the caller.
+pub(crate) fn narrow(query: &mut Query, name: &str, value: &str) -> Result<(), String> {
     let value = value.trim();
     if value.is_empty() {
         return Err(format!("the {name} parameter has no value"));
     }
-    Ok(match name {
+    let code = || value.rsplit('|').next().unwrap_or(value).to_owned();
+    match name {
         "agent" => match value.split_once(':') {
-            Some(("user" | "client" | "device", _)) => format!("agent:{value}"),
+            Some(("user" | "client" | "device", _)) => query.terms.push(format!("agent:{value}")),
             _ => return Err(format!("agent '{value}': expected user:NAME, client:ID or device:ID")),
         },
-        "account" => format!("account:{value}"),
-        "entity" => format!("entity:{value}"),
-        "patient" => format!("patient:{}", value.strip_prefix("Patient/").unwrap_or(value)),
-        "type" => format!("category:{}", category_of_type(value)),
-        "subtype" => format!("action:{}", value.rsplit('|').next().unwrap_or(value)),
+        "account" => query.terms.push(format!("account:{value}")),
+        "entity" => query.terms.push(format!("entity:{value}")),
+        "patient" => query.terms.push(format!("patient:{}", value.strip_prefix("Patient/").unwrap_or(value))),
+        "type" => query.category = Some(category_of_type(value).to_owned()),
+        "subtype" => query.action = Some(code()),
         "outcome" => match value {
-            "0" | "4" | "8" | "12" => format!("outcome:{value}"),
+            "0" | "4" | "8" | "12" => query.outcome = Some(value.to_owned()),
             _ => return Err(format!("outcome '{value}': expected 0, 4, 8 or 12")),
         },
         other => return Err(format!("'{other}' is not an audit search parameter")),
-    })
+    }
+    Ok(())
 }
 
 /// The category a `type` value (`rest`, `110114`, `security`…, with or without a system)
@@ -232,6 +234,9 @@ mod tests {
             chain: "c0ffee".into(),
             seq: 3,
             recorded: time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000),
+            category: event.category.clone(),
+            action: event.action.clone(),
+            outcome: event.outcome.code().into(),
             body: serde_json::to_string(event).expect("json"),
             hash: "h".into(),
         }
@@ -274,16 +279,19 @@ mod tests {
     }
 
     #[test]
-    fn search_parameters_become_terms() {
-        assert_eq!(term("patient", "Patient/p1").as_deref(), Ok("patient:p1"));
-        assert_eq!(
-            term("type", "http://dicom.nema.org/resources/ontology/DCM|110114").as_deref(),
-            Ok("category:security")
-        );
-        assert_eq!(term("agent", "user:alice").as_deref(), Ok("agent:user:alice"));
-        assert!(term("agent", "alice").is_err());
-        assert!(term("outcome", "3").is_err());
-        assert!(term("name", "x").is_err());
+    fn search_parameters_narrow_the_query() {
+        let mut query = Query::default();
+        narrow(&mut query, "patient", "Patient/p1").expect("patient");
+        narrow(&mut query, "agent", "user:alice").expect("agent");
+        narrow(&mut query, "type", "http://dicom.nema.org/resources/ontology/DCM|110114").expect("type");
+        narrow(&mut query, "subtype", "http://hl7.org/fhir/restful-interaction|read").expect("subtype");
+        narrow(&mut query, "outcome", "4").expect("outcome");
+        assert_eq!(query.terms, ["patient:p1", "agent:user:alice"]);
+        let kind = (query.category.as_deref(), query.action.as_deref(), query.outcome.as_deref());
+        assert_eq!(kind, (Some("security"), Some("read"), Some("4")));
+        assert!(narrow(&mut query, "agent", "alice").is_err());
+        assert!(narrow(&mut query, "outcome", "3").is_err());
+        assert!(narrow(&mut query, "name", "x").is_err());
     }
 
     #[test]

@@ -20,3 +20,10 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<(StatusCode,
     state.store.read(Environment::Production, &probe_type, &probe_id).await?;
     Ok((StatusCode::OK, "ready"))
 }
+
+/// `GET /metrics`: this process's usage counters in the Prometheus text format.
+pub(crate) async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], state.monitor.render()).into_response()
+}

@@ -151,6 +151,15 @@ async fn device_token(
     if device.revoked_at.is_some() {
         return Err(refused("the device is revoked"));
     }
+    match access::account::get(store, &device.account).await {
+        Ok(account) => {
+            if let Some(suspension) = &account.value.suspended {
+                let reason = format!("the account is suspended: {}", suspension.reason);
+                return Err(TokenFailure::UnauthorizedClient(reason));
+            }
+        }
+        Err(error) => return Err(TokenFailure::Server(error.to_string())),
+    }
     if let Some(assertion) = assertion {
         let certificate = peer.chain.first().map(|first| first.as_ref()).unwrap_or_default();
         let jwk = access::certificate::jwk(certificate)

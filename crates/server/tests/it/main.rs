@@ -35,6 +35,7 @@ mod history;
 mod import;
 mod interop;
 mod invariants;
+mod monitoring;
 mod mtls;
 mod postgres;
 mod search;

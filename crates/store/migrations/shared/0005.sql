@@ -9,20 +9,23 @@ CREATE TABLE audit_chains (
     last_hash {text} NOT NULL
 ){clustered};
 
--- One row per event: its chain position, when it was recorded, the event as JSON, and the
--- keyed hash over the previous entry's hash and this entry's columns.
+-- One row per event: its chain position, when it was recorded, what kind of event it is, the
+-- event as JSON, and the keyed hash over the previous entry's hash and this entry's columns.
 CREATE TABLE audit_entries (
     chain    {text} NOT NULL,
     seq      {int}  NOT NULL,
     recorded {int}  NOT NULL,
+    category {text} NOT NULL,
+    action   {text} NOT NULL,
+    outcome  {text} NOT NULL,
     body     {text} NOT NULL,
     hash     {text} NOT NULL,
     PRIMARY KEY (chain, seq)
-);
+){clustered};
 CREATE INDEX audit_entries_recorded ON audit_entries (recorded);
 
--- What an entry can be found by (agent, entity, patient, type, outcome…), newest first per
--- term: an audit search drives from here.
+-- Who and what an entry can be found by (agent, account, entity, patient), newest first per
+-- term: an audit search by any of them drives from here.
 CREATE TABLE audit_terms (
     term     {text} NOT NULL,
     recorded {int}  NOT NULL,

@@ -8,7 +8,7 @@ use crate::audit::{Agent, ChainKey, Entry, Event, Head, Query};
 use crate::clock::{WriteClock, from_micros};
 use crate::records::Record;
 use crate::sql::db::{Db, Row};
-use crate::sql::{Bind, Sql};
+use crate::sql::{Bind, Dialect, Sql};
 
 /// The audit chains of this process that no write is using: a write takes one and gives it
 /// back after, so no two of this process's transactions append to one chain at once (and
@@ -48,9 +48,6 @@ pub(crate) fn record_event(record: &Record) -> Event {
     }
 }
 
-/// Terms inserted per statement (four values each, well inside SQLite's bound-value limit).
-const TERMS_PER_STATEMENT: usize = 200;
-
 /// Appends `events` to `chain` (made when it does not exist yet), each stamped with `clock`,
 /// and moves the chain's head; inside the caller's transaction.
 pub(crate) fn append(
@@ -79,16 +76,35 @@ pub(crate) fn append(
     for event in events {
         seq += 1;
         let recorded = clock.next();
-        let body = serde_json::to_string(event).map_err(|error| Error::Database(format!("audit event: {error}")))?;
-        let hash = key.entry(&previous, chain, seq, recorded, &body);
+        let mut entry = Entry {
+            chain: chain.to_owned(),
+            seq,
+            recorded: from_micros(recorded),
+            category: event.category.clone(),
+            action: event.action.clone(),
+            outcome: event.outcome.code().to_owned(),
+            body: serde_json::to_string(event).map_err(|error| Error::Database(format!("audit event: {error}")))?,
+            hash: String::new(),
+        };
+        entry.hash = key.entry(&previous, &entry);
         let insert = Sql::fixed(
             dialect,
-            "INSERT INTO audit_entries (chain, seq, recorded, body, hash) VALUES ({}, {}, {}, {}, {})",
-            [chain.into(), seq_column(seq)?, recorded.into(), body.into(), hash.clone().into()],
+            "INSERT INTO audit_entries (chain, seq, recorded, category, action, outcome, body, hash) \
+             VALUES ({}, {}, {}, {}, {}, {}, {}, {})",
+            [
+                chain.into(),
+                seq_column(seq)?,
+                recorded.into(),
+                entry.category.into(),
+                entry.action.into(),
+                entry.outcome.into(),
+                entry.body.into(),
+                entry.hash.clone().into(),
+            ],
         );
         db.execute(&insert)?;
         terms.extend(event.terms().into_iter().map(|term| (term, recorded, seq)));
-        previous = hash;
+        previous = entry.hash;
     }
     insert_terms(db, chain, &terms)?;
     let head = if exists {
@@ -112,11 +128,22 @@ fn seq_column(seq: u64) -> Result<Bind, Error> {
     i64::try_from(seq).map(Bind::from).map_err(|_| Error::Database("audit sequence overflow".into()))
 }
 
-/// Inserts `(term, recorded, seq)` rows of `chain`, many per statement.
+/// Inserts `(term, recorded, seq)` rows of `chain`. SQLite runs one fixed statement per row,
+/// which it keeps prepared (a many-row statement of varying length would be parsed every
+/// time); PostgreSQL, where each statement is a round trip, gets them all in one.
 fn insert_terms(db: &mut dyn Db, chain: &str, terms: &[(String, i64, u64)]) -> Result<(), Error> {
+    const INSERT: &str = "INSERT INTO audit_terms (term, recorded, chain, seq) VALUES ";
+    if db.dialect() == Dialect::Sqlite {
+        for (term, recorded, seq) in terms {
+            let values = [term.as_str().into(), (*recorded).into(), chain.into(), seq_column(*seq)?];
+            let sql = "INSERT INTO audit_terms (term, recorded, chain, seq) VALUES ({}, {}, {}, {})";
+            db.execute(&Sql::fixed(Dialect::Sqlite, sql, values))?;
+        }
+        return Ok(());
+    }
     for batch in terms.chunks(TERMS_PER_STATEMENT) {
         let mut sql = Sql::new(db.dialect());
-        sql.push("INSERT INTO audit_terms (term, recorded, chain, seq) VALUES ");
+        sql.push(INSERT);
         for (index, (term, recorded, seq)) in batch.iter().enumerate() {
             sql.push(if index == 0 { "(" } else { ", (" });
             sql.bind(term.as_str());
@@ -132,6 +159,9 @@ fn insert_terms(db: &mut dyn Db, chain: &str, terms: &[(String, i64, u64)]) -> R
     }
     Ok(())
 }
+
+/// Terms inserted per PostgreSQL statement (four values each).
+const TERMS_PER_STATEMENT: usize = 1_000;
 
 /// Every chain's head.
 pub(crate) fn heads(db: &mut dyn Db) -> Result<Vec<Head>, Error> {
@@ -151,15 +181,18 @@ pub(crate) fn heads(db: &mut dyn Db) -> Result<Vec<Head>, Error> {
 }
 
 /// The columns [`entry_at`] reads, of the entries table aliased `e`.
-const COLUMNS: &str = "e.chain, e.seq, e.recorded, e.body, e.hash";
+const COLUMNS: &str = "e.chain, e.seq, e.recorded, e.category, e.action, e.outcome, e.body, e.hash";
 
 fn entry_at(row: &dyn Row) -> Result<Entry, Error> {
     Ok(Entry {
         chain: row.text(0)?,
         seq: u64::try_from(row.int(1)?).unwrap_or(0),
         recorded: from_micros(row.int(2)?),
-        body: row.text(3)?,
-        hash: row.text(4)?,
+        category: row.text(3)?,
+        action: row.text(4)?,
+        outcome: row.text(5)?,
+        body: row.text(6)?,
+        hash: row.text(7)?,
     })
 }
 
@@ -224,6 +257,12 @@ pub(crate) fn search(db: &mut dyn Db, query: &Query) -> Result<Vec<Entry>, Error
         sql.push(&format!(" AND {time}.seq < "));
         sql.bind(seq_column(before.seq)?);
         sql.push("))))");
+    }
+    for (column, value) in [("category", &query.category), ("action", &query.action), ("outcome", &query.outcome)] {
+        if let Some(value) = value {
+            sql.push(&format!(" AND e.{column} = "));
+            sql.bind(value.as_str());
+        }
     }
     for term in terms {
         let alias = sql.fresh_alias("o");

@@ -17,6 +17,7 @@ const SHARED: &[&str] = &[
     include_str!("../../migrations/shared/0003.sql"),
     include_str!("../../migrations/shared/0004.sql"),
     include_str!("../../migrations/shared/0005.sql"),
+    include_str!("../../migrations/shared/0006.sql"),
 ];
 
 /// The shared migrations spelled for `dialect`.

@@ -19,7 +19,7 @@ use crate::records::{Record, RecordWrite, Records};
 use crate::registry::{self, Registries};
 use crate::sql::db::Db;
 use crate::sql::write::VersionWrite;
-use crate::sql::{audit, bundle, expiring, import, leases, read, records, search, write};
+use crate::sql::{audit, buckets, bundle, expiring, import, leases, read, records, search, write};
 use crate::{
     EntryOutcome, Environment, Error, ExpectedVersion, HistoryPage, HistoryQuery, ImportCounts, ImportResource, Method,
     SearchPage, SearchRequest, Store, StoredResource, TransactionError, TransactionRequest, WriteKind, WriteOutcome,
@@ -513,5 +513,26 @@ impl<B: Backend> Audit for SqlStore<B> {
 
     async fn search_audit(&self, query: Query) -> Result<Vec<Entry>, Error> {
         SqlStore::read(self, move |db| audit::search(db, &query)).await
+    }
+}
+
+#[async_trait]
+#[allow(private_bounds)]
+impl<B: Backend> crate::buckets::Buckets for SqlStore<B> {
+    async fn take(
+        &self,
+        key: &str,
+        want: u32,
+        rate: crate::buckets::Rate,
+        now: OffsetDateTime,
+    ) -> Result<crate::buckets::Taken, Error> {
+        let (key, now) = (key.to_owned(), micros(now));
+        // Buckets belong to no partition; the write context goes unused.
+        self.write(Environment::Production, move |db, _| buckets::take(db, &key, want, rate, now)).await
+    }
+
+    async fn reset_buckets(&self, prefix: &str) -> Result<u64, Error> {
+        let prefix = prefix.to_owned();
+        self.write(Environment::Production, move |db, _| buckets::reset(db, &prefix)).await
     }
 }
