@@ -733,6 +733,8 @@ async fn no_secret_is_in_clear_in_the_database_or_the_log() {
     const PASSWORD: &str = "practitioner pass phrase 7731";
     const CLIENT_SECRET: &str = "client secret 5521 of the audit app";
     const REDIRECT: &str = "https://app.example/callback";
+    const PATIENT_NAME: &str = "Zyxwvutson";
+    const BIRTH_DATE: &str = "1957-03-04";
     let folder = tempfile::tempdir().expect("temp dir");
     let data_dir = folder.path().to_str().expect("path");
     let database = folder.path().join("ignis.db");
@@ -822,6 +824,10 @@ async fn no_secret_is_in_clear_in_the_database_or_the_log() {
     assert!(token["id_token"].is_string());
     let read = http.get(format!("{}/Patient", server.base)).bearer_auth(&access).send().await.expect("search");
     assert_eq!(read.status(), StatusCode::OK);
+    // A search by a name and a birth date: PHI in a query string, which the log must not keep.
+    let by_name = format!("{}/Patient?name={PATIENT_NAME}&birthdate={BIRTH_DATE}", server.base);
+    let search = http.get(by_name).bearer_auth(&access).send().await.expect("search");
+    assert_eq!(search.status(), StatusCode::OK);
 
     let secret_key = std::fs::read_to_string(folder.path().join("secret.key")).expect("the secret key");
     let mut secrets = vec![
@@ -843,6 +849,9 @@ async fn no_secret_is_in_clear_in_the_database_or_the_log() {
         if let Ok(bytes) = std::fs::read(folder.path().join(file)) {
             scanned.push((file.to_owned(), String::from_utf8_lossy(&bytes).into_owned()));
         }
+    }
+    for phi in [PATIENT_NAME, BIRTH_DATE] {
+        assert!(!scanned[0].1.contains(phi), "the log holds PHI ({phi})");
     }
     for (name, text) in &scanned {
         for secret in &secrets {

@@ -128,8 +128,14 @@ const QUEUE: usize = 16 * 1024;
 /// Events a batch appends at most.
 const BATCH: usize = 1024;
 
+/// How often the recorder folds pending search terms into the term index, and how many at
+/// most: rarely enough that each page of the index written holds many new terms, often
+/// enough that searches scan few pending ones.
+const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+const FOLD_LIMIT: usize = 200_000;
+
 /// How long a batch waits for more events after its first.
-const COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Appends the events of requests that wrote nothing (reads, searches, refusals) in batches:
 /// every event queued while one batch commits goes into the next, so a read costs a queued
@@ -150,7 +156,11 @@ impl Recorder {
         if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
             return Err("the audit log cannot be written".to_owned());
         }
-        self.queue(store).await.send(Queued::Event(Box::new(event))).await.map_err(|_| "the audit recorder stopped".to_owned())
+        self.queue(store)
+            .await
+            .send(Queued::Event(Box::new(event)))
+            .await
+            .map_err(|_| "the audit recorder stopped".to_owned())
     }
 
     /// Returns once every event queued before is committed.
@@ -178,8 +188,9 @@ async fn append_batches(
     failing: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut folded = std::time::Instant::now();
     while receiver.recv_many(&mut batch, BATCH).await > 0 {
-        // Events that arrive within a few milliseconds share one commit: every commit writes
+        // Events that arrive within 20 milliseconds share one commit: every commit writes
         // the pages it changed to the WAL and waits for an fsync, whatever it holds.
         if batch.len() < BATCH {
             tokio::time::sleep(COALESCE).await;
@@ -208,6 +219,12 @@ async fn append_batches(
         }
         for reply in flushes {
             let _ = reply.send(result.clone());
+        }
+        if folded.elapsed() >= FOLD_EVERY {
+            folded = std::time::Instant::now();
+            if let Err(error) = store.fold_audit_terms(FOLD_LIMIT).await {
+                tracing::warn!(%error, "audit search terms could not be folded (searches still see them)");
+            }
         }
     }
 }

@@ -31,7 +31,7 @@ pub(crate) fn stack(app: Router, state: &AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(TraceLayer::new_for_http())
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 // Responses in gzip or brotli when the client asks; gzipped request bodies are
                 // inflated (innermost) before the handlers read them, so the body size limit
                 // counts the inflated bytes and a decompression bomb stops at the limit (413).
@@ -46,6 +46,13 @@ pub(crate) fn stack(app: Router, state: &AppState) -> Router {
                 .layer(RequestDecompressionLayer::new()),
         )
         .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+/// The trace span of a request: its method and path, never its query string, which holds
+/// search values (names, birth dates: PHI) and, at the authorization endpoint, state and PKCE
+/// values.
+fn request_span(request: &Request) -> tracing::Span {
+    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path(), version = ?request.version())
 }
 
 /// CORS for browser apps (SMART apps run in browsers): any origin may call the FHIR API,

@@ -99,6 +99,16 @@ impl Outcome {
         }
     }
 
+    /// The outcome of an `AuditEvent.outcome` code.
+    pub fn of_code(code: &str) -> Option<Outcome> {
+        match code {
+            "0" => Some(Outcome::Success),
+            "4" => Some(Outcome::Minor),
+            "8" => Some(Outcome::Serious),
+            _ => None,
+        }
+    }
+
     /// The outcome of an HTTP status.
     pub fn of_status(status: u16) -> Outcome {
         match status {
@@ -127,14 +137,18 @@ pub struct Agent {
 }
 
 /// One audited event. Never holds a secret: tokens, passwords and codes are never put in it.
+/// Its category, action and outcome are columns of its entry, not repeated in the JSON.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// `rest` (a FHIR interaction), `security` (sign-in, second factor, tokens), `api` (the
     /// access program's API), `record` (a change to a platform record), `admin` (an
     /// operator command).
+    #[serde(default, skip_serializing)]
     pub category: String,
     /// The interaction or step: `read`, `search-type`, `create`, `token`, `sign-in`…
+    #[serde(default, skip_serializing)]
     pub action: String,
+    #[serde(default, skip_serializing)]
     pub outcome: Outcome,
     /// Why it failed, or what it did, in a few words (never a secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,8 +232,10 @@ pub struct Entry {
 impl Entry {
     /// The event the entry holds.
     pub fn event(&self) -> Result<Event, Error> {
-        serde_json::from_str(&self.body)
-            .map_err(|error| Error::Database(format!("audit entry {}#{}: {error}", self.chain, self.seq)))
+        let event: Event = serde_json::from_str(&self.body)
+            .map_err(|error| Error::Database(format!("audit entry {}#{}: {error}", self.chain, self.seq)))?;
+        let outcome = Outcome::of_code(&self.outcome).unwrap_or(Outcome::Serious);
+        Ok(Event { category: self.category.clone(), action: self.action.clone(), outcome, ..event })
     }
 }
 
@@ -283,6 +299,10 @@ pub trait Audit: Send + Sync {
 
     /// Up to `limit` entries of `chain` after sequence number `after`, in order.
     async fn audit_chain(&self, chain: &str, after: u64, limit: usize) -> Result<Vec<Entry>, Error>;
+
+    /// Moves up to `limit` pending search terms into the term index, sorted; how many.
+    /// Searches see pending terms too: folding only makes them cheaper to find and to write.
+    async fn fold_audit_terms(&self, limit: usize) -> Result<u64, Error>;
 
     /// The chains that have entries but no head.
     async fn audit_chains_without_head(&self) -> Result<Vec<String>, Error>;

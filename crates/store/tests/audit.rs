@@ -119,6 +119,12 @@ async fn writes_and_record_changes_are_entries_of_their_transaction() {
     // p1 was read by each of the 8 tasks in round 1, twice each (2 events per append).
     let p1 = store.search_audit(query(&["patient:p1"])).await.expect("search");
     assert_eq!(p1.len(), 16);
+    // Terms are found pending, partly folded into the index, and all folded.
+    assert_eq!(store.fold_audit_terms(10).await.expect("fold"), 10);
+    assert_eq!(store.search_audit(query(&["patient:p1"])).await.expect("search"), p1);
+    assert!(store.fold_audit_terms(usize::MAX).await.expect("fold") > 0);
+    assert_eq!(store.fold_audit_terms(10).await.expect("fold"), 0, "nothing left");
+    assert_eq!(store.search_audit(query(&["patient:p1"])).await.expect("search"), p1);
     let by_u3 = store.search_audit(query(&["patient:p1", "agent:user:u3"])).await.expect("search");
     assert_eq!(by_u3.len(), 2);
     // Pages continue below the last entry of the one before, without overlap.

@@ -25,7 +25,10 @@ CREATE TABLE audit_entries (
 CREATE INDEX audit_entries_recorded ON audit_entries (recorded);
 
 -- Who and what an entry can be found by (agent, account, entity, patient), newest first per
--- term: an audit search by any of them drives from here.
+-- term: an audit search by any of them drives from here. Entries are appended with their
+-- terms in audit_pending_terms, in arrival order; a background fold moves them here sorted,
+-- many at once, so that the term index's random pages are written once per fold rather than
+-- once per event. Searches read both.
 CREATE TABLE audit_terms (
     term     {text} NOT NULL,
     recorded {int}  NOT NULL,
@@ -33,3 +36,11 @@ CREATE TABLE audit_terms (
     seq      {int}  NOT NULL,
     PRIMARY KEY (term, recorded, chain, seq)
 ){clustered};
+
+CREATE TABLE audit_pending_terms (
+    id       {serial},
+    term     {text} NOT NULL,
+    recorded {int}  NOT NULL,
+    chain    {text} NOT NULL,
+    seq      {int}  NOT NULL
+);

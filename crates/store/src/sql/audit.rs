@@ -128,15 +128,16 @@ fn seq_column(seq: u64) -> Result<Bind, Error> {
     i64::try_from(seq).map(Bind::from).map_err(|_| Error::Database("audit sequence overflow".into()))
 }
 
-/// Inserts `(term, recorded, seq)` rows of `chain`. SQLite runs one fixed statement per row,
+/// Inserts `(term, recorded, seq)` rows of `chain` into the pending terms (see [`fold`]).
+/// SQLite runs one fixed statement per row,
 /// which it keeps prepared (a many-row statement of varying length would be parsed every
 /// time); PostgreSQL, where each statement is a round trip, gets them all in one.
 fn insert_terms(db: &mut dyn Db, chain: &str, terms: &[(String, i64, u64)]) -> Result<(), Error> {
-    const INSERT: &str = "INSERT INTO audit_terms (term, recorded, chain, seq) VALUES ";
+    const INSERT: &str = "INSERT INTO audit_pending_terms (term, recorded, chain, seq) VALUES ";
     if db.dialect() == Dialect::Sqlite {
         for (term, recorded, seq) in terms {
             let values = [term.as_str().into(), (*recorded).into(), chain.into(), seq_column(*seq)?];
-            let sql = "INSERT INTO audit_terms (term, recorded, chain, seq) VALUES ({}, {}, {}, {})";
+            let sql = "INSERT INTO audit_pending_terms (term, recorded, chain, seq) VALUES ({}, {}, {}, {})";
             db.execute(&Sql::fixed(Dialect::Sqlite, sql, values))?;
         }
         return Ok(());
@@ -162,6 +163,29 @@ fn insert_terms(db: &mut dyn Db, chain: &str, terms: &[(String, i64, u64)]) -> R
 
 /// Terms inserted per PostgreSQL statement (four values each).
 const TERMS_PER_STATEMENT: usize = 1_000;
+
+/// Moves up to `limit` of the oldest pending terms into `audit_terms`, sorted, in the caller's
+/// transaction; how many it moved. A term row inserted once per event would write a random
+/// page of the term index per event; folded many at a time, each page written holds many.
+pub(crate) fn fold(db: &mut dyn Db, limit: usize) -> Result<u64, Error> {
+    let dialect = db.dialect();
+    let bounds = Sql::fixed(dialect, "SELECT MIN(id), MAX(id) FROM audit_pending_terms", []);
+    let Some((Some(first), Some(last))) = db.first(&bounds, |row| Ok((row.int(0).ok(), row.int(1).ok())))? else {
+        return Ok(0);
+    };
+    if limit == 0 {
+        return Ok(0);
+    }
+    let last = last.min(first.saturating_add(i64::try_from(limit - 1).unwrap_or(i64::MAX)));
+    let copy = Sql::fixed(
+        dialect,
+        "INSERT INTO audit_terms (term, recorded, chain, seq) \
+         SELECT term, recorded, chain, seq FROM audit_pending_terms WHERE id <= {} ORDER BY term, recorded",
+        [last.into()],
+    );
+    db.execute(&copy)?;
+    db.execute(&Sql::fixed(dialect, "DELETE FROM audit_pending_terms WHERE id <= {}", [last.into()]))
+}
 
 /// Every chain's head.
 pub(crate) fn heads(db: &mut dyn Db) -> Result<Vec<Head>, Error> {
@@ -219,6 +243,10 @@ pub(crate) fn headless(db: &mut dyn Db) -> Result<Vec<String>, Error> {
     db.rows(&sql, |row| row.text(0))
 }
 
+/// The terms, folded and pending, as one table.
+const TERMS: &str = "(SELECT term, recorded, chain, seq FROM audit_terms \
+     UNION ALL SELECT term, recorded, chain, seq FROM audit_pending_terms)";
+
 /// A page of `query`: driven by its first term's rows when it has terms (newest first per
 /// term), by the entries' time index otherwise; every other term must be present too.
 pub(crate) fn search(db: &mut dyn Db, query: &Query) -> Result<Vec<Entry>, Error> {
@@ -227,7 +255,7 @@ pub(crate) fn search(db: &mut dyn Db, query: &Query) -> Result<Vec<Entry>, Error
     let time = match terms.next() {
         Some(first) => {
             sql.push(&format!(
-                "SELECT {COLUMNS} FROM audit_terms t JOIN audit_entries e ON e.chain = t.chain AND e.seq = t.seq WHERE t.term = "
+                "SELECT {COLUMNS} FROM {TERMS} t JOIN audit_entries e ON e.chain = t.chain AND e.seq = t.seq WHERE t.term = "
             ));
             sql.bind(first.as_str());
             "t"
@@ -266,7 +294,7 @@ pub(crate) fn search(db: &mut dyn Db, query: &Query) -> Result<Vec<Entry>, Error
     }
     for term in terms {
         let alias = sql.fresh_alias("o");
-        sql.push(&format!(" AND EXISTS (SELECT 1 FROM audit_terms {alias} WHERE {alias}.term = "));
+        sql.push(&format!(" AND EXISTS (SELECT 1 FROM {TERMS} {alias} WHERE {alias}.term = "));
         sql.bind(term.as_str());
         sql.push(&format!(" AND {alias}.recorded = e.recorded AND {alias}.chain = e.chain AND {alias}.seq = e.seq)"));
     }

@@ -26,14 +26,22 @@ pub(crate) fn migrations(dialect: Dialect) -> impl Iterator<Item = Cow<'static, 
 }
 
 /// `template` with its placeholders replaced: `{text}` (code-point collation on
-/// PostgreSQL, as the FHIR tables use), `{int}` (64 bits), `{flag}` (0 or 1) and
-/// `{clustered}` (SQLite keeps the rows in the primary key's b-tree).
+/// PostgreSQL, as the FHIR tables use), `{int}` (64 bits), `{flag}` (0 or 1),
+/// `{clustered}` (SQLite keeps the rows in the primary key's b-tree) and `{serial}` (a
+/// primary key the database numbers in insertion order).
 fn spell(template: &str, dialect: Dialect) -> String {
-    let (text, int, flag, clustered) = match dialect {
-        Dialect::Sqlite => ("TEXT", "INTEGER", "INTEGER", " WITHOUT ROWID"),
-        Dialect::Postgres => ("TEXT COLLATE \"C\"", "BIGINT", "SMALLINT", ""),
+    let (text, int, flag, clustered, serial) = match dialect {
+        Dialect::Sqlite => ("TEXT", "INTEGER", "INTEGER", " WITHOUT ROWID", "INTEGER PRIMARY KEY"),
+        Dialect::Postgres => {
+            ("TEXT COLLATE \"C\"", "BIGINT", "SMALLINT", "", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
+        }
     };
-    template.replace("{text}", text).replace("{int}", int).replace("{flag}", flag).replace("{clustered}", clustered)
+    template
+        .replace("{text}", text)
+        .replace("{int}", int)
+        .replace("{flag}", flag)
+        .replace("{clustered}", clustered)
+        .replace("{serial}", serial)
 }
 
 #[cfg(test)]

@@ -507,6 +507,10 @@ impl<B: Backend> Audit for SqlStore<B> {
         SqlStore::read(self, move |db| audit::chain(db, &chain, after, limit)).await
     }
 
+    async fn fold_audit_terms(&self, limit: usize) -> Result<u64, Error> {
+        self.write(Environment::Production, move |db, _| audit::fold(db, limit)).await
+    }
+
     async fn audit_chains_without_head(&self) -> Result<Vec<String>, Error> {
         SqlStore::read(self, audit::headless).await
     }
