@@ -57,6 +57,7 @@ pub(crate) fn routes(context: ApiContext) -> Router<AppState> {
         .route("/accounts/{id}/suspend", post(accounts::suspend))
         .route("/accounts/{id}/reinstate", post(accounts::reinstate))
         .route("/accounts/{id}/limit", put(accounts::set_limit))
+        .route("/accounts/{id}/usage", get(accounts::usage))
         .route("/accounts/{id}/members/{username}", put(accounts::set_member).delete(accounts::remove_member))
         .route("/accounts/{id}/notifications", get(accounts::notifications))
         .route("/accounts/{id}/devices", get(devices::list).post(devices::create))

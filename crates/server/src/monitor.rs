@@ -76,7 +76,23 @@ pub(crate) struct Monitor {
     throttled: Family<Caller, Counter>,
     patients: Family<Caller, Gauge>,
     seen_patients: Mutex<HashMap<Caller, HashSet<String>>>,
+    /// The same counts per account, for the account's usage in the API.
+    accounts: Mutex<HashMap<String, Usage>>,
     held: Mutex<HashMap<String, u32>>,
+}
+
+/// What an account's devices and clients did, as this process counted it.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Usage {
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) authentication_failures: u64,
+    pub(crate) outside_network: u64,
+    pub(crate) throttled: u64,
+    /// Distinct patients whose data its requests reached.
+    pub(crate) patients: u64,
+    #[serde(skip)]
+    seen: HashSet<String>,
 }
 
 impl Default for Monitor {
@@ -90,6 +106,7 @@ impl Default for Monitor {
             throttled: Family::default(),
             patients: Family::default(),
             seen_patients: Mutex::default(),
+            accounts: Mutex::default(),
             held: Mutex::default(),
             registry: Registry::default(),
         };
@@ -114,6 +131,9 @@ impl Default for Monitor {
 impl Monitor {
     /// Counts an answered request from its audit event.
     pub(crate) fn observe(&self, event: &Event) {
+        if let Some(account) = &event.agent.account {
+            self.count_account(account, event);
+        }
         let caller = Caller::of(event);
         self.requests.get_or_create(&caller).inc();
         if event.outcome != Outcome::Success {
@@ -140,6 +160,26 @@ impl Monitor {
         }
     }
 
+    fn count_account(&self, account: &str, event: &Event) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let usage = accounts.entry(account.to_owned()).or_default();
+        usage.requests += 1;
+        usage.errors += u64::from(event.outcome != Outcome::Success);
+        usage.authentication_failures += u64::from(event.status == Some(401));
+        usage.throttled += u64::from(event.status == Some(429));
+        for patient in &event.patients {
+            if usage.seen.len() < MAX_PATIENTS {
+                usage.seen.insert(patient.clone());
+            }
+        }
+        usage.patients = usage.seen.len() as u64;
+    }
+
+    /// What `account`'s devices and clients did, as this process counted it.
+    pub(crate) fn usage(&self, account: &str) -> Usage {
+        self.accounts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(account).cloned().unwrap_or_default()
+    }
+
     /// Counts a production call refused for coming from outside the approved network paths.
     pub(crate) fn outside_network(&self, environment: &str, account: &str, device: &str) {
         let caller = Caller {
@@ -149,6 +189,8 @@ impl Monitor {
             client: String::new(),
         };
         self.outside_network.get_or_create(&caller).inc();
+        let mut accounts = self.accounts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        accounts.entry(account.to_owned()).or_default().outside_network += 1;
     }
 
     /// The counters in the Prometheus text format.

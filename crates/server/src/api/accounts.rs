@@ -231,3 +231,19 @@ async fn account_changed(context: &ApiContext, id: &str) -> Result<(), Problem> 
     context.app.monitor.forget(id);
     Ok(())
 }
+
+/// What the account's devices and clients did since the answering server started: requests,
+/// errors, authentication failures, calls from outside the approved network paths, throttled
+/// requests and distinct patients reached (each server counts its own; `/metrics` has them
+/// per device and client).
+#[utoipa::path(get, path = "/api/accounts/{id}/usage", tag = "accounts", security(("api_key" = [])),
+    params(("id" = String, Path, description = "the account id")),
+    responses((status = 200, body = crate::monitor::Usage)))]
+pub(crate) async fn usage(
+    State(context): State<ApiContext>,
+    caller: ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    caller.account(context.store(), &id, Need::Read).await?;
+    Ok(axum::Json(context.app.monitor.usage(&id)).into_response())
+}

@@ -13,7 +13,7 @@ use super::{accounts, apps, audit, devices, problem, requests, sessions};
     paths(
         sessions::sign_up, sessions::sign_in,
         accounts::create, accounts::get, accounts::set_webhook, accounts::notifications,
-        accounts::set_member, accounts::remove_member, accounts::suspend, accounts::reinstate, accounts::set_limit,
+        accounts::set_member, accounts::remove_member, accounts::suspend, accounts::reinstate, accounts::set_limit, accounts::usage,
         devices::create, devices::list, devices::get, devices::credential, devices::revoke, devices::rotate, devices::ca_init,
         apps::register, apps::list, apps::get, apps::update, apps::step, apps::queue,
         requests::create, requests::list, requests::get, requests::record, requests::transition,

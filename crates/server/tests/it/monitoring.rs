@@ -146,6 +146,11 @@ async fn past_its_limit_an_account_is_notified_throttled_suspended_and_reinstate
     let count: f64 = throttled_line.rsplit(' ').next().and_then(|value| value.parse().ok()).expect("a count");
     assert_eq!(count as usize, throttles, "{throttled_line}");
     assert!(metrics.lines().any(|line| line.starts_with("ignis_requests_total{") && line.contains("account=")));
+    // And per account in the API.
+    let (status, usage) = api(&app, Some(&key), Method::GET, &format!("/accounts/{busy}/usage"), None).await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    assert_eq!(usage["throttled"], json!(throttles), "{usage}");
+    assert!(usage["requests"].as_u64().unwrap_or(0) >= statuses.len() as u64, "{usage}");
 }
 
 #[tokio::test]
