@@ -1434,13 +1434,13 @@ async fn audit_verify_names_the_row_changed_on_a_live_database() {
     // One row changed, then deleted, by hand while the server runs: verify names it.
     let sql = rusqlite::Connection::open(&path).expect("open the database");
     let (chain, seq, body): (String, i64, String) = sql
-        .query_row(
-            "SELECT chain, seq, body FROM audit_entries WHERE body LIKE '%\"read\"%' ORDER BY seq LIMIT 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )
+        .query_row("SELECT chain, seq, body FROM audit_entries WHERE action = 'read' ORDER BY seq LIMIT 1", [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
         .expect("a read's entry");
-    let forged = body.replace("\"read\"", "\"vread\"");
+    // The read is made to look refused.
+    let forged = body.replace("\"status\":200", "\"status\":404");
+    assert_ne!(forged, body);
     sql.execute(
         "UPDATE audit_entries SET body = ?1 WHERE chain = ?2 AND seq = ?3",
         rusqlite::params![forged, chain, seq],

@@ -429,6 +429,16 @@ async fn refresh_tokens_renew_narrow_and_refuse_more() {
     let bogus = [("grant_type", "refresh_token"), ("refresh_token", random.as_str())];
     let (status, refused) = token_request(&world.app, basic, &bogus).await;
     assert_eq!((status, &refused["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_grant")));
+    // Each refresh is audited, refusals with their reason.
+    let refreshes = world.app.audit_events("type=110114&subtype=refresh").await;
+    let outcomes: Vec<(&str, &str)> = refreshes
+        .iter()
+        .map(|event| (event["outcome"].as_str().unwrap_or(""), event["outcomeDesc"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(outcomes.iter().filter(|(outcome, _)| *outcome == "0").count(), 2, "{outcomes:?}");
+    assert!(outcomes.iter().any(|(outcome, why)| *outcome == "4" && why.starts_with("invalid_scope")), "{outcomes:?}");
+    assert!(outcomes.iter().any(|(outcome, why)| *outcome == "4" && why.starts_with("invalid_grant")), "{outcomes:?}");
+    assert!(refreshes.iter().all(|event| event["agent"][0]["who"]["identifier"]["value"] == "confidential"));
 }
 
 #[tokio::test]
@@ -466,6 +476,14 @@ async fn revocation_and_introspection() {
     let again = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
     let (status, _) = token_request(&world.app, Some(("confidential", SECRET)), &again).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The revocation and the introspections are audited.
+    let revoked = world.app.audit_events("type=110114&subtype=revoke").await;
+    assert_eq!(revoked.len(), 1, "{revoked:#?}");
+    assert_eq!(
+        (&revoked[0]["outcome"], &revoked[0]["agent"][0]["who"]["identifier"]["value"]),
+        (&json!("0"), &json!("confidential"))
+    );
+    assert_eq!(world.app.audit_events("type=110114&subtype=introspect").await.len(), 3);
 }
 
 #[tokio::test]
@@ -640,6 +658,21 @@ async fn an_ehr_launch_signs_a_practitioner_in_with_totp_by_post() {
     let access = token["access_token"].as_str().expect("token");
     assert_eq!(read(app, access, &format!("/Patient/{}", world.a)).await, StatusCode::OK);
     assert_ne!(read(app, access, &format!("/Patient/{}", world.b)).await, StatusCode::OK);
+
+    // The sign-in, both second-factor attempts and the tokens are audited, as drhouse.
+    let steps = |action: &'static str| async move {
+        let events = app.audit_events(&format!("type=110114&subtype={action}&agent=user:drhouse")).await;
+        events.iter().map(|event| event["outcome"].as_str().unwrap_or("").to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(steps("sign-in").await, ["0"]);
+    let mut second = steps("second-factor").await;
+    second.sort();
+    assert_eq!(second, ["0", "4"]);
+    let tokens = app.audit_events("type=110114&subtype=token&agent=client:confidential").await;
+    assert_eq!(tokens.len(), 2, "{tokens:#?}");
+    // The reads through those tokens name the practitioner and the patients reached.
+    let reads = app.audit_events(&format!("subtype=read&patient={}&agent=client:confidential", world.b)).await;
+    assert_eq!(reads.len(), 2, "one read and one refusal of B: {reads:#?}");
 }
 
 #[tokio::test]

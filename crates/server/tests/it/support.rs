@@ -216,6 +216,31 @@ impl TestApp {
         auth::totp::Authenticator::from_base32(&enrolment.expect("enrolled in TOTP").secret).expect("a TOTP seed")
     }
 
+    /// The AuditEvents of `/api/audit-events?{query}` (every page), read by a new operator.
+    pub(crate) async fn audit_events(&self, query: &str) -> Vec<Value> {
+        let username = format!("auditor-{}", uuid::Uuid::new_v4().simple());
+        let totp = self.operator(&username).await;
+        let code = totp.code_at(time::OffsetDateTime::now_utc());
+        let body =
+            serde_json::json!({"username": username, "password": format!("{username} password 42"), "code": code});
+        let session = self.client.post(format!("{}/api/sessions", self.root)).json(&body).send().await.expect("send");
+        let (status, session) = status_and_json(session).await;
+        assert_eq!(status, StatusCode::CREATED, "{session}");
+        let key = session["api_key"].as_str().expect("an API key").to_owned();
+        let mut url = format!("{}/api/audit-events?{query}", self.root);
+        let mut events = Vec::new();
+        loop {
+            let (status, bundle) =
+                status_and_json(self.client.get(&url).bearer_auth(&key).send().await.expect("send")).await;
+            assert_eq!(status, StatusCode::OK, "{bundle}");
+            events.extend(bundle["entry"].as_array().into_iter().flatten().map(|entry| entry["resource"].clone()));
+            match bundle["link"].as_array().and_then(|links| links.iter().find(|link| link["relation"] == "next")) {
+                Some(next) => url = next["url"].as_str().expect("url").to_owned(),
+                None => return events,
+            }
+        }
+    }
+
     /// A server over a fresh schema of the PostgreSQL database at `url`.
     pub(crate) async fn spawn_postgres(url: &str) -> TestApp {
         let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
