@@ -78,6 +78,19 @@ pub async fn set_limit(
     Ok(limited)
 }
 
+/// The account whose app `client_id` is, with its suspension's reason when it is suspended;
+/// `None` for a client that is no account's app (the platform's own, a backend service).
+pub async fn client_account(
+    store: &dyn Records,
+    client_id: &str,
+) -> Result<Option<(String, Option<String>)>, AccessError> {
+    let apps = records::find::<crate::app::App>(store, "client_id", client_id).await?;
+    let Some(app) = apps.into_iter().next() else { return Ok(None) };
+    let account = crate::account::get(store, &app.value.account).await?;
+    let suspended = account.value.suspended.map(|suspension| suspension.reason);
+    Ok(Some((app.value.account, suspended)))
+}
+
 /// The prefix of the rate-limit buckets of account `id`: `account:{id}` for the account,
 /// `account:{id}:device:{device}` for each device.
 pub fn bucket_prefix(id: &str) -> String {

@@ -79,9 +79,12 @@ async fn caller_of(
     match auth.issuer.authenticate(context.store(), token, &context.base, now()).await {
         Ok(grant) => {
             bound_to_connection(&grant, extensions, context.env)?;
+            // An app's tokens are refused while its account is suspended.
+            let account = context.app.monitor.client_account(context.store(), &grant.client_id).await?;
             let agent = Agent {
                 user: (grant.subject != grant.client_id).then(|| grant.subject.clone()),
                 client: Some(grant.client_id.clone()),
+                account,
                 ..Agent::default()
             };
             Ok((Caller::Token(grant), agent))

@@ -63,6 +63,16 @@ impl Caller {
     }
 }
 
+/// The account an OAuth client is an app of, and why that account is suspended, if it is.
+type ClientAccount = Option<(String, Option<String>)>;
+
+/// How old what a process read of a client's account may be: a suspension reaches every
+/// server within it.
+const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The most clients remembered (beyond, the map starts again).
+const MAX_CLIENTS: usize = 100_000;
+
 /// The most distinct patients remembered per caller (beyond, the gauge stops growing).
 const MAX_PATIENTS: usize = 100_000;
 
@@ -78,6 +88,8 @@ pub(crate) struct Monitor {
     seen_patients: Mutex<HashMap<Caller, HashSet<String>>>,
     /// The same counts per account, for the account's usage in the API.
     accounts: Mutex<HashMap<String, Usage>>,
+    /// The account of each OAuth client seen (an app's), as read at most [`FRESH`] ago.
+    clients: Mutex<HashMap<String, (std::time::Instant, ClientAccount)>>,
     held: Mutex<HashMap<String, u32>>,
 }
 
@@ -107,6 +119,7 @@ impl Default for Monitor {
             patients: Family::default(),
             seen_patients: Mutex::default(),
             accounts: Mutex::default(),
+            clients: Mutex::default(),
             held: Mutex::default(),
             registry: Registry::default(),
         };
@@ -180,6 +193,30 @@ impl Monitor {
         self.accounts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(account).cloned().unwrap_or_default()
     }
 
+    /// The account whose app `client_id` is (read at most a second ago), or 403 when that
+    /// account is suspended.
+    pub(crate) async fn client_account(&self, store: &dyn Store, client_id: &str) -> Result<Option<String>, ApiError> {
+        let cached = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(client_id).cloned();
+        let account = match cached.filter(|(read, _)| read.elapsed() < FRESH) {
+            Some((_, account)) => account,
+            None => {
+                let read = std::time::Instant::now();
+                let account = access::monitoring::client_account(store, client_id).await.map_err(ApiError::internal)?;
+                let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if clients.len() >= MAX_CLIENTS {
+                    clients.clear();
+                }
+                clients.insert(client_id.to_owned(), (read, account.clone()));
+                account
+            }
+        };
+        match account {
+            Some((_, Some(reason))) => Err(ApiError::forbidden(format!("the account is suspended: {reason}"))),
+            Some((account, None)) => Ok(Some(account)),
+            None => Ok(None),
+        }
+    }
+
     /// Counts a production call refused for coming from outside the approved network paths.
     pub(crate) fn outside_network(&self, environment: &str, account: &str, device: &str) {
         let caller = Caller {
@@ -246,8 +283,10 @@ impl Monitor {
         self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, count);
     }
 
-    /// Forgets what this process holds of an account's buckets (after an operator reset them).
+    /// Forgets what this process holds of an account's buckets and read of clients' accounts
+    /// (after an operator changed the account).
     pub(crate) fn forget(&self, account: &str) {
+        self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
         let prefix = access::monitoring::bucket_prefix(account);
         self.held
             .lock()

@@ -83,6 +83,13 @@ async fn grant(
         return Err(TokenFailure::UnsupportedGrantType(format!("grant_type '{grant_type}' is not supported")));
     }
     let client = issuer.authenticate_client(context.store(), context.endpoint(), presented).await?;
+    match access::monitoring::client_account(context.store(), &client.client_id).await {
+        Ok(Some((_, Some(reason)))) => {
+            return Err(TokenFailure::UnauthorizedClient(format!("the account is suspended: {reason}")));
+        }
+        Ok(_) => {}
+        Err(error) => return Err(TokenFailure::Server(error.to_string())),
+    }
     let (store, endpoint, now) = (context.store(), context.endpoint(), now());
     match grant_type {
         "authorization_code" => {

@@ -123,18 +123,25 @@ async fn past_its_limit_an_account_is_notified_throttled_suspended_and_reinstate
         api(&app, Some(developer), Method::POST, &format!("/accounts/{busy}/suspend"), Some(json!({"reason": "x"})))
             .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = api(
-        &app,
-        Some(&key),
-        Method::POST,
-        &format!("/accounts/{busy}/suspend"),
-        Some(json!({"reason": "abuse report 7"})),
-    )
-    .await;
+    // The account's SMART app: its access tokens work until the account is suspended.
+    let registration =
+        json!({"name": "Busy Diary", "redirect_uris": ["https://busy.example/cb"], "scopes": "patient/*.rs"});
+    let (status, registered) =
+        api(&app, Some(developer), Method::POST, &format!("/accounts/{busy}/apps"), Some(registration)).await;
+    assert_eq!(status, StatusCode::CREATED, "{registered}");
+    let client_id = registered["app"]["client_id"].as_str().expect("client id");
+    let app_token =
+        app.token_of_client(client_id, &format!("{}/sandbox/fhir", app.root), "user/Patient.rs", None, 3600);
+    assert_eq!(call(&app, &app_token).await.0, StatusCode::OK);
+    let suspension = Some(json!({"reason": "abuse report 7"}));
+    let (status, _) = api(&app, Some(&key), Method::POST, &format!("/accounts/{busy}/suspend"), suspension).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _, text) = call(&app, &busy_jwt).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(text.contains("abuse report 7"), "{text}");
+    // Every credential of the account is refused: the device's JWT and the app's token.
+    for credential in [&busy_jwt, &app_token] {
+        let (status, _, text) = call(&app, credential).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(text.contains("abuse report 7"), "{text}");
+    }
 
     // The counters, per account, at /metrics.
     let metrics =
