@@ -12,7 +12,8 @@
 //!   reloads its certificate on SIGHUP without dropping an open connection.
 //! - A whole SMART launch against the real binary leaves no password, client secret, TOTP
 //!   seed, recovery code, token, code, cookie, secret key or private key in clear in the
-//!   database files or the debug log.
+//!   database files or the debug log, and no patient name or birth date searched for in the
+//!   log.
 //! - Bulk export: a server killed right after an export's kick-off leaves the job to the next
 //!   server, which finishes it with every resource once; `ignis export` writes a Group export;
 //!   `--export-store s3://…` writes to an S3-compatible server (moto; ignored unless run with
@@ -21,6 +22,10 @@
 //!   approved (refusing an illegal transition, a request for changes without a reason and an
 //!   incomplete checklist), the platform CA signs a device's CSR, and the device's JWT works
 //!   over `serve --mtls-listen` with the signed certificate until `admin device revoke`.
+//! - The audit log: `ignis audit verify` names a row changed or deleted under a running server;
+//!   `ignis audit export` prints NDJSON AuditEvents. One rate limit, one suspension and its
+//!   reinstatement (`admin account limit|suspend|reinstate`) hold across two `ignis serve`
+//!   processes on one PostgreSQL database.
 //! - Two `ignis serve` processes over one PostgreSQL database (skipped without
 //!   `IGNIS_TEST_POSTGRES_URL`; `.ci/with-postgres` provides one): what one writes the other
 //!   reads and finds, and conditional creates racing across both make one resource.
@@ -1468,4 +1473,71 @@ async fn audit_verify_names_the_row_changed_on_a_live_database() {
     let events: Vec<Value> = ndjson.lines().map(|line| serde_json::from_str(line).expect("JSON")).collect();
     assert!(events.len() >= 5 && events.iter().all(|event| event["resourceType"] == "AuditEvent"), "{ndjson}");
     drop(server);
+}
+
+/// A sandbox search with `jwt` at `base` (a production FHIR base): its status.
+async fn sandbox_search(client: &reqwest::Client, base: &str, jwt: &str) -> StatusCode {
+    let url = format!("{}/Patient?_count=1", base.replace("/fhir", "/sandbox/fhir"));
+    client.get(url).bearer_auth(jwt).send().await.expect("search").status()
+}
+
+/// Asks `base` with `jwt` until it answers `wanted` (what a server read of an account is at
+/// most a second old; the deadline is only a hang guard).
+async fn until_status(client: &reqwest::Client, base: &str, jwt: &str, wanted: StatusCode) {
+    let started = Instant::now();
+    while sandbox_search(client, base, jwt).await != wanted {
+        assert!(started.elapsed() < START_DEADLINE, "{base} never answered {wanted}");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs IGNIS_TEST_POSTGRES_URL"]
+async fn one_rate_limit_and_suspension_hold_across_two_serve_processes_on_postgres() {
+    let url = postgres_url();
+    let schema = Schema::create(&url);
+    let database_url = schema.url();
+    let folder = tempfile::tempdir().expect("temp dir");
+    let data_dir = folder.path().to_str().expect("path");
+    // The admin commands and both servers share the database and the secret key.
+    let storage = ["--data-dir", data_dir, "--database-url", &database_url];
+    let run = |args: &[&str]| admin(&[args, &storage[..]].concat());
+    let account = run(&["account", "create", "--name", "Busy Labs"])["id"].as_str().expect("id").to_owned();
+    let limited = run(&["account", "limit", "--id", &account, "--per-minute", "60"]);
+    assert_eq!(limited["limit_per_minute"], 60, "{limited}");
+    let device = run(&["device", "create", "--account", &account, "--name", "lab", "--environment", "sandbox"]);
+    let device = device["id"].as_str().expect("device id").to_owned();
+    let jwt = run(&["device", "credential", "--device", &device])["jwt"].as_str().expect("jwt").to_owned();
+    let flags = ["--data-dir", data_dir];
+    let (first, second) =
+        tokio::join!(Server::start_with(&database_url, &flags), Server::start_with(&database_url, &flags));
+    let client = reqwest::Client::new();
+
+    // Alternating between the processes, the device gets the burst (10) and what refills while
+    // the test runs (one a second), not twice that.
+    let started = Instant::now();
+    let mut granted = 0;
+    for round in 0..40 {
+        let server = if round % 2 == 0 { &first } else { &second };
+        match sandbox_search(&client, &server.base, &jwt).await {
+            StatusCode::OK => granted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let refilled = started.elapsed().as_secs() as usize + 1;
+    assert!((10..=10 + refilled).contains(&granted), "{granted} granted in {:?}", started.elapsed());
+
+    // Suspended by an operator command while both run: both refuse it; reinstated: both serve.
+    let suspended = run(&["account", "suspend", "--id", &account, "--reason", "abuse report 9"]);
+    assert_eq!(suspended["suspended"]["reason"], "abuse report 9", "{suspended}");
+    for server in [&first, &second] {
+        until_status(&client, &server.base, &jwt, StatusCode::FORBIDDEN).await;
+    }
+    let reinstated = run(&["account", "reinstate", "--id", &account]);
+    assert!(reinstated.get("suspended").is_none(), "{reinstated}");
+    for server in [&first, &second] {
+        until_status(&client, &server.base, &jwt, StatusCode::OK).await;
+    }
+    drop((first, second));
 }
