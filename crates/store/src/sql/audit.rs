@@ -23,7 +23,8 @@ impl Lanes {
     /// A free chain, or a new one.
     pub(crate) fn take(&self) -> String {
         let free = self.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
-        free.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+        // 64 random bits: every term row repeats the chain, so it is kept short.
+        free.unwrap_or_else(|| format!("{:016x}", uuid::Uuid::new_v4().as_u64_pair().0))
     }
 
     /// Gives `chain` back.
