@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use fhir::search::Registry;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use store::audit::{Agent, Event, Outcome};
 use store::{Environment, ImportCounts, ImportResource, Store};
 use tokio::sync::mpsc;
 
@@ -53,12 +54,45 @@ pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<()> {
     let store = open_store(&args.storage)?;
     let options =
         Options { env: args.environment.into(), strict: args.strict, batch_size: args.batch_size, progress: true };
-    let summary = import(store.as_ref(), &args.paths, options).await?;
+    let summary = import(store.as_ref(), &args.paths, options).await;
+    audit(store.as_ref(), &args.paths, options.env, summary.as_ref()).await?;
+    let summary = summary?;
     print_summary(&summary, options.env);
     if !summary.problems.is_empty() {
         anyhow::bail!("{} resources or files could not be imported (listed above)", summary.problems.len());
     }
     Ok(())
+}
+
+/// Records the import in the audit log: what was read and what it wrote, or why it stopped.
+/// (The resources themselves are not listed one by one: an import writes thousands a second.)
+async fn audit(
+    store: &dyn Store,
+    paths: &[PathBuf],
+    env: Environment,
+    summary: Result<&Summary, &anyhow::Error>,
+) -> anyhow::Result<()> {
+    let files: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
+    let (outcome, detail) = match summary {
+        Ok(summary) => {
+            let counts = &summary.counts;
+            let written =
+                format!("{} created, {} updated, {} unchanged", counts.created, counts.updated, counts.unchanged);
+            let outcome = if summary.problems.is_empty() { Outcome::Success } else { Outcome::Minor };
+            (outcome, format!("{written}, {} refused, from {}", summary.problems.len(), files.join(", ")))
+        }
+        Err(error) => (Outcome::Serious, format!("stopped: {error:#}, from {}", files.join(", "))),
+    };
+    let event = Event {
+        category: "admin".to_owned(),
+        action: "import".to_owned(),
+        outcome,
+        detail: Some(detail),
+        environment: Some(env.as_str().to_owned()),
+        agent: Agent { user: Some("ignis import".to_owned()), ..Agent::default() },
+        ..Event::default()
+    };
+    store.append_audit(vec![event]).await.map_err(|error| anyhow::anyhow!("the import could not be audited: {error}"))
 }
 
 /// Imports everything under `paths` into `store`.

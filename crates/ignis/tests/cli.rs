@@ -1188,6 +1188,16 @@ fn export_writes_a_group_export_from_the_command_line() {
         .output()
         .expect("run ignis import");
     assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    // The import is in the audit log, with what it wrote.
+    let (passed, ndjson) = audit(&["export", "--data-dir", data_dir]);
+    assert!(passed, "{ndjson}");
+    let import = ndjson
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("JSON"))
+        .find(|event| event["subtype"][0]["code"] == "import")
+        .unwrap_or_else(|| panic!("no import event: {ndjson}"));
+    let description = import["outcomeDesc"].as_str().unwrap_or_default();
+    assert!(description.contains("created") && description.contains("uscore_group_1a.json"), "{import}");
     let output = Command::new(env!("CARGO_BIN_EXE_ignis"))
         .args(["export", "--data-dir", data_dir, "--group", "1a", "--type", "Patient,Observation,Practitioner"])
         .output()

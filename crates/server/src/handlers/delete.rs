@@ -26,6 +26,11 @@ pub(crate) async fn delete(
     let (resource_type, id) = (parse_type(&type_name)?, parse_id(&id)?);
     caller.admit(&context, &resource_type, Permission::Delete)?.check_existing(&context, &resource_type, &id).await?;
     let expected = if_match(&headers)?;
+    // The tombstone holds no body: the audit event takes the patients from the version deleted.
+    if let Some(current) = context.store().read(context.env, &resource_type, &id).await?.filter(|found| !found.deleted)
+    {
+        note.resource(&current);
+    }
     let version = context.audited_store(&note).delete(context.env, &resource_type, &id, expected).await?;
     note.written();
     let mut response = StatusCode::NO_CONTENT.into_response();

@@ -102,6 +102,9 @@ async fn fhir_interactions_are_audited_with_the_patients_they_reach() {
         .await
         .expect("send");
     assert_eq!(response.status(), StatusCode::OK);
+    // A's observation deleted: the tombstone has no body, the event names A still.
+    let deleted = send(&app, &admin, Method::DELETE, &format!("Observation/{a_pulse}"), None).await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     // Refusals: a bad token, and a write the validator refuses.
     let refused =
         app.request(Method::GET, &format!("Patient/{a}")).bearer_auth("not-a-token").send().await.expect("send");
@@ -112,7 +115,7 @@ async fn fhir_interactions_are_audited_with_the_patients_they_reach() {
     let key = operator_key(&app, "olga").await;
     let of_a = audit_events(&app, &key, &format!("patient={a}")).await;
     let expected: BTreeMap<String, usize> =
-        [("create", 2), ("read", 1), ("search-type", 2), ("history-instance", 1), ("update", 1)]
+        [("create", 2), ("read", 1), ("search-type", 2), ("history-instance", 1), ("update", 1), ("delete", 1)]
             .into_iter()
             .map(|(name, count)| (name.to_owned(), count))
             .collect();
