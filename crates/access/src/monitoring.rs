@@ -78,17 +78,27 @@ pub async fn set_limit(
     Ok(limited)
 }
 
-/// The account whose app `client_id` is, with its suspension's reason when it is suspended;
-/// `None` for a client that is no account's app (the platform's own, a backend service).
-pub async fn client_account(
-    store: &dyn Records,
-    client_id: &str,
-) -> Result<Option<(String, Option<String>)>, AccessError> {
+/// The account an app's client belongs to, as its requests are judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAccount {
+    pub account: String,
+    /// Why the account is suspended, when it is.
+    pub suspended: Option<String>,
+    /// The account's limit, requests per minute.
+    pub limit_per_minute: Option<u32>,
+}
+
+/// The account whose app `client_id` is; `None` for a client that is no account's app (the
+/// platform's own, a backend service).
+pub async fn client_account(store: &dyn Records, client_id: &str) -> Result<Option<ClientAccount>, AccessError> {
     let apps = records::find::<crate::app::App>(store, "client_id", client_id).await?;
     let Some(app) = apps.into_iter().next() else { return Ok(None) };
     let account = crate::account::get(store, &app.value.account).await?;
-    let suspended = account.value.suspended.map(|suspension| suspension.reason);
-    Ok(Some((app.value.account, suspended)))
+    Ok(Some(ClientAccount {
+        account: app.value.account,
+        suspended: account.value.suspended.map(|suspension| suspension.reason),
+        limit_per_minute: account.value.limit_per_minute,
+    }))
 }
 
 /// The prefix of the rate-limit buckets of account `id`: `account:{id}` for the account,

@@ -134,6 +134,10 @@ pub(crate) struct ServeArgs {
     /// Searches that may run at once; more wait briefly, then get 503 with `Retry-After`.
     #[arg(long, env = "IGNIS_MAX_CONCURRENT_SEARCHES", default_value_t = server::Config::DEFAULT_MAX_CONCURRENT_SEARCHES)]
     pub(crate) max_concurrent_searches: usize,
+    /// Requests past its rate limit after which an account is suspended (the first one
+    /// notifies it, each one is answered 429); 0 never suspends.
+    #[arg(long, env = "IGNIS_SUSPEND_AFTER_REFUSALS", default_value_t = server::Rules::default().suspend_after)]
+    pub(crate) suspend_after_refusals: u64,
     #[command(flatten)]
     pub(crate) export: ExportSettingsArgs,
 }

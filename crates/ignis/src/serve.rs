@@ -36,6 +36,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.search_limits.time = std::time::Duration::from_millis(args.search_time_limit_ms);
     config.search_limits.page_bytes = args.search_page_bytes;
     config.max_concurrent_searches = args.max_concurrent_searches;
+    config.rules.suspend_after = args.suspend_after_refusals;
     config.export = args.export.settings(&args.storage.data_dir)?;
     if !args.no_demo {
         load_demo(store.as_ref(), &args.demo_data).await?;

@@ -79,19 +79,40 @@ async fn caller_of(
     match auth.issuer.authenticate(context.store(), token, &context.base, now()).await {
         Ok(grant) => {
             bound_to_connection(&grant, extensions, context.env)?;
-            // An app's tokens are refused while its account is suspended.
-            let account = context.app.monitor.client_account(context.store(), &grant.client_id).await?;
+            let app = context.app.monitor.client_account(context.store(), &grant.client_id).await?;
             let agent = Agent {
                 user: (grant.subject != grant.client_id).then(|| grant.subject.clone()),
                 client: Some(grant.client_id.clone()),
-                account,
+                account: app.as_ref().map(|app| app.account.clone()),
                 ..Agent::default()
             };
+            if let Some(app) = &app {
+                if let Some(note) = extensions.get::<Note>() {
+                    note.agent(agent.clone());
+                }
+                admit_app(context, app, &grant.client_id).await?;
+            }
             Ok((Caller::Token(grant), agent))
         }
         Err(error @ auth::token::TokenError::Unavailable(_)) => Err(ApiError::internal(error)),
         Err(error) => Err(ApiError::unauthorized(Some("invalid_token"), error.to_string())),
     }
+}
+
+/// An app's token is refused while its account is suspended, and past the account's limit.
+async fn admit_app(
+    context: &FhirContext,
+    app: &access::monitoring::ClientAccount,
+    client_id: &str,
+) -> Result<(), ApiError> {
+    if let Some(reason) = &app.suspended {
+        return Err(ApiError::forbidden(format!("the account is suspended: {reason}")));
+    }
+    if let Some(per_minute) = app.limit_per_minute {
+        let (store, rules) = (context.store(), context.app.config.rules);
+        context.app.monitor.admit(store, rules, &app.account, &format!("client:{client_id}"), per_minute).await?;
+    }
+    Ok(())
 }
 
 /// A certificate-bound access token (RFC 8705) must come over mutual TLS with its certificate,
@@ -183,7 +204,7 @@ async fn device_caller(
     }
     if let Some(per_minute) = verified.limit_per_minute {
         let (store, rules) = (context.store(), context.app.config.rules);
-        context.app.monitor.admit(store, rules, account, device, per_minute).await?;
+        context.app.monitor.admit(store, rules, account, &format!("device:{device}"), per_minute).await?;
     }
     Ok((Caller::Token(Arc::clone(&grant.grant)), agent))
 }

@@ -63,8 +63,8 @@ impl Caller {
     }
 }
 
-/// The account an OAuth client is an app of, and why that account is suspended, if it is.
-type ClientAccount = Option<(String, Option<String>)>;
+/// The account an OAuth client is an app of, if it is one's.
+type ClientAccount = Option<access::monitoring::ClientAccount>;
 
 /// How old what a process read of a client's account may be: a suspension reaches every
 /// server within it.
@@ -193,9 +193,8 @@ impl Monitor {
         self.accounts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(account).cloned().unwrap_or_default()
     }
 
-    /// The account whose app `client_id` is (read at most a second ago), or 403 when that
-    /// account is suspended.
-    pub(crate) async fn client_account(&self, store: &dyn Store, client_id: &str) -> Result<Option<String>, ApiError> {
+    /// The account whose app `client_id` is, as read at most a second ago.
+    pub(crate) async fn client_account(&self, store: &dyn Store, client_id: &str) -> Result<ClientAccount, ApiError> {
         let cached = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(client_id).cloned();
         let account = match cached.filter(|(read, _)| read.elapsed() < FRESH) {
             Some((_, account)) => account,
@@ -210,11 +209,7 @@ impl Monitor {
                 account
             }
         };
-        match account {
-            Some((_, Some(reason))) => Err(ApiError::forbidden(format!("the account is suspended: {reason}"))),
-            Some((account, None)) => Ok(Some(account)),
-            None => Ok(None),
-        }
+        Ok(account)
     }
 
     /// Counts a production call refused for coming from outside the approved network paths.
@@ -239,21 +234,22 @@ impl Monitor {
         text
     }
 
-    /// Admits a request of `device` of `account`, whose limit is `per_minute`: `Ok`, or 429
-    /// with `Retry-After` past the limit, or 403 once the rules suspend the account.
+    /// Admits a request of `member` (`device:ID`, `client:ID`) of `account`, whose limit is
+    /// `per_minute`: `Ok`, or 429 with `Retry-After` past the limit, or 403 once the rules
+    /// suspend the account.
     pub(crate) async fn admit(
         &self,
         store: &dyn Store,
         rules: Rules,
         account: &str,
-        device: &str,
+        member: &str,
         per_minute: u32,
     ) -> Result<(), ApiError> {
         let rate = Rate::per_minute(per_minute);
         // About a second's worth at a time: a busy device costs one database write a second.
         let chunk = (per_minute / 60).max(1);
         let prefix = access::monitoring::bucket_prefix(account);
-        for key in [format!("{prefix}:device:{device}"), prefix] {
+        for key in [format!("{prefix}:{member}"), prefix] {
             if self.spend(&key) {
                 continue;
             }

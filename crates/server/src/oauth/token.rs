@@ -84,7 +84,7 @@ async fn grant(
     }
     let client = issuer.authenticate_client(context.store(), context.endpoint(), presented).await?;
     match access::monitoring::client_account(context.store(), &client.client_id).await {
-        Ok(Some((_, Some(reason)))) => {
+        Ok(Some(access::monitoring::ClientAccount { suspended: Some(reason), .. })) => {
             return Err(TokenFailure::UnauthorizedClient(format!("the account is suspended: {reason}")));
         }
         Ok(_) => {}

@@ -187,3 +187,31 @@ async fn one_limit_holds_across_two_servers_on_one_postgresql_database() {
     let refilled = started.elapsed().as_secs() as usize + 1;
     assert!(granted >= 10 && granted <= 10 + refilled, "{granted} granted in {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn an_apps_tokens_count_against_its_accounts_limit() {
+    let app = TestApp::spawn_secured().await;
+    let key = operator_key(&app, "olga").await;
+    let body = json!({"account": "apps", "username": "dev@apps.example", "password": "correct horse battery staple"});
+    let (_, signed_up) = api(&app, None, Method::POST, "/signup", Some(body)).await;
+    let (account, developer) =
+        (signed_up["account"]["id"].as_str().expect("id"), signed_up["api_key"].as_str().expect("key"));
+    let registration = json!({"name": "Diary", "redirect_uris": ["https://apps.example/cb"], "scopes": "patient/*.rs"});
+    let (status, registered) =
+        api(&app, Some(developer), Method::POST, &format!("/accounts/{account}/apps"), Some(registration)).await;
+    assert_eq!(status, StatusCode::CREATED, "{registered}");
+    let client_id = registered["app"]["client_id"].as_str().expect("client id");
+    let token = app.token_of_client(client_id, &format!("{}/sandbox/fhir", app.root), "user/Patient.rs", None, 3600);
+    let (status, _) =
+        api(&app, Some(&key), Method::PUT, &format!("/accounts/{account}/limit"), Some(json!({"per_minute": 60})))
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(call(&app, &token).await.0);
+    }
+    let granted = statuses.iter().filter(|status| **status == StatusCode::OK).count();
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS) && granted >= 10 && granted < 30, "{statuses:?}");
+    let (_, usage) = api(&app, Some(&key), Method::GET, &format!("/accounts/{account}/usage"), None).await;
+    assert_eq!(usage["throttled"].as_u64(), Some(30 - granted as u64), "{usage}");
+}
