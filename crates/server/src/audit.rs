@@ -135,7 +135,7 @@ const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 const FOLD_LIMIT: usize = 200_000;
 
 /// How long a batch waits for more events after its first.
-const COALESCE: std::time::Duration = std::time::Duration::from_millis(20);
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Appends the events of requests that wrote nothing (reads, searches, refusals) in batches:
 /// every event queued while one batch commits goes into the next, so a read costs a queued
@@ -190,7 +190,7 @@ async fn append_batches(
     let mut batch = Vec::with_capacity(BATCH);
     let mut folded = std::time::Instant::now();
     while receiver.recv_many(&mut batch, BATCH).await > 0 {
-        // Events that arrive within 20 milliseconds share one commit: every commit writes
+        // Events that arrive within 50 milliseconds share one commit: every commit writes
         // the pages it changed to the WAL and waits for an fsync, whatever it holds.
         if batch.len() < BATCH {
             tokio::time::sleep(COALESCE).await;
