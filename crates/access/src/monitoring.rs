@@ -78,26 +78,36 @@ pub async fn set_limit(
     Ok(limited)
 }
 
-/// The account an app's client belongs to, as its requests are judged.
+/// The account an OAuth client belongs to — an app's client, or a device taking
+/// certificate-bound tokens with its own id — as its requests are judged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAccount {
     pub account: String,
+    /// How its requests are counted against the account's limit: `client:ID` or `device:ID`.
+    pub member: String,
     /// Why the account is suspended, when it is.
     pub suspended: Option<String>,
     /// The account's limit, requests per minute.
     pub limit_per_minute: Option<u32>,
 }
 
-/// The account whose app `client_id` is; `None` for a client that is no account's app (the
+/// The account whose app or device `client_id` is; `None` for a client that is neither (the
 /// platform's own, a backend service).
 pub async fn client_account(store: &dyn Records, client_id: &str) -> Result<Option<ClientAccount>, AccessError> {
     let apps = records::find::<crate::app::App>(store, "client_id", client_id).await?;
-    let Some(app) = apps.into_iter().next() else { return Ok(None) };
-    let account = crate::account::get(store, &app.value.account).await?;
+    let (account, member) = match apps.into_iter().next() {
+        Some(app) => (app.value.account, format!("client:{client_id}")),
+        None => match records::get::<crate::Device>(store, client_id).await? {
+            Some(device) => (device.value.account, format!("device:{client_id}")),
+            None => return Ok(None),
+        },
+    };
+    let found = crate::account::get(store, &account).await?;
     Ok(Some(ClientAccount {
-        account: app.value.account,
-        suspended: account.value.suspended.map(|suspension| suspension.reason),
-        limit_per_minute: account.value.limit_per_minute,
+        account,
+        member,
+        suspended: found.value.suspended.map(|suspension| suspension.reason),
+        limit_per_minute: found.value.limit_per_minute,
     }))
 }
 

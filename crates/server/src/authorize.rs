@@ -80,17 +80,18 @@ async fn caller_of(
         Ok(grant) => {
             bound_to_connection(&grant, extensions, context.env)?;
             let app = context.app.monitor.client_account(context.store(), &grant.client_id).await?;
+            let device = app.as_ref().is_some_and(|app| app.member.starts_with("device:"));
             let agent = Agent {
                 user: (grant.subject != grant.client_id).then(|| grant.subject.clone()),
-                client: Some(grant.client_id.clone()),
+                client: (!device).then(|| grant.client_id.clone()),
+                device: device.then(|| grant.client_id.clone()),
                 account: app.as_ref().map(|app| app.account.clone()),
-                ..Agent::default()
             };
             if let Some(app) = &app {
                 if let Some(note) = extensions.get::<Note>() {
                     note.agent(agent.clone());
                 }
-                admit_app(context, app, &grant.client_id).await?;
+                admit_app(context, app).await?;
             }
             Ok((Caller::Token(grant), agent))
         }
@@ -99,18 +100,15 @@ async fn caller_of(
     }
 }
 
-/// An app's token is refused while its account is suspended, and past the account's limit.
-async fn admit_app(
-    context: &FhirContext,
-    app: &access::monitoring::ClientAccount,
-    client_id: &str,
-) -> Result<(), ApiError> {
+/// An app's or a device's token is refused while its account is suspended, and past the
+/// account's limit.
+async fn admit_app(context: &FhirContext, app: &access::monitoring::ClientAccount) -> Result<(), ApiError> {
     if let Some(reason) = &app.suspended {
         return Err(ApiError::forbidden(format!("the account is suspended: {reason}")));
     }
     if let Some(per_minute) = app.limit_per_minute {
         let (store, rules) = (context.store(), context.app.config.rules);
-        context.app.monitor.admit(store, rules, &app.account, &format!("client:{client_id}"), per_minute).await?;
+        context.app.monitor.admit(store, rules, &app.account, &app.member, per_minute).await?;
     }
     Ok(())
 }

@@ -357,6 +357,25 @@ async fn a_device_gets_certificate_bound_access_tokens_over_mutual_tls() {
     // Scopes beyond the device's.
     let (status, refused) = status_and_json(ask(&identity, "system/Patient.cruds").await.expect("send")).await;
     assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")), "{refused}");
+
+    // The account suspended (by another process, as it were): no new token, and the token it
+    // holds is refused once what the server read of the device is a second old.
+    access::monitoring::suspend(world.app.store.as_ref(), &world.account, "abuse report 3", "operator")
+        .await
+        .expect("suspend");
+    let (status, refused) = status_and_json(ask(&identity, "system/Patient.rs").await.expect("send")).await;
+    assert_eq!(refused["error"].as_str(), Some("unauthorized_client"), "{status} {refused}");
+    assert!(refused["error_description"].as_str().unwrap_or("").contains("abuse report 3"), "{refused}");
+    let started = std::time::Instant::now();
+    loop {
+        let (status, outcome) = world.call("/fhir", &identity, token).await;
+        if status == StatusCode::FORBIDDEN {
+            assert!(diagnostics(&outcome).contains("the account is suspended: abuse report 3"), "{outcome}");
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "{outcome}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the token was never refused");
+    }
 }
 
 #[tokio::test]
