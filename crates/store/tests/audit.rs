@@ -79,6 +79,11 @@ async fn concurrent_appends_verify(database: Database) {
     assert_eq!(verification.problem, None);
     assert_eq!(verification.entries, written);
     assert!(verification.chains >= 2, "concurrent writers use chains of their own: {verification:?}");
+    // Two servers folding at once: both succeed, and every term is found once.
+    let (first, second) = tokio::join!(stores[0].fold_audit_terms(usize::MAX), stores[1].fold_audit_terms(usize::MAX));
+    assert!(first.is_ok() && second.is_ok(), "{first:?} {second:?}");
+    let p1 = Query { terms: vec!["patient:p1".into()], count: 100, ..Query::default() };
+    assert_eq!(stores[1].search_audit(p1).await.expect("search").len(), 16);
     let other = verify(stores[0].as_ref(), &ChainKey::new(&[8; 32])).await.expect("verify");
     assert!(matches!(other.problem, Some(Problem::Altered { seq: 1, .. })), "another key: {other:?}");
 }

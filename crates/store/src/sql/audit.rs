@@ -166,7 +166,8 @@ fn insert_terms(db: &mut dyn Db, chain: &str, terms: &[(String, i64, u64)]) -> R
 const TERMS_PER_STATEMENT: usize = 1_000;
 
 /// Moves up to `limit` of the oldest pending terms into `audit_terms`, sorted, in the caller's
-/// transaction; how many it moved. A term row inserted once per event would write a random
+/// transaction; how many it moved. Two servers folding at once copy the same rows: the second
+/// copy is skipped, and the loser of the deletes is retried (PostgreSQL) or waits (SQLite). A term row inserted once per event would write a random
 /// page of the term index per event; folded many at a time, each page written holds many.
 pub(crate) fn fold(db: &mut dyn Db, limit: usize) -> Result<u64, Error> {
     let dialect = db.dialect();
@@ -181,7 +182,8 @@ pub(crate) fn fold(db: &mut dyn Db, limit: usize) -> Result<u64, Error> {
     let copy = Sql::fixed(
         dialect,
         "INSERT INTO audit_terms (term, recorded, chain, seq) \
-         SELECT term, recorded, chain, seq FROM audit_pending_terms WHERE id <= {} ORDER BY term, recorded",
+         SELECT term, recorded, chain, seq FROM audit_pending_terms WHERE id <= {} ORDER BY term, recorded \
+         ON CONFLICT DO NOTHING",
         [last.into()],
     );
     db.execute(&copy)?;
