@@ -129,9 +129,9 @@ const QUEUE: usize = 16 * 1024;
 const BATCH: usize = 1024;
 
 /// How often the recorder folds pending search terms into the term index, and how many at
-/// most: rarely enough that each page of the index written holds many new terms, often
-/// enough that searches scan few pending ones.
-const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// most: often enough that the work is spread evenly (a fold every 10 s cost the request phase
+/// it fell in 17 % against 11 % for the others) and searches scan few pending terms.
+const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 const FOLD_LIMIT: usize = 200_000;
 
 /// How long a batch waits for more events after its first.
