@@ -151,16 +151,15 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    /// Queues `event` for `store`'s audit log; fails while appending fails.
+    /// Queues `event` for `store`'s audit log; fails while appending fails (the event is
+    /// queued all the same: the next batch that succeeds ends the failure).
     pub(crate) async fn record(&self, store: &Arc<dyn Store>, event: Event) -> Result<(), String> {
-        if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err("the audit log cannot be written".to_owned());
+        let queue = self.queue(store).await;
+        queue.send(Queued::Event(Box::new(event))).await.map_err(|_| "the audit recorder stopped".to_owned())?;
+        match self.failing.load(std::sync::atomic::Ordering::Relaxed) {
+            true => Err("the audit log cannot be written".to_owned()),
+            false => Ok(()),
         }
-        self.queue(store)
-            .await
-            .send(Queued::Event(Box::new(event)))
-            .await
-            .map_err(|_| "the audit recorder stopped".to_owned())
     }
 
     /// Returns once every event queued before is committed.

@@ -215,3 +215,37 @@ async fn tokens_sign_ins_api_calls_and_record_changes_are_audited() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(problem["detail"].as_str().unwrap_or("").contains("user:NAME"), "{problem}");
 }
+
+/// Asks `GET path` until it answers `wanted` (the first event of a failure is appended a moment
+/// after its answer; the deadline is only a hang guard).
+async fn until_status(app: &TestApp, path: &str, wanted: StatusCode) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = status_and_json(app.get(path).await).await;
+        if status == wanted {
+            return body;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "{path} never answered {wanted}: {body}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: IGNIS_TEST_POSTGRES_URL (CI runs it with --include-ignored)"]
+async fn nothing_is_served_while_the_audit_log_cannot_be_written() {
+    let url = crate::support::postgres_url().expect("IGNIS_TEST_POSTGRES_URL");
+    let app = TestApp::spawn_postgres(&url).await;
+    let id = app.create(&json!({"resourceType": "Patient", "name": [{"family": "Able"}]})).await;
+    let path = format!("Patient/{id}");
+    until_status(&app, &path, StatusCode::OK).await;
+    // The audit table goes away: writes fail in their own transaction, reads once a batch has
+    // failed; both answer with an OperationOutcome.
+    app.postgres_execute("ALTER TABLE audit_entries RENAME TO audit_entries_away").await;
+    let create = app.post("Patient", &json!({"resourceType": "Patient"})).await;
+    assert_eq!(create.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let refused = until_status(&app, &path, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(refused["issue"][0]["diagnostics"].as_str().unwrap_or("").contains("audit log"), "{refused}");
+    // Back: the next batch succeeds and the server serves again.
+    app.postgres_execute("ALTER TABLE audit_entries_away RENAME TO audit_entries").await;
+    until_status(&app, &path, StatusCode::OK).await;
+    assert_eq!(app.post("Patient", &json!({"resourceType": "Patient"})).await.status(), StatusCode::CREATED);
+}
