@@ -12,18 +12,7 @@ const PASSWORD: &str = "correct horse battery staple";
 
 /// Calls the `/api/` with `key`, a JSON body when given; the status and the JSON answer.
 async fn api(app: &TestApp, key: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = app.client.request(method, format!("{}/api{path}", app.root));
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    if let Some(body) = body {
-        request = request.header("content-type", "application/json").body(body.to_string());
-    }
-    let response = request.send().await.expect("send");
-    let problem = response.headers().get("content-type").is_some_and(|value| value == "application/problem+json");
-    let (status, body) = status_and_json(response).await;
-    assert_eq!(problem, !status.is_success(), "errors, and only errors, are problem documents: {status} {body}");
-    (status, body)
+    app.api(key, method, path, body).await
 }
 
 /// A FHIR read of `path` under `base` with the Device JWT `jwt`.

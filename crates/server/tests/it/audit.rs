@@ -24,35 +24,6 @@ async fn created(response: Response) -> String {
     body["id"].as_str().expect("id").to_owned()
 }
 
-/// Signs the operator `username` in (password and TOTP) through the API; its API key.
-async fn operator_key(app: &TestApp, username: &str) -> String {
-    let totp = app.operator(username).await;
-    let code = totp.code_at(time::OffsetDateTime::now_utc());
-    let body = json!({"username": username, "password": format!("{username} password 42"), "code": code});
-    let response = app.client.post(format!("{}/api/sessions", app.root)).json(&body).send().await.expect("send");
-    let (status, session) = status_and_json(response).await;
-    assert_eq!(status, StatusCode::CREATED, "{session}");
-    session["api_key"].as_str().expect("an API key").to_owned()
-}
-
-/// The AuditEvents of `/api/audit-events?{query}`, every page followed.
-async fn audit_events(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
-    let mut url = format!("{}/api/audit-events?{query}&_count=7", app.root);
-    let mut events = Vec::new();
-    loop {
-        let response = app.client.get(&url).bearer_auth(key).send().await.expect("send");
-        assert_eq!(response.headers()["content-type"], "application/fhir+json");
-        let (status, bundle) = status_and_json(response).await;
-        assert_eq!(status, StatusCode::OK, "{bundle}");
-        assert_eq!(bundle["type"], "searchset");
-        events.extend(bundle["entry"].as_array().into_iter().flatten().map(|entry| entry["resource"].clone()));
-        match bundle["link"].as_array().and_then(|links| links.iter().find(|link| link["relation"] == "next")) {
-            Some(next) => url = next["url"].as_str().expect("url").to_owned(),
-            None => return events,
-        }
-    }
-}
-
 /// The `subtype` code (the interaction) of each AuditEvent, counted.
 fn interactions(events: &[Value]) -> BTreeMap<String, usize> {
     let mut counted = BTreeMap::new();
@@ -112,8 +83,8 @@ async fn fhir_interactions_are_audited_with_the_patients_they_reach() {
     let invalid = json!({"resourceType": "Observation", "status": "bogus", "code": {"text": "x"}});
     assert_eq!(send(&app, &admin, Method::POST, "Observation", Some(&invalid)).await.status(), StatusCode::BAD_REQUEST);
 
-    let key = operator_key(&app, "olga").await;
-    let of_a = audit_events(&app, &key, &format!("patient={a}")).await;
+    let key = app.operator_key("olga").await;
+    let of_a = app.audit_events_with(&key, &format!("patient={a}&_count=3")).await;
     let expected: BTreeMap<String, usize> =
         [("create", 2), ("read", 1), ("search-type", 2), ("history-instance", 1), ("update", 1), ("delete", 1)]
             .into_iter()
@@ -134,7 +105,7 @@ async fn fhir_interactions_are_audited_with_the_patients_they_reach() {
         assert_eq!(event["agent"][1]["who"]["identifier"]["value"], "test-client", "{event}");
         assert_eq!(event["source"]["site"], "production");
     }
-    let of_b = interactions(&audit_events(&app, &key, &format!("patient=Patient/{b}")).await);
+    let of_b = interactions(&app.audit_events_with(&key, &format!("patient=Patient/{b}")).await);
     let expected_b: BTreeMap<String, usize> = [("create", 2), ("read", 1), ("search-type", 1), ("transaction", 1)]
         .into_iter()
         .map(|(name, count)| (name.to_owned(), count))
@@ -142,13 +113,13 @@ async fn fhir_interactions_are_audited_with_the_patients_they_reach() {
     assert_eq!(of_b, expected_b);
     // The update's entry names the version it wrote; the entity search finds the resource's
     // every access.
-    let pulse = audit_events(&app, &key, &format!("entity=Observation/{a_pulse}")).await;
+    let pulse = app.audit_events_with(&key, &format!("entity=Observation/{a_pulse}")).await;
     assert_eq!(interactions(&pulse).get("update"), Some(&1));
     let updated = pulse.iter().find(|event| event["subtype"][0]["code"] == "update").expect("the update");
     assert_eq!(updated["entity"][0]["what"]["reference"], format!("Observation/{a_pulse}/_history/2"));
     assert_eq!(updated["action"], "U");
     // Refusals are entries with their reason.
-    let failures = audit_events(&app, &key, "type=rest&outcome=4").await;
+    let failures = app.audit_events_with(&key, "type=rest&outcome=4").await;
     assert_eq!(failures.len(), 2, "{failures:#?}");
     let reasons: Vec<&str> = failures.iter().filter_map(|event| event["outcomeDesc"].as_str()).collect();
     assert!(reasons.iter().any(|reason| reason.contains("answered 401")), "{reasons:?}");
@@ -156,7 +127,7 @@ async fn fhir_interactions_are_audited_with_the_patients_they_reach() {
 
     // A date range exports as NDJSON: every entry of today, each an AuditEvent.
     let today = time::OffsetDateTime::now_utc().date();
-    let all = audit_events(&app, &key, &format!("date=ge{today}")).await;
+    let all = app.audit_events_with(&key, &format!("date=ge{today}")).await;
     let url =
         format!("{}/api/audit-events/export?since={today}&until={}", app.root, today.next_day().expect("tomorrow"));
     let response = app.client.get(url).bearer_auth(&key).send().await.expect("send");
@@ -182,18 +153,18 @@ async fn tokens_sign_ins_api_calls_and_record_changes_are_audited() {
     let wrong = json!({"username": "olga", "password": "not it"});
     let refused = app.client.post(format!("{}/api/sessions", app.root)).json(&wrong).send().await.expect("send");
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    let key = operator_key(&app, "olga").await;
+    let key = app.operator_key("olga").await;
 
-    let tokens = audit_events(&app, &key, "type=110114&subtype=token").await;
+    let tokens = app.audit_events_with(&key, "type=110114&subtype=token").await;
     assert_eq!(tokens.len(), 1, "{tokens:#?}");
     assert_eq!(tokens[0]["outcome"], "4");
     assert_eq!(tokens[0]["agent"][0]["who"]["identifier"], json!({"system": "urn:ignis:client", "value": "nobody"}));
     assert!(tokens[0]["outcomeDesc"].as_str().unwrap_or("").starts_with("invalid_client"), "{}", tokens[0]);
-    let sessions = audit_events(&app, &key, "type=api").await;
+    let sessions = app.audit_events_with(&key, "type=api").await;
     let outcomes: Vec<&str> = sessions.iter().filter_map(|event| event["outcome"].as_str()).collect();
     assert!(outcomes.contains(&"4") && outcomes.contains(&"0"), "{sessions:#?}");
     // The operator's user record was made, and its API key: record changes, by whom.
-    let records = audit_events(&app, &key, "type=record").await;
+    let records = app.audit_events_with(&key, "type=record").await;
     let kinds: Vec<&str> = records
         .iter()
         .filter_map(|event| event["entity"][0]["what"]["identifier"]["value"].as_str())

@@ -11,25 +11,8 @@ use crate::support::{TestApp, postgres_url, status_and_json};
 /// Requests one device sends at most before the test gives up.
 const BOUND: usize = 200;
 
-/// Signs the operator `username` in (password and TOTP); its API key.
-async fn operator_key(app: &TestApp, username: &str) -> String {
-    let totp = app.operator(username).await;
-    let code = totp.code_at(time::OffsetDateTime::now_utc());
-    let body = json!({"username": username, "password": format!("{username} password 42"), "code": code});
-    let (status, session) = api(app, None, Method::POST, "/sessions", Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{session}");
-    session["api_key"].as_str().expect("an API key").to_owned()
-}
-
 async fn api(app: &TestApp, key: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut request = app.client.request(method, format!("{}/api{path}", app.root));
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    status_and_json(request.send().await.expect("send")).await
+    app.api(key, method, path, body).await
 }
 
 /// Signs an account up: its id and its sandbox Device JWT.
@@ -63,7 +46,7 @@ async fn notified(app: &TestApp, key: &str, account: &str) -> Vec<String> {
 #[tokio::test]
 async fn past_its_limit_an_account_is_notified_throttled_suspended_and_reinstated() {
     let app = TestApp::spawn_secured_configured(|config| config.rules.suspend_after = 20).await;
-    let key = operator_key(&app, "olga").await;
+    let key = app.operator_key("olga").await;
     let (busy, busy_jwt) = sign_up(&app, "busy").await;
     let (_, calm_jwt) = sign_up(&app, "calm").await;
     let (status, account) =
@@ -167,7 +150,7 @@ async fn one_limit_holds_across_two_servers_on_one_postgresql_database() {
     let open = TestApp::spawn_postgres(&url).await;
     let first = open.spawn_secured_sharing(|config| config.rules.suspend_after = 0).await;
     let second = first.spawn_sharing().await;
-    let key = operator_key(&first, "olga").await;
+    let key = first.operator_key("olga").await;
     let (busy, jwt) = sign_up(&first, "busy").await;
     let (status, _) =
         api(&first, Some(&key), Method::PUT, &format!("/accounts/{busy}/limit"), Some(json!({"per_minute": 60}))).await;
@@ -191,7 +174,7 @@ async fn one_limit_holds_across_two_servers_on_one_postgresql_database() {
 #[tokio::test]
 async fn an_apps_tokens_count_against_its_accounts_limit() {
     let app = TestApp::spawn_secured().await;
-    let key = operator_key(&app, "olga").await;
+    let key = app.operator_key("olga").await;
     let body = json!({"account": "apps", "username": "dev@apps.example", "password": "correct horse battery staple"});
     let (_, signed_up) = api(&app, None, Method::POST, "/signup", Some(body)).await;
     let (account, developer) =

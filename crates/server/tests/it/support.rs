@@ -216,23 +216,57 @@ impl TestApp {
         auth::totp::Authenticator::from_base32(&enrolment.expect("enrolled in TOTP").secret).expect("a TOTP seed")
     }
 
-    /// The AuditEvents of `/api/audit-events?{query}` (every page), read by a new operator.
-    pub(crate) async fn audit_events(&self, query: &str) -> Vec<Value> {
-        let username = format!("auditor-{}", uuid::Uuid::new_v4().simple());
-        let totp = self.operator(&username).await;
+    /// Calls the `/api/` with `key`, a JSON body when given; the status and the JSON answer.
+    /// Errors, and only errors, must be problem documents.
+    pub(crate) async fn api(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}/api{path}", self.root));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        let response = request.send().await.expect("send");
+        let problem = response.headers().get("content-type").is_some_and(|value| value == "application/problem+json");
+        let (status, body) = status_and_json(response).await;
+        assert_eq!(problem, !status.is_success(), "errors, and only errors, are problem documents: {status} {body}");
+        (status, body)
+    }
+
+    /// A new operator `username`, signed in through the API with its password and TOTP; its
+    /// API key.
+    pub(crate) async fn operator_key(&self, username: &str) -> String {
+        let totp = self.operator(username).await;
         let code = totp.code_at(time::OffsetDateTime::now_utc());
         let body =
             serde_json::json!({"username": username, "password": format!("{username} password 42"), "code": code});
-        let session = self.client.post(format!("{}/api/sessions", self.root)).json(&body).send().await.expect("send");
-        let (status, session) = status_and_json(session).await;
+        let (status, session) = self.api(None, Method::POST, "/sessions", Some(body)).await;
         assert_eq!(status, StatusCode::CREATED, "{session}");
-        let key = session["api_key"].as_str().expect("an API key").to_owned();
+        session["api_key"].as_str().expect("an API key").to_owned()
+    }
+
+    /// The AuditEvents of `/api/audit-events?{query}` (every page), read by a new operator.
+    pub(crate) async fn audit_events(&self, query: &str) -> Vec<Value> {
+        let key = self.operator_key(&format!("auditor-{}", uuid::Uuid::new_v4().simple())).await;
+        self.audit_events_with(&key, query).await
+    }
+
+    /// The AuditEvents of `/api/audit-events?{query}` read with the API key `key`, every page
+    /// followed.
+    pub(crate) async fn audit_events_with(&self, key: &str, query: &str) -> Vec<Value> {
         let mut url = format!("{}/api/audit-events?{query}", self.root);
         let mut events = Vec::new();
         loop {
-            let (status, bundle) =
-                status_and_json(self.client.get(&url).bearer_auth(&key).send().await.expect("send")).await;
-            assert_eq!(status, StatusCode::OK, "{bundle}");
+            let response = self.client.get(&url).bearer_auth(key).send().await.expect("send");
+            assert_eq!(response.headers()["content-type"], "application/fhir+json");
+            let (status, bundle) = status_and_json(response).await;
+            assert_eq!((status, &bundle["type"]), (StatusCode::OK, &serde_json::json!("searchset")), "{bundle}");
             events.extend(bundle["entry"].as_array().into_iter().flatten().map(|entry| entry["resource"].clone()));
             match bundle["link"].as_array().and_then(|links| links.iter().find(|link| link["relation"] == "next")) {
                 Some(next) => url = next["url"].as_str().expect("url").to_owned(),
