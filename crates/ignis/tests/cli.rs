@@ -1476,6 +1476,16 @@ async fn audit_verify_names_the_row_changed_on_a_live_database() {
     let problem = report["problem"].as_str().unwrap_or_default();
     assert!(problem.contains(&format!("{chain}#{seq}")) && problem.contains("missing"), "{report}");
 
+    // Bad input to the commands is refused with the reason.
+    let (passed, _) = audit(&[&["export", "--since", "yesterday"][..], &storage[..]].concat());
+    assert!(!passed, "a date that is not one is refused");
+    let refused = admin_refused(&["account", "limit", "--id", "nope", "--per-minute", "5", "--data-dir", data_dir]);
+    assert!(refused.contains("no account with id 'nope'"), "{refused}");
+    let account = admin(&["account", "create", "--name", "Calm", "--data-dir", data_dir]);
+    let account = account["id"].as_str().expect("id");
+    let refused = admin_refused(&["account", "limit", "--id", account, "--per-minute", "0", "--data-dir", data_dir]);
+    assert!(refused.contains("at least 1 request per minute"), "{refused}");
+
     // The day's entries export as NDJSON AuditEvents.
     let today = time::OffsetDateTime::now_utc().date().to_string();
     let (passed, ndjson) = audit(&[&["export", "--since", &today][..], &storage[..]].concat());

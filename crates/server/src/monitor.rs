@@ -14,7 +14,7 @@
 //! notification.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -63,8 +63,9 @@ impl Caller {
     }
 }
 
-/// The account an OAuth client is an app of, if it is one's.
-type ClientAccount = Option<access::monitoring::ClientAccount>;
+/// The account an OAuth client is an app or a device of, if it is one's; shared, so that a
+/// request takes it from the cache without copying its strings.
+type ClientAccount = Option<Arc<access::monitoring::ClientAccount>>;
 
 /// How old what a process read of a client's account may be: a suspension reaches every
 /// server within it.
@@ -201,6 +202,7 @@ impl Monitor {
             None => {
                 let read = std::time::Instant::now();
                 let account = access::monitoring::client_account(store, client_id).await.map_err(ApiError::internal)?;
+                let account = account.map(Arc::new);
                 let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 if clients.len() >= MAX_CLIENTS {
                     clients.clear();

@@ -44,8 +44,7 @@ pub(crate) async fn search(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, Problem> {
     caller.check_operator("read the audit log")?;
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-        .map_err(|error| Problem::bad_request(format!("the query string: {error}")))?;
+    let pairs = query_pairs(raw.as_deref())?;
     let query = parse(&pairs)?;
     flush(&context).await?;
     let page = context.store().search_audit(query.clone()).await?;
@@ -126,8 +125,7 @@ pub(crate) async fn export_range(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, Problem> {
     caller.check_operator("export the audit log")?;
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-        .map_err(|error| Problem::bad_request(format!("the query string: {error}")))?;
+    let pairs = query_pairs(raw.as_deref())?;
     let bound = |name: &str| -> Result<Option<OffsetDateTime>, Problem> {
         match pairs.iter().find(|(key, _)| key == name) {
             None => Ok(None),
@@ -148,4 +146,10 @@ pub(crate) async fn export_range(
 /// holds every request answered before.
 async fn flush(context: &ApiContext) -> Result<(), Problem> {
     context.app.audit.flush(&context.app.store).await.map_err(Problem::internal)
+}
+
+/// The query string's name-value pairs, or a problem saying it is not one.
+fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, Problem> {
+    serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|error| Problem::bad_request(format!("the query string: {error}")))
 }

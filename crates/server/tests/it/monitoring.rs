@@ -92,6 +92,24 @@ async fn past_its_limit_an_account_is_notified_throttled_suspended_and_reinstate
     assert!(account.get("suspended").is_none(), "{account}");
     assert_eq!(call(&app, &busy_jwt).await.0, StatusCode::OK);
     assert!(notified(&app, &key, &busy).await.contains(&"account.reinstated".to_owned()));
+    // Bad input: each refused with a problem naming what is wrong, nothing changed.
+    let (limit_path, suspend_path) = (format!("/accounts/{busy}/limit"), format!("/accounts/{busy}/suspend"));
+    let limit = |body: Value| api(&app, Some(&key), Method::PUT, &limit_path, Some(body));
+    let (status, problem) = limit(json!({"per_minute": 0})).await;
+    assert_eq!(
+        (status, &problem["type"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("urn:ignis:problem:invalid-value"))
+    );
+    assert!(problem["detail"].as_str().unwrap_or("").contains("at least 1"), "{problem}");
+    let (status, problem) = limit(json!({"per_minute": "many"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    let suspend = |body: Value| api(&app, Some(&key), Method::POST, &suspend_path, Some(body));
+    let (status, problem) = suspend(json!({"reason": "  "})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(problem["detail"].as_str().unwrap_or("").contains("reason"), "{problem}");
+    let (status, _) = api(&app, Some(&key), Method::POST, "/accounts/nope/reinstate", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(call(&app, &busy_jwt).await.0, StatusCode::OK, "still served");
     // Only operators suspend.
     let (_, developer) = api(
         &app,
