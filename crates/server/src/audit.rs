@@ -267,16 +267,23 @@ fn unaudited(path: &str) -> Response {
 /// The event a request starts, or `None` for what is not audited: public documents (metadata,
 /// discovery, keys, the OpenAPI document, the authorization pages' style) and health checks.
 fn event_of(method: &str, path: &str) -> Option<Event> {
-    const PUBLIC: &[&str] =
-        ["/metadata", "/.well-known/smart-configuration", "/.well-known/openid-configuration", "/jwks", "/style.json"]
-            .as_slice();
-    if PUBLIC.iter().any(|suffix| path.ends_with(suffix)) || path == "/api/openapi.json" {
-        return None;
-    }
+    /// The public documents, below `/sandbox` or not (whole paths: a resource may have the id
+    /// `metadata` or `jwks`, and reading it is audited).
+    const PUBLIC: &[&str] = &[
+        "/fhir/metadata",
+        "/fhir/.well-known/smart-configuration",
+        "/fhir/.well-known/openid-configuration",
+        "/auth/jwks",
+        "/auth/style.json",
+        "/api/openapi.json",
+    ];
     let (environment, rest) = match path.strip_prefix("/sandbox") {
         Some(rest) => ("sandbox", rest),
         None => ("production", path),
     };
+    if PUBLIC.contains(&rest) {
+        return None;
+    }
     let (category, environment, action) = if let Some(fhir) = rest.strip_prefix("/fhir") {
         ("rest", Some(environment), rest_action(method, fhir))
     } else if let Some(step) = rest.strip_prefix("/auth/") {
@@ -359,6 +366,10 @@ mod tests {
             "/api/openapi.json",
         ] {
             assert!(event_of("GET", path).is_none(), "{path}");
+        }
+        // A resource whose id is a public document's name is audited when read.
+        for path in ["/fhir/Patient/metadata", "/sandbox/fhir/Binary/jwks", "/fhir/Basic/style.json"] {
+            assert_eq!(event_of("GET", path).map(|event| event.action), Some("read".to_owned()), "{path}");
         }
         let token = event_of("POST", "/sandbox/auth/token").expect("audited");
         assert_eq!((token.category.as_str(), token.action.as_str()), ("security", "token"));
