@@ -77,12 +77,8 @@ fn compile_type(
         json: JsonKind::String,
         regex: None,
         elements: Vec::new(),
-        invariants: if matches!(kind, TypeKind::Resource | TypeKind::Complex) {
-            root_invariants(sd)
-        } else {
-            Vec::new()
-        },
     };
+    let url = sd["url"].as_str().unwrap_or_default();
     let mut index_by_path: HashMap<String, u32> = HashMap::new();
     let mut content_references = Vec::new();
     let value_path = format!("{name}.value");
@@ -96,7 +92,14 @@ fn compile_type(
             continue;
         }
         let index = def.elements.len() as u32;
-        let compiled = compile_element(element, bindings);
+        let mut compiled = compile_element(element, bindings);
+        compiled.invariants = match (index, kind) {
+            (0, TypeKind::Primitive) => Vec::new(),
+            (0, _) => invariants(element, |_| true),
+            _ => invariants(element, |constraint| {
+                constraint["key"] != "ele-1" && constraint["source"].as_str().is_none_or(|source| source == url)
+            }),
+        };
         if let Some(binding) = element_binding(element) {
             base_bindings.insert(path.to_owned(), binding.to_owned());
         }
@@ -117,13 +120,13 @@ fn compile_type(
     def
 }
 
-/// The invariants of a resource's root element, with their FHIRPath expressions.
-fn root_invariants(sd: &Value) -> Vec<Invariant> {
-    let root = &sd["snapshot"]["element"][0];
-    root["constraint"]
+/// The invariants of `element` that `keep` keeps, with their FHIRPath expressions.
+fn invariants(element: &Value, keep: impl Fn(&Value) -> bool) -> Vec<Invariant> {
+    element["constraint"]
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|constraint| keep(constraint))
         .filter_map(|constraint| {
             Some(Invariant {
                 key: constraint["key"].as_str()?.to_owned(),
@@ -152,6 +155,7 @@ fn compile_element(element: &Value, bindings: &mut Bindings) -> Element {
         content_reference: None,
         binding: element_binding(element).map(|url| bindings.intern(url)),
         summary: element["isSummary"].as_bool().unwrap_or(false),
+        invariants: Vec::new(),
     }
 }
 

@@ -13,7 +13,9 @@ use std::sync::OnceLock;
 use fnv::FnvBuildHasher;
 use regex::Regex;
 
-pub(crate) use model::{Element, JsonKind, MANY, Model, Profile, ProfileConstraint, TypeDef, TypeKind, ValueSet};
+pub(crate) use model::{
+    Element, Invariant, JsonKind, MANY, Model, Profile, ProfileConstraint, TypeDef, TypeKind, ValueSet,
+};
 pub use model::{SearchParamComponent, SearchParamType, SearchParameter};
 
 /// The compiled model, written by `build.rs`.

@@ -78,8 +78,8 @@ pub struct Context<'a> {
     variables: Vec<(String, Vec<Item<'a>>)>,
     /// Steps an evaluation may take; `None` for [`DEFAULT_WORK_BUDGET`].
     work_budget: Option<usize>,
-    /// See [`Context::with_filtering_as`].
-    filtering_as: bool,
+    /// See [`Context::with_r4_invariants`].
+    r4_invariants: bool,
 }
 
 /// Why an expression's text was rejected.
@@ -139,6 +139,21 @@ impl Expression {
         Evaluator::new(context, Some(&input[0]), &self.patterns).eval(&self.root, &input, frame)
     }
 
+    /// Evaluates the expression with `focus`, a value of the element at `element` in the element
+    /// tree of the type `owner` (a backbone element such as `Observation.referenceRange`), as
+    /// the input, in `context`; its children are typed from that element's children.
+    pub fn evaluate_element<'a>(
+        &'a self,
+        focus: &'a Value,
+        owner: &str,
+        element: u32,
+        context: &Context<'a>,
+    ) -> Result<Vec<Item<'a>>, EvalError> {
+        let input = [Item::Node(navigation::element_root(focus, owner, element))];
+        let frame = Frame { this: Some(&input[0]), index: None, total: None };
+        Evaluator::new(context, Some(&input[0]), &self.patterns).eval(&self.root, &input, frame)
+    }
+
     /// Evaluates the expression with no input at all (for expressions made of literals).
     pub fn evaluate_without_input(&self) -> Result<Vec<Item<'_>>, EvalError> {
         let context = Context::default();
@@ -154,16 +169,18 @@ impl<'a> Context<'a> {
             root_resource: Some(resource),
             variables: Vec::new(),
             work_budget: None,
-            filtering_as: false,
+            r4_invariants: false,
         }
     }
 
-    /// Makes the `as(type)` function filter a collection of several items, as `ofType` does,
-    /// instead of failing. The R4 invariants were written so (`descendants().as(canonical)`
-    /// in `dom-3`), and the official validator reads them so; the FHIRPath specification
-    /// makes it an error, which stays the default.
-    pub fn with_filtering_as(mut self) -> Context<'a> {
-        self.filtering_as = true;
+    /// Reads expressions as the R4 invariants were written and as the official validator
+    /// reads them, where the FHIRPath specification says otherwise (which stays the default):
+    /// the `as(type)` function filters a collection of several items, as `ofType` does,
+    /// instead of failing (`descendants().as(canonical)` in `dom-3`), and `is` takes a FHIR
+    /// primitive for the System type it maps to (`answer is Boolean` in `que-7`, where the
+    /// answer is a FHIR `boolean`).
+    pub fn with_r4_invariants(mut self) -> Context<'a> {
+        self.r4_invariants = true;
         self
     }
 

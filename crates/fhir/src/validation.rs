@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use crate::Definitions;
 use crate::definitions::{Element, TypeDef, TypeKind};
 use crate::outcome::{Issue, IssueType};
+use crate::validation::invariants::Subject;
 use crate::validation::path::Path;
 
 /// JSON nesting (objects and arrays both count) deeper than this is refused instead of walked.
@@ -45,7 +46,7 @@ impl Definitions {
             let enclosing = validator.resources.get(pending.resource).and_then(|pointer| resource.pointer(pointer));
             if let (Some(node), Some(enclosing)) = (resource.pointer(&pending.node), enclosing) {
                 let path = || path::render_pointer(root_type, &pending.node);
-                issues.extend(invariants::check_at(pending.ty, node, enclosing, resource, path));
+                issues.extend(invariants::check_at(pending.subject, node, enclosing, resource, path));
             }
         }
         deduplicate(&mut issues);
@@ -66,20 +67,29 @@ pub(crate) struct Validator<'d> {
     walking: Vec<usize>,
 }
 
-/// A value whose data type's invariants are to be evaluated.
+/// A value whose element's or data type's invariants are to be evaluated.
 struct Pending<'d> {
-    ty: &'d TypeDef,
+    subject: Subject<'d>,
     /// The JSON pointer of the value, from the outermost resource (issues render it as a path).
     node: String,
     /// Its enclosing resource, an index into `Validator::resources`.
     resource: usize,
 }
 
-/// Where an element sits: the type whose element list holds it, and the element itself.
+/// Where an element sits: the type whose element list holds it, and the element itself with
+/// its index in that list.
 #[derive(Clone, Copy)]
 struct Site<'d> {
     ty: &'d TypeDef,
     element: &'d Element,
+    index: u32,
+}
+
+impl<'d> Site<'d> {
+    /// The root element of `ty`.
+    fn root(ty: &'d TypeDef) -> Site<'d> {
+        Site { ty, element: &ty.elements[0], index: 0 }
+    }
 }
 
 impl<'d> Validator<'d> {
@@ -107,13 +117,13 @@ impl<'d> Validator<'d> {
         };
         let root = Path::root(type_name);
         let path = parent.unwrap_or(&root);
-        let site = Site { ty, element: &ty.elements[0] };
+        let site = Site::root(ty);
         self.walking.push(self.resources.len());
         self.resources.push(parent.map(Path::pointer).unwrap_or_default());
         self.object(object, site, path, depth, true);
         self.walking.pop();
         self.profiles(object, ty, path);
-        self.issues.extend(invariants::check(ty, value, path));
+        self.issues.extend(invariants::check_at(Subject::root(ty), value, value, value, || path.render()));
     }
 
     /// Validates the keys of `object` against the children of `site`.
@@ -145,11 +155,11 @@ impl<'d> Validator<'d> {
                 Some(name) => (name, true),
                 None => (key.as_str(), false),
             };
-            let Some((child, type_code)) = find_child(site.ty, children, name) else {
+            let Some((index, child, type_code)) = find_child(site.ty, children, name) else {
                 self.error(IssueType::Structure, &path.key(key), format!("unknown element '{key}'"));
                 continue;
             };
-            let child_site = Site { ty: site.ty, element: child };
+            let child_site = Site { ty: site.ty, element: child, index };
             if child.choice && self.second_choice(&mut chosen, child, type_code) {
                 let message = format!("only one type of {}[x] is allowed", child.name);
                 self.error(IssueType::Structure, &path.key(key), message);
@@ -203,7 +213,7 @@ impl<'d> Validator<'d> {
         &mut self,
         value: &Value,
         site: Site<'d>,
-        type_code: &str,
+        type_code: &'d str,
         parent: &Map<String, Value>,
         key: &str,
         path: &Path<'_>,
@@ -238,8 +248,10 @@ impl<'d> Validator<'d> {
     }
 
     /// Validates one value of an element, by its type.
-    fn single(&mut self, value: &Value, site: Site<'d>, type_code: &str, path: &Path<'_>, depth: usize) {
+    fn single(&mut self, value: &Value, site: Site<'d>, type_code: &'d str, path: &Path<'_>, depth: usize) {
         let element = site.element;
+        let index = element.content_reference.unwrap_or(site.index);
+        self.pend(Subject { owner: site.ty, index, type_code }, value, path);
         if !element.children.is_empty() || element.content_reference.is_some() {
             match value.as_object() {
                 Some(object) => {
@@ -259,11 +271,8 @@ impl<'d> Validator<'d> {
             TypeKind::Complex => match value.as_object() {
                 Some(object) => {
                     self.ele_1(object, path);
-                    self.object(object, Site { ty, element: &ty.elements[0] }, path, depth + 1, false);
-                    if invariants::applies(ty, value) {
-                        let resource = self.walking.last().copied().unwrap_or_default();
-                        self.pending.push(Pending { ty, node: path.pointer(), resource });
-                    }
+                    self.object(object, Site::root(ty), path, depth + 1, false);
+                    self.pend(Subject::root(ty), value, path);
                 }
                 None => self.error(IssueType::Structure, path, format!("a {} value must be a JSON object", ty.name)),
             },
@@ -273,11 +282,19 @@ impl<'d> Validator<'d> {
         }
     }
 
+    /// Queues the invariants of `subject` on `value`, at `path`, when some must be evaluated.
+    fn pend(&mut self, subject: Subject<'d>, value: &Value, path: &Path<'_>) {
+        if invariants::applies(subject, value) {
+            let resource = self.walking.last().copied().unwrap_or_default();
+            self.pending.push(Pending { subject, node: path.pointer(), resource });
+        }
+    }
+
     /// `ele-1` on an element that is an object: it needs children besides its `id` (an empty
     /// object is refused as such by [`Validator::object`]).
     fn ele_1(&mut self, object: &Map<String, Value>, path: &Path<'_>) {
         if !object.is_empty() && object.keys().all(|key| key == "id") {
-            let message = format!("{}: All FHIR elements must have a @value or children", invariants::NATIVE);
+            let message = format!("{}: All FHIR elements must have a @value or children", invariants::ELE_1);
             self.error(IssueType::Invariant, path, message);
         }
     }
@@ -298,7 +315,7 @@ impl<'d> Validator<'d> {
         let Some(ty) = self.definitions.type_def(type_code).filter(|ty| ty.kind == TypeKind::Primitive) else {
             return self.error(IssueType::Structure, path, format!("'{key}' is only allowed for primitive elements"));
         };
-        let primitive_site = Site { ty, element: &ty.elements[0] };
+        let primitive_site = Site::root(ty);
         match value {
             Value::Array(items) if site.element.max > 1 => {
                 let values = parent.get(&key[1..]).and_then(Value::as_array);
@@ -331,16 +348,17 @@ impl<'d> Validator<'d> {
     }
 }
 
-/// The child of `children` that JSON key `name` (without `_`) stands for, and the type it holds.
-fn find_child<'d>(ty: &'d TypeDef, children: &[u32], name: &str) -> Option<(&'d Element, &'d str)> {
-    let elements = children.iter().filter_map(|&index| ty.elements.get(index as usize));
+/// The child of `children` that JSON key `name` (without `_`) stands for, with its index, and
+/// the type it holds.
+fn find_child<'d>(ty: &'d TypeDef, children: &[u32], name: &str) -> Option<(u32, &'d Element, &'d str)> {
+    let elements = children.iter().filter_map(|&index| Some((index, ty.elements.get(index as usize)?)));
     let mut choice = None;
-    for element in elements {
+    for (index, element) in elements {
         if !element.choice && element.name == name {
-            return Some((element, element.types.first().map_or("", String::as_str)));
+            return Some((index, element, element.types.first().map_or("", String::as_str)));
         }
         if choice.is_none() && element.choice {
-            choice = matches_element(element, name).map(|type_code| (element, type_code));
+            choice = matches_element(element, name).map(|type_code| (index, element, type_code));
         }
     }
     choice

@@ -63,12 +63,9 @@ pub(crate) struct TypeDef {
     /// The snapshot elements; index 0 is the root. Primitive types leave out their `value`
     /// element, so that the list holds exactly what a `_name` object may carry.
     pub(crate) elements: Vec<Element>,
-    /// For resources: the invariants (`ElementDefinition.constraint`) of the root element,
-    /// inherited ones (`dom-*`) included, as the snapshot lists them.
-    pub(crate) invariants: Vec<Invariant>,
 }
 
-/// A FHIRPath invariant a resource must satisfy.
+/// A FHIRPath invariant an element must satisfy.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Invariant {
     /// The constraint's key (`dom-3`, `obs-6`).
@@ -77,7 +74,7 @@ pub(crate) struct Invariant {
     pub(crate) error: bool,
     /// The constraint's human text.
     pub(crate) human: String,
-    /// The FHIRPath expression that must evaluate to true, with the resource as context.
+    /// The FHIRPath expression that must evaluate to true, with the element as context.
     pub(crate) expression: String,
 }
 
@@ -102,6 +99,12 @@ pub(crate) struct Element {
     pub(crate) binding: Option<u32>,
     /// `isSummary`: part of the `_summary=true` view.
     pub(crate) summary: bool,
+    /// The invariants (`ElementDefinition.constraint`) that hold on each value of the element.
+    /// The root of a resource or complex type has all its snapshot lists (inherited `dom-*`
+    /// included); any other element has only those written for it (`obs-3` on
+    /// `Observation.referenceRange`), not those of its type (which its type's root has), nor
+    /// `ele-1`, which every element repeats.
+    pub(crate) invariants: Vec<Invariant>,
 }
 
 /// A value set, expanded at build time when the packages allow it.

@@ -206,10 +206,10 @@ impl<'e, 'a> Evaluator<'e, 'a> {
                     None => input,
                 };
                 let operation = match operation {
-                    TypeOperation::AsFunction if self.context.filtering_as => TypeOperation::OfType,
+                    TypeOperation::AsFunction if self.context.r4_invariants => TypeOperation::OfType,
                     operation => *operation,
                 };
-                type_operation(targets, operation, type_spec)
+                type_operation(targets, operation, type_spec, self.context.r4_invariants)
             }
             Expr::Index(target, index) => {
                 let targets = self.eval(target, input, frame)?;
@@ -625,16 +625,26 @@ fn decimal_arithmetic<'a>(
     Ok(result.map(Item::Decimal).into_iter().collect())
 }
 
-/// `is`, `as` and `ofType` over `items`.
+/// `is`, `as` and `ofType` over `items`; `primitives_as_system` lets `is` take a FHIR
+/// primitive for its System type (see [`crate::fhirpath::Context::with_r4_invariants`]).
 fn type_operation<'a>(
     items: &[Item<'a>],
     operation: TypeOperation,
     type_spec: &TypeSpec,
+    primitives_as_system: bool,
 ) -> Result<Vec<Item<'a>>, EvalError> {
     match operation {
         TypeOperation::Is => match single(items)? {
             None => Ok(Vec::new()),
-            Some(item) => Ok(vec![Item::Boolean(is_type(item, type_spec, true))]),
+            Some(item) => {
+                let system = || {
+                    let names_system = matches!(type_spec, TypeSpec::Either(..) | TypeSpec::System(_));
+                    names_system
+                        && item.as_node().is_some()
+                        && item.to_system().is_some_and(|value| is_type(&value, type_spec, true))
+                };
+                Ok(vec![Item::Boolean(is_type(item, type_spec, true) || (primitives_as_system && system()))])
+            }
         },
         TypeOperation::AsFunction => {
             single(items)?;

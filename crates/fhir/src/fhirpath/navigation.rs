@@ -25,6 +25,16 @@ pub(crate) fn typed_root<'a>(value: &'a Value, type_code: &'a str) -> Node<'a> {
     typed_node(value, None, type_code)
 }
 
+/// The node for a value of the element at `element` in the tree of the type `owner` (a
+/// backbone element), at the root of an evaluation; untyped when there is no such element.
+pub(crate) fn element_root<'a>(value: &'a Value, owner: &str, element: u32) -> Node<'a> {
+    let site = Definitions::get()
+        .type_def(owner)
+        .filter(|def| (element as usize) < def.elements.len())
+        .map(|owner| Site { owner, element });
+    Node { value, extension: None, type_name: "BackboneElement", site, unresolved_reference: false }
+}
+
 /// Appends the children of `node` named `name` (the FHIRPath name: `value` for `value[x]`).
 pub(crate) fn children_named<'a>(node: &Node<'a>, name: &str, out: &mut Vec<Item<'a>>) {
     if node.unresolved_reference {

@@ -18,41 +18,86 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use crate::Definitions;
-use crate::definitions::{TypeDef, TypeKind};
+use crate::definitions::{Invariant, TypeDef, TypeKind};
 use crate::fhirpath::{Context, Expression, Item};
 use crate::outcome::{Issue, IssueType, Severity};
-use crate::validation::path::Path;
 
 /// Steps one invariant may take: generous for a large Bundle, bounded for a hostile one.
 const WORK_BUDGET: usize = 1_000_000;
 
-/// An invariant compiled: its expression, the members of the resource it can read, and
-/// whether it holds on a resource without any of them — when that resource lacks them all,
-/// the invariant is known to hold without evaluating it.
+/// An element whose invariants apply to a value: the element at `index` in the tree of
+/// `owner` (index 0 is the type itself), holding a value of `type_code`.
+#[derive(Clone, Copy)]
+pub(crate) struct Subject<'d> {
+    pub(crate) owner: &'d TypeDef,
+    pub(crate) index: u32,
+    /// The value's type (the chosen one of a choice element); ignored at the root, and for
+    /// backbone elements, whose children the tree types.
+    pub(crate) type_code: &'d str,
+}
+
+impl<'d> Subject<'d> {
+    /// The type `ty` itself.
+    pub(crate) fn root(ty: &'d TypeDef) -> Subject<'d> {
+        Subject { owner: ty, index: 0, type_code: &ty.name }
+    }
+
+    /// The invariants that apply (see [`crate::definitions::Element::invariants`]).
+    pub(crate) fn invariants(&self) -> &'d [Invariant] {
+        self.owner.elements.get(self.index as usize).map_or(&[], |element| element.invariants.as_slice())
+    }
+
+    /// Evaluates `expression` on `node`, a value of this subject, typed as it is.
+    fn evaluate<'a>(
+        &self,
+        expression: &'a Expression,
+        node: &'a Value,
+        context: &Context<'a>,
+    ) -> Result<Vec<Item<'a>>, crate::fhirpath::EvalError> {
+        let element = self.owner.elements.get(self.index as usize);
+        match (self.index, self.owner.kind) {
+            (0, TypeKind::Resource) => expression.evaluate_with(node, context),
+            (0, _) => expression.evaluate_typed(node, type_name(&self.owner.name), context),
+            _ if element.is_some_and(|e| !e.children.is_empty()) => {
+                expression.evaluate_element(node, &self.owner.name, self.index, context)
+            }
+            _ => expression.evaluate_typed(node, type_name(self.type_code), context),
+        }
+    }
+}
+
+/// The `'static` name of a type code (the definitions own every type name).
+fn type_name(code: &str) -> &'static str {
+    Definitions::get().type_def(code).map_or("", |ty| ty.name.as_str())
+}
+
+/// An invariant compiled: its expression, the members of the value it can read, and whether
+/// it holds on a value without any of them — when a value lacks them all, the invariant is
+/// known to hold without evaluating it.
 struct Compiled {
     expression: Expression,
-    /// `None` when the expression may read the resource otherwise (`%resource`, `$this`…).
+    /// `None` when the expression may read the value otherwise (`%resource`, `$this`…).
     members: Option<BTreeSet<String>>,
     holds_when_absent: bool,
 }
 
 impl Compiled {
-    fn new(ty: &TypeDef, text: &str) -> Option<Compiled> {
+    fn new(subject: Subject<'_>, text: &str) -> Option<Compiled> {
         let expression = Expression::parse(text).ok()?;
         let members = expression.input_members();
-        let bare = match ty.kind {
-            TypeKind::Resource => serde_json::json!({"resourceType": ty.name}),
+        let bare = match (subject.index, subject.owner.kind) {
+            (0, TypeKind::Resource) => serde_json::json!({"resourceType": subject.owner.name}),
             _ => serde_json::json!({}),
         };
-        let holds_when_absent = members.is_some() && holds(&expression, &bare, ty, &context(&bare));
+        let holds_when_absent = members.is_some() && holds(&expression, &bare, subject, &context(&bare));
         Some(Compiled { expression, members, holds_when_absent })
     }
 
-    /// Whether evaluating it can be skipped for `resource`: it holds when none of the members
-    /// it reads is present.
-    fn holds_without_evaluation(&self, resource: &Value) -> bool {
+    /// Whether evaluating it can be skipped for `node`: it holds when none of the members it
+    /// reads is present.
+    fn holds_without_evaluation(&self, node: &Value) -> bool {
         let (Some(members), true) = (&self.members, self.holds_when_absent) else { return false };
-        let Some(object) = resource.as_object() else { return false };
+        let Some(object) = node.as_object() else { return false };
         !object.keys().any(|key| members.iter().any(|member| names(key, member)))
     }
 }
@@ -66,80 +111,84 @@ fn names(key: &str, member: &str) -> bool {
 
 /// The context invariants are evaluated in.
 fn context(resource: &Value) -> Context<'_> {
-    Context::new(resource).with_work_budget(WORK_BUDGET).with_filtering_as()
+    Context::new(resource).with_work_budget(WORK_BUDGET).with_r4_invariants()
 }
 
-/// Whether `expression` holds on `node`, a value of `ty`: anything but `false`, and an
+/// Whether `expression` holds on `node`, a value of `subject`: anything but `false`, and an
 /// evaluation that cannot finish is passed over (see the module documentation).
-fn holds(expression: &Expression, node: &Value, ty: &TypeDef, context: &Context<'_>) -> bool {
-    let evaluated = match ty.kind {
-        TypeKind::Resource => expression.evaluate_with(node, context),
-        _ => expression.evaluate_typed(node, &ty.name, context),
-    };
-    match evaluated {
+fn holds(expression: &Expression, node: &Value, subject: Subject<'_>, context: &Context<'_>) -> bool {
+    match subject.evaluate(expression, node, context) {
         Ok(items) => !matches!(items.as_slice(), [Item::Boolean(false)]),
         Err(_) => true,
     }
 }
 
-/// The compiled invariants of each resource type, in the order of [`TypeDef::invariants`];
-/// `None` where the engine cannot parse one.
-fn compiled() -> &'static HashMap<&'static str, Vec<Option<Compiled>>> {
-    static COMPILED: OnceLock<HashMap<&'static str, Vec<Option<Compiled>>>> = OnceLock::new();
+/// The compiled invariants of each element that has some, by type name and element index, in
+/// the order of [`crate::definitions::Element::invariants`]; `None` where the engine cannot
+/// parse one or the walk checks it natively.
+fn compiled() -> &'static HashMap<(&'static str, u32), Vec<Option<Compiled>>> {
+    static COMPILED: OnceLock<HashMap<(&'static str, u32), Vec<Option<Compiled>>>> = OnceLock::new();
     COMPILED.get_or_init(|| {
-        Definitions::get()
-            .types()
-            .iter()
-            .filter(|ty| matches!(ty.kind, TypeKind::Resource | TypeKind::Complex) && !ty.invariants.is_empty())
-            .map(|ty| {
-                let compiled = ty
+        let mut all = HashMap::new();
+        for ty in Definitions::get().types() {
+            for (index, element) in ty.elements.iter().enumerate() {
+                if element.invariants.is_empty() {
+                    continue;
+                }
+                let type_code = element.types.first().map_or("", String::as_str);
+                let subject = Subject { owner: ty, index: index as u32, type_code };
+                let compiled = element
                     .invariants
                     .iter()
-                    .map(|invariant| match invariant.key.as_str() {
-                        NATIVE => None,
-                        _ => Compiled::new(ty, &invariant.expression),
+                    .map(|invariant| match NATIVE.contains(&invariant.key.as_str()) {
+                        true => None,
+                        false => Compiled::new(subject, &invariant.expression),
                     })
                     .collect();
-                (ty.name.as_str(), compiled)
-            })
-            .collect()
+                all.insert((ty.name.as_str(), index as u32), compiled);
+            }
+        }
+        all
     })
 }
 
-/// The invariant checked by the structural walk rather than by its expression.
-pub(crate) const NATIVE: &str = "ele-1";
+/// The invariants the structural walk checks natively rather than by their expression.
+pub(crate) const NATIVE: &[&str] = &[ELE_1];
 
-/// The issues of `resource` (of type `ty`) against its invariants, located at `path`.
-pub(crate) fn check(ty: &TypeDef, resource: &Value, path: &Path<'_>) -> Vec<Issue> {
-    check_at(ty, resource, resource, resource, || path.render())
-}
+/// All FHIR elements must have a value or children (checked natively, see the module notes).
+pub(crate) const ELE_1: &str = "ele-1";
 
-/// Whether a value of `ty` has invariants that must be evaluated on `node` (some data types
-/// have none, and most of the others read elements `node` lacks).
-pub(crate) fn applies(ty: &TypeDef, node: &Value) -> bool {
+/// Whether a value of `subject` has invariants that must be evaluated on `node` (many
+/// elements have none, and most of the others read elements `node` lacks).
+pub(crate) fn applies(subject: Subject<'_>, node: &Value) -> bool {
+    if subject.invariants().is_empty() {
+        return false;
+    }
     compiled()
-        .get(ty.name.as_str())
+        .get(&(subject.owner.name.as_str(), subject.index))
         .is_some_and(|all| all.iter().flatten().any(|compiled| !compiled.holds_without_evaluation(node)))
 }
 
-/// The issues of `node`, a value of `ty` inside `resource` (itself inside `root`, or `root`),
-/// against the invariants of `ty`; `path` renders its location.
+/// The issues of `node`, a value of `subject` inside `resource` (itself inside `root`, or
+/// `root`), against its invariants; `path` renders its location.
 pub(crate) fn check_at(
-    ty: &TypeDef,
+    subject: Subject<'_>,
     node: &Value,
     resource: &Value,
     root: &Value,
     path: impl Fn() -> String,
 ) -> Vec<Issue> {
-    let Some(expressions) = compiled().get(ty.name.as_str()) else { return Vec::new() };
+    let Some(expressions) = compiled().get(&(subject.owner.name.as_str(), subject.index)) else {
+        return Vec::new();
+    };
     let mut issues = Vec::new();
     let context = context(resource).with_root_resource(root);
-    for (invariant, compiled) in ty.invariants.iter().zip(expressions) {
+    for (invariant, compiled) in subject.invariants().iter().zip(expressions) {
         let Some(compiled) = compiled else { continue };
         if compiled.holds_without_evaluation(node) {
             continue;
         }
-        if !holds(&compiled.expression, node, ty, &context) {
+        if !holds(&compiled.expression, node, subject, &context) {
             let severity = if invariant.error { Severity::Error } else { Severity::Warning };
             issues.push(Issue {
                 severity,
@@ -168,7 +217,7 @@ mod tests {
 
     #[test]
     fn invariants_on_absent_elements_are_known_to_hold() {
-        let observation = compiled().get("Observation").expect("Observation's invariants");
+        let observation = compiled().get(&("Observation", 0)).expect("Observation's invariants");
         let bare = serde_json::json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}});
         let skipped = observation.iter().flatten().filter(|compiled| compiled.holds_without_evaluation(&bare)).count();
         assert!(skipped >= 4, "dom-2 to dom-5 and obs-6/obs-7 read absent elements: {skipped} skipped");
@@ -179,5 +228,56 @@ mod tests {
             .flatten()
             .find(|compiled| compiled.members.as_ref().is_some_and(|members| members.contains("dataAbsentReason")));
         assert!(obs6.is_some_and(|compiled| !compiled.holds_without_evaluation(&with_value)));
+    }
+
+    /// The `(key, location)` pairs of the invariant errors `resource` produces.
+    fn broken(resource: &Value) -> Vec<(String, String)> {
+        Definitions::get()
+            .validate(resource)
+            .into_iter()
+            .filter(|issue| issue.code == IssueType::Invariant && issue.is_error())
+            .map(|issue| {
+                let key = issue.diagnostics.split(':').next().unwrap_or_default().to_owned();
+                (key, issue.expression.unwrap_or_default())
+            })
+            .collect()
+    }
+
+    fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+        expected.iter().map(|(key, at)| ((*key).to_owned(), (*at).to_owned())).collect()
+    }
+
+    #[test]
+    fn invariants_of_backbone_elements_hold_on_each_of_their_values() {
+        let observation = |range: Value| {
+            serde_json::json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"},
+                "referenceRange": range})
+        };
+        let broken_range = observation(serde_json::json!([{"text": "normal"}, {"appliesTo": [{"text": "adults"}]}]));
+        assert_eq!(broken(&broken_range), pairs(&[("obs-3", "Observation.referenceRange[1]")]));
+        let repaired = observation(serde_json::json!([{"text": "normal"}, {"low": {"value": 1}}]));
+        assert_eq!(broken(&repaired), pairs(&[]));
+    }
+
+    #[test]
+    fn invariants_follow_content_references_and_data_type_elements() {
+        // que-1: a group needs items, at any depth (`item.item` reuses `item`'s definition).
+        let questionnaire = serde_json::json!({"resourceType": "Questionnaire", "status": "draft", "item": [
+            {"linkId": "1", "type": "group", "item": [{"linkId": "1.1", "type": "group"}]}
+        ]});
+        assert_eq!(broken(&questionnaire), pairs(&[("que-1", "Questionnaire.item[0].item[0]")]));
+        // org-2: an organization's address is never a home address (a data-type element).
+        let organization = serde_json::json!({"resourceType": "Organization", "name": "A",
+            "address": [{"use": "work", "city": "X"}, {"use": "home", "city": "Y"}]});
+        assert_eq!(broken(&organization), pairs(&[("org-2", "Organization.address[1]")]));
+        // tim-1: the backbone element of a data type (Timing.repeat), inside a resource.
+        let request = serde_json::json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "medicationCodeableConcept": {"text": "x"}, "subject": {"reference": "Patient/1"},
+            "dosageInstruction": [{"timing": {"repeat": {"duration": 2}}}]});
+        assert_eq!(broken(&request), pairs(&[("tim-1", "MedicationRequest.dosageInstruction[0].timing.repeat")]));
+        let mut repaired = request.clone();
+        repaired["dosageInstruction"][0]["timing"]["repeat"]["durationUnit"] = "h".into();
+        assert_eq!(broken(&repaired), pairs(&[]));
     }
 }

@@ -167,7 +167,7 @@ mod tests {
             let frequency: serde_json::Value = serde_json::from_str(frequency).expect("number");
             json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
                    "medicationCodeableConcept": {"text": "x"}, "subject": {"reference": "Patient/1"},
-                   "dosageInstruction": [{"timing": {"repeat": {"frequency": frequency, "period": 1}}}]})
+                   "dosageInstruction": [{"timing": {"repeat": {"frequency": frequency, "period": 1, "periodUnit": "d"}}}]})
         };
         assert_valid(&repeat("1"));
         let at = "MedicationRequest.dosageInstruction[0].timing.repeat.frequency";

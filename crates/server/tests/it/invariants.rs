@@ -195,3 +195,63 @@ async fn data_type_invariants_are_checked_where_their_values_sit() {
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 }
+
+/// Each broken resource is refused with its rule's key at its path; each repaired one is
+/// accepted with 201.
+async fn refused_then_accepted(app: &TestApp, cases: &[(Value, &str, &str, Value)]) {
+    for (broken, key, path, repaired) in cases {
+        let issue = refused(app, broken).await;
+        let diagnostics = issue["diagnostics"].as_str().expect("text");
+        assert!(diagnostics.starts_with(&format!("{key}:")), "{key}: {issue}");
+        assert_eq!(issue["expression"][0], *path, "{key}: {issue}");
+        let resource_type = repaired["resourceType"].as_str().expect("type");
+        let (status, body) = status_and_json(app.post(resource_type, repaired).await).await;
+        assert_eq!(status, StatusCode::CREATED, "{key} repaired: {body}");
+    }
+}
+
+#[tokio::test]
+async fn invariants_of_backbone_elements_are_checked_on_each_value() {
+    let app = TestApp::spawn().await;
+    let observation = |range: Value| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "heart rate"},
+            "valueQuantity": {"value": 72}, "referenceRange": range})
+    };
+    let questionnaire = |inner: Value| {
+        json!({"resourceType": "Questionnaire", "status": "draft",
+            "item": [{"linkId": "1", "type": "group", "item": [inner]}]})
+    };
+    let request = |repeat: Value| {
+        json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "medicationCodeableConcept": {"text": "x"}, "subject": {"reference": "Patient/1"},
+            "dosageInstruction": [{"timing": {"repeat": repeat}}]})
+    };
+    let cases = [
+        (
+            observation(json!([{"low": {"value": 60}}, {"appliesTo": [{"text": "adults"}]}])),
+            "obs-3",
+            "Observation.referenceRange[1]",
+            observation(json!([{"low": {"value": 60}}, {"text": "60 to 100", "appliesTo": [{"text": "adults"}]}])),
+        ),
+        (
+            // A nested item reuses the definition of `item` (a contentReference): so do its rules.
+            questionnaire(json!({"linkId": "1.1", "type": "group"})),
+            "que-1",
+            "Questionnaire.item[0].item[0]",
+            questionnaire(json!({"linkId": "1.1", "type": "string"})),
+        ),
+        (
+            json!({"resourceType": "Organization", "name": "Clinic", "address": [{"use": "home", "city": "X"}]}),
+            "org-2",
+            "Organization.address[0]",
+            json!({"resourceType": "Organization", "name": "Clinic", "address": [{"use": "work", "city": "X"}]}),
+        ),
+        (
+            request(json!({"duration": 2})),
+            "tim-1",
+            "MedicationRequest.dosageInstruction[0].timing.repeat",
+            request(json!({"duration": 2, "durationUnit": "h"})),
+        ),
+    ];
+    refused_then_accepted(&app, &cases).await;
+}
