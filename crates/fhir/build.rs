@@ -5,6 +5,8 @@
 //! kilobytes) and keeps every type, element and code list out of hand-written source: they all
 //! come from R4 core 4.0.1 and US Core 6.1.0 / 7.0.0.
 
+#[path = "build/extensions.rs"]
+mod extensions;
 #[path = "src/definitions/model.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod model;
@@ -62,6 +64,7 @@ fn main() {
         profiles,
         search_parameters: search::compile(&all),
         compartments: search::compartments(&core),
+        extensions: extensions::compile(&all),
     };
     let bytes = postcard::to_allocvec(&model).expect("encode definitions");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("definitions.bin");

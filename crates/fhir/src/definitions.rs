@@ -14,7 +14,7 @@ use fnv::FnvBuildHasher;
 use regex::Regex;
 
 pub(crate) use model::{
-    Element, Invariant, JsonKind, MANY, Model, Profile, ProfileConstraint, TypeDef, TypeKind, ValueSet,
+    Element, ExtensionDef, Invariant, JsonKind, MANY, Model, Profile, ProfileConstraint, TypeDef, TypeKind, ValueSet,
 };
 pub use model::{SearchParamComponent, SearchParamType, SearchParameter};
 
@@ -122,6 +122,12 @@ impl Definitions {
     pub(crate) fn profile(&self, url: &str) -> Option<&Profile> {
         let found = self.model.profiles.binary_search_by(|p| p.url.as_str().cmp(url)).ok()?;
         Some(&self.model.profiles[found])
+    }
+
+    /// The extension definition with canonical URL `url` (without `|version`).
+    pub(crate) fn extension(&self, url: &str) -> Option<&ExtensionDef> {
+        let found = self.model.extensions.binary_search_by(|e| e.url.as_str().cmp(url)).ok()?;
+        Some(&self.model.extensions[found])
     }
 
     /// The value set a binding index refers to.

@@ -53,6 +53,7 @@ use serde_json::Value;
 
 pub use datetime::{DateTime, Precision, Time};
 pub use decimal::Decimal;
+pub(crate) use navigation::is_fhir_type;
 pub use quantity::Quantity;
 pub use value::{Item, Node};
 

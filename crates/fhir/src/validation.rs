@@ -8,7 +8,10 @@
 //! strings only for the issues it reports ([`path`]).
 
 mod binding;
+mod checks;
+mod extensions;
 mod invariants;
+mod narrative;
 mod path;
 mod primitive;
 mod profile;
@@ -27,6 +30,12 @@ use crate::validation::path::Path;
 /// PATCH) can be parsed again.
 const MAX_DEPTH: usize = 100;
 
+/// The elements that hold extensions, checked against their definitions.
+const EXTENSIONS: [&str; 2] = ["extension", "modifierExtension"];
+
+/// The data type whose `size` and `hash` are checked against its `data`.
+const ATTACHMENT: &str = "Attachment";
+
 impl Definitions {
     /// Validates `resource` against its base StructureDefinition and any known US Core profile
     /// in `meta.profile`. Returns every issue found; the resource is valid when none is an error.
@@ -37,6 +46,7 @@ impl Definitions {
             pending: Vec::new(),
             resources: Vec::new(),
             walking: Vec::new(),
+            holders: Vec::new(),
         };
         validator.resource(resource, None, 0);
         let mut issues = validator.issues;
@@ -65,6 +75,9 @@ pub(crate) struct Validator<'d> {
     resources: Vec<String>,
     /// Those being walked, as indexes into `resources`, innermost last.
     walking: Vec<usize>,
+    /// The elements being walked, innermost last, each with the type of its value: what an
+    /// extension's context is matched against.
+    holders: Vec<(Site<'d>, &'d str)>,
 }
 
 /// A value whose element's or data type's invariants are to be evaluated.
@@ -79,7 +92,7 @@ struct Pending<'d> {
 /// Where an element sits: the type whose element list holds it, and the element itself with
 /// its index in that list.
 #[derive(Clone, Copy)]
-struct Site<'d> {
+pub(crate) struct Site<'d> {
     ty: &'d TypeDef,
     element: &'d Element,
     index: u32,
@@ -120,7 +133,10 @@ impl<'d> Validator<'d> {
         let site = Site::root(ty);
         self.walking.push(self.resources.len());
         self.resources.push(parent.map(Path::pointer).unwrap_or_default());
+        self.holders.push((site, &ty.name));
+        self.resource_id(object, path);
         self.object(object, site, path, depth, true);
+        self.holders.pop();
         self.walking.pop();
         self.profiles(object, ty, path);
         self.issues.extend(invariants::check_at(Subject::root(ty), value, value, value, || path.render()));
@@ -164,11 +180,16 @@ impl<'d> Validator<'d> {
                 let message = format!("only one type of {}[x] is allowed", child.name);
                 self.error(IssueType::Structure, &path.key(key), message);
             }
+            if EXTENSIONS.contains(&key.as_str()) {
+                self.extensions(value, &path.key(key));
+            }
+            self.holders.push((child_site, type_code));
             if is_extension {
                 self.primitive_extension(value, child_site, type_code, object, key, &path.key(key), depth);
             } else {
                 self.element(value, child_site, type_code, object, key, &path.key(key), depth);
             }
+            self.holders.pop();
         }
         self.required(object, site.ty, children, path);
     }
@@ -273,6 +294,9 @@ impl<'d> Validator<'d> {
                     self.ele_1(object, path);
                     self.object(object, Site::root(ty), path, depth + 1, false);
                     self.pend(Subject::root(ty), value, path);
+                    if ty.name == ATTACHMENT {
+                        self.attachment(object, path);
+                    }
                 }
                 None => self.error(IssueType::Structure, path, format!("a {} value must be a JSON object", ty.name)),
             },

@@ -17,6 +17,21 @@ const EXPECTED_INVALID: &[(&str, &str)] = &[
         "Questionnaire-qs1.json",
         "32 nested display items (item[0].item[n].item[0], …) lack Questionnaire.item.linkId (1..1)",
     ),
+    (
+        "Bundle-types.json",
+        "ext-context, ext-value: R4's own type definitions put structuredefinition-fhir-type on \
+         ElementDefinition.type with a valueString (its definition: on ElementDefinition.type.code, a \
+         valueUrl), and regex and structuredefinition-normative-version outside their contexts",
+    ),
+    (
+        "DiagnosticReport-example-pgx.json",
+        "att-hash: presentedForm.hash is the SHA-1 in hex, not in base64 as the Attachment.hash type says",
+    ),
+    (
+        "Observation-example-genetics-brcapat.json",
+        "ext-context, ext-value: us-core-ethnicity on an Observation (its contexts are Patient, \
+         RelatedPerson, Person, Practitioner and FamilyMemberHistory), with a value instead of its parts",
+    ),
 ];
 
 /// US Core examples with real errors, named `<package version>/<file name>`.

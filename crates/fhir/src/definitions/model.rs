@@ -25,6 +25,36 @@ pub(crate) struct Model {
     pub(crate) search_parameters: Vec<SearchParameter>,
     /// The R4 CompartmentDefinitions.
     pub(crate) compartments: Vec<Compartment>,
+    /// Extension definitions of R4 core and US Core, sorted by URL.
+    pub(crate) extensions: Vec<ExtensionDef>,
+}
+
+/// An extension definition: where the extension may be used and what it holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ExtensionDef {
+    pub(crate) url: String,
+    /// The `element` contexts it may be used in: a type (`Patient`, `Address`, `Element` for
+    /// anywhere) or an element path (`Patient.contact`).
+    pub(crate) contexts: Vec<String>,
+    /// Cardinality and types of `value[x]` (`value_max` 0 for a complex extension).
+    pub(crate) value_min: u32,
+    pub(crate) value_max: u32,
+    pub(crate) value_types: Vec<String>,
+    /// Upper cardinality of nested extensions (0 for a simple extension).
+    pub(crate) extensions_max: u32,
+    /// The parts of a complex extension (its `extension` slices by `url`).
+    pub(crate) parts: Vec<ExtensionPart>,
+}
+
+/// One part of a complex extension: a nested extension with its own `url`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ExtensionPart {
+    pub(crate) url: String,
+    pub(crate) min: u32,
+    pub(crate) max: u32,
+    pub(crate) value_min: u32,
+    pub(crate) value_max: u32,
+    pub(crate) value_types: Vec<String>,
 }
 
 /// What kind of type a [`TypeDef`] describes (`StructureDefinition.kind`).

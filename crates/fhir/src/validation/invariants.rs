@@ -123,11 +123,14 @@ fn holds(expression: &Expression, node: &Value, subject: Subject<'_>, context: &
     }
 }
 
+/// See [`compiled`].
+type CompiledInvariants = HashMap<(&'static str, u32), Vec<Option<Compiled>>>;
+
 /// The compiled invariants of each element that has some, by type name and element index, in
 /// the order of [`crate::definitions::Element::invariants`]; `None` where the engine cannot
 /// parse one or the walk checks it natively.
-fn compiled() -> &'static HashMap<(&'static str, u32), Vec<Option<Compiled>>> {
-    static COMPILED: OnceLock<HashMap<(&'static str, u32), Vec<Option<Compiled>>>> = OnceLock::new();
+fn compiled() -> &'static CompiledInvariants {
+    static COMPILED: OnceLock<CompiledInvariants> = OnceLock::new();
     COMPILED.get_or_init(|| {
         let mut all = HashMap::new();
         for ty in Definitions::get().types() {
@@ -152,8 +155,9 @@ fn compiled() -> &'static HashMap<(&'static str, u32), Vec<Option<Compiled>>> {
     })
 }
 
-/// The invariants the structural walk checks natively rather than by their expression.
-pub(crate) const NATIVE: &[&str] = &[ELE_1];
+/// The invariants the walk checks natively rather than by their expression: `ele-1`, and the
+/// narrative's `htmlChecks()` ([`crate::validation::narrative`]).
+pub(crate) const NATIVE: &[&str] = &[ELE_1, "txt-1", "txt-2"];
 
 /// All FHIR elements must have a value or children (checked natively, see the module notes).
 pub(crate) const ELE_1: &str = "ele-1";

@@ -255,3 +255,42 @@ async fn invariants_of_backbone_elements_are_checked_on_each_value() {
     ];
     refused_then_accepted(&app, &cases).await;
 }
+
+#[tokio::test]
+async fn the_official_validators_base_checks_refuse_what_it_refuses() {
+    let app = TestApp::spawn().await;
+    let narrative = |inner: &str| {
+        json!({"resourceType": "Patient",
+            "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{inner}</div>")}})
+    };
+    let photo = |attachment: Value| json!({"resourceType": "Patient", "photo": [attachment]});
+    let hello = |extra: Value| {
+        let mut attachment = json!({"contentType": "text/plain", "data": "aGVsbG8="});
+        for (key, value) in extra.as_object().expect("object") {
+            attachment[key] = value.clone();
+        }
+        attachment
+    };
+    let contained = |id: &str| {
+        json!({"resourceType": "Patient", "managingOrganization": {"reference": format!("#{id}")},
+            "contained": [{"resourceType": "Organization", "id": id, "name": "Clinic"}]})
+    };
+    let cases = [
+        (contained("org_1"), "res-id", "Patient.contained[0].id", contained("org-1")),
+        (
+            narrative("<p onclick=\"steal()\">Hi</p>"),
+            "txt-1",
+            "Patient.text.div",
+            narrative("<p class=\"greeting\">Hi</p>"),
+        ),
+        (narrative("<script>steal()</script>"), "txt-1", "Patient.text.div", narrative("<b>Hi</b>")),
+        (photo(hello(json!({"size": 6}))), "att-size", "Patient.photo[0].size", photo(hello(json!({"size": 5})))),
+        (
+            photo(hello(json!({"hash": "AAAAHdzF6KLavt4PO0gs2a6pQ00="}))),
+            "att-hash",
+            "Patient.photo[0].hash",
+            photo(hello(json!({"hash": "qvTGHdzF6KLavt4PO0gs2a6pQ00="}))),
+        ),
+    ];
+    refused_then_accepted(&app, &cases).await;
+}
