@@ -14,7 +14,8 @@ use fnv::FnvBuildHasher;
 use regex::Regex;
 
 pub(crate) use model::{
-    Element, ExtensionDef, Invariant, JsonKind, MANY, Model, Profile, ProfileConstraint, TypeDef, TypeKind, ValueSet,
+    Discriminator, Element, ExtensionDef, Fixed, Invariant, JsonKind, MANY, Model, Profile, ProfileConstraint, Slice,
+    Slicing, TypeDef, TypeKind, ValueSet,
 };
 pub use model::{SearchParamComponent, SearchParamType, SearchParameter};
 

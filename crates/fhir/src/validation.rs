@@ -15,6 +15,7 @@ mod narrative;
 mod path;
 mod primitive;
 mod profile;
+mod slicing;
 
 use serde_json::{Map, Value};
 

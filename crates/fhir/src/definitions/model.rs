@@ -160,6 +160,48 @@ pub(crate) struct Profile {
     pub(crate) url: String,
     pub(crate) type_name: String,
     pub(crate) constraints: Vec<ProfileConstraint>,
+    /// The elements it slices.
+    pub(crate) slicings: Vec<Slicing>,
+}
+
+/// A fixed or pattern value (`fixed[x]`, `pattern[x]`), as JSON text.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Fixed {
+    /// A pattern: the value must hold at least what it holds; otherwise exactly it.
+    pub(crate) pattern: bool,
+    pub(crate) json: String,
+}
+
+/// An element a profile slices (`Observation.category`, `Patient.extension`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Slicing {
+    /// Path segments below the resource; a choice keeps its `[x]`.
+    pub(crate) path: Vec<String>,
+    /// Closed slicing: every value belongs to one of the slices.
+    pub(crate) closed: bool,
+    pub(crate) slices: Vec<Slice>,
+}
+
+/// One slice: what puts a value in it (every discriminator), how many it takes, and the fixed
+/// and pattern values below it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Slice {
+    pub(crate) name: String,
+    pub(crate) min: u32,
+    pub(crate) max: u32,
+    pub(crate) discriminators: Vec<Discriminator>,
+    /// Fixed and pattern values of the slice's elements, by path segments below the slice
+    /// (empty for the slice's own value).
+    pub(crate) values: Vec<(Vec<String>, Fixed)>,
+}
+
+/// What a value of a slice has.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Discriminator {
+    /// At the path below the value (empty for the value itself), a value that matches.
+    Value { path: Vec<String>, value: Fixed },
+    /// The value is of this type (`valueQuantity` for `Quantity`).
+    Type(String),
 }
 
 /// One element the profile constrains beyond the base type (slices are left out).
@@ -172,6 +214,8 @@ pub(crate) struct ProfileConstraint {
     pub(crate) types: Vec<String>,
     /// Index into [`Model::value_sets`] of a `required` binding.
     pub(crate) binding: Option<u32>,
+    /// A fixed or pattern value the profile gives the element.
+    pub(crate) value: Option<Fixed>,
 }
 
 /// A CompartmentDefinition: for each resource type, the search parameters that link a resource

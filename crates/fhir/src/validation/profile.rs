@@ -1,6 +1,7 @@
 //! US Core profile constraints: for each known profile in `meta.profile`, the minimum and
-//! maximum cardinality and required bindings the profile adds to the base type. Profiles the
-//! definitions do not know are reported as information and otherwise ignored.
+//! maximum cardinality, required bindings and fixed and pattern values the profile adds to the
+//! base type, and its slicings ([`crate::validation::slicing`]). Profiles the definitions do
+//! not know are reported as information and otherwise ignored.
 
 use serde_json::{Map, Value};
 
@@ -9,7 +10,7 @@ use crate::outcome::{Issue, IssueType};
 use crate::validation::path::Path;
 use crate::validation::{Validator, is_type_suffix};
 
-impl Validator<'_> {
+impl<'d> Validator<'d> {
     /// Applies the profiles `resource` claims.
     pub(crate) fn profiles(&mut self, resource: &Map<String, Value>, ty: &TypeDef, path: &Path<'_>) {
         let claimed = resource.get("meta").and_then(|meta| meta.get("profile")).and_then(Value::as_array);
@@ -29,40 +30,16 @@ impl Validator<'_> {
         }
     }
 
-    fn profile(&mut self, resource: &Map<String, Value>, profile: &Profile, path: &Path<'_>) {
+    fn profile(&mut self, resource: &Map<String, Value>, profile: &'d Profile, path: &Path<'_>) {
         for constraint in &profile.constraints {
-            self.walk(resource, &constraint.path, constraint, profile, path);
+            walk(self, resource, &constraint.path, path, &mut |validator, node, segment, at| {
+                validator.check(node, segment, constraint, profile, at)
+            });
         }
-    }
-
-    /// Follows `segments` down from `node` and checks the constraint on every parent found.
-    fn walk(
-        &mut self,
-        node: &Map<String, Value>,
-        segments: &[String],
-        constraint: &ProfileConstraint,
-        profile: &Profile,
-        path: &Path<'_>,
-    ) {
-        let Some((first, rest)) = segments.split_first() else {
-            return;
-        };
-        if rest.is_empty() {
-            return self.check(node, first, constraint, profile, path);
-        }
-        for (key, value) in node.iter().filter(|(key, _)| matches_segment(key, first)) {
-            let at = path.key(key);
-            match value {
-                Value::Object(child) => self.walk(child, rest, constraint, profile, &at),
-                Value::Array(items) => {
-                    for (index, item) in items.iter().enumerate() {
-                        if let Value::Object(child) = item {
-                            self.walk(child, rest, constraint, profile, &at.index(index));
-                        }
-                    }
-                }
-                _ => {}
-            }
+        for slicing in &profile.slicings {
+            walk(self, resource, &slicing.path, path, &mut |validator, node, segment, at| {
+                validator.slicing(node, segment, slicing, profile, at)
+            });
         }
     }
 
@@ -88,6 +65,9 @@ impl Validator<'_> {
             }
             if let Some(binding) = constraint.binding {
                 self.profile_binding(value, key, segment, constraint, binding, &path.key(key));
+            }
+            if let Some(fixed) = &constraint.value {
+                self.fixed_value(value, fixed, profile, &path.key(key));
             }
         }
         let name = segment.strip_suffix("[x]").unwrap_or(segment);
@@ -131,9 +111,43 @@ impl Validator<'_> {
     }
 }
 
+/// What [`walk`] calls with each object it reaches.
+type Visit<'v, 'd> = dyn FnMut(&mut Validator<'d>, &Map<String, Value>, &str, &Path<'_>) + 'v;
+
+/// Follows `segments` down from `node` and calls `visit` with every object found that holds the
+/// last segment, that segment, and the object's location.
+fn walk<'d>(
+    validator: &mut Validator<'d>,
+    node: &Map<String, Value>,
+    segments: &[String],
+    path: &Path<'_>,
+    visit: &mut Visit<'_, 'd>,
+) {
+    let Some((first, rest)) = segments.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        return visit(validator, node, first, path);
+    }
+    for (key, value) in node.iter().filter(|(key, _)| matches_segment(key, first)) {
+        let at = path.key(key);
+        match value {
+            Value::Object(child) => walk(validator, child, rest, &at, visit),
+            Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    if let Value::Object(child) = item {
+                        walk(validator, child, rest, &at.index(index), visit);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// True if JSON key `key` stands for profile path segment `segment` (`effective[x]` matches
 /// `effectiveDateTime`).
-fn matches_segment(key: &str, segment: &str) -> bool {
+pub(crate) fn matches_segment(key: &str, segment: &str) -> bool {
     match segment.strip_suffix("[x]") {
         Some(prefix) => key
             .strip_prefix(prefix)
@@ -185,9 +199,11 @@ mod tests {
     #[test]
     fn profile_choice_and_prohibited_elements() {
         let average_bp = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-average-blood-pressure";
+        let loinc = |code: &str| json!({"coding": [{"system": "http://loinc.org", "code": code}]});
+        let vital_signs = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}]);
         let observation = json!({"resourceType": "Observation", "meta": {"profile": [average_bp]}, "status": "final",
-            "category": [{"text": "vital-signs"}], "code": {"text": "bp"}, "subject": {"reference": "Patient/1"},
-            "valueString": "120/80", "component": [{"code": {"text": "s"}}, {"code": {"text": "d"}}]});
+            "category": vital_signs, "code": loinc("96607-7"), "subject": {"reference": "Patient/1"},
+            "valueString": "120/80", "component": [{"code": loinc("96608-5")}, {"code": loinc("96609-3")}]});
         assert_eq!(
             issues_of(&observation),
             [("required", "Observation.effective".into()), ("value", "Observation.value".into())]
@@ -208,8 +224,8 @@ mod tests {
     fn profile_bindings() {
         let careplan = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-careplan";
         let resource = json!({"resourceType": "CarePlan", "meta": {"profile": [careplan]}, "status": "active", "intent": "plan",
-            "category": [{"text": "x"}], "subject": {"reference": "Patient/1"},
-            "text": {"status": "empty", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}});
+            "category": [{"coding": [{"system": "http://hl7.org/fhir/us/core/CodeSystem/careplan-category", "code": "assess-plan"}]}],
+            "subject": {"reference": "Patient/1"}, "text": {"status": "empty", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}});
         assert_eq!(issues_of(&resource), [("code-invalid", "CarePlan.text.status".into())]);
     }
 
