@@ -8,8 +8,8 @@
 use serde_json::Value;
 
 use crate::Package;
-use crate::model::{Discriminator, Fixed, MANY, Profile, ProfileConstraint, Slice, Slicing};
-use crate::types::{Compiled, element_binding, parse_max, type_codes};
+use crate::model::{Discriminator, Fixed, Invariant, MANY, Profile, ProfileConstraint, Slice, Slicing};
+use crate::types::{Compiled, element_binding, invariants, parse_max, type_codes};
 use crate::value_sets::Bindings;
 
 /// Compiles the resource profiles of the US Core packages; the first package wins when two
@@ -50,8 +50,29 @@ fn compile_profile(sd: &Value, url: &str, base: &Compiled, bindings: &mut Bindin
         }
     }
     let elements = sd["snapshot"]["element"].as_array().map(Vec::as_slice).unwrap_or_default();
-    Profile { url: url.to_owned(), type_name, constraints, slicings: slicings(elements) }
+    let invariants = elements
+        .iter()
+        .filter_map(|element| {
+            let id = element["id"].as_str().filter(|id| !id.contains(':'))?;
+            let below =
+                id.split_once('.').map_or(Vec::new(), |(_, below)| below.split('.').map(str::to_owned).collect());
+            Some(own_invariants(element).into_iter().map(move |invariant| (below.clone(), invariant)))
+        })
+        .flatten()
+        .collect();
+    Profile { url: url.to_owned(), type_name, constraints, slicings: slicings(elements), invariants }
 }
+
+/// The invariants a profile adds to `element`: those the base definitions (whose sources are
+/// R4's StructureDefinitions) do not state.
+fn own_invariants(element: &Value) -> Vec<Invariant> {
+    invariants(element, |constraint| {
+        constraint["source"].as_str().is_none_or(|source| !source.starts_with(R4_DEFINITIONS))
+    })
+}
+
+/// Where R4's own StructureDefinitions live.
+const R4_DEFINITIONS: &str = "http://hl7.org/fhir/StructureDefinition/";
 
 /// The slicings of a profile's snapshot `elements`.
 fn slicings(elements: &[Value]) -> Vec<Slicing> {
@@ -126,6 +147,7 @@ fn compile_slice(
         max: parse_max(slice["max"].as_str().unwrap_or("*")),
         discriminators: compiled,
         values,
+        invariants: own_invariants(slice),
     })
 }
 

@@ -121,7 +121,7 @@ fn compile_type(
 }
 
 /// The invariants of `element` that `keep` keeps, with their FHIRPath expressions.
-fn invariants(element: &Value, keep: impl Fn(&Value) -> bool) -> Vec<Invariant> {
+pub(crate) fn invariants(element: &Value, keep: impl Fn(&Value) -> bool) -> Vec<Invariant> {
     element["constraint"]
         .as_array()
         .into_iter()

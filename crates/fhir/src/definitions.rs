@@ -119,6 +119,11 @@ impl Definitions {
         self.type_index(&ty.name).and_then(|index| self.regexes[index].as_ref())
     }
 
+    /// Every US Core profile, sorted by URL.
+    pub(crate) fn profiles(&self) -> &[Profile] {
+        &self.model.profiles
+    }
+
     /// The US Core profile with canonical URL `url` (without `|version`).
     pub(crate) fn profile(&self, url: &str) -> Option<&Profile> {
         let found = self.model.profiles.binary_search_by(|p| p.url.as_str().cmp(url)).ok()?;

@@ -139,7 +139,7 @@ impl<'d> Validator<'d> {
         self.object(object, site, path, depth, true);
         self.holders.pop();
         self.walking.pop();
-        self.profiles(object, ty, path);
+        self.profiles(value, ty, path);
         self.issues.extend(invariants::check_at(Subject::root(ty), value, value, value, || path.render()));
     }
 

@@ -162,6 +162,9 @@ pub(crate) struct Profile {
     pub(crate) constraints: Vec<ProfileConstraint>,
     /// The elements it slices.
     pub(crate) slicings: Vec<Slicing>,
+    /// The invariants it adds (`us-core-6`…), by path segments below the resource (empty for
+    /// the resource itself; a choice keeps its `[x]`).
+    pub(crate) invariants: Vec<(Vec<String>, Invariant)>,
 }
 
 /// A fixed or pattern value (`fixed[x]`, `pattern[x]`), as JSON text.
@@ -193,6 +196,8 @@ pub(crate) struct Slice {
     /// Fixed and pattern values of the slice's elements, by path segments below the slice
     /// (empty for the slice's own value).
     pub(crate) values: Vec<(Vec<String>, Fixed)>,
+    /// The invariants the profile adds to the slice's values (`us-core-16` on an NPI).
+    pub(crate) invariants: Vec<Invariant>,
 }
 
 /// What a value of a slice has.

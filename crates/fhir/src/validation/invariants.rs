@@ -42,6 +42,16 @@ impl<'d> Subject<'d> {
         Subject { owner: ty, index: 0, type_code: &ty.name }
     }
 
+    /// This subject holding the value of the JSON key `key` for the element `segment`: a
+    /// choice (`value[x]`) takes the type its key names (`valueQuantity` → `Quantity`).
+    pub(crate) fn typed_by(self, segment: &str, key: &str) -> Subject<'d> {
+        let Some(prefix) = segment.strip_suffix("[x]") else { return self };
+        let suffix = key.get(prefix.len()..).unwrap_or_default();
+        let element = self.owner.elements.get(self.index as usize);
+        let chosen = element.and_then(|e| e.types.iter().find(|ty| crate::validation::is_type_suffix(suffix, ty)));
+        Subject { type_code: chosen.map_or(self.type_code, String::as_str), ..self }
+    }
+
     /// The invariants that apply (see [`crate::definitions::Element::invariants`]).
     pub(crate) fn invariants(&self) -> &'d [Invariant] {
         self.owner.elements.get(self.index as usize).map_or(&[], |element| element.invariants.as_slice())
@@ -185,10 +195,42 @@ pub(crate) fn check_at(
     let Some(expressions) = compiled().get(&(subject.owner.name.as_str(), subject.index)) else {
         return Vec::new();
     };
+    let pairs = subject
+        .invariants()
+        .iter()
+        .zip(expressions)
+        .filter_map(|(invariant, compiled)| Some((invariant, compiled.as_ref()?)));
+    check_each(subject, pairs, node, resource, root, path)
+}
+
+/// The issues of `node`, a value of `subject` in `resource`, against invariants a profile adds
+/// (`us-core-6`…), located by `path`.
+pub(crate) fn check_profile<'i>(
+    subject: Subject<'_>,
+    invariants: impl IntoIterator<Item = &'i Invariant>,
+    node: &Value,
+    resource: &Value,
+    path: impl Fn() -> String,
+) -> Vec<Issue> {
+    let compiled = profile_compiled();
+    let pairs = invariants
+        .into_iter()
+        .filter_map(|invariant| Some((invariant, compiled.get(invariant.expression.as_str())?.as_ref()?)));
+    check_each(subject, pairs, node, resource, resource, path)
+}
+
+/// The issues of `node` against each `(invariant, compiled)` pair.
+fn check_each<'c>(
+    subject: Subject<'_>,
+    pairs: impl Iterator<Item = (&'c Invariant, &'c Compiled)>,
+    node: &Value,
+    resource: &Value,
+    root: &Value,
+    path: impl Fn() -> String,
+) -> Vec<Issue> {
     let mut issues = Vec::new();
     let context = context(resource).with_root_resource(root);
-    for (invariant, compiled) in subject.invariants().iter().zip(expressions) {
-        let Some(compiled) = compiled else { continue };
+    for (invariant, compiled) in pairs {
         if compiled.holds_without_evaluation(node) {
             continue;
         }
@@ -203,6 +245,30 @@ pub(crate) fn check_at(
         }
     }
     issues
+}
+
+/// The expressions of the invariants profiles add, compiled once, by their text (`None` where
+/// the engine cannot parse one).
+fn profile_compiled() -> &'static HashMap<&'static str, Option<Compiled>> {
+    static COMPILED: OnceLock<HashMap<&'static str, Option<Compiled>>> = OnceLock::new();
+    COMPILED.get_or_init(|| {
+        let profiles = Definitions::get().profiles();
+        let on_elements = profiles.iter().flat_map(|profile| profile.invariants.iter().map(|(_, invariant)| invariant));
+        let on_slices = profiles
+            .iter()
+            .flat_map(|profile| &profile.slicings)
+            .flat_map(|slicing| &slicing.slices)
+            .flat_map(|slice| &slice.invariants);
+        on_elements
+            .chain(on_slices)
+            .map(|invariant| {
+                let expression = Expression::parse(&invariant.expression).ok();
+                let compiled =
+                    expression.map(|expression| Compiled { expression, members: None, holds_when_absent: false });
+                (invariant.expression.as_str(), compiled)
+            })
+            .collect()
+    })
 }
 
 #[cfg(test)]

@@ -5,19 +5,20 @@
 
 use serde_json::{Map, Value};
 
-use crate::definitions::{MANY, Profile, ProfileConstraint, TypeDef};
+use crate::definitions::{MANY, Profile, ProfileConstraint, Slicing, TypeDef};
 use crate::outcome::{Issue, IssueType};
+use crate::validation::invariants::{self, Subject};
 use crate::validation::path::Path;
 use crate::validation::{Validator, is_type_suffix};
 
 impl<'d> Validator<'d> {
     /// Applies the profiles `resource` claims.
-    pub(crate) fn profiles(&mut self, resource: &Map<String, Value>, ty: &TypeDef, path: &Path<'_>) {
+    pub(crate) fn profiles(&mut self, resource: &Value, ty: &'d TypeDef, path: &Path<'_>) {
         let claimed = resource.get("meta").and_then(|meta| meta.get("profile")).and_then(Value::as_array);
         for url in claimed.into_iter().flatten().filter_map(Value::as_str) {
             let canonical = url.split('|').next().unwrap_or(url);
             match self.definitions.profile(canonical) {
-                Some(profile) if profile.type_name == ty.name => self.profile(resource, profile, path),
+                Some(profile) if profile.type_name == ty.name => self.profile(resource, ty, profile, path),
                 Some(profile) => {
                     let message = format!("profile {canonical} is for {}, not {}", profile.type_name, ty.name);
                     self.error(IssueType::Structure, &path.key("meta"), message);
@@ -30,15 +31,38 @@ impl<'d> Validator<'d> {
         }
     }
 
-    fn profile(&mut self, resource: &Map<String, Value>, profile: &'d Profile, path: &Path<'_>) {
+    fn profile(&mut self, resource: &Value, ty: &'d TypeDef, profile: &'d Profile, path: &Path<'_>) {
+        let Some(object) = resource.as_object() else { return };
         for constraint in &profile.constraints {
-            walk(self, resource, &constraint.path, path, &mut |validator, node, segment, at| {
+            walk(self, object, &constraint.path, path, &mut |validator, node, segment, at| {
                 validator.check(node, segment, constraint, profile, at)
             });
         }
         for slicing in &profile.slicings {
-            walk(self, resource, &slicing.path, path, &mut |validator, node, segment, at| {
-                validator.slicing(node, segment, slicing, profile, at)
+            let sliced = Sliced { slicing, profile, resource, subject: subject_at(ty, &slicing.path) };
+            walk(self, object, &slicing.path, path, &mut |validator, node, segment, at| {
+                validator.slicing(node, segment, &sliced, at)
+            });
+        }
+        for (below, invariant) in &profile.invariants {
+            if below.is_empty() {
+                let issues =
+                    invariants::check_profile(Subject::root(ty), [invariant], resource, resource, || path.render());
+                self.issues.extend(issues);
+                continue;
+            }
+            let Some(subject) = subject_at(ty, below) else { continue };
+            walk(self, object, below, path, &mut |validator, node, segment, at| {
+                for (key, value) in
+                    node.iter().filter(|(key, _)| !key.starts_with('_') && matches_segment(key, segment))
+                {
+                    let subject = subject.typed_by(segment, key);
+                    for_each_item(value, &at.key(key), &mut |item, item_path| {
+                        let issues =
+                            invariants::check_profile(subject, [invariant], item, resource, || item_path.render());
+                        validator.issues.extend(issues);
+                    });
+                }
             });
         }
     }
@@ -108,6 +132,40 @@ impl<'d> Validator<'d> {
             }
             _ => self.binding(value, type_code, binding, path),
         }
+    }
+}
+
+/// A slicing of a profile, with what its values' invariants are evaluated with: the resource,
+/// and the sliced element.
+pub(crate) struct Sliced<'a, 'd> {
+    pub(crate) slicing: &'d Slicing,
+    pub(crate) profile: &'d Profile,
+    pub(crate) resource: &'a Value,
+    pub(crate) subject: Option<Subject<'d>>,
+}
+
+/// The element of `ty` at `segments` below its root (a choice with its `[x]`).
+fn subject_at<'d>(ty: &'d TypeDef, segments: &[String]) -> Option<Subject<'d>> {
+    let mut index = 0u32;
+    for segment in segments {
+        let name = segment.strip_suffix("[x]").unwrap_or(segment);
+        let element = ty.elements.get(index as usize)?;
+        index =
+            *element.children.iter().find(|&&child| ty.elements.get(child as usize).is_some_and(|e| e.name == name))?;
+    }
+    let element = ty.elements.get(index as usize)?;
+    Some(Subject { owner: ty, index, type_code: element.types.first().map_or("", String::as_str) })
+}
+
+/// Calls `visit` with each item of `value` (each of an array, or the value) and its location.
+pub(crate) fn for_each_item(value: &Value, path: &Path<'_>, visit: &mut dyn FnMut(&Value, &Path<'_>)) {
+    match value {
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                visit(item, &path.index(index));
+            }
+        }
+        _ => visit(value, path),
     }
 }
 
@@ -200,10 +258,12 @@ mod tests {
     fn profile_choice_and_prohibited_elements() {
         let average_bp = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-average-blood-pressure";
         let loinc = |code: &str| json!({"coding": [{"system": "http://loinc.org", "code": code}]});
+        let mm_hg = |value: u32| json!({"value": value, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"});
         let vital_signs = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}]);
         let observation = json!({"resourceType": "Observation", "meta": {"profile": [average_bp]}, "status": "final",
             "category": vital_signs, "code": loinc("96607-7"), "subject": {"reference": "Patient/1"},
-            "valueString": "120/80", "component": [{"code": loinc("96608-5")}, {"code": loinc("96609-3")}]});
+            "valueString": "120/80", "component": [{"code": loinc("96608-5"), "valueQuantity": mm_hg(120)},
+                {"code": loinc("96609-3"), "valueQuantity": mm_hg(80)}]});
         assert_eq!(
             issues_of(&observation),
             [("required", "Observation.effective".into()), ("value", "Observation.value".into())]
@@ -241,5 +301,51 @@ mod tests {
             .collect();
         assert_eq!(issues.len(), 1);
         assert!(!issues[0].is_error());
+    }
+
+    /// The keys of the invariant errors of `resource`, with their locations.
+    fn broken(resource: &serde_json::Value) -> Vec<(String, String)> {
+        Definitions::get()
+            .validate(resource)
+            .into_iter()
+            .filter(|issue| issue.is_error() && issue.code == crate::outcome::IssueType::Invariant)
+            .map(|issue| {
+                (
+                    issue.diagnostics.split(':').next().unwrap_or_default().to_owned(),
+                    issue.expression.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_invariants_a_profile_adds_hold_where_it_puts_them() {
+        // us-core-6 on each Patient.name: a family or given name, or a data-absent-reason.
+        let mut patient = us_core_patient();
+        patient["name"] = json!([{"family": "Shaw"}, {"text": "Shaw"}]);
+        assert_eq!(broken(&patient), [("us-core-6".to_owned(), "Patient.name[1]".to_owned())]);
+        patient["name"][1]["given"] = json!(["Amy"]);
+        assert_eq!(broken(&patient), []);
+        // us-core-1 on Observation.effective[x], typed by its key: a dateTime to the day at least.
+        let lab = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-lab";
+        let mut observation = json!({"resourceType": "Observation", "meta": {"profile": [lab]}, "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+            "code": {"text": "glucose"}, "subject": {"reference": "Patient/1"}, "effectiveDateTime": "2024-01",
+            "valueQuantity": {"value": 5, "system": "http://unitsofmeasure.org", "code": "mmol/L"}});
+        assert_eq!(broken(&observation), [("us-core-1".to_owned(), "Observation.effectiveDateTime".to_owned())]);
+        observation["effectiveDateTime"] = "2024-01-02".into();
+        assert_eq!(broken(&observation), []);
+        // us-core-2 on the resource: a value, components or members, or a reason for none.
+        observation.as_object_mut().expect("object").remove("valueQuantity");
+        assert_eq!(broken(&observation), [("us-core-2".to_owned(), "Observation".to_owned())]);
+        // us-core-16 on the NPI slice of Practitioner.identifier: ten digits.
+        let practitioner = |npi: &str| {
+            json!({"resourceType": "Practitioner",
+            "meta": {"profile": ["http://hl7.org/fhir/us/core/StructureDefinition/us-core-practitioner"]},
+            "name": [{"family": "Jones"}], "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": npi}]})
+        };
+        let keys: Vec<String> = broken(&practitioner("12345")).into_iter().map(|(key, _)| key).collect();
+        assert!(keys.contains(&"us-core-16".to_owned()), "{keys:?}");
+        assert_eq!(broken(&practitioner("1234567893")), []);
     }
 }

@@ -6,22 +6,23 @@
 
 use serde_json::{Map, Value};
 
-use crate::definitions::{Discriminator, Fixed, MANY, Profile, Slice, Slicing};
+use crate::definitions::{Discriminator, Fixed, MANY, Profile, Slice};
 use crate::outcome::IssueType;
+use crate::validation::invariants;
 use crate::validation::path::Path;
-use crate::validation::profile::matches_segment;
+use crate::validation::profile::{Sliced, for_each_item, matches_segment};
 use crate::validation::{Validator, is_type_suffix};
 
 impl Validator<'_> {
-    /// Sorts the values of the element `segment` of `node` into the slices of `slicing`.
+    /// Sorts the values of the element `segment` of `node` into the slices of the slicing.
     pub(crate) fn slicing(
         &mut self,
         node: &Map<String, Value>,
         segment: &str,
-        slicing: &Slicing,
-        profile: &Profile,
+        sliced: &Sliced<'_, '_>,
         path: &Path<'_>,
     ) {
+        let Sliced { slicing, profile, resource, subject } = *sliced;
         let mut counts = vec![0u32; slicing.slices.len()];
         for (key, value) in node.iter().filter(|(key, _)| !key.starts_with('_') && matches_segment(key, segment)) {
             let at = path.key(key);
@@ -31,7 +32,15 @@ impl Validator<'_> {
                 match found {
                     Some(found) => {
                         counts[found] += 1;
-                        self.fixed_values(item, &slicing.slices[found], profile, item_path);
+                        let slice = &slicing.slices[found];
+                        self.fixed_values(item, slice, profile, item_path);
+                        if let Some(subject) = subject.filter(|_| !slice.invariants.is_empty()) {
+                            let subject = subject.typed_by(segment, key);
+                            let issues = invariants::check_profile(subject, &slice.invariants, item, resource, || {
+                                item_path.render()
+                            });
+                            self.issues.extend(issues);
+                        }
                     }
                     None if slicing.closed => {
                         let message = format!(
@@ -78,18 +87,6 @@ impl Validator<'_> {
                 self.error(IssueType::Value, item_path, fixed_message(fixed, profile));
             }
         });
-    }
-}
-
-/// Calls `visit` with each item of `value` (each of an array, or the value) and its location.
-fn for_each_item(value: &Value, path: &Path<'_>, visit: &mut dyn FnMut(&Value, &Path<'_>)) {
-    match value {
-        Value::Array(items) => {
-            for (index, item) in items.iter().enumerate() {
-                visit(item, &path.index(index));
-            }
-        }
-        _ => visit(value, path),
     }
 }
 
