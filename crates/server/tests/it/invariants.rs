@@ -294,3 +294,54 @@ async fn the_official_validators_base_checks_refuse_what_it_refuses() {
     ];
     refused_then_accepted(&app, &cases).await;
 }
+
+#[tokio::test]
+async fn extensions_and_us_core_profiles_are_held_to_their_definitions() {
+    let app = TestApp::spawn().await;
+    const US_CORE: &str = "http://hl7.org/fhir/us/core/StructureDefinition/";
+    let patient = |extra: Value| {
+        let mut patient = json!({"resourceType": "Patient", "meta": {"profile": [format!("{US_CORE}us-core-patient")]},
+            "identifier": [{"system": "http://hospital.example/mrn", "value": "1"}],
+            "name": [{"family": "Shaw", "given": ["Amy"]}], "gender": "female"});
+        for (key, value) in extra.as_object().expect("object") {
+            patient[key] = value.clone();
+        }
+        patient
+    };
+    let birth_sex = |code: Value| json!([{"url": format!("{US_CORE}us-core-birthsex"), "valueCode": code}]);
+    let race = |text: &str| json!({"url": format!("{US_CORE}us-core-race"), "extension": [{"url": "text", "valueString": text}]});
+    let weight = |code: &str, category: &str| {
+        json!({"resourceType": "Observation", "meta": {"profile": [format!("{US_CORE}us-core-body-weight")]},
+            "status": "final", "subject": {"reference": "Patient/1"}, "effectiveDateTime": "2024-01-01",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": category}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "valueQuantity": {"value": 70, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}})
+    };
+    let observation = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}});
+    let mut birth_sex_on_observation = observation.clone();
+    birth_sex_on_observation["extension"] = birth_sex(json!("F"));
+    let cases = [
+        (birth_sex_on_observation, "ext-context", "Observation.extension[0]", observation),
+        (
+            patient(json!({"extension": [{"url": format!("{US_CORE}us-core-birthsex"), "valueString": "F"}]})),
+            "ext-value",
+            "Patient.extension[0].valueString",
+            patient(json!({"extension": birth_sex(json!("F"))})),
+        ),
+        (
+            patient(json!({"extension": [race("White"), race("Asian")]})),
+            "slice",
+            "Patient.extension",
+            patient(json!({"extension": [race("White")]})),
+        ),
+        (weight("29463-7", "laboratory"), "slice", "Observation.category", weight("29463-7", "vital-signs")),
+        (weight("8302-2", "vital-signs"), "pattern", "Observation.code", weight("29463-7", "vital-signs")),
+        (
+            patient(json!({"name": [{"text": "Amy Shaw"}]})),
+            "us-core-6",
+            "Patient.name[0]",
+            patient(json!({"name": [{"text": "Amy Shaw", "family": "Shaw"}]})),
+        ),
+    ];
+    refused_then_accepted(&app, &cases).await;
+}
