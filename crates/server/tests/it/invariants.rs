@@ -196,8 +196,8 @@ async fn data_type_invariants_are_checked_where_their_values_sit() {
     }
 }
 
-/// Each broken resource is refused with its rule's key at its path; each repaired one is
-/// accepted with 201.
+/// Each broken resource is refused with its rule's key at its path, and `$validate` reports
+/// the same errors; each repaired one is accepted with 201.
 async fn refused_then_accepted(app: &TestApp, cases: &[(Value, &str, &str, Value)]) {
     for (broken, key, path, repaired) in cases {
         let issue = refused(app, broken).await;
@@ -205,6 +205,11 @@ async fn refused_then_accepted(app: &TestApp, cases: &[(Value, &str, &str, Value
         assert!(diagnostics.starts_with(&format!("{key}:")), "{key}: {issue}");
         assert_eq!(issue["expression"][0], *path, "{key}: {issue}");
         let resource_type = repaired["resourceType"].as_str().expect("type");
+        let (status, outcome) = status_and_json(app.post(&format!("{resource_type}/$validate"), broken).await).await;
+        assert_eq!(status, StatusCode::OK, "{outcome}");
+        let reported: Vec<&Value> =
+            outcome["issue"].as_array().expect("issues").iter().filter(|i| i["severity"] == "error").collect();
+        assert_eq!(reported, [&issue], "{key}: $validate reports what the write did");
         let (status, body) = status_and_json(app.post(resource_type, repaired).await).await;
         assert_eq!(status, StatusCode::CREATED, "{key} repaired: {body}");
     }
