@@ -34,6 +34,9 @@ const MAX_DEPTH: usize = 100;
 /// The elements that hold extensions, checked against their definitions.
 const EXTENSIONS: [&str; 2] = ["extension", "modifierExtension"];
 
+/// The resource type whose rules [`checks`] adds to its invariants.
+const BUNDLE: &str = "Bundle";
+
 /// The data type whose `size` and `hash` are checked against its `data`.
 const ATTACHMENT: &str = "Attachment";
 
@@ -136,6 +139,9 @@ impl<'d> Validator<'d> {
         self.resources.push(parent.map(Path::pointer).unwrap_or_default());
         self.holders.push((site, &ty.name));
         self.resource_id(object, path);
+        if ty.name == BUNDLE {
+            self.bundle(object, path);
+        }
         self.object(object, site, path, depth, true);
         self.holders.pop();
         self.walking.pop();

@@ -32,10 +32,22 @@ const EXPECTED_INVALID: &[(&str, &str)] = &[
         "ext-context, ext-value: us-core-ethnicity on an Observation (its contexts are Patient, \
          RelatedPerson, Person, Practitioner and FamilyMemberHistory), with a value instead of its parts",
     ),
+    ("Bundle-10bb101f-a121-4264-a920-67be9cb82c74.json", "bdl-url: fullUrl …/Patient/pat12 holds Patient pat2"),
+    ("Bundle-3a0707d3-549e-4467-b8b8-5a2ab3800efe.json", "bdl-url: fullUrl …/Endpoint/Endpoint-71 holds Endpoint 71"),
+    (
+        "Bundle-lri-example.json",
+        "bdl-url: fullUrls …/Observation/lri-gramstain1 (and the other lri- Observations) hold ids without `lri-`",
+    ),
 ];
 
 /// US Core examples with real errors, named `<package version>/<file name>`.
-const EXPECTED_INVALID_US_CORE: &[(&str, &str)] = &[];
+const EXPECTED_INVALID_US_CORE: &[(&str, &str)] = &[
+    ("6.1.0/Bundle-66c8856b-ba11-4876-8aa8-467aad8c11a2.json", "bdl-url: fullUrl …/Patient/pat12 holds Patient pat2"),
+    (
+        "6.1.0/Bundle-docref-example-2.json",
+        "bdl-url: fullUrl …/DocumentReference/discharge-summary789 holds DocumentReference discharge",
+    ),
+];
 
 /// Every example file name under `folder` of `package` with the error issues it produces.
 fn example_errors(package: &str, folder: &str) -> BTreeMap<String, Vec<Issue>> {

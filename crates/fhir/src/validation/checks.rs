@@ -1,8 +1,11 @@
 //! What the official validator checks on base R4 that the definitions do not state as
-//! invariants: resource ids, an Attachment's `size` and `hash` against its `data`, strings and
-//! markdown that embed HTML, and the rules of Bundles. Each issue's diagnostics start with a
-//! key of our own (`res-id`, `att-size`…), as invariants start with theirs, so clients and tests
-//! can tell the rules apart.
+//! invariants: resource ids (`res-id`), an Attachment's `size` and `hash` against its `data`
+//! (`att-size`, `att-hash`), strings and markdown that embed HTML (`str-html`, a warning), and
+//! the rules of Bundles: an absolute `fullUrl` that names the entry's resource when it is a
+//! RESTful URL (`bdl-url`), at most one `self` link (`bdl-self`), and references that resolve
+//! inside a document (`bdl-ref`); duplicate entries are R4's own `bdl-7`. Each issue's
+//! diagnostics start with the key, as invariants start with theirs, so clients and tests can
+//! tell the rules apart.
 
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -25,8 +28,7 @@ impl Validator<'_> {
         else {
             return;
         };
-        let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
-        if id.len() > MAX_ID_LENGTH || !id.chars().all(allowed) {
+        if id.len() > MAX_ID_LENGTH || !id.chars().all(is_id_char) {
             let shown: String = id.chars().take(MAX_ID_LENGTH + 1).collect();
             let message = format!(
                 "res-id: '{shown}' is not a valid resource id: ids are 1 to {MAX_ID_LENGTH} letters, digits, '-' and '.'"
@@ -58,6 +60,70 @@ impl Validator<'_> {
         }
     }
 
+    /// The Bundle rules the invariants leave out (see the module notes).
+    pub(crate) fn bundle(&mut self, bundle: &Map<String, Value>, path: &Path<'_>) {
+        let links = bundle.get("link").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        if links.iter().filter(|link| link.get("relation").and_then(Value::as_str) == Some("self")).count() > 1 {
+            self.error(IssueType::Invalid, &path.key("link"), "bdl-self: a Bundle has at most one self link");
+        }
+        let kind = bundle.get("type").and_then(Value::as_str).unwrap_or_default();
+        let entries = bundle.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let at = path.key("entry");
+        for (index, entry) in entries.iter().enumerate() {
+            self.full_url(entry, &at.index(index));
+        }
+        if kind == "document" {
+            self.document_references(entries, &at);
+        }
+    }
+
+    /// `bdl-url`: an entry's `fullUrl` is absolute, and a RESTful one (`…/Patient/1`) ends with
+    /// the type and id of the entry's resource.
+    fn full_url(&mut self, entry: &Value, path: &Path<'_>) {
+        let Some(url) = entry.get("fullUrl").and_then(Value::as_str) else { return };
+        let at = path.key("fullUrl");
+        if !has_scheme(url) {
+            return self.error(IssueType::Value, &at, format!("bdl-url: the fullUrl '{url}' must be an absolute URL"));
+        }
+        let Some((resource_type, id)) = restful_identity(url) else { return };
+        let resource = entry.get("resource");
+        let actual_type = resource.and_then(|r| r.get("resourceType")).and_then(Value::as_str);
+        let actual_id = resource.and_then(|r| r.get("id")).and_then(Value::as_str);
+        // As the official validator: a resource under a RESTful fullUrl has that id, whatever
+        // the Bundle's type (a transaction names what it creates with `urn:uuid:` instead).
+        if actual_type.is_some() && (actual_type, actual_id) != (Some(resource_type), Some(id)) {
+            let message = format!(
+                "bdl-url: the fullUrl '{url}' is a RESTful URL, so it must end with the type and id of its resource ({}/{})",
+                actual_type.unwrap_or_default(),
+                actual_id.unwrap_or("no id")
+            );
+            self.error(IssueType::Value, &at, message);
+        }
+    }
+
+    /// `bdl-ref`: every reference in a document's resources names an entry of the document.
+    fn document_references(&mut self, entries: &[Value], path: &Path<'_>) {
+        let identities: Vec<Identity<'_>> = entries
+            .iter()
+            .map(|entry| {
+                let resource = entry.get("resource");
+                let resource_type = resource.and_then(|r| r.get("resourceType")).and_then(Value::as_str);
+                let id = resource.and_then(|r| r.get("id")).and_then(Value::as_str);
+                Identity { full_url: entry.get("fullUrl").and_then(Value::as_str), resource: resource_type.zip(id) }
+            })
+            .collect();
+        for (index, entry) in entries.iter().enumerate() {
+            let Some(resource) = entry.get("resource") else { continue };
+            for reference in crate::references::references(resource) {
+                if reference.starts_with('#') || reference.contains('?') || resolves(reference, &identities) {
+                    continue;
+                }
+                let message = format!("bdl-ref: the document holds no entry for the reference '{reference}'");
+                self.error(IssueType::NotFound, &path.index(index).key("resource"), message);
+            }
+        }
+    }
+
     /// Records a warning at `path`.
     pub(crate) fn warning(&mut self, code: IssueType, path: &Path<'_>, diagnostics: impl Into<String>) {
         self.issues.push(Issue {
@@ -67,6 +133,54 @@ impl Validator<'_> {
             expression: Some(path.render()),
         });
     }
+}
+
+/// Whether `c` may be part of a resource id.
+fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '.'
+}
+
+/// Whether `url` starts with a URI scheme (`http:`, `urn:`).
+fn has_scheme(url: &str) -> bool {
+    url.split_once(':').is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
+}
+
+/// The resource type and id an `http(s)` URL ending in `Type/id` (or `Type/id/_history/v`)
+/// names, when `Type` is a resource type and `id` an id.
+fn restful_identity(url: &str) -> Option<(&str, &str)> {
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return None;
+    }
+    let url = url.split_once("/_history/").map_or(url, |(before, _)| before);
+    let (rest, id) = url.rsplit_once('/')?;
+    let (_, resource_type) = rest.rsplit_once('/')?;
+    let is_id = id.len() <= MAX_ID_LENGTH && !id.is_empty() && id.chars().all(is_id_char);
+    (is_id && crate::Definitions::get().is_resource_type(resource_type)).then_some((resource_type, id))
+}
+
+/// What names a Bundle entry: its `fullUrl`, and its resource's type and id.
+struct Identity<'a> {
+    full_url: Option<&'a str>,
+    resource: Option<(&'a str, &'a str)>,
+}
+
+/// Whether `reference` names one of a Bundle's entries: an absolute reference by its
+/// `fullUrl`, a relative one (`Type/id`) by the end of a `fullUrl` or by the resource's type
+/// and id. A version is ignored.
+fn resolves(reference: &str, identities: &[Identity<'_>]) -> bool {
+    let reference = reference.split_once("/_history/").map_or(reference, |(before, _)| before);
+    let relative = (!has_scheme(reference)).then(|| reference.split_once('/')).flatten();
+    identities.iter().any(|identity| {
+        let by_url = identity.full_url.is_some_and(|url| {
+            let url = url.split_once("/_history/").map_or(url, |(before, _)| before);
+            url == reference
+                || (relative.is_some() && url.strip_suffix(reference).is_some_and(|base| base.ends_with('/')))
+        });
+        by_url || relative.is_some_and(|named| Some(named) == identity.resource)
+    })
 }
 
 #[cfg(test)]
@@ -125,5 +239,38 @@ mod tests {
         // Without data there is nothing to compare (the attachment is elsewhere, at its url).
         let by_url = json!({"url": "http://example.org/x.pdf", "size": 6, "hash": "AAAAHdzF6KLavt4PO0gs2a6pQ00="});
         assert_eq!(errors(&patient(by_url)), pairs(&[]));
+    }
+
+    #[test]
+    fn bundle_entries_name_their_resources_and_documents_hold_what_they_reference() {
+        let patient = json!({"resourceType": "Patient", "id": "p1"});
+        let collection = |full_url: &str| json!({"resourceType": "Bundle", "type": "collection", "entry": [{"fullUrl": full_url, "resource": patient}]});
+        assert_eq!(errors(&collection("http://example.org/fhir/Patient/p1")), pairs(&[]));
+        assert_eq!(errors(&collection("urn:uuid:0b4b2a9e-5d0e-4f59-9a4e-0d6a5b0c1e2f")), pairs(&[]));
+        assert_eq!(
+            errors(&collection("http://example.org/fhir/Patient/p2")),
+            pairs(&[("bdl-url", "Bundle.entry[0].fullUrl")])
+        );
+        assert_eq!(errors(&collection("Patient/p1")), pairs(&[("bdl-url", "Bundle.entry[0].fullUrl")]));
+        let links = json!({"resourceType": "Bundle", "type": "searchset",
+            "link": [{"relation": "self", "url": "http://a/Patient"}, {"relation": "self", "url": "http://a/Patient?x=1"}]});
+        assert_eq!(errors(&links), pairs(&[("bdl-self", "Bundle.link")]));
+        // R4's bdl-7: the same fullUrl twice (without distinct versions).
+        let twice = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"fullUrl": "http://example.org/fhir/Patient/p1", "resource": patient},
+            {"fullUrl": "http://example.org/fhir/Patient/p1", "resource": patient}]});
+        assert_eq!(errors(&twice), pairs(&[("bdl-7", "Bundle")]));
+        let document = |subject: &str| {
+            json!({"resourceType": "Bundle", "type": "document", "timestamp": "2024-01-01T00:00:00Z",
+                "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:8f1e5c6a-2b7d-4c3e-9a1f-6d5e4c3b2a10"},
+                "entry": [
+                    {"fullUrl": "http://example.org/fhir/Composition/c1", "resource": {"resourceType": "Composition", "id": "c1",
+                        "status": "final", "type": {"text": "note"}, "date": "2024-01-01", "title": "Note",
+                        "author": [{"reference": "Patient/p1"}], "subject": {"reference": subject}}},
+                    {"fullUrl": "http://example.org/fhir/Patient/p1", "resource": patient}]})
+        };
+        assert_eq!(errors(&document("Patient/p1")), pairs(&[]));
+        assert_eq!(errors(&document("http://example.org/fhir/Patient/p1")), pairs(&[]));
+        assert_eq!(errors(&document("Patient/p9")), pairs(&[("bdl-ref", "Bundle.entry[0].resource")]));
     }
 }

@@ -15,6 +15,10 @@ use crate::validation::path::Path;
 /// by [`crate::validation::narrative`].
 const XHTML: &str = "xhtml";
 
+/// The primitive types whose text is checked for embedded HTML (a warning, as the official
+/// validator gives unless its security checks are on).
+const EMBEDS_HTML: [&str; 2] = ["string", "markdown"];
+
 /// The primitive types whose values name instants: their regexes accept `2023-02-29`, so each
 /// value is also read with [`instant::range`], which search indexing uses too.
 const TEMPORAL: [&str; 3] = ["date", "dateTime", "instant"];
@@ -50,6 +54,11 @@ impl Validator<'_> {
         if ty.name == XHTML {
             return self.narrative(text, path);
         }
+        if EMBEDS_HTML.contains(&ty.name.as_str()) && looks_like_html(text) {
+            let message = "str-html: the value holds what looks like HTML markup, which is a risk wherever it is \
+                rendered as HTML without escaping";
+            self.warning(IssueType::Value, path, message);
+        }
         let Some(regex) = self.definitions.regex(ty) else {
             return;
         };
@@ -61,6 +70,31 @@ impl Validator<'_> {
             self.error(IssueType::Value, path, format!("'{shown}' is not a real calendar date ({})", ty.name));
         }
     }
+}
+
+/// Whether `text` holds an HTML tag: `<` and a tag name, optionally attributes, then `>` or
+/// `/>`; or a closing `</name>`. Comparisons (`a < b > c`) are no tags.
+fn looks_like_html(text: &str) -> bool {
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        rest = &rest[start + 1..];
+        let tag = rest.strip_prefix('/').unwrap_or(rest);
+        let name_length = tag.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(tag.len());
+        if name_length == 0 || !tag.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            continue;
+        }
+        let after = &tag[name_length..];
+        let end = after.find(['<', '>']);
+        let closed = end.is_some_and(|end| after.as_bytes()[end] == b'>');
+        let attributes = &after[..end.unwrap_or(after.len())];
+        let shaped = attributes.is_empty()
+            || attributes == "/"
+            || (attributes.starts_with(char::is_whitespace) && (attributes.contains('=') || attributes.trim() == "/"));
+        if closed && shaped {
+            return true;
+        }
+    }
+    false
 }
 
 fn wrong_kind(ty: &TypeDef, kind: JsonKind) -> String {
@@ -210,6 +244,20 @@ mod tests {
         );
         let oid = json!([{"system": "urn:oid:1.2.x", "value": "1"}]);
         assert_eq!(issues_of(&patient_with("identifier", oid)).len(), 0, "system is a uri, not an oid");
+    }
+
+    #[test]
+    fn strings_that_embed_html_are_warned_about() {
+        for html in ["<b>bold</b>", "see <a href='x'>this</a>", "a<br/>b", "<img src=x onerror=alert(1)>", "x</p>"] {
+            assert!(super::looks_like_html(html), "{html}");
+        }
+        for plain in ["a < b and c > d", "<3", "x<y", "1 <= 2", "<<>>", "email <me@example.org>"] {
+            assert!(!super::looks_like_html(plain), "{plain}");
+        }
+        let issues = crate::Definitions::get().validate(&patient_with("name", json!([{"text": "<b>Amy</b>"}])));
+        let html: Vec<_> = issues.iter().filter(|issue| issue.diagnostics.starts_with("str-html")).collect();
+        assert_eq!(html.len(), 1, "{issues:?}");
+        assert!(!html[0].is_error());
     }
 
     #[test]

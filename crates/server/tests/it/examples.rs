@@ -17,6 +17,9 @@ const INVALID: &[&str] = &[
     "Bundle-types.json",
     "DiagnosticReport-example-pgx.json",
     "Observation-example-genetics-brcapat.json",
+    "Bundle-10bb101f-a121-4264-a920-67be9cb82c74.json",
+    "Bundle-3a0707d3-549e-4467-b8b8-5a2ab3800efe.json",
+    "Bundle-lri-example.json",
 ];
 
 fn examples() -> Vec<(String, Value)> {

@@ -350,3 +350,51 @@ async fn extensions_and_us_core_profiles_are_held_to_their_definitions() {
     ];
     refused_then_accepted(&app, &cases).await;
 }
+
+#[tokio::test]
+async fn bundle_rules_and_warnings_of_the_base_checks() {
+    let app = TestApp::spawn().await;
+    let patient = json!({"resourceType": "Patient", "id": "p1"});
+    let collection = |full_url: &str| json!({"resourceType": "Bundle", "type": "collection", "entry": [{"fullUrl": full_url, "resource": patient}]});
+    let searchset = |links: Value| json!({"resourceType": "Bundle", "type": "searchset", "link": links});
+    let document = |subject: &str| {
+        json!({"resourceType": "Bundle", "type": "document", "timestamp": "2024-01-01T00:00:00Z",
+            "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:8f1e5c6a-2b7d-4c3e-9a1f-6d5e4c3b2a10"},
+            "entry": [
+                {"fullUrl": "http://example.org/fhir/Composition/c1", "resource": {"resourceType": "Composition", "id": "c1",
+                    "status": "final", "type": {"text": "note"}, "date": "2024-01-01", "title": "Note",
+                    "author": [{"reference": "Patient/p1"}], "subject": {"reference": subject}}},
+                {"fullUrl": "http://example.org/fhir/Patient/p1", "resource": patient}]})
+    };
+    let self_link = |query: &str| json!({"relation": "self", "url": format!("http://example.org/fhir/Patient{query}")});
+    let cases = [
+        (
+            collection("Patient/p1"),
+            "bdl-url",
+            "Bundle.entry[0].fullUrl",
+            collection("http://example.org/fhir/Patient/p1"),
+        ),
+        (
+            collection("http://example.org/fhir/Patient/p2"),
+            "bdl-url",
+            "Bundle.entry[0].fullUrl",
+            collection("urn:uuid:0b4b2a9e-5d0e-4f59-9a4e-0d6a5b0c1e2f"),
+        ),
+        (
+            searchset(json!([self_link(""), self_link("?name=x")])),
+            "bdl-self",
+            "Bundle.link",
+            searchset(json!([self_link(""), {"relation": "next", "url": "http://example.org/fhir/Patient?page=2"}])),
+        ),
+        (document("Patient/p9"), "bdl-ref", "Bundle.entry[0].resource", document("Patient/p1")),
+    ];
+    refused_then_accepted(&app, &cases).await;
+
+    // HTML in a string is a warning (str-html), on a successful write.
+    let marked_up = json!({"resourceType": "Patient", "name": [{"text": "<b>Amy</b> Shaw"}],
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Amy Shaw</div>"}});
+    let (status, outcome) = written_with_outcome(&app, reqwest::Method::POST, "Patient", &marked_up).await;
+    assert_eq!(status, StatusCode::CREATED, "{outcome}");
+    let found = warnings(&outcome);
+    assert!(found.len() == 1 && found[0].starts_with("str-html:"), "{outcome}");
+}
