@@ -19,9 +19,9 @@ const EXPECTED_INVALID: &[(&str, &str)] = &[
     ),
     (
         "Bundle-types.json",
-        "ext-context, ext-value: R4's own type definitions put structuredefinition-fhir-type on \
-         ElementDefinition.type with a valueString (its definition: on ElementDefinition.type.code, a \
-         valueUrl), and regex and structuredefinition-normative-version outside their contexts",
+        "ext-value: R4's own type definitions give structuredefinition-fhir-type a valueString (its \
+         definition takes a valueUrl); they also use it, regex and structuredefinition-normative-version \
+         outside their R4 contexts (ext-context warnings)",
     ),
     (
         "DiagnosticReport-example-pgx.json",

@@ -1,5 +1,5 @@
 //! Extensions checked against their definitions (R4 core and US Core): used only where their
-//! context allows (`ext-context`), with a value of an allowed type when they take one
+//! context allows (`ext-context`; a warning for R4's own extensions, see [`R4_EXTENSIONS`]), with a value of an allowed type when they take one
 //! (`ext-value`), and, for complex extensions, with their parts in number and shape
 //! (`ext-part`). Extensions the definitions do not know are checked by structure only.
 
@@ -29,7 +29,13 @@ impl<'d> Validator<'d> {
                 let here = element_path(holder).unwrap_or_else(|| type_code.to_owned());
                 let allowed = definition.contexts.join(", ");
                 let message = format!("ext-context: the extension {url} may be used on {allowed}, not on {here}");
-                self.error(IssueType::Extension, &at, message);
+                // R4's own extensions had their contexts widened since (the extensions pack the
+                // official validator loads lets `capabilitystatement-expectation` on a
+                // SearchParameter): outside R4's contexts they are a warning, not an error.
+                match definition.url.starts_with(R4_EXTENSIONS) {
+                    true => self.warning(IssueType::Extension, &at, message),
+                    false => self.error(IssueType::Extension, &at, message),
+                }
             }
             let value = Shape { min: definition.value_min, max: definition.value_max, types: &definition.value_types };
             self.extension_value(object, url, value, &at);
@@ -89,6 +95,9 @@ impl<'d> Validator<'d> {
         }
     }
 }
+
+/// Where R4's own extension definitions live.
+const R4_EXTENSIONS: &str = "http://hl7.org/fhir/StructureDefinition/";
 
 /// The cardinality and types a definition gives a value.
 #[derive(Clone, Copy)]
@@ -181,7 +190,14 @@ mod tests {
         assert_eq!(errors(&on_family), []);
         let on_given =
             json!({"resourceType": "Patient", "name": [{"given": ["A"], "_given": [{"extension": prefix}]}]});
-        assert_eq!(errors(&on_given), one("ext-context", "Patient.name[0].given[0].extension[0]"));
+        // R4's own extensions outside their contexts are warned about (see R4_EXTENSIONS).
+        assert_eq!(errors(&on_given), []);
+        let issues = Definitions::get().validate(&on_given);
+        let warned = issues.iter().filter(|issue| issue.diagnostics.starts_with("ext-context"));
+        let warned: Vec<_> =
+            warned.map(|issue| (issue.severity, issue.expression.clone().unwrap_or_default())).collect();
+        let at = "Patient.name[0].given[0].extension[0]".to_owned();
+        assert_eq!(warned, [(crate::outcome::Severity::Warning, at)]);
         // Extensions the definitions do not know are left to their structure.
         let unknown = json!([{"url": "http://example.org/anything", "valueString": "x"}]);
         assert_eq!(

@@ -64,7 +64,8 @@ pub(crate) struct Loaded {
 
 /// Loads the conformance bundles as transactions. Entries that fail validation are left
 /// out first (the upstream data has two real errors: Patient 908 lacks the `gender` US Core
-/// requires, and an Observation of 355 has `effectivePeriod.stop`).
+/// requires and gives `us-core-sex` a valueCoding where it takes a code, and an Observation of
+/// 355 has `effectivePeriod.stop`).
 pub(crate) async fn load(app: &TestApp) -> Loaded {
     let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/demo/conformance-patients");
     let mut dropped = Vec::new();
