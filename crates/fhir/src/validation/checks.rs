@@ -2,8 +2,8 @@
 //! invariants: resource ids (`res-id`), an Attachment's `size` and `hash` against its `data`
 //! (`att-size`, `att-hash`), strings and markdown that embed HTML (`str-html`, a warning), and
 //! the rules of Bundles: an absolute `fullUrl` that names the entry's resource when it is a
-//! RESTful URL (`bdl-url`), at most one `self` link (`bdl-self`), and references that resolve
-//! inside a document (`bdl-ref`); duplicate entries are R4's own `bdl-7`. Each issue's
+//! RESTful URL (`bdl-url`), at most one `self` link (`bdl-self`), and a document's Composition
+//! whose references resolve inside it (`bdl-ref`); duplicate entries are R4's own `bdl-7`. Each issue's
 //! diagnostics start with the key, as invariants start with theirs, so clients and tests can
 //! tell the rules apart.
 
@@ -101,7 +101,7 @@ impl Validator<'_> {
         }
     }
 
-    /// `bdl-ref`: every reference in a document's resources names an entry of the document.
+    /// `bdl-ref`: every reference of a document's Composition names an entry of the document.
     fn document_references(&mut self, entries: &[Value], path: &Path<'_>) {
         let identities: Vec<Identity<'_>> = entries
             .iter()
@@ -112,15 +112,22 @@ impl Validator<'_> {
                 Identity { full_url: entry.get("fullUrl").and_then(Value::as_str), resource: resource_type.zip(id) }
             })
             .collect();
-        for (index, entry) in entries.iter().enumerate() {
-            let Some(resource) = entry.get("resource") else { continue };
-            for reference in crate::references::references(resource) {
-                if reference.starts_with('#') || reference.contains('?') || resolves(reference, &identities) {
-                    continue;
-                }
-                let message = format!("bdl-ref: the document holds no entry for the reference '{reference}'");
-                self.error(IssueType::NotFound, &path.index(index).key("resource"), message);
+        // The Composition's references, as the official validator checks them: what the
+        // document is about and made of. Its `relatesTo` names other documents, and the other
+        // entries' references may lead outside the document.
+        let Some(mut composition) = entries.first().and_then(|entry| entry.get("resource")).cloned() else { return };
+        if composition.get("resourceType").and_then(Value::as_str) != Some("Composition") {
+            return;
+        }
+        if let Some(object) = composition.as_object_mut() {
+            object.remove("relatesTo");
+        }
+        for reference in crate::references::references(&composition) {
+            if reference.starts_with('#') || reference.contains('?') || resolves(reference, &identities) {
+                continue;
             }
+            let message = format!("bdl-ref: the document holds no entry for the Composition's reference '{reference}'");
+            self.error(IssueType::NotFound, &path.index(0).key("resource"), message);
         }
     }
 
@@ -272,5 +279,9 @@ mod tests {
         assert_eq!(errors(&document("Patient/p1")), pairs(&[]));
         assert_eq!(errors(&document("http://example.org/fhir/Patient/p1")), pairs(&[]));
         assert_eq!(errors(&document("Patient/p9")), pairs(&[("bdl-ref", "Bundle.entry[0].resource")]));
+        // Other entries may refer outside the document, as the official validator allows.
+        let mut outward = document("Patient/p1");
+        outward["entry"][1]["resource"]["generalPractitioner"] = json!([{"reference": "Practitioner/elsewhere"}]);
+        assert_eq!(errors(&outward), pairs(&[]));
     }
 }
