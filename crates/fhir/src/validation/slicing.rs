@@ -4,6 +4,9 @@
 //! cardinality allows, holds its own fixed and pattern values, and a closed slicing takes no
 //! value outside its slices. Diagnostics start with `slice:`, `fixed:` or `pattern:`.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use serde_json::{Map, Value};
 
 use crate::definitions::{Discriminator, Fixed, MANY, Profile, Slice};
@@ -137,12 +140,32 @@ fn collect<'v>(node: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
 
 /// Whether `value` meets `fixed`: equal to a fixed value, holding all of a pattern.
 fn holds(value: &Value, fixed: &Fixed) -> bool {
-    // The definitions hold the value as JSON text, which the build wrote.
-    let Ok(expected) = serde_json::from_str::<Value>(&fixed.json) else { return true };
+    let Some(expected) = parsed().get(fixed.json.as_str()) else { return true };
     match fixed.pattern {
-        true => contains(value, &expected),
-        false => value == &expected,
+        true => contains(value, expected),
+        false => value == expected,
     }
+}
+
+/// Every fixed and pattern value of the profiles, parsed once, by its JSON text (which the
+/// build wrote, so it parses).
+fn parsed() -> &'static HashMap<&'static str, Value> {
+    static PARSED: OnceLock<HashMap<&'static str, Value>> = OnceLock::new();
+    PARSED.get_or_init(|| {
+        let profiles = crate::Definitions::get().profiles();
+        let constraints = profiles.iter().flat_map(|p| &p.constraints).filter_map(|c| c.value.as_ref());
+        let slices = profiles.iter().flat_map(|p| &p.slicings).flat_map(|s| &s.slices);
+        let discriminators = slices.clone().flat_map(|slice| &slice.discriminators).filter_map(|d| match d {
+            Discriminator::Value { value, .. } => Some(value),
+            Discriminator::Type(_) => None,
+        });
+        let values = slices.flat_map(|slice| slice.values.iter().map(|(_, fixed)| fixed));
+        constraints
+            .chain(discriminators)
+            .chain(values)
+            .filter_map(|fixed| Some((fixed.json.as_str(), serde_json::from_str(&fixed.json).ok()?)))
+            .collect()
+    })
 }
 
 /// Whether `value` holds everything `pattern` holds: every member of an object (recursively),
