@@ -32,6 +32,10 @@ const EXPECTED_INVALID: &[(&str, &str)] = &[
         "ext-context, ext-value: us-core-ethnicity on an Observation (its contexts are Patient, \
          RelatedPerson, Person, Practitioner and FamilyMemberHistory), with a value instead of its parts",
     ),
+    ("ActivityDefinition-blood-tubes-supply.json", "txt-2: the narrative div holds only whitespace"),
+    ("ActivityDefinition-heart-valve-replacement.json", "txt-2: the narrative div holds only whitespace"),
+    ("EventDefinition-example.json", "txt-2: the narrative div holds only whitespace"),
+    ("Questionnaire-zika-virus-exposure-assessment.json", "txt-2: the narrative div holds only whitespace"),
     ("Bundle-10bb101f-a121-4264-a920-67be9cb82c74.json", "bdl-url: fullUrl …/Patient/pat12 holds Patient pat2"),
     ("Bundle-3a0707d3-549e-4467-b8b8-5a2ab3800efe.json", "bdl-url: fullUrl …/Endpoint/Endpoint-71 holds Endpoint 71"),
     (

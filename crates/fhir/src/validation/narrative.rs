@@ -1,8 +1,8 @@
 //! `txt-1` and `txt-2`, the narrative's `htmlChecks()`, checked natively (FHIRPath states them
 //! as a function the engine does not have): the XHTML parses, its root is a `div` in the XHTML
 //! namespace, it holds only the basic formatting elements and attributes the narrative rules
-//! allow (no scripts, forms, frames, objects, event attributes or `javascript:` links); and it
-//! should have some non-whitespace content (a warning).
+//! allow (no scripts, forms, frames, objects, event attributes or `javascript:`/`vbscript:`
+//! links); and it has some non-whitespace text or an image.
 //!
 //! The allowed names come from the R4 narrative rules (the definitions only name the function);
 //! they are the lists the official validator uses.
@@ -101,45 +101,44 @@ const ATTRIBUTES: &[&str] = &[
 const ELEMENT_ATTRIBUTES: &[&str] = &[
     "a.href",
     "a.name",
-    "img.src",
-    "img.border",
-    "div.xmlns",
-    "blockquote.cite",
-    "q.cite",
-    "a.title",
+    "a.charset",
     "a.type",
+    "a.hreflang",
     "a.rel",
     "a.rev",
+    "a.shape",
+    "a.coords",
+    "img.src",
+    "img.border",
     "img.alt",
-    "img.title",
     "img.longdesc",
     "img.height",
     "img.width",
     "img.usemap",
-    "col.width",
-    "col.span",
-    "table.border",
-    "table.cellpadding",
-    "table.cellspacing",
-    "table.frame",
-    "table.rules",
-    "table.summary",
-    "table.width",
-    "ol.start",
-    "ol.type",
-    "ul.type",
-    "li.value",
+    "img.ismap",
+    "div.xmlns",
+    "blockquote.cite",
+    "q.cite",
+    "map.name",
     "area.shape",
     "area.coords",
     "area.href",
     "area.nohref",
     "area.alt",
-    "map.name",
+    "table.summary",
+    "table.width",
+    "table.border",
+    "table.frame",
+    "table.rules",
+    "table.cellspacing",
+    "table.cellpadding",
+    "pre.space",
     "td.nowrap",
-    "th.nowrap",
-    "td.height",
-    "th.height",
 ];
+
+/// Link schemes that run code. The official validator compares them case-sensitively; any
+/// case is refused here.
+const ACTIVE_SCHEMES: [&str; 2] = ["javascript:", "vbscript:"];
 
 /// The `txt-1` and `txt-2` texts, as R4 writes them.
 const TXT_1: &str = "txt-1: The narrative SHALL contain only the basic html formatting elements and attributes \
@@ -172,10 +171,9 @@ impl Validator<'_> {
             node.text().is_some_and(|text| node.is_text() && !text.trim().is_empty()) || node.has_tag_name("img")
         });
         if !has_content {
-            // A warning: R4 states txt-2 as the same `htmlChecks()` as txt-1, which the
-            // official validator evaluates as the names check alone (R5 made it a check of
-            // content), so an empty narrative is no error there.
-            self.warning(IssueType::Value, path, TXT_2);
+            // R4 states txt-2 as the same `htmlChecks()` as txt-1; the official validator
+            // reads it as the content check it was meant to be (`htmlChecks2()`).
+            self.error(IssueType::Value, path, TXT_2);
         }
     }
 }
@@ -196,10 +194,9 @@ fn not_allowed(element: Node<'_, '_>) -> Option<String> {
         if !allowed {
             return Some(format!("the attribute {local} is not allowed on {name}"));
         }
-        if matches!(local, "href" | "src")
-            && attribute.value().trim_start().to_ascii_lowercase().starts_with("javascript:")
-        {
-            return Some(format!("a javascript: {local} is not allowed"));
+        let link = attribute.value().trim_start().to_ascii_lowercase();
+        if matches!(local, "href" | "src") && ACTIVE_SCHEMES.iter().any(|scheme| link.starts_with(scheme)) {
+            return Some(format!("a {local} that runs code is not allowed"));
         }
     }
     None

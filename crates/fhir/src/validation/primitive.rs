@@ -270,7 +270,7 @@ mod tests {
                 .map(|issue| (issue.severity, issue.diagnostics.chars().take(5).collect::<String>()))
                 .collect::<Vec<_>>()
         };
-        use crate::outcome::Severity::{Error, Warning};
+        use crate::outcome::Severity::Error;
         // With narrative, a Patient has no dom-6 warning: the issues are the narrative's own.
         let none = Vec::<(crate::outcome::Severity, String)>::new();
         let xhtml = |inner: &str| format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{inner}</div>");
@@ -287,6 +287,8 @@ mod tests {
         assert_eq!(issues(&xhtml("<a href=\"javascript:alert(1)\">x</a>")), txt_1);
         assert_eq!(issues(&xhtml("<form>x</form>")), txt_1);
         assert_eq!(issues(&xhtml("<p>unclosed")), txt_1, "not well-formed");
-        assert_eq!(issues(&xhtml(" \n ")), vec![(Warning, "txt-2".to_owned())]);
+        assert_eq!(issues(&xhtml(" \n ")), vec![(Error, "txt-2".to_owned())]);
+        assert_eq!(issues(&xhtml("<img src=\"#p\" alt=\"\"/>")), none, "an image is content");
+        assert_eq!(issues(&xhtml("<a href=\"VBScript:x\">x</a>")), txt_1);
     }
 }

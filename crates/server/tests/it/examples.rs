@@ -20,6 +20,10 @@ const INVALID: &[&str] = &[
     "Bundle-10bb101f-a121-4264-a920-67be9cb82c74.json",
     "Bundle-3a0707d3-549e-4467-b8b8-5a2ab3800efe.json",
     "Bundle-lri-example.json",
+    "ActivityDefinition-blood-tubes-supply.json",
+    "ActivityDefinition-heart-valve-replacement.json",
+    "EventDefinition-example.json",
+    "Questionnaire-zika-virus-exposure-assessment.json",
 ];
 
 fn examples() -> Vec<(String, Value)> {
