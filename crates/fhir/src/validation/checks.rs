@@ -1,6 +1,7 @@
 //! What the official validator checks on base R4 that the definitions do not state as
 //! invariants: resource ids (`res-id`), an Attachment's `size` and `hash` against its `data`
-//! (`att-size`, `att-hash`), strings and markdown that embed HTML (`str-html`, a warning), and
+//! (`att-size`, `att-hash`), strings and markdown that embed HTML (`str-html`, information, and
+//! `md-html`, a warning; see `validation/primitive.rs`), and
 //! the rules of Bundles: an absolute `fullUrl` that names the entry's resource when it is a
 //! RESTful URL (`bdl-url`), at most one `self` link (`bdl-self`), and a document's Composition
 //! whose references resolve inside it (`bdl-ref`); duplicate entries are R4's own `bdl-7`. Each issue's
@@ -131,14 +132,15 @@ impl Validator<'_> {
         }
     }
 
-    /// Records a warning at `path`.
-    pub(crate) fn warning(&mut self, code: IssueType, path: &Path<'_>, diagnostics: impl Into<String>) {
-        self.issues.push(Issue {
-            severity: Severity::Warning,
-            code,
-            diagnostics: diagnostics.into(),
-            expression: Some(path.render()),
-        });
+    /// Records an issue of `severity` (a warning, or information) at `path`.
+    pub(crate) fn report(
+        &mut self,
+        severity: Severity,
+        code: IssueType,
+        path: &Path<'_>,
+        diagnostics: impl Into<String>,
+    ) {
+        self.issues.push(Issue { severity, code, diagnostics: diagnostics.into(), expression: Some(path.render()) });
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::definitions::{ExtensionDef, TypeDef};
 use crate::fhirpath::is_fhir_type;
-use crate::outcome::IssueType;
+use crate::outcome::{IssueType, Severity};
 use crate::validation::path::Path;
 use crate::validation::{Site, Validator, is_type_suffix};
 
@@ -33,7 +33,7 @@ impl<'d> Validator<'d> {
                 // official validator loads lets `capabilitystatement-expectation` on a
                 // SearchParameter): outside R4's contexts they are a warning, not an error.
                 match definition.url.starts_with(R4_EXTENSIONS) {
-                    true => self.warning(IssueType::Extension, &at, message),
+                    true => self.report(Severity::Warning, IssueType::Extension, &at, message),
                     false => self.error(IssueType::Extension, &at, message),
                 }
             }

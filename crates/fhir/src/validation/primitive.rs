@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::definitions::{JsonKind, TypeDef};
 use crate::instant;
-use crate::outcome::IssueType;
+use crate::outcome::{IssueType, Severity};
 use crate::validation::Validator;
 use crate::validation::path::Path;
 
@@ -15,9 +15,10 @@ use crate::validation::path::Path;
 /// by [`crate::validation::narrative`].
 const XHTML: &str = "xhtml";
 
-/// The primitive types whose text is checked for embedded HTML (a warning, as the official
-/// validator gives unless its security checks are on).
-const EMBEDS_HTML: [&str; 2] = ["string", "markdown"];
+/// The primitive type whose HTML-like tags are a warning (`md-html`); in every other text they
+/// are information (`str-html`), as the official validator reports them unless its security
+/// checks are on.
+const MARKDOWN: &str = "markdown";
 
 /// The primitive types whose values name instants: their regexes accept `2023-02-29`, so each
 /// value is also read with [`instant::range`], which search indexing uses too.
@@ -54,10 +55,14 @@ impl Validator<'_> {
         if ty.name == XHTML {
             return self.narrative(text, path);
         }
-        if EMBEDS_HTML.contains(&ty.name.as_str()) && looks_like_html(text) {
-            let message = "str-html: the value holds what looks like HTML markup, which is a risk wherever it is \
-                rendered as HTML without escaping";
-            self.warning(IssueType::Value, path, message);
+        if ty.name == MARKDOWN && markdown_holds_html(text) {
+            let message = "md-html: the markdown holds what looks like an HTML tag, which the presentation layer \
+                will (or should) escape";
+            self.report(Severity::Warning, IssueType::Value, path, message);
+        } else if ty.name != MARKDOWN && contains_html_tags(text) {
+            let message = "str-html: the value holds what looks like HTML tags; rendered as HTML without escaping, \
+                it would be a security risk";
+            self.report(Severity::Information, IssueType::Value, path, message);
         }
         let Some(regex) = self.definitions.regex(ty) else {
             return;
@@ -72,29 +77,46 @@ impl Validator<'_> {
     }
 }
 
-/// Whether `text` holds an HTML tag: `<` and a tag name, optionally attributes, then `>` or
-/// `/>`; or a closing `</name>`. Comparisons (`a < b > c`) are no tags.
-fn looks_like_html(text: &str) -> bool {
+/// Whether `text` holds what the official validator takes for HTML tags: a `<`, then a name
+/// (a letter, then letters, digits or `_`) that ends the text or a space, then `>` before the
+/// next `<` (so a last `<` never counts, as there).
+fn contains_html_tags(text: &str) -> bool {
     let mut rest = text;
     while let Some(start) = rest.find('<') {
         rest = &rest[start + 1..];
-        let tag = rest.strip_prefix('/').unwrap_or(rest);
-        let name_length = tag.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(tag.len());
-        if name_length == 0 || !tag.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        let (Some(close), Some(next)) = (rest.find('>'), rest.find('<')) else { return false };
+        if close > next {
             continue;
         }
-        let after = &tag[name_length..];
-        let end = after.find(['<', '>']);
-        let closed = end.is_some_and(|end| after.as_bytes()[end] == b'>');
-        let attributes = &after[..end.unwrap_or(after.len())];
-        let shaped = attributes.is_empty()
-            || attributes == "/"
-            || (attributes.starts_with(char::is_whitespace) && (attributes.contains('=') || attributes.trim() == "/"));
-        if closed && shaped {
+        let candidate = &rest[..close];
+        let name_end = candidate.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(candidate.len());
+        let named = candidate.starts_with(|c: char| c.is_ascii_alphabetic());
+        if named && (name_end == candidate.len() || candidate[name_end..].starts_with(char::is_whitespace)) {
             return true;
         }
     }
     false
+}
+
+/// Whether markdown holds what its renderer would have to escape: a `<` (not escaped with `\`)
+/// opening or closing a tag (`<b>`, `</p `), or starting `<!` or `<?`.
+fn markdown_holds_html(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(index, &byte)| {
+        if byte != b'<' || (index > 0 && bytes[index - 1] == b'\\') {
+            return false;
+        }
+        let rest = &bytes[index + 1..];
+        if matches!(rest.first(), Some(b'!' | b'?')) {
+            return true;
+        }
+        let rest = rest.strip_prefix(b"/").unwrap_or(rest);
+        let Some((_, tail)) = rest.split_first().filter(|(first, _)| first.is_ascii_alphabetic()) else {
+            return false;
+        };
+        let name_end = tail.iter().position(|c| !(c.is_ascii_alphanumeric() || *c == b'-'));
+        name_end.is_some_and(|end| tail[end].is_ascii_whitespace() || tail[end] == b'>')
+    })
 }
 
 fn wrong_kind(ty: &TypeDef, kind: JsonKind) -> String {
@@ -247,17 +269,29 @@ mod tests {
     }
 
     #[test]
-    fn strings_that_embed_html_are_warned_about() {
-        for html in ["<b>bold</b>", "see <a href='x'>this</a>", "a<br/>b", "<img src=x onerror=alert(1)>", "x</p>"] {
-            assert!(super::looks_like_html(html), "{html}");
+    fn strings_that_embed_html_are_noted_and_markdown_is_warned_about() {
+        for html in ["<b>bold</b>", "see <a href='x'>this</a> <", "<i>x</i>"] {
+            assert!(super::contains_html_tags(html), "{html}");
         }
-        for plain in ["a < b and c > d", "<3", "x<y", "1 <= 2", "<<>>", "email <me@example.org>"] {
-            assert!(!super::looks_like_html(plain), "{plain}");
+        // As the official validator: a last `<`, a self-closing tag and comparisons are no tags.
+        for plain in ["<div>", "a<br/>b<", "3 < 5 > 2", "x</p><", "<3 <", "email <me@example.org> <"] {
+            assert!(!super::contains_html_tags(plain), "{plain}");
         }
-        let issues = crate::Definitions::get().validate(&patient_with("name", json!([{"text": "<b>Amy</b>"}])));
-        let html: Vec<_> = issues.iter().filter(|issue| issue.diagnostics.starts_with("str-html")).collect();
-        assert_eq!(html.len(), 1, "{issues:?}");
-        assert!(!html[0].is_error());
+        for html in ["<b>x", "a </p> b", "<!-- c -->", "<img src=x>"] {
+            assert!(super::markdown_holds_html(html), "{html}");
+        }
+        for plain in ["a < b", "\\<b>", "<3", "<me@example.org>"] {
+            assert!(!super::markdown_holds_html(plain), "{plain}");
+        }
+        let severities = |resource: &serde_json::Value, key: &str| -> Vec<crate::outcome::Severity> {
+            let issues = crate::Definitions::get().validate(resource);
+            issues.into_iter().filter(|issue| issue.diagnostics.starts_with(key)).map(|issue| issue.severity).collect()
+        };
+        let name = patient_with("name", json!([{"text": "<b>Amy</b> Shaw"}]));
+        assert_eq!(severities(&name, "str-html"), [crate::outcome::Severity::Information]);
+        let note = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "note": [{"text": "see <b>this</b>"}]});
+        assert_eq!(severities(&note, "md-html"), [crate::outcome::Severity::Warning]);
     }
 
     #[test]

@@ -390,11 +390,17 @@ async fn bundle_rules_and_warnings_of_the_base_checks() {
     ];
     refused_then_accepted(&app, &cases).await;
 
-    // HTML in a string is a warning (str-html), on a successful write.
-    let marked_up = json!({"resourceType": "Patient", "name": [{"text": "<b>Amy</b> Shaw"}],
-        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Amy Shaw</div>"}});
-    let (status, outcome) = written_with_outcome(&app, reqwest::Method::POST, "Patient", &marked_up).await;
+    // HTML in markdown is a warning (md-html) on a successful write; in a string, information.
+    let marked_up = json!({"resourceType": "Observation", "status": "final", "code": {"text": "<b>x</b>"},
+        "note": [{"text": "see <b>this</b>"}],
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}});
+    let (status, outcome) = written_with_outcome(&app, reqwest::Method::POST, "Observation", &marked_up).await;
     assert_eq!(status, StatusCode::CREATED, "{outcome}");
     let found = warnings(&outcome);
-    assert!(found.len() == 1 && found[0].starts_with("str-html:"), "{outcome}");
+    assert!(found.len() == 1 && found[0].starts_with("md-html:"), "{outcome}");
+    let noted = outcome["issue"].as_array().expect("issues").iter().filter(|issue| issue["severity"] == "information");
+    let noted: Vec<&Value> =
+        noted.filter(|issue| issue["diagnostics"].as_str().is_some_and(|d| d.starts_with("str-html:"))).collect();
+    assert_eq!(noted.len(), 1, "{outcome}");
+    assert_eq!(noted[0]["expression"][0], "Observation.code.text");
 }
