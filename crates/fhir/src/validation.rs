@@ -139,6 +139,7 @@ impl<'d> Validator<'d> {
         self.resources.push(parent.map(Path::pointer).unwrap_or_default());
         self.holders.push((site, &ty.name));
         self.resource_id(object, path);
+        self.contained_ids(object, path);
         if ty.name == BUNDLE {
             self.bundle(object, path);
         }
@@ -575,8 +576,8 @@ pub(crate) mod tests {
     #[test]
     fn nested_resources_are_validated_by_their_own_type() {
         let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
-            {"resource": {"resourceType": "Patient", "gender": "robot"}},
-            {"resource": {"resourceType": "Nope"}}
+            {"fullUrl": "urn:uuid:6f1c2a40-0000-4000-8000-000000000001", "resource": {"resourceType": "Patient", "gender": "robot"}},
+            {"fullUrl": "urn:uuid:6f1c2a40-0000-4000-8000-000000000002", "resource": {"resourceType": "Nope"}}
         ]});
         assert_eq!(
             issues_of(&bundle),
@@ -585,7 +586,8 @@ pub(crate) mod tests {
                 ("structure", "Bundle.entry[1].resource".into())
             ]
         );
-        let contained = json!({"resourceType": "Patient", "contained": [{"resourceType": "Organization", "nam": "x"}]});
+        let contained = json!({"resourceType": "Patient", "managingOrganization": {"reference": "#o1"},
+            "contained": [{"resourceType": "Organization", "id": "o1", "nam": "x"}]});
         // The misspelt name also leaves the Organization without a name or identifier (org-1).
         assert_eq!(
             issues_of(&contained),

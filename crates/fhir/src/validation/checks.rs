@@ -3,7 +3,8 @@
 //! (`att-size`, `att-hash`), strings and markdown that embed HTML (`str-html`, information, and
 //! `md-html`, a warning; see `validation/primitive.rs`), and
 //! the rules of Bundles: an absolute `fullUrl` that names the entry's resource when it is a
-//! RESTful URL (`bdl-url`), at most one `self` link (`bdl-self`), and a document's Composition
+//! RESTful URL (`bdl-url`; every entry has one outside transactions and batches), link relations
+//! that occur once and paging links only where paging is (`bdl-link`), and a document's Composition
 //! whose references resolve inside it (`bdl-ref`); duplicate entries are R4's own `bdl-7`. Each issue's
 //! diagnostics start with the key, as invariants start with theirs, so clients and tests can
 //! tell the rules apart.
@@ -38,6 +39,26 @@ impl Validator<'_> {
         }
     }
 
+    /// `res-id` on contained resources: each has an id (it is how it is referenced), and no two
+    /// share one.
+    pub(crate) fn contained_ids(&mut self, resource: &Map<String, Value>, path: &Path<'_>) {
+        let Some(contained) = resource.get("contained").and_then(Value::as_array) else { return };
+        let at = path.key("contained");
+        for (index, item) in contained.iter().enumerate() {
+            let Some(item) = item.as_object() else { continue };
+            match item.get("id").and_then(Value::as_str) {
+                None => self.error(IssueType::Required, &at.index(index), "res-id: a contained resource needs an id"),
+                Some(id)
+                    if contained[..index].iter().any(|other| other.get("id").and_then(Value::as_str) == Some(id)) =>
+                {
+                    let message = format!("res-id: another contained resource has the id '{id}'");
+                    self.error(IssueType::Duplicate, &at.index(index).key("id"), message);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
     /// `att-size` and `att-hash`: an Attachment's `size` and `hash` describe its `data` (when it has
     /// some): the number of bytes, and their SHA-1 in base64.
     pub(crate) fn attachment(&mut self, attachment: &Map<String, Value>, path: &Path<'_>) {
@@ -63,18 +84,47 @@ impl Validator<'_> {
 
     /// The Bundle rules the invariants leave out (see the module notes).
     pub(crate) fn bundle(&mut self, bundle: &Map<String, Value>, path: &Path<'_>) {
-        let links = bundle.get("link").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-        if links.iter().filter(|link| link.get("relation").and_then(Value::as_str) == Some("self")).count() > 1 {
-            self.error(IssueType::Invalid, &path.key("link"), "bdl-self: a Bundle has at most one self link");
-        }
         let kind = bundle.get("type").and_then(Value::as_str).unwrap_or_default();
+        self.bundle_links(bundle, kind, path);
         let entries = bundle.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         let at = path.key("entry");
+        let identified = !matches!(kind, "transaction" | "transaction-response" | "batch" | "batch-response");
         for (index, entry) in entries.iter().enumerate() {
+            // A search's OperationOutcome (`search.mode` outcome) is about the search, not a
+            // resource with an identity.
+            let outcome = entry.pointer("/search/mode").and_then(Value::as_str) == Some("outcome");
+            if identified && !outcome && entry.get("resource").is_some() && entry.get("fullUrl").is_none() {
+                let message =
+                    "bdl-url: except in transactions and batches, an entry has a fullUrl, its resource's identity";
+                self.error(IssueType::Required, &at.index(index), message);
+            }
             self.full_url(entry, &at.index(index));
         }
         if kind == "document" {
             self.document_references(entries, &at);
+        }
+    }
+
+    /// `bdl-link`: a link relation occurs once (`self` in any Bundle; `first`, `previous`,
+    /// `next` and `last` too in search and history Bundles, and nowhere else).
+    fn bundle_links(&mut self, bundle: &Map<String, Value>, kind: &str, path: &Path<'_>) {
+        let links = bundle.get("link").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let paging = ["first", "previous", "next", "last"];
+        let searched = matches!(kind, "searchset" | "history");
+        let relations: Vec<Option<&str>> =
+            links.iter().map(|link| link.get("relation").and_then(Value::as_str)).collect();
+        let link = path.key("link");
+        for (index, relation) in relations.iter().enumerate() {
+            let Some(relation) = *relation else { continue };
+            let at = link.index(index);
+            let is_paging = paging.contains(&relation);
+            if is_paging && !searched {
+                let message =
+                    format!("bdl-link: the '{relation}' link is for search and history Bundles, not a {kind}");
+                self.error(IssueType::Invalid, &at, message);
+            } else if (relation == "self" || is_paging) && relations[..index].contains(&Some(relation)) {
+                self.error(IssueType::Invalid, &at, format!("bdl-link: a Bundle has one '{relation}' link at most"));
+            }
         }
     }
 
@@ -228,6 +278,9 @@ mod tests {
         let contained = json!({"resourceType": "Patient", "managingOrganization": {"reference": "#o/1"},
             "contained": [{"resourceType": "Organization", "id": "o/1", "name": "x"}]});
         assert_eq!(errors(&contained), pairs(&[("res-id", "Patient.contained[0].id")]));
+        let twice = json!({"resourceType": "Patient", "managingOrganization": {"reference": "#o1"},
+            "contained": [{"resourceType": "Organization", "id": "o1", "name": "x"}, {"resourceType": "Organization", "id": "o1", "name": "y"}]});
+        assert_eq!(errors(&twice), pairs(&[("res-id", "Patient.contained[1].id")]));
         for good in ["a", "A-1.b", "a".repeat(64).as_str()] {
             assert_eq!(errors(&json!({"resourceType": "Patient", "id": good})), pairs(&[]), "{good}");
         }
@@ -263,7 +316,14 @@ mod tests {
         assert_eq!(errors(&collection("Patient/p1")), pairs(&[("bdl-url", "Bundle.entry[0].fullUrl")]));
         let links = json!({"resourceType": "Bundle", "type": "searchset",
             "link": [{"relation": "self", "url": "http://a/Patient"}, {"relation": "self", "url": "http://a/Patient?x=1"}]});
-        assert_eq!(errors(&links), pairs(&[("bdl-self", "Bundle.link")]));
+        assert_eq!(errors(&links), pairs(&[("bdl-link", "Bundle.link[1]")]));
+        let paged = json!({"resourceType": "Bundle", "type": "collection", "link": [{"relation": "next", "url": "http://a/x"}]});
+        assert_eq!(errors(&paged), pairs(&[("bdl-link", "Bundle.link[0]")]));
+        let unnamed = json!({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient}]});
+        assert_eq!(errors(&unnamed), pairs(&[("bdl-url", "Bundle.entry[0]")]));
+        let transaction = json!({"resourceType": "Bundle", "type": "transaction",
+            "entry": [{"resource": patient, "request": {"method": "PUT", "url": "Patient/p1"}}]});
+        assert_eq!(errors(&transaction), pairs(&[]));
         // R4's bdl-7: the same fullUrl twice (without distinct versions).
         let twice = json!({"resourceType": "Bundle", "type": "collection", "entry": [
             {"fullUrl": "http://example.org/fhir/Patient/p1", "resource": patient},

@@ -382,8 +382,8 @@ async fn bundle_rules_and_warnings_of_the_base_checks() {
         ),
         (
             searchset(json!([self_link(""), self_link("?name=x")])),
-            "bdl-self",
-            "Bundle.link",
+            "bdl-link",
+            "Bundle.link[1]",
             searchset(json!([self_link(""), {"relation": "next", "url": "http://example.org/fhir/Patient?page=2"}])),
         ),
         (document("Patient/p9"), "bdl-ref", "Bundle.entry[0].resource", document("Patient/p1")),
