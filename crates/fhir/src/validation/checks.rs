@@ -4,10 +4,13 @@
 //! `md-html`, a warning; see `validation/primitive.rs`), and
 //! the rules of Bundles: an absolute `fullUrl` that names the entry's resource when it is a
 //! RESTful URL (`bdl-url`; every entry has one outside transactions and batches), link relations
-//! that occur once and paging links only where paging is (`bdl-link`), and a document's Composition
-//! whose references resolve inside it (`bdl-ref`); duplicate entries are R4's own `bdl-7`. Each issue's
+//! that occur once and paging links only where paging is (`bdl-link`), and a document whose
+//! Composition's references resolve inside it and whose entries are all linked to the
+//! Composition (`bdl-ref`); duplicate entries are R4's own `bdl-7`. Each issue's
 //! diagnostics start with the key, as invariants start with theirs, so clients and tests can
 //! tell the rules apart.
+
+use std::collections::HashMap;
 
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -152,17 +155,10 @@ impl Validator<'_> {
         }
     }
 
-    /// `bdl-ref`: every reference of a document's Composition names an entry of the document.
+    /// `bdl-ref`: every reference of a document's Composition names an entry of the document,
+    /// and every entry is reached by following references from or to the Composition.
     fn document_references(&mut self, entries: &[Value], path: &Path<'_>) {
-        let identities: Vec<Identity<'_>> = entries
-            .iter()
-            .map(|entry| {
-                let resource = entry.get("resource");
-                let resource_type = resource.and_then(|r| r.get("resourceType")).and_then(Value::as_str);
-                let id = resource.and_then(|r| r.get("id")).and_then(Value::as_str);
-                Identity { full_url: entry.get("fullUrl").and_then(Value::as_str), resource: resource_type.zip(id) }
-            })
-            .collect();
+        let index = EntryIndex::new(entries);
         // The Composition's references, as the official validator checks them: what the
         // document is about and made of. Its `relatesTo` names other documents, and the other
         // entries' references may lead outside the document.
@@ -174,11 +170,15 @@ impl Validator<'_> {
             object.remove("relatesTo");
         }
         for reference in crate::references::references(&composition) {
-            if reference.starts_with('#') || reference.contains('?') || resolves(reference, &identities) {
+            if reference.starts_with('#') || reference.contains('?') || index.find(reference).is_some() {
                 continue;
             }
             let message = format!("bdl-ref: the document holds no entry for the Composition's reference '{reference}'");
             self.error(IssueType::NotFound, &path.index(0).key("resource"), message);
+        }
+        for orphan in index.unreached(entries) {
+            let message = "bdl-ref: no reference leads from or to the Composition to this entry";
+            self.error(IssueType::Invalid, &path.index(orphan), message);
         }
     }
 
@@ -220,26 +220,69 @@ fn restful_identity(url: &str) -> Option<(&str, &str)> {
     (is_id && crate::Definitions::get().is_resource_type(resource_type)).then_some((resource_type, id))
 }
 
-/// What names a Bundle entry: its `fullUrl`, and its resource's type and id.
-struct Identity<'a> {
-    full_url: Option<&'a str>,
-    resource: Option<(&'a str, &'a str)>,
+/// The entries of a Bundle by what names them: their `fullUrl`, and `Type/id` (of the
+/// resource, and the end of a RESTful `fullUrl`); versions left out.
+struct EntryIndex<'a> {
+    by_url: HashMap<&'a str, usize>,
+    by_identity: HashMap<String, usize>,
 }
 
-/// Whether `reference` names one of a Bundle's entries: an absolute reference by its
-/// `fullUrl`, a relative one (`Type/id`) by the end of a `fullUrl` or by the resource's type
-/// and id. A version is ignored.
-fn resolves(reference: &str, identities: &[Identity<'_>]) -> bool {
-    let reference = reference.split_once("/_history/").map_or(reference, |(before, _)| before);
-    let relative = (!has_scheme(reference)).then(|| reference.split_once('/')).flatten();
-    identities.iter().any(|identity| {
-        let by_url = identity.full_url.is_some_and(|url| {
-            let url = url.split_once("/_history/").map_or(url, |(before, _)| before);
-            url == reference
-                || (relative.is_some() && url.strip_suffix(reference).is_some_and(|base| base.ends_with('/')))
-        });
-        by_url || relative.is_some_and(|named| Some(named) == identity.resource)
-    })
+impl<'a> EntryIndex<'a> {
+    fn new(entries: &'a [Value]) -> EntryIndex<'a> {
+        let mut index = EntryIndex { by_url: HashMap::new(), by_identity: HashMap::new() };
+        for (position, entry) in entries.iter().enumerate() {
+            if let Some(url) = entry.get("fullUrl").and_then(Value::as_str) {
+                index.by_url.entry(without_version(url)).or_insert(position);
+                if let Some((resource_type, id)) = restful_identity(url) {
+                    index.by_identity.entry(format!("{resource_type}/{id}")).or_insert(position);
+                }
+            }
+            let resource = entry.get("resource");
+            let resource_type = resource.and_then(|r| r.get("resourceType")).and_then(Value::as_str);
+            if let Some((resource_type, id)) =
+                resource_type.zip(resource.and_then(|r| r.get("id")).and_then(Value::as_str))
+            {
+                index.by_identity.entry(format!("{resource_type}/{id}")).or_insert(position);
+            }
+        }
+        index
+    }
+
+    /// The entry `reference` names: an absolute reference by its `fullUrl`, a relative one
+    /// (`Type/id`) by its type and id.
+    fn find(&self, reference: &str) -> Option<usize> {
+        let reference = without_version(reference);
+        match has_scheme(reference) {
+            true => self.by_url.get(reference).copied(),
+            false => self.by_identity.get(reference).copied(),
+        }
+    }
+
+    /// The entries no chain of references, followed either way, links to the first.
+    fn unreached(&self, entries: &[Value]) -> Vec<usize> {
+        let mut links: Vec<Vec<usize>> = vec![Vec::new(); entries.len()];
+        for (from, entry) in entries.iter().enumerate() {
+            let Some(resource) = entry.get("resource") else { continue };
+            for to in crate::references::references(resource).into_iter().filter_map(|r| self.find(r)) {
+                links[from].push(to);
+                links[to].push(from);
+            }
+        }
+        let mut reached = vec![false; entries.len()];
+        let mut pending = vec![0];
+        while let Some(at) = pending.pop() {
+            if std::mem::replace(&mut reached[at], true) {
+                continue;
+            }
+            pending.extend(links[at].iter().copied().filter(|&next| !reached[next]));
+        }
+        (0..entries.len()).filter(|&position| !reached[position]).collect()
+    }
+}
+
+/// `url` without a `/_history/…` version.
+fn without_version(url: &str) -> &str {
+    url.split_once("/_history/").map_or(url, |(before, _)| before)
 }
 
 #[cfg(test)]
@@ -345,5 +388,13 @@ mod tests {
         let mut outward = document("Patient/p1");
         outward["entry"][1]["resource"]["generalPractitioner"] = json!([{"reference": "Practitioner/elsewhere"}]);
         assert_eq!(errors(&outward), pairs(&[]));
+        // An entry nothing links to the Composition is an orphan; linked backwards, it is not.
+        let mut orphan = document("Patient/p1");
+        let stray = json!({"fullUrl": "http://example.org/fhir/Observation/o1",
+            "resource": {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}}});
+        orphan["entry"].as_array_mut().expect("entries").push(stray);
+        assert_eq!(errors(&orphan), pairs(&[("bdl-ref", "Bundle.entry[2]")]));
+        orphan["entry"][2]["resource"]["subject"] = json!({"reference": "Patient/p1"});
+        assert_eq!(errors(&orphan), pairs(&[]));
     }
 }
