@@ -20,6 +20,10 @@ const XHTML: &str = "xhtml";
 /// checks are on.
 const MARKDOWN: &str = "markdown";
 
+/// The primitive type that cannot hold a `<` (its regex says so), and whose values are the
+/// largest: not scanned for tags.
+const BASE64: &str = "base64Binary";
+
 /// The primitive types whose values name instants: their regexes accept `2023-02-29`, so each
 /// value is also read with [`instant::range`], which search indexing uses too.
 const TEMPORAL: [&str; 3] = ["date", "dateTime", "instant"];
@@ -59,7 +63,7 @@ impl Validator<'_> {
             let message = "md-html: the markdown holds what looks like an HTML tag, which the presentation layer \
                 will (or should) escape";
             self.report(Severity::Warning, IssueType::Value, path, message);
-        } else if ty.name != MARKDOWN && contains_html_tags(text) {
+        } else if ty.name != MARKDOWN && ty.name != BASE64 && contains_html_tags(text) {
             let message = "str-html: the value holds what looks like HTML tags; rendered as HTML without escaping, \
                 it would be a security risk";
             self.report(Severity::Information, IssueType::Value, path, message);
