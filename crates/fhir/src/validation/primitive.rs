@@ -88,10 +88,10 @@ fn contains_html_tags(text: &str) -> bool {
     let mut rest = text;
     while let Some(start) = rest.find('<') {
         rest = &rest[start + 1..];
-        let (Some(close), Some(next)) = (rest.find('>'), rest.find('<')) else { return false };
-        if close > next {
-            continue;
-        }
+        // The `>` is looked for up to the next `<` only, so each character is read once or
+        // twice however many `<` the text holds.
+        let Some(next) = rest.find('<') else { return false };
+        let Some(close) = rest[..next].find('>') else { continue };
         let candidate = &rest[..close];
         let name_end = candidate.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(candidate.len());
         let named = candidate.starts_with(|c: char| c.is_ascii_alphabetic());
@@ -281,6 +281,10 @@ mod tests {
         for plain in ["<div>", "a<br/>b<", "3 < 5 > 2", "x</p><", "<3 <", "email <me@example.org> <"] {
             assert!(!super::contains_html_tags(plain), "{plain}");
         }
+        // A `>` past the next `<` closes nothing; a run of `<` is read in one pass.
+        assert!(!super::contains_html_tags("<b <i>"));
+        assert!(!super::contains_html_tags(&"<".repeat(100_000)));
+        assert!(super::contains_html_tags(&format!("{}<b>x<", "<".repeat(100_000))));
         for html in ["<b>x", "a </p> b", "<!-- c -->", "<img src=x>"] {
             assert!(super::markdown_holds_html(html), "{html}");
         }
