@@ -455,6 +455,25 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// The `(key, location)` pairs of the errors `resource` produces: the key is what the
+    /// diagnostics start with, before a `:` (`obs-3`, `res-id`, `slice`).
+    pub(crate) fn keyed_errors(resource: &Value) -> Vec<(String, String)> {
+        Definitions::get()
+            .validate(resource)
+            .into_iter()
+            .filter(|issue| issue.is_error())
+            .map(|issue| {
+                let key = issue.diagnostics.split(':').next().unwrap_or_default().to_owned();
+                (key, issue.expression.unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// `(key, location)` pairs as [`keyed_errors`] gives them.
+    pub(crate) fn keyed(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+        expected.iter().map(|(key, at)| ((*key).to_owned(), (*at).to_owned())).collect()
+    }
+
     pub(crate) fn assert_valid(resource: &Value) {
         let issues: Vec<_> = Definitions::get().validate(resource).into_iter().filter(|i| i.is_error()).collect();
         assert!(issues.is_empty(), "unexpected issues: {issues:#?}");

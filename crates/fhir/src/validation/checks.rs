@@ -287,45 +287,27 @@ fn without_version(url: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use crate::validation::tests::{keyed, keyed_errors};
     use serde_json::{Value, json};
-
-    use crate::Definitions;
-
-    /// The `(key, location)` pairs of the errors `resource` produces.
-    fn errors(resource: &Value) -> Vec<(String, String)> {
-        Definitions::get()
-            .validate(resource)
-            .into_iter()
-            .filter(|issue| issue.is_error())
-            .map(|issue| {
-                let key = issue.diagnostics.split(':').next().unwrap_or_default().to_owned();
-                (key, issue.expression.unwrap_or_default())
-            })
-            .collect()
-    }
-
-    fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
-        expected.iter().map(|(key, at)| ((*key).to_owned(), (*at).to_owned())).collect()
-    }
 
     #[test]
     fn resource_ids_are_letters_digits_dashes_and_dots_up_to_64() {
         let long = "a".repeat(65);
         for bad in ["bad id", "a_b", "é", long.as_str()] {
             assert_eq!(
-                errors(&json!({"resourceType": "Patient", "id": bad})),
-                pairs(&[("res-id", "Patient.id")]),
+                keyed_errors(&json!({"resourceType": "Patient", "id": bad})),
+                keyed(&[("res-id", "Patient.id")]),
                 "{bad}"
             );
         }
         let contained = json!({"resourceType": "Patient", "managingOrganization": {"reference": "#o/1"},
             "contained": [{"resourceType": "Organization", "id": "o/1", "name": "x"}]});
-        assert_eq!(errors(&contained), pairs(&[("res-id", "Patient.contained[0].id")]));
+        assert_eq!(keyed_errors(&contained), keyed(&[("res-id", "Patient.contained[0].id")]));
         let twice = json!({"resourceType": "Patient", "managingOrganization": {"reference": "#o1"},
             "contained": [{"resourceType": "Organization", "id": "o1", "name": "x"}, {"resourceType": "Organization", "id": "o1", "name": "y"}]});
-        assert_eq!(errors(&twice), pairs(&[("res-id", "Patient.contained[1].id")]));
+        assert_eq!(keyed_errors(&twice), keyed(&[("res-id", "Patient.contained[1].id")]));
         for good in ["a", "A-1.b", "a".repeat(64).as_str()] {
-            assert_eq!(errors(&json!({"resourceType": "Patient", "id": good})), pairs(&[]), "{good}");
+            assert_eq!(keyed_errors(&json!({"resourceType": "Patient", "id": good})), keyed(&[]), "{good}");
         }
     }
 
@@ -335,43 +317,43 @@ mod tests {
         let patient = |attachment: Value| json!({"resourceType": "Patient", "photo": [attachment]});
         let right =
             json!({"contentType": "text/plain", "data": "aGVsbG8=", "size": 5, "hash": "qvTGHdzF6KLavt4PO0gs2a6pQ00="});
-        assert_eq!(errors(&patient(right)), pairs(&[]));
+        assert_eq!(keyed_errors(&patient(right)), keyed(&[]));
         let wrong_size = json!({"contentType": "text/plain", "data": "aGVsbG8=", "size": 6});
-        assert_eq!(errors(&patient(wrong_size)), pairs(&[("att-size", "Patient.photo[0].size")]));
+        assert_eq!(keyed_errors(&patient(wrong_size)), keyed(&[("att-size", "Patient.photo[0].size")]));
         let wrong_hash =
             json!({"contentType": "text/plain", "data": "aGVsbG8=", "hash": "AAAAHdzF6KLavt4PO0gs2a6pQ00="});
-        assert_eq!(errors(&patient(wrong_hash)), pairs(&[("att-hash", "Patient.photo[0].hash")]));
+        assert_eq!(keyed_errors(&patient(wrong_hash)), keyed(&[("att-hash", "Patient.photo[0].hash")]));
         // Without data there is nothing to compare (the attachment is elsewhere, at its url).
         let by_url = json!({"url": "http://example.org/x.pdf", "size": 6, "hash": "AAAAHdzF6KLavt4PO0gs2a6pQ00="});
-        assert_eq!(errors(&patient(by_url)), pairs(&[]));
+        assert_eq!(keyed_errors(&patient(by_url)), keyed(&[]));
     }
 
     #[test]
     fn bundle_entries_name_their_resources_and_documents_hold_what_they_reference() {
         let patient = json!({"resourceType": "Patient", "id": "p1"});
         let collection = |full_url: &str| json!({"resourceType": "Bundle", "type": "collection", "entry": [{"fullUrl": full_url, "resource": patient}]});
-        assert_eq!(errors(&collection("http://example.org/fhir/Patient/p1")), pairs(&[]));
-        assert_eq!(errors(&collection("urn:uuid:0b4b2a9e-5d0e-4f59-9a4e-0d6a5b0c1e2f")), pairs(&[]));
+        assert_eq!(keyed_errors(&collection("http://example.org/fhir/Patient/p1")), keyed(&[]));
+        assert_eq!(keyed_errors(&collection("urn:uuid:0b4b2a9e-5d0e-4f59-9a4e-0d6a5b0c1e2f")), keyed(&[]));
         assert_eq!(
-            errors(&collection("http://example.org/fhir/Patient/p2")),
-            pairs(&[("bdl-url", "Bundle.entry[0].fullUrl")])
+            keyed_errors(&collection("http://example.org/fhir/Patient/p2")),
+            keyed(&[("bdl-url", "Bundle.entry[0].fullUrl")])
         );
-        assert_eq!(errors(&collection("Patient/p1")), pairs(&[("bdl-url", "Bundle.entry[0].fullUrl")]));
+        assert_eq!(keyed_errors(&collection("Patient/p1")), keyed(&[("bdl-url", "Bundle.entry[0].fullUrl")]));
         let links = json!({"resourceType": "Bundle", "type": "searchset",
             "link": [{"relation": "self", "url": "http://a/Patient"}, {"relation": "self", "url": "http://a/Patient?x=1"}]});
-        assert_eq!(errors(&links), pairs(&[("bdl-link", "Bundle.link[1]")]));
+        assert_eq!(keyed_errors(&links), keyed(&[("bdl-link", "Bundle.link[1]")]));
         let paged = json!({"resourceType": "Bundle", "type": "collection", "link": [{"relation": "next", "url": "http://a/x"}]});
-        assert_eq!(errors(&paged), pairs(&[("bdl-link", "Bundle.link[0]")]));
+        assert_eq!(keyed_errors(&paged), keyed(&[("bdl-link", "Bundle.link[0]")]));
         let unnamed = json!({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient}]});
-        assert_eq!(errors(&unnamed), pairs(&[("bdl-url", "Bundle.entry[0]")]));
+        assert_eq!(keyed_errors(&unnamed), keyed(&[("bdl-url", "Bundle.entry[0]")]));
         let transaction = json!({"resourceType": "Bundle", "type": "transaction",
             "entry": [{"resource": patient, "request": {"method": "PUT", "url": "Patient/p1"}}]});
-        assert_eq!(errors(&transaction), pairs(&[]));
+        assert_eq!(keyed_errors(&transaction), keyed(&[]));
         // R4's bdl-7: the same fullUrl twice (without distinct versions).
         let twice = json!({"resourceType": "Bundle", "type": "collection", "entry": [
             {"fullUrl": "http://example.org/fhir/Patient/p1", "resource": patient},
             {"fullUrl": "http://example.org/fhir/Patient/p1", "resource": patient}]});
-        assert_eq!(errors(&twice), pairs(&[("bdl-7", "Bundle")]));
+        assert_eq!(keyed_errors(&twice), keyed(&[("bdl-7", "Bundle")]));
         let document = |subject: &str| {
             json!({"resourceType": "Bundle", "type": "document", "timestamp": "2024-01-01T00:00:00Z",
                 "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:8f1e5c6a-2b7d-4c3e-9a1f-6d5e4c3b2a10"},
@@ -381,20 +363,20 @@ mod tests {
                         "author": [{"reference": "Patient/p1"}], "subject": {"reference": subject}}},
                     {"fullUrl": "http://example.org/fhir/Patient/p1", "resource": patient}]})
         };
-        assert_eq!(errors(&document("Patient/p1")), pairs(&[]));
-        assert_eq!(errors(&document("http://example.org/fhir/Patient/p1")), pairs(&[]));
-        assert_eq!(errors(&document("Patient/p9")), pairs(&[("bdl-ref", "Bundle.entry[0].resource")]));
+        assert_eq!(keyed_errors(&document("Patient/p1")), keyed(&[]));
+        assert_eq!(keyed_errors(&document("http://example.org/fhir/Patient/p1")), keyed(&[]));
+        assert_eq!(keyed_errors(&document("Patient/p9")), keyed(&[("bdl-ref", "Bundle.entry[0].resource")]));
         // Other entries may refer outside the document, as the official validator allows.
         let mut outward = document("Patient/p1");
         outward["entry"][1]["resource"]["generalPractitioner"] = json!([{"reference": "Practitioner/elsewhere"}]);
-        assert_eq!(errors(&outward), pairs(&[]));
+        assert_eq!(keyed_errors(&outward), keyed(&[]));
         // An entry nothing links to the Composition is an orphan; linked backwards, it is not.
         let mut orphan = document("Patient/p1");
         let stray = json!({"fullUrl": "http://example.org/fhir/Observation/o1",
             "resource": {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}}});
         orphan["entry"].as_array_mut().expect("entries").push(stray);
-        assert_eq!(errors(&orphan), pairs(&[("bdl-ref", "Bundle.entry[2]")]));
+        assert_eq!(keyed_errors(&orphan), keyed(&[("bdl-ref", "Bundle.entry[2]")]));
         orphan["entry"][2]["resource"]["subject"] = json!({"reference": "Patient/p1"});
-        assert_eq!(errors(&orphan), pairs(&[]));
+        assert_eq!(keyed_errors(&orphan), keyed(&[]));
     }
 }

@@ -154,44 +154,28 @@ mod tests {
     use serde_json::{Value, json};
 
     use crate::Definitions;
+    use crate::validation::tests::{keyed, keyed_errors};
 
     const BIRTH_SEX: &str = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex";
     const RACE: &str = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race";
 
-    /// The rule keys of the errors `resource` produces, with their locations.
-    fn errors(resource: &Value) -> Vec<(String, String)> {
-        Definitions::get()
-            .validate(resource)
-            .into_iter()
-            .filter(|issue| issue.is_error())
-            .map(|issue| {
-                let key = issue.diagnostics.split(':').next().unwrap_or_default().to_owned();
-                (key, issue.expression.unwrap_or_default())
-            })
-            .collect()
-    }
-
-    fn one(key: &str, at: &str) -> Vec<(String, String)> {
-        vec![(key.to_owned(), at.to_owned())]
-    }
-
     #[test]
     fn an_extension_is_used_only_where_its_context_allows() {
         let birth_sex = json!([{"url": BIRTH_SEX, "valueCode": "F"}]);
-        assert_eq!(errors(&json!({"resourceType": "Patient", "extension": birth_sex})), []);
+        assert_eq!(keyed_errors(&json!({"resourceType": "Patient", "extension": birth_sex})), []);
         let observation = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
             "extension": birth_sex});
-        assert_eq!(errors(&observation), one("ext-context", "Observation.extension[0]"));
+        assert_eq!(keyed_errors(&observation), keyed(&[("ext-context", "Observation.extension[0]")]));
         // On a primitive, its context is the element's path in its type (HumanName.family).
         let prefix =
             json!([{"url": "http://hl7.org/fhir/StructureDefinition/humanname-own-prefix", "valueString": "van"}]);
         let on_family =
             json!({"resourceType": "Patient", "name": [{"family": "Dijk", "_family": {"extension": prefix}}]});
-        assert_eq!(errors(&on_family), []);
+        assert_eq!(keyed_errors(&on_family), []);
         let on_given =
             json!({"resourceType": "Patient", "name": [{"given": ["A"], "_given": [{"extension": prefix}]}]});
         // R4's own extensions outside their contexts are warned about (see R4_EXTENSIONS).
-        assert_eq!(errors(&on_given), []);
+        assert_eq!(keyed_errors(&on_given), []);
         let issues = Definitions::get().validate(&on_given);
         let warned = issues.iter().filter(|issue| issue.diagnostics.starts_with("ext-context"));
         let warned: Vec<_> =
@@ -201,7 +185,7 @@ mod tests {
         // Extensions the definitions do not know are left to their structure.
         let unknown = json!([{"url": "http://example.org/anything", "valueString": "x"}]);
         assert_eq!(
-            errors(
+            keyed_errors(
                 &json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "extension": unknown})
             ),
             []
@@ -212,19 +196,19 @@ mod tests {
     fn an_extension_holds_the_value_and_parts_its_definition_gives() {
         let patient = |extension: Value| json!({"resourceType": "Patient", "extension": [extension]});
         let wrong_type = patient(json!({"url": BIRTH_SEX, "valueString": "F"}));
-        assert_eq!(errors(&wrong_type), one("ext-value", "Patient.extension[0].valueString"));
+        assert_eq!(keyed_errors(&wrong_type), keyed(&[("ext-value", "Patient.extension[0].valueString")]));
         let ombudsman = json!({"url": "ombCategory", "valueCoding": {"system": "urn:oid:2.16.840.1.113883.6.238", "code": "2106-3"}});
         let no_text = patient(json!({"url": RACE, "extension": [ombudsman]}));
-        assert_eq!(errors(&no_text), one("ext-part", "Patient.extension[0]"));
+        assert_eq!(keyed_errors(&no_text), keyed(&[("ext-part", "Patient.extension[0]")]));
         let text_as_code =
             patient(json!({"url": RACE, "extension": [ombudsman, {"url": "text", "valueCode": "White"}]}));
-        assert_eq!(errors(&text_as_code), one("ext-value", "Patient.extension[0].extension[1].valueCode"));
+        assert_eq!(keyed_errors(&text_as_code), keyed(&[("ext-value", "Patient.extension[0].extension[1].valueCode")]));
         let complete = patient(json!({"url": RACE, "extension": [ombudsman, {"url": "text", "valueString": "White"}]}));
-        assert_eq!(errors(&complete), []);
+        assert_eq!(keyed_errors(&complete), []);
         let nested_in_simple = patient(json!({"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
             "extension": [{"url": "city", "valueString": "X"}]}));
         // A simple extension with parts instead of its value: ext-1 holds, and both rules name it.
-        let keys: Vec<String> = errors(&nested_in_simple).into_iter().map(|(key, _)| key).collect();
+        let keys: Vec<String> = keyed_errors(&nested_in_simple).into_iter().map(|(key, _)| key).collect();
         assert_eq!(keys, ["ext-value", "ext-part"]);
     }
 }

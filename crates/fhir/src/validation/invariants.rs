@@ -274,6 +274,7 @@ fn profile_compiled() -> &'static HashMap<&'static str, Option<Compiled>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::tests::{keyed, keyed_errors};
 
     #[test]
     fn a_member_is_named_by_itself_its_extension_and_its_choices() {
@@ -300,23 +301,6 @@ mod tests {
         assert!(obs6.is_some_and(|compiled| !compiled.holds_without_evaluation(&with_value)));
     }
 
-    /// The `(key, location)` pairs of the invariant errors `resource` produces.
-    fn broken(resource: &Value) -> Vec<(String, String)> {
-        Definitions::get()
-            .validate(resource)
-            .into_iter()
-            .filter(|issue| issue.code == IssueType::Invariant && issue.is_error())
-            .map(|issue| {
-                let key = issue.diagnostics.split(':').next().unwrap_or_default().to_owned();
-                (key, issue.expression.unwrap_or_default())
-            })
-            .collect()
-    }
-
-    fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
-        expected.iter().map(|(key, at)| ((*key).to_owned(), (*at).to_owned())).collect()
-    }
-
     #[test]
     fn invariants_of_backbone_elements_hold_on_each_of_their_values() {
         let observation = |range: Value| {
@@ -325,9 +309,9 @@ mod tests {
                 "referenceRange": range})
         };
         let broken_range = observation(serde_json::json!([{"text": "normal"}, {"appliesTo": [{"text": "adults"}]}]));
-        assert_eq!(broken(&broken_range), pairs(&[("obs-3", "Observation.referenceRange[1]")]));
+        assert_eq!(keyed_errors(&broken_range), keyed(&[("obs-3", "Observation.referenceRange[1]")]));
         let repaired = observation(serde_json::json!([{"text": "normal"}, {"low": {"value": 1}}]));
-        assert_eq!(broken(&repaired), pairs(&[]));
+        assert_eq!(keyed_errors(&repaired), keyed(&[]));
     }
 
     #[test]
@@ -336,18 +320,18 @@ mod tests {
         let questionnaire = serde_json::json!({"resourceType": "Questionnaire", "status": "draft", "item": [
             {"linkId": "1", "type": "group", "item": [{"linkId": "1.1", "type": "group"}]}
         ]});
-        assert_eq!(broken(&questionnaire), pairs(&[("que-1", "Questionnaire.item[0].item[0]")]));
+        assert_eq!(keyed_errors(&questionnaire), keyed(&[("que-1", "Questionnaire.item[0].item[0]")]));
         // org-2: an organization's address is never a home address (a data-type element).
         let organization = serde_json::json!({"resourceType": "Organization", "name": "A",
             "address": [{"use": "work", "city": "X"}, {"use": "home", "city": "Y"}]});
-        assert_eq!(broken(&organization), pairs(&[("org-2", "Organization.address[1]")]));
+        assert_eq!(keyed_errors(&organization), keyed(&[("org-2", "Organization.address[1]")]));
         // tim-1: the backbone element of a data type (Timing.repeat), inside a resource.
         let request = serde_json::json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
             "medicationCodeableConcept": {"text": "x"}, "subject": {"reference": "Patient/1"},
             "dosageInstruction": [{"timing": {"repeat": {"duration": 2}}}]});
-        assert_eq!(broken(&request), pairs(&[("tim-1", "MedicationRequest.dosageInstruction[0].timing.repeat")]));
+        assert_eq!(keyed_errors(&request), keyed(&[("tim-1", "MedicationRequest.dosageInstruction[0].timing.repeat")]));
         let mut repaired = request.clone();
         repaired["dosageInstruction"][0]["timing"]["repeat"]["durationUnit"] = "h".into();
-        assert_eq!(broken(&repaired), pairs(&[]));
+        assert_eq!(keyed_errors(&repaired), keyed(&[]));
     }
 }

@@ -220,7 +220,7 @@ mod tests {
     use serde_json::json;
 
     use crate::Definitions;
-    use crate::validation::tests::{assert_valid, issues_of};
+    use crate::validation::tests::{assert_valid, issues_of, keyed_errors};
 
     const US_CORE_PATIENT: &str = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient";
 
@@ -303,49 +303,34 @@ mod tests {
         assert!(!issues[0].is_error());
     }
 
-    /// The keys of the invariant errors of `resource`, with their locations.
-    fn broken(resource: &serde_json::Value) -> Vec<(String, String)> {
-        Definitions::get()
-            .validate(resource)
-            .into_iter()
-            .filter(|issue| issue.is_error() && issue.code == crate::outcome::IssueType::Invariant)
-            .map(|issue| {
-                (
-                    issue.diagnostics.split(':').next().unwrap_or_default().to_owned(),
-                    issue.expression.unwrap_or_default(),
-                )
-            })
-            .collect()
-    }
-
     #[test]
     fn the_invariants_a_profile_adds_hold_where_it_puts_them() {
         // us-core-6 on each Patient.name: a family or given name, or a data-absent-reason.
         let mut patient = us_core_patient();
         patient["name"] = json!([{"family": "Shaw"}, {"text": "Shaw"}]);
-        assert_eq!(broken(&patient), [("us-core-6".to_owned(), "Patient.name[1]".to_owned())]);
+        assert_eq!(keyed_errors(&patient), [("us-core-6".to_owned(), "Patient.name[1]".to_owned())]);
         patient["name"][1]["given"] = json!(["Amy"]);
-        assert_eq!(broken(&patient), []);
+        assert_eq!(keyed_errors(&patient), []);
         // us-core-1 on Observation.effective[x], typed by its key: a dateTime to the day at least.
         let lab = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-lab";
         let mut observation = json!({"resourceType": "Observation", "meta": {"profile": [lab]}, "status": "final",
             "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
             "code": {"text": "glucose"}, "subject": {"reference": "Patient/1"}, "effectiveDateTime": "2024-01",
             "valueQuantity": {"value": 5, "system": "http://unitsofmeasure.org", "code": "mmol/L"}});
-        assert_eq!(broken(&observation), [("us-core-1".to_owned(), "Observation.effectiveDateTime".to_owned())]);
+        assert_eq!(keyed_errors(&observation), [("us-core-1".to_owned(), "Observation.effectiveDateTime".to_owned())]);
         observation["effectiveDateTime"] = "2024-01-02".into();
-        assert_eq!(broken(&observation), []);
+        assert_eq!(keyed_errors(&observation), []);
         // us-core-2 on the resource: a value, components or members, or a reason for none.
         observation.as_object_mut().expect("object").remove("valueQuantity");
-        assert_eq!(broken(&observation), [("us-core-2".to_owned(), "Observation".to_owned())]);
+        assert_eq!(keyed_errors(&observation), [("us-core-2".to_owned(), "Observation".to_owned())]);
         // us-core-16 on the NPI slice of Practitioner.identifier: ten digits.
         let practitioner = |npi: &str| {
             json!({"resourceType": "Practitioner",
             "meta": {"profile": ["http://hl7.org/fhir/us/core/StructureDefinition/us-core-practitioner"]},
             "name": [{"family": "Jones"}], "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": npi}]})
         };
-        let keys: Vec<String> = broken(&practitioner("12345")).into_iter().map(|(key, _)| key).collect();
+        let keys: Vec<String> = keyed_errors(&practitioner("12345")).into_iter().map(|(key, _)| key).collect();
         assert!(keys.contains(&"us-core-16".to_owned()), "{keys:?}");
-        assert_eq!(broken(&practitioner("1234567893")), []);
+        assert_eq!(keyed_errors(&practitioner("1234567893")), []);
     }
 }

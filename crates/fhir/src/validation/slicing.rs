@@ -184,28 +184,10 @@ fn contains(value: &Value, pattern: &Value) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::validation::tests::{keyed, keyed_errors};
     use serde_json::{Value, json};
 
-    use crate::Definitions;
-
     const US_CORE: &str = "http://hl7.org/fhir/us/core/StructureDefinition/";
-
-    /// The first word of each error's diagnostics (`slice`, `pattern`, `fixed`…) with its location.
-    fn errors(resource: &Value) -> Vec<(String, String)> {
-        Definitions::get()
-            .validate(resource)
-            .into_iter()
-            .filter(|issue| issue.is_error())
-            .map(|issue| {
-                let key = issue.diagnostics.split(':').next().unwrap_or_default().to_owned();
-                (key, issue.expression.unwrap_or_default())
-            })
-            .collect()
-    }
-
-    fn one(key: &str, at: &str) -> Vec<(String, String)> {
-        vec![(key.to_owned(), at.to_owned())]
-    }
 
     fn body_weight() -> Value {
         json!({"resourceType": "Observation", "meta": {"profile": [format!("{US_CORE}us-core-body-weight")]},
@@ -217,22 +199,22 @@ mod tests {
 
     #[test]
     fn a_slice_takes_the_values_its_discriminators_select() {
-        assert_eq!(errors(&body_weight()), []);
+        assert_eq!(keyed_errors(&body_weight()), []);
         // VSCat (1..1) is selected by coding.code and coding.system: a laboratory category is no vital sign.
         let mut no_vital_signs = body_weight();
         no_vital_signs["category"][0]["coding"][0]["code"] = "laboratory".into();
-        assert_eq!(errors(&no_vital_signs), one("slice", "Observation.category"));
+        assert_eq!(keyed_errors(&no_vital_signs), keyed(&[("slice", "Observation.category")]));
         // Another category besides it is allowed (the slicing is open).
         let mut two = body_weight();
         two["category"].as_array_mut().expect("array").push(json!({"text": "other"}));
-        assert_eq!(errors(&two), []);
+        assert_eq!(keyed_errors(&two), []);
     }
 
     #[test]
     fn patterns_and_fixed_values_hold() {
         let mut wrong_code = body_weight();
         wrong_code["code"]["coding"][0]["code"] = "8302-2".into();
-        assert_eq!(errors(&wrong_code), one("pattern", "Observation.code"));
+        assert_eq!(keyed_errors(&wrong_code), keyed(&[("pattern", "Observation.code")]));
         // A pattern may be part of more: another coding beside it is fine.
         let mut more = body_weight();
         more["code"]["coding"]
@@ -240,11 +222,11 @@ mod tests {
             .expect("array")
             .push(json!({"system": "http://snomed.info/sct", "code": "27113001"}));
         more["code"]["text"] = "weight".into();
-        assert_eq!(errors(&more), []);
+        assert_eq!(keyed_errors(&more), []);
         // The valueQuantity slice fixes the unit system.
         let mut pounds = body_weight();
         pounds["valueQuantity"]["system"] = "http://example.org/units".into();
-        assert_eq!(errors(&pounds), one("fixed", "Observation.valueQuantity"));
+        assert_eq!(keyed_errors(&pounds), keyed(&[("fixed", "Observation.valueQuantity")]));
     }
 
     #[test]
@@ -254,11 +236,11 @@ mod tests {
             "subject": {"reference": "Patient/1"}, "effectiveDateTime": "2024-01-01",
             "code": {"coding": [{"system": "http://loinc.org", "code": "82810-3"}]},
             "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "77386006"}]}});
-        assert_eq!(errors(&status), []);
+        assert_eq!(keyed_errors(&status), []);
         let mut period = status.clone();
         period.as_object_mut().expect("object").remove("effectiveDateTime");
         period["effectivePeriod"] = json!({"start": "2024-01-01"});
-        let found = errors(&period);
+        let found = keyed_errors(&period);
         assert!(found.contains(&("slice".to_owned(), "Observation.effectivePeriod".to_owned())), "{found:?}");
     }
 
@@ -270,7 +252,10 @@ mod tests {
                 "identifier": [{"system": "http://hospital.example/mrn", "value": "1"}],
                 "name": [{"family": "Shaw"}], "gender": "female", "extension": extensions})
         };
-        assert_eq!(errors(&patient(json!([race("White")]))), []);
-        assert_eq!(errors(&patient(json!([race("White"), race("Asian")]))), one("slice", "Patient.extension"));
+        assert_eq!(keyed_errors(&patient(json!([race("White")]))), []);
+        assert_eq!(
+            keyed_errors(&patient(json!([race("White"), race("Asian")]))),
+            keyed(&[("slice", "Patient.extension")])
+        );
     }
 }
