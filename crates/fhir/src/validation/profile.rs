@@ -124,14 +124,7 @@ impl<'d> Validator<'d> {
             }
             None => constraint.types.first().map_or("", String::as_str),
         };
-        match value {
-            Value::Array(items) => {
-                for (index, item) in items.iter().enumerate() {
-                    self.binding(item, type_code, binding, &path.index(index));
-                }
-            }
-            _ => self.binding(value, type_code, binding, path),
-        }
+        for_each_item(value, path, &mut |item, at| self.binding(item, type_code, binding, at));
     }
 }
 
